@@ -1,0 +1,109 @@
+# Loupe — build. `make` builds build/loupe; `make test` runs the whole suite (see scripts/test.sh);
+# `make V=1` shows full commands.
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.SECONDARY:
+
+VERSION    := 0.1.0
+GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+
+BUILD   ?= build
+CC      ?= cc
+CLANG   ?= clang
+BPFTOOL ?= bpftool
+ARCH    ?= x86
+
+ifeq ($(V),1)
+  Q =
+  msg =
+else
+  Q = @
+  msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
+            -D_GNU_SOURCE -DLOUPE_VERSION='"$(VERSION)"' -DLOUPE_COMMIT='"$(GIT_COMMIT)"'
+INCLUDES := -Iinclude -Isrc -I$(BUILD)
+LDLIBS   := -lbpf -lelf -lz -lmicrohttpd -lpthread -lm
+
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
+              -Iinclude -Ibpf -Ivmlinux/$(ARCH)
+
+BPF_SRCS   := $(wildcard bpf/*.bpf.c)
+BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
+SKELS      := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
+
+SRCS       := $(wildcard src/*.c)
+OBJS       := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
+LIB_OBJS   := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+GEN_HDRS   := $(BUILD)/syscall_names.h
+
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+HELPER_SRCS := $(wildcard tests/helpers/*.c)
+HELPER_BINS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRCS))
+
+.PHONY: all clean test unit-test bpf-test e2e-test bench demo run fuzz check-deps
+all: $(BUILD)/loupe
+
+$(BUILD)/loupe: $(OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: src/%.c $(SKELS) $(GEN_HDRS) $(wildcard include/*.h src/*.h) | $(BUILD)/obj
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(INCLUDES) -c -o $@ $<
+
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.bpf.h include/*.h) vmlinux/$(ARCH)/vmlinux.h | $(BUILD)/bpf
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c -o $@ $<
+
+$(BUILD)/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< > $@
+
+$(BUILD)/syscall_names.h: scripts/gen-syscall-names.sh | $(BUILD)
+	$(call msg,GEN,$@)
+	$(Q)scripts/gen-syscall-names.sh > $@
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/unit.h $(LIB_OBJS) | $(BUILD)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(INCLUDES) -Itests/unit -o $@ $< $(LIB_OBJS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/helpers/%.c | $(BUILD)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $< -lpthread
+
+$(BUILD) $(BUILD)/obj $(BUILD)/bpf $(BUILD)/tests:
+	$(Q)mkdir -p $@
+
+# Test suite: unit tests (no root), BPF tests and end-to-end tests (root). scripts/test.sh is the runner.
+test: $(BUILD)/loupe $(UNIT_BINS) $(HELPER_BINS)
+	$(Q)scripts/run-tests.sh
+
+unit-test: $(UNIT_BINS)
+	$(Q)scripts/run-tests.sh unit
+
+bpf-test: $(BUILD)/loupe $(HELPER_BINS)
+	$(Q)scripts/run-tests.sh bpf
+
+e2e-test: $(BUILD)/loupe $(HELPER_BINS)
+	$(Q)scripts/run-tests.sh e2e
+
+tests: $(UNIT_BINS) $(HELPER_BINS)
+
+bench: $(BUILD)/loupe $(HELPER_BINS)
+	$(Q)scripts/bench.sh
+
+demo: $(BUILD)/loupe
+	$(Q)scripts/demo.sh
+
+run: $(BUILD)/loupe
+	$(Q)$(BUILD)/loupe run
+
+clean:
+	$(call msg,CLEAN,$(BUILD))
+	$(Q)rm -rf $(BUILD)
+
+-include tests/bench/bench.mk

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Syscall latency and errors of target processes. sys_enter/sys_exit run for every syscall on the host, so the
+ * untargeted path is one inlined array lookup and a return (measured: scripts/bench.sh). Targeted threads keep
+ * their start time in task local storage (no hash on the hot path) and count into per-CPU histograms. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "bits.bpf.h"
+#include "targets.bpf.h"
+#include "syscalls.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* [service-1][syscall] -> histogram; max_entries = services * SYSCALL_MAX_NR, set by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SYSCALL_MAX_NR);
+	__type(key, __u32);
+	__type(value, struct loupe_hist);
+} syscall_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct syscall_err_key);
+	__type(value, __u64);
+} syscall_errors SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct syscall_start);
+} syscall_start SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SYSCALL_DROP_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} syscall_drops SEC(".maps");
+
+static __always_inline int on_enter(long id)
+{
+	__u32 svc = target_service(bpf_get_current_pid_tgid() >> 32);
+	if (!svc)
+		return 0;
+	struct syscall_start *s = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0,
+						       BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s) {
+		count_drop(&syscall_drops, SYSCALL_DROP_STORAGE);
+		return 0;
+	}
+	s->ts = bpf_ktime_get_ns();
+	s->nr = (__u32)id;
+	return 0;
+}
+
+static __always_inline int on_exit(long ret)
+{
+	__u32 svc = target_service(bpf_get_current_pid_tgid() >> 32);
+	if (!svc)
+		return 0;
+	struct syscall_start *s = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0, 0);
+	if (!s || !s->ts) /* the thread became a target mid-syscall */
+		return 0;
+	__u64 delta = bpf_ktime_get_ns() - s->ts;
+	__u32 nr = s->nr;
+	s->ts = 0;
+	if (nr >= SYSCALL_MAX_NR || svc > LOUPE_MAX_SERVICES)
+		return 0;
+	__u32 idx = (svc - 1) * SYSCALL_MAX_NR + nr;
+	struct loupe_hist *h = bpf_map_lookup_elem(&syscall_hist, &idx);
+	if (h) {
+		__u32 slot = hist_slot(delta);
+		if (slot < HIST_SLOTS)
+			h->slots[slot]++;
+		h->sum_ns += delta;
+	}
+	if (ret < 0 && ret >= -4095) {
+		struct syscall_err_key key = {.service = svc, .nr = nr, .err = (__u16)-ret};
+		__u64 *c = bpf_map_lookup_elem(&syscall_errors, &key);
+		if (c) {
+			(*c)++;
+		} else {
+			__u64 one = 1;
+			/* -EEXIST: another CPU's copy was created first; this CPU's slot of it is ours. */
+			long err = bpf_map_update_elem(&syscall_errors, &key, &one, BPF_NOEXIST);
+			if (err == -EEXIST) {
+				c = bpf_map_lookup_elem(&syscall_errors, &key);
+				if (c)
+					(*c)++;
+			} else if (err) {
+				count_drop(&syscall_drops, SYSCALL_DROP_ERRMAP_FULL);
+			}
+		}
+	}
+	return 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sys_enter_btf, struct pt_regs *regs, long id) { return on_enter(id); }
+SEC("raw_tp/sys_enter")
+int BPF_PROG(sys_enter_raw, struct pt_regs *regs, long id) { return on_enter(id); }
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret) { return on_exit(ret); }
+SEC("raw_tp/sys_exit")
+int BPF_PROG(sys_exit_raw, struct pt_regs *regs, long ret) { return on_exit(ret); }

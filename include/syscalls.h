@@ -1,0 +1,34 @@
+/* Syscall latency: per service x syscall log2 histograms, errors by errno. Shared by bpf/syscalls.bpf.c and
+ * src/syscalls.c. */
+#ifndef LOUPE_SYSCALLS_H
+#define LOUPE_SYSCALLS_H
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+#include "hist.h"
+
+/* Index space for syscall numbers; x86_64 numbers are below 512 (x32 ones, with bit 30 set, are ignored). */
+#define SYSCALL_MAX_NR 512
+
+/* Key of syscall_errors: one counter per (service, syscall, errno). */
+struct syscall_err_key {
+	__u16 service;
+	__u16 nr;
+	__u16 err;
+	__u16 pad;
+};
+
+/* Per-thread start of the syscall in flight (task local storage). */
+struct syscall_start {
+	__u64 ts;
+	__u32 nr;
+	__u32 pad;
+};
+
+enum syscall_drop {
+	SYSCALL_DROP_ERRMAP_FULL, /* syscall_errors full: an error was not counted */
+	SYSCALL_DROP_STORAGE,     /* no task storage: a syscall was not timed */
+	SYSCALL_DROP_NR,
+};
+
+#endif

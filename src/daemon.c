@@ -1,0 +1,413 @@
+/* `loupe run`: the daemon. Parse options, check privileges and the kernel, bind the listen socket, open and
+ * attach every collector in the table, serve HTTP, and pump ring buffers until SIGINT/SIGTERM. */
+#include "loupe.h"
+#include "httpd.h"
+#include "log.h"
+#include "selfstats.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char run_usage[] =
+	"Usage: loupe run [OPTIONS]\n"
+	"\n"
+	"Run the profiler daemon: watch the target services and serve metrics over HTTP.\n"
+	"\n"
+	"Options:\n"
+	"  -l, --listen ADDR:PORT     HTTP address (default 127.0.0.1:9476; [::1]:PORT for IPv6)\n"
+	"  -t, --target NAME=SEL      a service and how to find its processes; repeatable. SEL is one of\n"
+	"                               comm:REGEX     process name (/proc/PID/comm, extended regex)\n"
+	"                               cmdline:REGEX  command line, arguments joined by spaces\n"
+	"                               exe:PATH       executable path\n"
+	"                               pid:N          one process (and its children)\n"
+	"                               cgroup:PATH    processes in a cgroup v2 subtree\n"
+	"                             Default: api=cmdline:(uvicorn|gunicorn|hypercorn) and postgres=comm:^postgres$\n"
+	"                             Children inherit their parent's service.\n"
+	"      --series-budget N      series allowed per metric before label sets collapse into _other (default 2000)\n"
+	"      --log-level LEVEL      debug, info, warn or error (default info); logs are JSON lines on stderr\n"
+	"  -h, --help                 show this help\n"
+	"\n"
+	"Endpoints: /metrics /healthz /readyz /status. Needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE,\n"
+	"CAP_DAC_READ_SEARCH) and a kernel with BTF. SIGINT or SIGTERM detaches everything and exits.\n";
+
+static void usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "loupe %s: ", cmd);
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, " (see 'loupe %s --help')\n", cmd);
+	va_end(ap);
+}
+
+static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
+{
+	static const struct option longopts[] = {
+		{"listen", required_argument, NULL, 'l'},	{"target", required_argument, NULL, 't'},
+		{"series-budget", required_argument, NULL, 'B'}, {"log-level", required_argument, NULL, 'L'},
+		{"help", no_argument, NULL, 'h'},		{0},
+	};
+	char err[300];
+	int c;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":l:t:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'l': opt->listen = optarg; break;
+		case 't':
+			if (target_rules__add(&opt->rules, optarg, err, sizeof(err))) {
+				usage_error("run", "%s", err);
+				return 2;
+			}
+			break;
+		case 'B': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 1000000) {
+				usage_error("run", "bad --series-budget '%s': expected 1..1000000", optarg);
+				return 2;
+			}
+			opt->series_budget = (size_t)n;
+			break;
+		}
+		case 'L': {
+			enum log_level lvl;
+			if (log_level_parse(optarg, &lvl)) {
+				usage_error("run", "bad --log-level '%s': expected debug, info, warn or error", optarg);
+				return 2;
+			}
+			log_set_level(lvl);
+			break;
+		}
+		case 'h': fputs(run_usage, stdout); return -1;
+		case ':': usage_error("run", "option '%s' needs a value", argv[optind - 1]); return 2;
+		default: usage_error("run", "unknown option '%s'", argv[optind - 1]); return 2;
+		}
+	}
+	if (optind < argc) {
+		usage_error("run", "unexpected argument '%s'", argv[optind]);
+		return 2;
+	}
+	if (!opt->rules.nrules)
+		target_rules__add_defaults(&opt->rules);
+	return 0;
+}
+
+/* Refresh every series from the kernel maps; the caller holds L->lock. */
+static void collect_locked(struct loupe *L)
+{
+	registry__begin_collect(L->reg);
+	for (int i = 0; i < L->nfeatures; i++) {
+		struct feature *ft = &L->features[i];
+		if (ft->state == FEATURE_RUNNING && ft->ops->collect) {
+			int err = ft->ops->collect(ft->priv, L->reg);
+			if (err)
+				log_warn("collect_failed", "feature %s: collection failed: %s", ft->ops->name,
+					 strerror(-err));
+		}
+	}
+	selfstats_collect(L, L->reg);
+}
+
+void loupe__scrape(struct loupe *L, enum expo_format fmt, struct buf *out)
+{
+	pthread_mutex_lock(&L->lock);
+	collect_locked(L);
+	registry__render(L->reg, fmt, out);
+	pthread_mutex_unlock(&L->lock);
+}
+
+static void status_drop(void *ctx, const char *const *v, double value)
+{
+	struct buf *b = ctx;
+	if (b->len && b->p[b->len - 1] != '{')
+		buf__append(b, ",", 1);
+	buf__puts(b, "\"");
+	buf__json_str(b, v[0]);
+	buf__puts(b, ".");
+	buf__json_str(b, v[1]);
+	buf__printf(b, "\":%.0f", value);
+}
+
+void loupe__status(struct loupe *L, struct buf *b)
+{
+	pthread_mutex_lock(&L->lock);
+	collect_locked(L); /* fresh targets and drop counts */
+	unsigned total = 0;
+	for (int s = 1; s <= L->opt->rules.nservices; s++)
+		total += L->targets_per_service[s];
+	buf__printf(b, "{\"version\":\"%s\",\"revision\":\"%s\",\"uptime_seconds\":%.0f,\"ready\":%s,\"state\":\"%s\"",
+		    LOUPE_VERSION, LOUPE_COMMIT, (double)(now_ns(CLOCK_MONOTONIC) - L->start_ns) / 1e9,
+		    L->ready ? "true" : "false", !L->ready ? "starting" : total ? "running" : "waiting_for_targets");
+	buf__puts(b, ",\"kernel\":{");
+	for (int k = 0; k < KF_NR; k++)
+		buf__printf(b, "%s\"%s\":%s", k ? "," : "", kfeature_name((enum kfeature)k),
+			    L->kf.r[k].ok ? "true" : "false");
+	buf__puts(b, "},\"features\":[");
+	for (int i = 0; i < L->nfeatures; i++) {
+		struct feature *ft = &L->features[i];
+		buf__printf(b, "%s{\"name\":\"%s\",\"state\":\"%s\",\"hook\":\"%s\"", i ? "," : "", ft->ops->name,
+			    feature_state_name(ft->state), ft->hook ? ft->hook : "none");
+		if (ft->detail[0]) {
+			buf__puts(b, ",\"detail\":\"");
+			buf__json_str(b, ft->detail);
+			buf__puts(b, "\"");
+		}
+		if (ft->state == FEATURE_RUNNING && ft->ops->status) {
+			struct buf extra = {0};
+			ft->ops->status(ft->priv, &extra);
+			if (extra.len) {
+				buf__puts(b, ",");
+				buf__append(b, extra.p, extra.len);
+			}
+			buf__free(&extra);
+		}
+		buf__puts(b, "}");
+	}
+	buf__puts(b, "],\"drops\":{");
+	struct metric_family *drops = registry__find(L->reg, "loupe_events_dropped_total");
+	if (drops)
+		family__foreach(drops, status_drop, b);
+	buf__puts(b, "},\"targets\":{");
+	for (int s = 1; s <= L->opt->rules.nservices; s++) {
+		buf__printf(b, "%s\"", s > 1 ? "," : "");
+		buf__json_str(b, L->opt->rules.service[s]);
+		buf__printf(b, "\":%u", L->targets_per_service[s]);
+	}
+	buf__puts(b, "}}\n");
+	pthread_mutex_unlock(&L->lock);
+}
+
+static uint32_t read_pid_max(void)
+{
+	char line[32];
+	if (read_line("/proc/sys/kernel/pid_max", line, sizeof(line)))
+		return 4194304; /* the kernel's PID_MAX_LIMIT on 64-bit */
+	long n = strtol(line, NULL, 10);
+	return n > 0 ? (uint32_t)n : 4194304;
+}
+
+/* Keep BPF run-time statistics on while we run. The fd from bpf_enable_stats() is a reference: closing it (or
+ * exiting) restores whatever setting the host had. */
+static int enable_bpf_stats(void)
+{
+	int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+	if (fd < 0)
+		log_warn("bpf_stats_unavailable", "kernel BPF statistics unavailable (%s): per-program run time is 0",
+			 strerror(errno));
+	return fd;
+}
+
+static void open_features(struct loupe *L)
+{
+	for (int i = 0; i < L->nfeatures; i++) {
+		struct feature *ft = &L->features[i];
+		L->opening = ft;
+		int err = ft->ops->open(L, &ft->priv);
+		L->opening = NULL;
+		if (err) {
+			ft->state = FEATURE_FAILED;
+			snprintf(ft->detail, sizeof(ft->detail), "load failed: %s", strerror(-err));
+			log_error("feature_failed", "feature %s could not load (%s); the others keep running",
+				  ft->ops->name, strerror(-err));
+			continue;
+		}
+		ft->state = FEATURE_LOADED;
+		err = ft->ops->attach(ft->priv);
+		if (err) {
+			ft->state = FEATURE_FAILED;
+			snprintf(ft->detail, sizeof(ft->detail), "attach failed: %s", strerror(-err));
+			log_error("feature_failed", "feature %s could not attach (%s); the others keep running",
+				  ft->ops->name, strerror(-err));
+			continue;
+		}
+		ft->state = FEATURE_RUNNING;
+		log_info("feature_running", "feature %s attached (%s)", ft->ops->name, ft->hook ? ft->hook : "-");
+	}
+}
+
+static void close_features(struct loupe *L)
+{
+	for (int i = L->nfeatures - 1; i >= 0; i--) {
+		struct feature *ft = &L->features[i];
+		if (ft->priv)
+			ft->ops->close(ft->priv);
+		ft->priv = NULL;
+		ft->state = FEATURE_OFF;
+	}
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct loupe_options opt = {.listen = "127.0.0.1:9476", .series_budget = 2000};
+	struct loupe L = {.opt = &opt, .target_svc_fd = -1};
+	struct httpd *httpd = NULL;
+	int listen_fd = -1, stats_fd = -1, sig_fd = -1, ep_fd = -1, err = 0;
+	char msg[300];
+
+	target_rules__init(&opt.rules);
+	int rc = parse_run_args(argc, argv, &opt);
+	if (rc) {
+		target_rules__free(&opt.rules);
+		return rc < 0 ? 0 : rc;
+	}
+	log_hook_libbpf();
+	L.start_ns = L.heartbeat_ns = now_ns(CLOCK_MONOTONIC);
+	pthread_mutex_init(&L.lock, NULL);
+
+	if (check_privileges(msg, sizeof(msg))) {
+		log_error("no_privileges", "%s", msg);
+		err = 1;
+		goto out;
+	}
+	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
+		log_error("no_btf", "kernel without BTF (/sys/kernel/btf/vmlinux missing): loupe needs a kernel built "
+				    "with CONFIG_DEBUG_INFO_BTF=y");
+		err = 1;
+		goto out;
+	}
+	listen_fd = httpd_listen(opt.listen, msg, sizeof(msg));
+	if (listen_fd < 0) {
+		log_error("listen_failed", "%s", msg);
+		err = 1;
+		goto out;
+	}
+
+	/* Signals go to a signalfd; block them before any thread (libmicrohttpd's) is created. */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+	kfeatures__probe(&L.kf);
+	if (!kfeatures__tp_flavour(&L.kf)) {
+		log_error("no_tracepoints", "neither tp_btf nor raw_tp programs can attach on this kernel (%s; %s)",
+			  L.kf.r[KF_TP_BTF].detail, L.kf.r[KF_RAW_TP].detail);
+		err = 1;
+		goto out;
+	}
+	log_info("kernel", "tracepoints: %s; fentry %s; kprobe %s; uprobe %s; perf_event %s",
+		 kfeatures__tp_flavour(&L.kf), L.kf.r[KF_FENTRY].ok ? "yes" : "no",
+		 L.kf.r[KF_KPROBE].ok ? "yes" : "no", L.kf.r[KF_UPROBE].ok ? "yes" : "no",
+		 L.kf.r[KF_PERF_EVENT].ok ? "yes" : "no");
+
+	L.pid_max = read_pid_max();
+	L.reg = registry__new();
+	L.features = calloc((size_t)ncollectors, sizeof(*L.features));
+	if (!L.reg || !L.features) {
+		log_error("oom", "out of memory");
+		err = 1;
+		goto out;
+	}
+	registry__set_default_budget(L.reg, opt.series_budget);
+	L.nfeatures = ncollectors;
+	for (int i = 0; i < ncollectors; i++)
+		L.features[i].ops = collectors[i];
+	if (!opt.no_bpf_stats)
+		stats_fd = enable_bpf_stats();
+
+	open_features(&L);
+	if (L.features[0].state != FEATURE_RUNNING) {
+		log_error("targets_failed", "target tracking could not start (%s): nothing to observe",
+			  L.features[0].detail);
+		err = 1;
+		goto out;
+	}
+
+	ep_fd = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
+	epoll_ctl(ep_fd, EPOLL_CTL_ADD, sig_fd, &ev);
+	for (int i = 0; i < L.nfeatures; i++) {
+		struct feature *ft = &L.features[i];
+		int fd = ft->state == FEATURE_RUNNING && ft->ops->poll_fd ? ft->ops->poll_fd(ft->priv) : -1;
+		if (fd < 0)
+			continue;
+		ev.data.u32 = (uint32_t)i;
+		epoll_ctl(ep_fd, EPOLL_CTL_ADD, fd, &ev);
+	}
+
+	httpd = httpd__start(&L, listen_fd);
+	if (!httpd) {
+		log_error("http_failed", "cannot start the HTTP server on %s", opt.listen);
+		err = 1;
+		goto out;
+	}
+	listen_fd = -1; /* owned by libmicrohttpd now */
+	L.ready = true;
+	log_info("listening", "serving http://%s/metrics (also /healthz /readyz /status)", opt.listen);
+
+	unsigned total = 0;
+	{
+		pthread_mutex_lock(&L.lock);
+		collect_locked(&L);
+		pthread_mutex_unlock(&L.lock);
+		for (int s = 1; s <= opt.rules.nservices; s++)
+			total += L.targets_per_service[s];
+		if (!total)
+			log_info("waiting_for_targets", "no target process yet: waiting for services to start");
+	}
+
+	for (;;) {
+		struct epoll_event events[16];
+		int n = epoll_wait(ep_fd, events, 16, 1000);
+		__atomic_store_n(&L.heartbeat_ns, now_ns(CLOCK_MONOTONIC), __ATOMIC_RELAXED);
+		if (n < 0 && errno != EINTR) {
+			log_error("epoll_failed", "epoll_wait: %s", strerror(errno));
+			err = 1;
+			break;
+		}
+		bool stop = false;
+		pthread_mutex_lock(&L.lock);
+		for (int i = 0; i < n; i++) {
+			if (events[i].data.u32 == UINT32_MAX) {
+				struct signalfd_siginfo si;
+				if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
+					log_info("shutdown", "received %s: detaching", strsignal((int)si.ssi_signo));
+					stop = true;
+				}
+				continue;
+			}
+			struct feature *ft = &L.features[events[i].data.u32];
+			int perr = ft->ops->poll(ft->priv);
+			if (perr)
+				log_warn("poll_failed", "feature %s: reading its ring buffer failed: %s", ft->ops->name,
+					 strerror(-perr));
+		}
+		pthread_mutex_unlock(&L.lock);
+		if (stop)
+			break;
+	}
+
+out:
+	httpd__stop(httpd);
+	close_features(&L);
+	if (ep_fd >= 0)
+		close(ep_fd);
+	if (sig_fd >= 0)
+		close(sig_fd);
+	if (listen_fd >= 0)
+		close(listen_fd);
+	if (stats_fd >= 0)
+		close(stats_fd);
+	registry__free(L.reg);
+	free(L.features);
+	target_rules__free(&opt.rules);
+	if (!err)
+		log_info("stopped", "all BPF programs detached");
+	return err;
+}

@@ -1,0 +1,216 @@
+#include "httpd.h"
+#include "loupe.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+struct httpd {
+	struct loupe *L;
+	struct MHD_Daemon *mhd;
+	unsigned long requests;
+};
+
+int httpd_listen(const char *addr, char *err, size_t errlen)
+{
+	char host[256];
+	const char *port;
+	if (addr[0] == '[') {
+		const char *end = strchr(addr, ']');
+		if (!end || end[1] != ':' || (size_t)(end - addr - 1) >= sizeof(host)) {
+			snprintf(err, errlen, "bad listen address '%s': expected [IPV6]:PORT", addr);
+			return -EINVAL;
+		}
+		memcpy(host, addr + 1, (size_t)(end - addr - 1));
+		host[end - addr - 1] = '\0';
+		port = end + 2;
+	} else {
+		const char *colon = strrchr(addr, ':');
+		if (!colon || (size_t)(colon - addr) >= sizeof(host) || strchr(addr, ':') != colon) {
+			snprintf(err, errlen, "bad listen address '%s': expected ADDR:PORT, e.g. 127.0.0.1:9476", addr);
+			return -EINVAL;
+		}
+		memcpy(host, addr, (size_t)(colon - addr));
+		host[colon - addr] = '\0';
+		port = colon + 1;
+	}
+	char *end;
+	long p = strtol(port, &end, 10);
+	if (!*port || *end || p < 1 || p > 65535) {
+		snprintf(err, errlen, "bad listen address '%s': port must be 1-65535", addr);
+		return -EINVAL;
+	}
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE},
+			*res = NULL;
+	int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (rc) {
+		snprintf(err, errlen, "bad listen address '%s': %s", addr, gai_strerror(rc));
+		return -EINVAL;
+	}
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot create socket for %s: %s", addr, strerror(errno));
+		freeaddrinfo(res);
+		return rc;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 64)) {
+		rc = -errno;
+		if (rc == -EADDRINUSE)
+			snprintf(err, errlen, "cannot listen on %s: port in use (is another loupe running? choose --listen)",
+				 addr);
+		else if (rc == -EADDRNOTAVAIL)
+			snprintf(err, errlen, "cannot listen on %s: no such local address", addr);
+		else
+			snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(-rc));
+		close(fd);
+		freeaddrinfo(res);
+		return rc;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type, void *body, size_t len,
+			     enum MHD_ResponseMemoryMode mode, const char *encoding)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (encoding)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING, encoding);
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *text)
+{
+	return reply(c, status, "text/plain; charset=utf-8", (void *)text, strlen(text), MHD_RESPMEM_MUST_COPY, NULL);
+}
+
+static bool accepts_gzip(struct MHD_Connection *c)
+{
+	const char *ae = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING);
+	if (!ae)
+		return false;
+	/* "gzip" listed and not refused with q=0 */
+	const char *g = strcasestr(ae, "gzip");
+	if (!g)
+		return false;
+	const char *q = strstr(g, "q=");
+	const char *comma = strchr(g, ',');
+	return !(q && (!comma || q < comma) && strtod(q + 2, NULL) == 0.0);
+}
+
+static enum MHD_Result serve_metrics(struct httpd *h, struct MHD_Connection *c)
+{
+	enum expo_format fmt = expo_negotiate(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT));
+	struct buf body = {0};
+	loupe__scrape(h->L, fmt, &body);
+	if (body.oom) {
+		buf__free(&body);
+		return reply_text(c, 500, "out of memory while rendering metrics\n");
+	}
+	if (accepts_gzip(c)) {
+		struct buf gz = {0};
+		if (!gzip_buf(body.p, body.len, &gz)) {
+			buf__free(&body);
+			return reply(c, 200, expo_content_type(fmt), gz.p, gz.len, MHD_RESPMEM_MUST_FREE, "gzip");
+		}
+		buf__free(&gz);
+	}
+	return reply(c, 200, expo_content_type(fmt), body.p ? body.p : (char *)"", body.len,
+		     body.p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT, NULL);
+}
+
+static const char index_page[] = "loupe " LOUPE_VERSION "\n"
+				 "  /metrics   Prometheus metrics (text 0.0.4; OpenMetrics on Accept; gzip)\n"
+				 "  /healthz   liveness\n"
+				 "  /readyz    readiness (BPF programs attached)\n"
+				 "  /status    features, drops and targets per service (JSON)\n";
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+			      const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
+{
+	struct httpd *h = cls;
+	if (!*con_cls) { /* first call: headers only */
+		*con_cls = (void *)1;
+		return MHD_YES;
+	}
+	if (*upload_size) { /* we take no bodies */
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	__atomic_add_fetch(&h->requests, 1, __ATOMIC_RELAXED);
+	if (strcmp(method, "GET") && strcmp(method, "HEAD"))
+		return reply_text(c, 405, "method not allowed: use GET\n");
+	if (!strcmp(url, "/metrics"))
+		return serve_metrics(h, c);
+	if (!strcmp(url, "/healthz")) {
+		uint64_t age = now_ns(CLOCK_MONOTONIC) - __atomic_load_n(&h->L->heartbeat_ns, __ATOMIC_RELAXED);
+		return age < 5000000000ull ? reply_text(c, 200, "ok\n")
+					   : reply_text(c, 503, "main loop stalled for more than 5 s\n");
+	}
+	if (!strcmp(url, "/readyz"))
+		return h->L->ready ? reply_text(c, 200, "ready\n")
+				   : reply_text(c, 503, "not ready: BPF programs not attached yet\n");
+	if (!strcmp(url, "/status")) {
+		struct buf body = {0};
+		loupe__status(h->L, &body);
+		if (body.oom || !body.p) {
+			buf__free(&body);
+			return reply_text(c, 500, "out of memory\n");
+		}
+		return reply(c, 200, "application/json", body.p, body.len, MHD_RESPMEM_MUST_FREE, NULL);
+	}
+	if (!strcmp(url, "/"))
+		return reply_text(c, 200, index_page);
+	return reply_text(c, 404, "not found: see / for the endpoints\n");
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[256];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	log_warn("http", "%s", msg);
+}
+
+struct httpd *httpd__start(struct loupe *L, int listen_fd)
+{
+	struct httpd *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->L = L;
+	h->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+				  handle, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
+				  listen_fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
+				  (unsigned)64, MHD_OPTION_END);
+	if (!h->mhd) {
+		free(h);
+		errno = EIO;
+		return NULL;
+	}
+	return h;
+}
+
+void httpd__stop(struct httpd *h)
+{
+	if (!h)
+		return;
+	MHD_stop_daemon(h->mhd);
+	free(h);
+}

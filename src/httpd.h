@@ -1,0 +1,15 @@
+/* HTTP endpoints on libmicrohttpd: /metrics, /healthz, /readyz, /status. */
+#ifndef LOUPE_HTTPD_H
+#define LOUPE_HTTPD_H
+#include <stddef.h>
+
+struct loupe;
+struct httpd;
+
+/* Parse ADDR:PORT ([v6]:PORT for IPv6), bind and listen. Returns the socket or -errno with a one-line reason. */
+int httpd_listen(const char *addr, char *err, size_t errlen);
+/* Serve on an already listening socket (taken over). NULL with errno on failure. */
+struct httpd *httpd__start(struct loupe *L, int listen_fd);
+void httpd__stop(struct httpd *h);
+
+#endif

@@ -1,0 +1,97 @@
+/* The daemon's shared context and the collector interface every signal module implements. */
+#ifndef LOUPE_LOUPE_H
+#define LOUPE_LOUPE_H
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "probe.h"
+#include "registry.h"
+#include "target_rules.h"
+#include "util.h"
+
+struct bpf_object;
+struct loupe;
+
+enum feature_state { FEATURE_OFF, FEATURE_LOADED, FEATURE_RUNNING, FEATURE_FAILED };
+
+/* One row of the collector table (src/collectors.c). Order matters: targets comes first, others use its map. */
+struct collector {
+	const char *name; /* feature name: logs, /status, loupe_feature_enabled{feature} */
+	/* Open, configure (rodata, map sizes, program variants by feature) and load. */
+	int (*open)(struct loupe *L, void **priv);
+	int (*attach)(void *priv);
+	/* Ring buffers ready to read: consume them (non-blocking). May be NULL. */
+	int (*poll)(void *priv);
+	/* Epoll fd of its ring buffers, or -1. May be NULL. */
+	int (*poll_fd)(void *priv);
+	/* Add its series to the registry (called under the daemon lock on every scrape). */
+	int (*collect)(void *priv, struct registry *reg);
+	/* Extra JSON members for /status (without braces, may be empty). May be NULL. */
+	void (*status)(void *priv, struct buf *json);
+	void (*close)(void *priv);
+};
+
+struct feature {
+	const struct collector *ops;
+	void *priv;
+	enum feature_state state;
+	const char *hook;   /* tp_btf, raw_tp ... */
+	char detail[200];   /* why it failed */
+};
+
+#define LOUPE_MAX_OBJECTS 16
+
+struct loupe_options {
+	const char *listen;
+	struct target_rules rules;
+	enum { SCOPE_TARGETS, SCOPE_ALL } scope;
+	size_t series_budget;
+	bool no_bpf_stats;
+};
+
+struct loupe {
+	struct loupe_options *opt;
+	struct kfeatures kf;
+	struct registry *reg;
+	pthread_mutex_t lock; /* held by the main loop while it handles records, and by scrapes */
+
+	struct feature *features;
+	int nfeatures;
+	struct feature *opening; /* the feature whose collector is being opened */
+
+	/* Shared BPF state. */
+	int target_svc_fd; /* tgid -> service array, owned by the targets collector */
+	uint32_t pid_max;
+	struct bpf_object *objects[LOUPE_MAX_OBJECTS];
+	int nobjects;
+
+	/* Filled by the targets collector; read by /status. */
+	unsigned targets_per_service[LOUPE_MAX_SERVICES + 1];
+	bool ready;
+	uint64_t heartbeat_ns; /* last main loop turn (CLOCK_MONOTONIC) */
+	uint64_t start_ns;
+};
+
+/* Register a loaded object for per-program BPF statistics. */
+void loupe__add_object(struct loupe *L, struct bpf_object *obj);
+/* Choose the tracepoint flavour: autoload programs whose names end in "_btf" or "_raw" accordingly. */
+int loupe__select_tp_flavour(struct loupe *L, struct bpf_object *obj, const char **hook);
+
+extern const struct collector targets_collector;
+extern const struct collector syscalls_collector;
+extern const struct collector *const collectors[];
+extern const int ncollectors;
+
+/* The shared events-dropped family: loupe_events_dropped_total{feature,reason}. */
+struct metric_family *loupe_drops_family(struct registry *reg);
+
+/* Scrape: collect every feature into the registry and render it (takes the lock). */
+void loupe__scrape(struct loupe *L, enum expo_format fmt, struct buf *out);
+/* /status document. */
+void loupe__status(struct loupe *L, struct buf *out);
+
+int cmd_run(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+
+#endif

@@ -1,0 +1,11 @@
+/* Names for numbers the kernel reports: syscalls (x86_64 table generated at build time) and errno values. */
+#ifndef LOUPE_NAMES_H
+#define LOUPE_NAMES_H
+#include <stddef.h>
+
+/* "read", or "syscall_N" for unknown numbers (written into tmp). */
+const char *syscall_name(unsigned nr, char *tmp, size_t n);
+/* "EAGAIN", or "EN" for unknown values (written into tmp). */
+const char *errno_name(int err, char *tmp, size_t n);
+
+#endif

@@ -1,0 +1,148 @@
+/* Syscall latency collector: bpf/syscalls.bpf.c -> loupe_syscall_duration_seconds{service_name,syscall} and
+ * loupe_syscall_errors_total{service_name,syscall,errno}. Kernel maps are cumulative and never cleared. */
+#include "loupe.h"
+#include "bpf_util.h"
+#include "log.h"
+#include "names.h"
+#include "syscalls.h"
+#include "syscalls.skel.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct syscalls {
+	struct loupe *L;
+	struct syscalls_bpf *skel;
+	int nservices;
+};
+
+static const char *const drop_reasons[SYSCALL_DROP_NR] = {
+	[SYSCALL_DROP_ERRMAP_FULL] = "errno_map_full",
+	[SYSCALL_DROP_STORAGE] = "task_storage_unavailable",
+};
+
+static int syscalls_open(struct loupe *L, void **priv)
+{
+	struct syscalls *s = calloc(1, sizeof(*s));
+	const char *hook;
+	int err;
+	if (!s)
+		return -ENOMEM;
+	s->L = L;
+	s->nservices = L->opt->rules.nservices;
+	s->skel = syscalls_bpf__open();
+	if (!s->skel) {
+		err = -errno;
+		goto fail;
+	}
+	if ((err = bpf_map__set_max_entries(s->skel->maps.syscall_hist, (__u32)s->nservices * SYSCALL_MAX_NR)) ||
+	    (err = bpf_map__set_max_entries(s->skel->maps.target_svc, L->pid_max)) ||
+	    (err = bpf_map__reuse_fd(s->skel->maps.target_svc, L->target_svc_fd)) ||
+	    (err = loupe__select_tp_flavour(L, s->skel->obj, &hook)) || (err = syscalls_bpf__load(s->skel)))
+		goto fail;
+	loupe__add_object(L, s->skel->obj);
+	*priv = s;
+	return 0;
+fail:
+	syscalls_bpf__destroy(s->skel);
+	free(s);
+	return err;
+}
+
+static int syscalls_attach(void *priv)
+{
+	struct syscalls *s = priv;
+	return syscalls_bpf__attach(s->skel);
+}
+
+static struct metric_family *hist_family(struct registry *reg)
+{
+	static const char *const labels[] = {"service_name", "syscall", NULL};
+	struct metric_family *f =
+		registry__family(reg, "loupe_syscall_duration_seconds",
+				 "Time target processes spent in system calls, from sys_enter to sys_exit.",
+				 METRIC_HISTOGRAM, labels, 0, FAMILY_SNAPSHOT);
+	if (f) {
+		double bounds[HIST_SLOTS - 1];
+		for (int k = 0; k < HIST_SLOTS - 1; k++)
+			bounds[k] = ldexp(1.0, k + HIST_MIN_SHIFT) / 1e9;
+		family__set_buckets(f, bounds, HIST_SLOTS - 1);
+	}
+	return f;
+}
+
+static int syscalls_collect(void *priv, struct registry *reg)
+{
+	struct syscalls *s = priv;
+	const struct target_rules *rules = &s->L->opt->rules;
+	struct metric_family *hist = hist_family(reg);
+	static const char *const err_labels[] = {"service_name", "syscall", "errno", NULL};
+	struct metric_family *errs = registry__family(reg, "loupe_syscall_errors_total",
+						      "System calls of target processes that returned an error, by errno.",
+						      METRIC_COUNTER, err_labels, 0, FAMILY_SNAPSHOT);
+	if (!hist || !errs)
+		return -ENOMEM;
+
+	int fd = bpf_map__fd(s->skel->maps.syscall_hist);
+	uint64_t words[HIST_SLOTS + 1];
+	char tmp[32], tmp2[32];
+	for (int svc = 1; svc <= s->nservices; svc++) {
+		for (__u32 nr = 0; nr < SYSCALL_MAX_NR; nr++) {
+			__u32 idx = (__u32)(svc - 1) * SYSCALL_MAX_NR + nr;
+			if (percpu_sum_u64(fd, &idx, words, HIST_SLOTS + 1))
+				continue;
+			uint64_t total = 0;
+			for (int k = 0; k < HIST_SLOTS; k++)
+				total += words[k];
+			if (!total)
+				continue;
+			const char *v[] = {rules->service[svc], syscall_name(nr, tmp, sizeof(tmp))};
+			family__observe_counts(hist, v, words, HIST_SLOTS, (double)words[HIST_SLOTS] / 1e9);
+		}
+	}
+
+	fd = bpf_map__fd(s->skel->maps.syscall_errors);
+	struct syscall_err_key key, next, *prev = NULL;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		uint64_t count;
+		if (!percpu_sum_u64(fd, &next, &count, 1) && next.service >= 1 && next.service <= s->nservices) {
+			const char *v[] = {rules->service[next.service], syscall_name(next.nr, tmp, sizeof(tmp)),
+					   errno_name(next.err, tmp2, sizeof(tmp2))};
+			family__add(errs, v, (double)count);
+		}
+		key = next;
+		prev = &key;
+	}
+
+	struct metric_family *drops = loupe_drops_family(reg);
+	fd = bpf_map__fd(s->skel->maps.syscall_drops);
+	for (__u32 r = 0; r < SYSCALL_DROP_NR; r++) {
+		uint64_t sum = 0;
+		percpu_sum_u64(fd, &r, &sum, 1);
+		const char *v[] = {"syscalls", drop_reasons[r]};
+		family__add(drops, v, (double)sum);
+	}
+	return 0;
+}
+
+static void syscalls_close(void *priv)
+{
+	struct syscalls *s = priv;
+	if (!s)
+		return;
+	syscalls_bpf__destroy(s->skel);
+	free(s);
+}
+
+const struct collector syscalls_collector = {
+	.name = "syscalls",
+	.open = syscalls_open,
+	.attach = syscalls_attach,
+	.collect = syscalls_collect,
+	.close = syscalls_close,
+};

@@ -1,0 +1,255 @@
+/* Targets collector: loads bpf/targets.bpf.c, scans /proc at start, classifies every exec, and exports
+ * loupe_targets{service_name}. The BPF side handles fork (inherit) and exit (forget) by itself. */
+#include "loupe.h"
+#include "bpf_util.h"
+#include "log.h"
+#include "targets.skel.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct targets {
+	struct loupe *L;
+	struct targets_bpf *skel;
+	struct ring_buffer *rb;
+	struct proc_ident_buf idbuf;
+	long ticks_per_sec;
+	unsigned long execs_seen, classified;
+	unsigned count[LOUPE_MAX_SERVICES + 1];
+};
+
+static const char *const drop_reasons[TARGET_DROP_NR] = {
+	[TARGET_DROP_RINGBUF] = "ringbuf_full",
+	[TARGET_DROP_MAP_FULL] = "target_map_full",
+};
+
+/* Track tgid as a target of service svc. start_ticks guards against pid reuse: after inserting we check that
+ * /proc/PID is still the process we classified, and undo the insert if not (the BPF exit hook cannot have
+ * removed an entry that did not exist yet). */
+static int track(struct targets *t, pid_t tgid, int svc, unsigned long long start_ticks)
+{
+	__u32 key = (__u32)tgid, val = (__u32)svc;
+	struct target_info info = {.service = (__u32)svc,
+				   .start_ns = start_ticks * (1000000000ull / (unsigned long long)t->ticks_per_sec)};
+	if (bpf_map_update_elem(bpf_map__fd(t->skel->maps.target_procs), &key, &info, BPF_ANY))
+		return -errno;
+	if (bpf_map_update_elem(t->L->target_svc_fd, &key, &val, BPF_ANY))
+		return -errno;
+	unsigned long long now_ticks;
+	if (proc_start_ticks(tgid, &now_ticks) || now_ticks != start_ticks) {
+		__u32 none = 0;
+		bpf_map_update_elem(t->L->target_svc_fd, &key, &none, BPF_ANY);
+		bpf_map_delete_elem(bpf_map__fd(t->skel->maps.target_procs), &key);
+		return -ESRCH;
+	}
+	return 0;
+}
+
+/* Classify one process; returns its service or 0. */
+static int classify(struct targets *t, pid_t pid, unsigned long long *start_ticks)
+{
+	struct proc_ident id;
+	if (proc_start_ticks(pid, start_ticks))
+		return 0;
+	if (proc_ident__read(pid, &t->L->opt->rules, &id, &t->idbuf))
+		return 0;
+	return target_rules__match(&t->L->opt->rules, &id);
+}
+
+static void scan_proc(struct targets *t)
+{
+	DIR *d = opendir("/proc");
+	if (!d) {
+		log_error("proc_scan_failed", "cannot list /proc (%s): targets start only at their next exec",
+			  strerror(errno));
+		return;
+	}
+	struct dirent *de;
+	pid_t self = getpid();
+	unsigned found = 0;
+	while ((de = readdir(d))) {
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		pid_t pid = (pid_t)atoi(de->d_name);
+		if (pid == self)
+			continue;
+		unsigned long long start;
+		int svc = classify(t, pid, &start);
+		if (svc && !track(t, pid, svc, start))
+			found++;
+	}
+	closedir(d);
+	log_info("proc_scan", "scanned /proc: %u target processes", found);
+}
+
+static int on_record(void *ctx, void *data, size_t len)
+{
+	struct targets *t = ctx;
+	const struct target_rec *r = data;
+	if (len < sizeof(*r))
+		return 0;
+	const struct target_rules *rules = &t->L->opt->rules;
+	switch (r->type) {
+	case REC_TARGET_EXEC: {
+		t->execs_seen++;
+		unsigned long long start;
+		int svc = classify(t, (pid_t)r->tgid, &start);
+		/* The process may have exited, and its pid been reused, before we read /proc: the start time
+		 * that BPF saw must match the one /proc shows now. */
+		if (!svc || start != r->start_ns / (1000000000ull / (unsigned long long)t->ticks_per_sec))
+			break; /* not a match: an inherited service (r->service) stays as it is */
+		if ((int)r->service == svc)
+			break;
+		if (!track(t, (pid_t)r->tgid, svc, start)) {
+			t->classified++;
+			log_debug("target_exec", "a process of service %s started", target_rules__service(rules, svc));
+		}
+		break;
+	}
+	case REC_TARGET_FORK:
+		log_debug("target_fork", "service %s forked a process", target_rules__service(rules, (int)r->service));
+		break;
+	case REC_TARGET_EXIT:
+		log_debug("target_exit", "a process of service %s exited", target_rules__service(rules, (int)r->service));
+		break;
+	}
+	return 0;
+}
+
+static int targets_open(struct loupe *L, void **priv)
+{
+	struct targets *t = calloc(1, sizeof(*t));
+	const char *hook;
+	int err;
+	if (!t)
+		return -ENOMEM;
+	t->L = L;
+	t->ticks_per_sec = sysconf(_SC_CLK_TCK);
+	if (t->ticks_per_sec <= 0)
+		t->ticks_per_sec = 100;
+	t->skel = targets_bpf__open();
+	if (!t->skel) {
+		err = -errno;
+		goto fail;
+	}
+	t->skel->rodata->self_tgid = (__u32)getpid();
+	err = bpf_map__set_max_entries(t->skel->maps.target_svc, L->pid_max);
+	if (err)
+		goto fail;
+	err = loupe__select_tp_flavour(L, t->skel->obj, &hook);
+	if (err)
+		goto fail;
+	err = targets_bpf__load(t->skel);
+	if (err)
+		goto fail;
+	L->target_svc_fd = bpf_map__fd(t->skel->maps.target_svc);
+	loupe__add_object(L, t->skel->obj);
+	*priv = t;
+	return 0;
+fail:
+	targets_bpf__destroy(t->skel);
+	free(t);
+	return err;
+}
+
+static int targets_attach(void *priv)
+{
+	struct targets *t = priv;
+	int err = targets_bpf__attach(t->skel);
+	if (err)
+		return err;
+	t->rb = ring_buffer__new(bpf_map__fd(t->skel->maps.target_events), on_record, t, NULL);
+	if (!t->rb)
+		return -errno;
+	/* Hooks first, then the scan: a process that starts during the scan is seen by one or the other. */
+	scan_proc(t);
+	return 0;
+}
+
+static int targets_poll(void *priv)
+{
+	struct targets *t = priv;
+	int n = ring_buffer__consume(t->rb);
+	return n < 0 ? n : 0;
+}
+
+static int targets_poll_fd(void *priv)
+{
+	struct targets *t = priv;
+	return t->rb ? ring_buffer__epoll_fd(t->rb) : -1;
+}
+
+static int targets_collect(void *priv, struct registry *reg)
+{
+	struct targets *t = priv;
+	static const char *const labels[] = {"service_name", NULL};
+	struct metric_family *f = registry__family(reg, "loupe_targets", "Live processes tracked per service.",
+						   METRIC_GAUGE, labels, LOUPE_MAX_SERVICES + 1, FAMILY_SNAPSHOT);
+	if (!f)
+		return -ENOMEM;
+	unsigned count[LOUPE_MAX_SERVICES + 1] = {0};
+	int fd = bpf_map__fd(t->skel->maps.target_procs);
+	__u32 key, next, *prev = NULL;
+	struct target_info info;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		if (!bpf_map_lookup_elem(fd, &next, &info) && info.service <= LOUPE_MAX_SERVICES)
+			count[info.service]++;
+		key = next;
+		prev = &key;
+	}
+	const struct target_rules *rules = &t->L->opt->rules;
+	for (int s = 1; s <= rules->nservices; s++) {
+		const char *v[] = {rules->service[s]};
+		family__set(f, v, count[s]);
+		if (!t->count[s] && count[s])
+			log_info("service_found", "service %s: %u process(es) tracked", rules->service[s], count[s]);
+		else if (t->count[s] && !count[s])
+			log_info("service_gone", "service %s: no process left, waiting for it to start",
+				 rules->service[s]);
+	}
+	memcpy(t->count, count, sizeof(count));
+	memcpy(t->L->targets_per_service, count, sizeof(count));
+
+	struct metric_family *drops = loupe_drops_family(reg);
+	for (__u32 r = 0; r < TARGET_DROP_NR; r++) {
+		uint64_t sum = 0;
+		percpu_sum_u64(bpf_map__fd(t->skel->maps.target_drops), &r, &sum, 1);
+		const char *v[] = {"targets", drop_reasons[r]};
+		family__add(drops, v, (double)sum);
+	}
+	return 0;
+}
+
+static void targets_status(void *priv, struct buf *json)
+{
+	struct targets *t = priv;
+	buf__printf(json, "\"execs_seen\":%lu,\"execs_classified\":%lu", t->execs_seen, t->classified);
+}
+
+static void targets_close(void *priv)
+{
+	struct targets *t = priv;
+	if (!t)
+		return;
+	ring_buffer__free(t->rb);
+	targets_bpf__destroy(t->skel);
+	proc_ident_buf__free(&t->idbuf);
+	free(t);
+}
+
+const struct collector targets_collector = {
+	.name = "targets",
+	.open = targets_open,
+	.attach = targets_attach,
+	.poll = targets_poll,
+	.poll_fd = targets_poll_fd,
+	.collect = targets_collect,
+	.status = targets_status,
+	.close = targets_close,
+};
