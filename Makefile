@@ -67,13 +67,14 @@ $(BUILD)/syscall_names.h: scripts/gen-syscall-names.sh | $(BUILD)
 	$(call msg,GEN,$@)
 	$(Q)scripts/gen-syscall-names.sh > $@
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/unit.h $(LIB_OBJS) | $(BUILD)/tests
+# Unit tests: cmocka, linked against every module but main.o.
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS) | $(BUILD)/tests
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) $(INCLUDES) -Itests/unit -o $@ $< $(LIB_OBJS) $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $(INCLUDES) -Itests/unit -o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
 
 $(BUILD)/tests/%: tests/helpers/%.c | $(BUILD)/tests
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -o $@ $< -lpthread
+	$(Q)$(CC) $(CFLAGS) -fno-omit-frame-pointer -o $@ $< -lpthread
 
 $(BUILD) $(BUILD)/obj $(BUILD)/bpf $(BUILD)/tests:
 	$(Q)mkdir -p $@
@@ -92,6 +93,8 @@ e2e-test: $(BUILD)/loupe $(HELPER_BINS)
 	$(Q)scripts/run-tests.sh e2e
 
 tests: $(UNIT_BINS) $(HELPER_BINS)
+
+# Test helper programs (tests/helpers/*.c): plain C, with frame pointers for stack tests.
 
 bench: $(BUILD)/loupe $(HELPER_BINS)
 	$(Q)scripts/bench.sh

@@ -109,6 +109,9 @@ class Session:
             return False
 
     async def close(self, ws):
+        if ws.closed:  # already closed by the server or lost: the caller reports why
+            self.s.closed(ws.close_code)
+            return
         await ws.close(code=1000)
         self.s.closed(ws.close_code)
         if ws.close_code != 1000:
@@ -187,7 +190,8 @@ class Session:
         except asyncio.TimeoutError:
             self.s.error(self.sid, f"timeout after {self.args.timeout}s waiting for the server")
         except ConnectionClosed as exc:
-            self.s.error(self.sid, f"connection closed unexpectedly: {exc}")
+            hint = " (server went away without a close handshake: API stopped?)" if exc.code == 1006 else ""
+            self.s.error(self.sid, f"connection closed unexpectedly: {exc}{hint}")
         except (OSError, websockets.exceptions.WebSocketException) as exc:
             self.s.error(self.sid, f"{exc.__class__.__name__}: {exc}")
 
