@@ -26,7 +26,7 @@ static bool ends_with(const char *s, const char *suffix)
 
 int loupe__select_tp_flavour(struct loupe *L, struct bpf_object *obj, const char **hook)
 {
-	const char *flavour = kfeatures__tp_flavour(&L->kf);
+	const char *flavour = L->tp_flavour;
 	if (!flavour)
 		return -EOPNOTSUPP;
 	bool btf = !strcmp(flavour, "tp_btf");

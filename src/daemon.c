@@ -34,6 +34,7 @@ static const char run_usage[] =
 	"                               cgroup:PATH    processes in a cgroup v2 subtree\n"
 	"                             Default: api=cmdline:(uvicorn|gunicorn|hypercorn) and postgres=comm:^postgres$\n"
 	"                             Children inherit their parent's service.\n"
+	"      --tracepoints KIND     auto (default: tp_btf when the kernel supports it), tp_btf or raw_tp\n"
 	"      --series-budget N      series allowed per metric before label sets collapse into _other (default 2000)\n"
 	"      --log-level LEVEL      debug, info, warn or error (default info); logs are JSON lines on stderr\n"
 	"  -h, --help                 show this help\n"
@@ -57,7 +58,8 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'},	{"target", required_argument, NULL, 't'},
 		{"series-budget", required_argument, NULL, 'B'}, {"log-level", required_argument, NULL, 'L'},
-		{"help", no_argument, NULL, 'h'},		{0},
+		{"tracepoints", required_argument, NULL, 'T'}, {"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	char err[300];
 	int c;
@@ -91,6 +93,13 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
 			log_set_level(lvl);
 			break;
 		}
+		case 'T':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "tp_btf") && strcmp(optarg, "raw_tp")) {
+				usage_error("run", "bad --tracepoints '%s': expected auto, tp_btf or raw_tp", optarg);
+				return 2;
+			}
+			opt->tracepoints = strcmp(optarg, "auto") ? optarg : NULL;
+			break;
 		case 'h': fputs(run_usage, stdout); return -1;
 		case ':': usage_error("run", "option '%s' needs a value", argv[optind - 1]); return 2;
 		default: usage_error("run", "unknown option '%s'", argv[optind - 1]); return 2;
@@ -295,14 +304,24 @@ int cmd_run(int argc, char **argv)
 	sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
 	kfeatures__probe(&L.kf);
-	if (!kfeatures__tp_flavour(&L.kf)) {
+	L.tp_flavour = kfeatures__tp_flavour(&L.kf);
+	if (!L.tp_flavour) {
 		log_error("no_tracepoints", "neither tp_btf nor raw_tp programs can attach on this kernel (%s; %s)",
 			  L.kf.r[KF_TP_BTF].detail, L.kf.r[KF_RAW_TP].detail);
 		err = 1;
 		goto out;
 	}
-	log_info("kernel", "tracepoints: %s; fentry %s; kprobe %s; uprobe %s; perf_event %s",
-		 kfeatures__tp_flavour(&L.kf), L.kf.r[KF_FENTRY].ok ? "yes" : "no",
+	if (opt.tracepoints) {
+		enum kfeature want = strcmp(opt.tracepoints, "raw_tp") ? KF_TP_BTF : KF_RAW_TP;
+		if (!L.kf.r[want].ok) {
+			log_error("no_tracepoints", "--tracepoints %s: not supported by this kernel (%s)", opt.tracepoints,
+				  L.kf.r[want].detail);
+			err = 1;
+			goto out;
+		}
+		L.tp_flavour = opt.tracepoints;
+	}
+	log_info("kernel", "tracepoints: %s; fentry %s; kprobe %s; uprobe %s; perf_event %s", L.tp_flavour, L.kf.r[KF_FENTRY].ok ? "yes" : "no",
 		 L.kf.r[KF_KPROBE].ok ? "yes" : "no", L.kf.r[KF_UPROBE].ok ? "yes" : "no",
 		 L.kf.r[KF_PERF_EVENT].ok ? "yes" : "no");
 

@@ -48,11 +48,13 @@ struct loupe_options {
 	enum { SCOPE_TARGETS, SCOPE_ALL } scope;
 	size_t series_budget;
 	bool no_bpf_stats;
+	const char *tracepoints; /* forced flavour (tp_btf, raw_tp) or NULL for auto */
 };
 
 struct loupe {
 	struct loupe_options *opt;
 	struct kfeatures kf;
+	const char *tp_flavour; /* tracepoint programs to load: tp_btf or raw_tp */
 	struct registry *reg;
 	pthread_mutex_t lock; /* held by the main loop while it handles records, and by scrapes */
 
