@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install what Loupe needs from Debian 12 packages, by name. Only missing packages are installed.
+# Usage: scripts/deps.sh build|test|all
+set -euo pipefail
+what=${1:-build}
+
+build_pkgs=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev libmicrohttpd-dev
+	linux-libc-dev curl ca-certificates git)
+# Tests: cmocka for C unit tests; a real PostgreSQL, the FastAPI/uvicorn/websockets reference API and wrk
+# for end-to-end tests; Prometheus (and promtool) to scrape loupe; util-linux for setpriv/unshare.
+test_pkgs=(libcmocka-dev postgresql python3 python3-fastapi python3-uvicorn python3-websockets python3-psycopg2
+	wrk prometheus util-linux procps iproute2 valgrind)
+
+case "$what" in
+build) pkgs=("${build_pkgs[@]}") ;;
+test | all) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+*) echo "deps: unknown set '$what' (build, test or all)" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing Debian packages: ${missing[*]}; run as root (or: sudo apt-get install ${missing[*]})" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+# Installing packages must not start their services here (prometheus, postgresql): tests start their own.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && created_policy=1
+fi
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || { rc=$?; [ $created_policy = 1 ] && rm -f "$policy"; exit $rc; }
+[ $created_policy = 1 ] && rm -f "$policy"
+exit 0

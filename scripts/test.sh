@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: install test dependencies, build, run unit, BPF and end-to-end tests.
+# Prints "N passed, N failed, N skipped"; exits non-zero on any failure. .ci/run runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh test
+make -j"$(nproc)"
+make -j"$(nproc)" tests
+exec scripts/run-tests.sh "$@"
