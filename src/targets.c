@@ -22,6 +22,8 @@ struct targets {
 	long ticks_per_sec;
 	unsigned long execs_seen, classified;
 	unsigned count[LOUPE_MAX_SERVICES + 1];
+	unsigned char *seen; /* pid_max bits, scratch for targets_collect */
+	size_t seen_bytes;
 };
 
 static const char *const drop_reasons[TARGET_DROP_NR] = {
@@ -133,6 +135,12 @@ static int targets_open(struct loupe *L, void **priv)
 	t->ticks_per_sec = sysconf(_SC_CLK_TCK);
 	if (t->ticks_per_sec <= 0)
 		t->ticks_per_sec = 100;
+	t->seen_bytes = L->pid_max / 8 + 1;
+	t->seen = malloc(t->seen_bytes);
+	if (!t->seen) {
+		err = -ENOMEM;
+		goto fail;
+	}
 	t->skel = targets_bpf__open();
 	if (!t->skel) {
 		err = -errno;
@@ -154,6 +162,7 @@ static int targets_open(struct loupe *L, void **priv)
 	return 0;
 fail:
 	targets_bpf__destroy(t->skel);
+	free(t->seen);
 	free(t);
 	return err;
 }
@@ -197,11 +206,17 @@ static int targets_collect(void *priv, struct registry *reg)
 	int fd = bpf_map__fd(t->skel->maps.target_procs);
 	__u32 key, next, *prev = NULL;
 	struct target_info info;
+	/* When BPF deletes the key we stand on, get_next_key restarts from the first key: the bitmap makes sure
+	 * each tgid is counted once anyway. */
+	memset(t->seen, 0, t->seen_bytes);
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		if (!bpf_map_lookup_elem(fd, &next, &info) && info.service <= LOUPE_MAX_SERVICES)
-			count[info.service]++;
 		key = next;
 		prev = &key;
+		if (next >= t->L->pid_max || (t->seen[next / 8] & (1u << (next % 8))))
+			continue;
+		t->seen[next / 8] |= (unsigned char)(1u << (next % 8));
+		if (!bpf_map_lookup_elem(fd, &next, &info) && info.service <= LOUPE_MAX_SERVICES)
+			count[info.service]++;
 	}
 	const struct target_rules *rules = &t->L->opt->rules;
 	for (int s = 1; s <= rules->nservices; s++) {
@@ -240,6 +255,7 @@ static void targets_close(void *priv)
 	ring_buffer__free(t->rb);
 	targets_bpf__destroy(t->skel);
 	proc_ident_buf__free(&t->idbuf);
+	free(t->seen);
 	free(t);
 }
 
