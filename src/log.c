@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -15,7 +16,9 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
 
 /* Rate limit: each event name may log LOG_BURST records per LOG_WINDOW_NS; the rest are counted and the
- * count is reported with the next record of that event once the window turns over. */
+ * count is reported with the next record of that event once the window turns over. Events live in an
+ * open-addressed table so that two names hashing alike keep separate budgets; when it is full, the slot whose
+ * window started first is reused. */
 #define LOG_BURST 20
 #define LOG_WINDOW_NS (10ull * 1000000000ull)
 #define LOG_SLOTS 64
@@ -54,14 +57,33 @@ static unsigned slot_of(const char *event)
 	return h % LOG_SLOTS;
 }
 
+static bool slot_is(unsigned i, const char *event)
+{
+	return !strncmp(slots[i].event, event, sizeof(slots[i].event) - 1);
+}
+
+/* The slot of event, else the first free one on its probe sequence, else the oldest window. */
+static unsigned slot_find(const char *event)
+{
+	unsigned h = slot_of(event), victim = h;
+	for (unsigned k = 0; k < LOG_SLOTS; k++) {
+		unsigned i = (h + k) % LOG_SLOTS;
+		if (!slots[i].event[0] || slot_is(i, event))
+			return i;
+		if (slots[i].window_start < slots[victim].window_start)
+			victim = i;
+	}
+	return victim;
+}
+
 /* Returns how many earlier records were suppressed (to report), or -1 when this one must be dropped. */
 static long rate_check(const char *event)
 {
-	unsigned i = slot_of(event);
+	unsigned i = slot_find(event);
 	uint64_t now = now_ns(CLOCK_MONOTONIC);
-	if (strncmp(slots[i].event, event, sizeof(slots[i].event) - 1) ||
-	    now - slots[i].window_start > LOG_WINDOW_NS) {
-		long dropped = strncmp(slots[i].event, event, sizeof(slots[i].event) - 1) ? 0 : slots[i].suppressed;
+	bool same = slot_is(i, event);
+	if (!same || now - slots[i].window_start > LOG_WINDOW_NS) {
+		long dropped = same ? slots[i].suppressed : 0;
 		snprintf(slots[i].event, sizeof(slots[i].event), "%s", event);
 		slots[i].window_start = now;
 		slots[i].count = 1;

@@ -2,9 +2,11 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct series {
 	struct series *next_hash, *next;
@@ -164,7 +166,13 @@ fail:
 
 int family__set_buckets(struct metric_family *f, const double *upper, size_t n)
 {
-	double *b = malloc(n * sizeof(*b));
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(upper[i]) || (i && upper[i] <= upper[i - 1]))
+			return -EINVAL;
+	/* Existing series hold nbounds + 1 counts each: their layout cannot change under them. */
+	if (f->head && n != f->nbounds)
+		return -EBUSY;
+	double *b = malloc((n ? n : 1) * sizeof(*b));
 	if (!b)
 		return -ENOMEM;
 	memcpy(b, upper, n * sizeof(*b));
@@ -439,9 +447,42 @@ const char *expo_content_type(enum expo_format fmt)
 				       : "text/plain; version=0.0.4; charset=utf-8";
 }
 
+static bool media_type_is(const char *t, const char *end, const char *want)
+{
+	return (size_t)(end - t) == strlen(want) && !strncasecmp(t, want, (size_t)(end - t));
+}
+
+/* OpenMetrics when the client accepts it (q > 0) at least as much as text/plain. Media types are
+ * case-insensitive and q=0 means "not acceptable" (RFC 9110 section 12.5.1); Prometheus weighs the formats of
+ * its scrape_protocols with decreasing q. */
 enum expo_format expo_negotiate(const char *accept)
 {
-	return accept && strstr(accept, "application/openmetrics-text") ? EXPO_OPENMETRICS : EXPO_PROMETHEUS;
+	double om_q = 0, text_q = 0;
+
+	while (accept && *accept) {
+		const char *end = accept + strcspn(accept, ",");
+		const char *t = accept, *te;
+		while (t < end && (*t == ' ' || *t == '\t'))
+			t++;
+		for (te = t; te < end && *te != ';' && *te != ' ' && *te != '\t';)
+			te++;
+		double q = 1;
+		for (const char *p = te; p < end; p++) {
+			if (*p != ';')
+				continue;
+			const char *k = p + 1;
+			while (k < end && (*k == ' ' || *k == '\t'))
+				k++;
+			if (end - k >= 2 && (*k == 'q' || *k == 'Q') && k[1] == '=')
+				q = strtod(k + 2, NULL);
+		}
+		if (media_type_is(t, te, "application/openmetrics-text"))
+			om_q = fmax(om_q, q);
+		else if (media_type_is(t, te, "text/plain"))
+			text_q = fmax(text_q, q);
+		accept = *end ? end + 1 : end;
+	}
+	return om_q > 0 && om_q >= text_q ? EXPO_OPENMETRICS : EXPO_PROMETHEUS;
 }
 
 /* Shortest decimal that reads back as the same double; integers print without an exponent. */
@@ -455,7 +496,8 @@ static void put_double(struct buf *b, double v)
 		buf__puts(b, v > 0 ? "+Inf" : "-Inf");
 		return;
 	}
-	if (v == (double)(int64_t)v && fabs(v) < 1e15) {
+	/* range first: converting a double outside int64_t is undefined */
+	if (fabs(v) < 1e15 && v == (double)(int64_t)v) {
 		buf__printf(b, "%lld", (long long)v);
 		return;
 	}
@@ -480,13 +522,16 @@ static void put_label_value(struct buf *b, const char *s)
 	}
 }
 
-static void put_help(struct buf *b, const char *s)
+/* Text 0.0.4 escapes only backslash and newline in HELP (and rejects \"); OpenMetrics also escapes quotes. */
+static void put_help(struct buf *b, const char *s, enum expo_format fmt)
 {
 	for (; *s; s++) {
 		if (*s == '\\')
 			buf__puts(b, "\\\\");
 		else if (*s == '\n')
 			buf__puts(b, "\\n");
+		else if (*s == '"' && fmt == EXPO_OPENMETRICS)
+			buf__puts(b, "\\\"");
 		else
 			buf__append(b, s, 1);
 	}
@@ -529,7 +574,7 @@ static void render_family(struct buf *b, const struct metric_family *f, enum exp
 	int fam_len = om_counter ? (int)(nlen - 6) : (int)nlen;
 
 	buf__printf(b, "# HELP %.*s ", fam_len, f->name);
-	put_help(b, f->help);
+	put_help(b, f->help, fmt);
 	buf__printf(b, "\n# TYPE %.*s %s\n", fam_len, f->name, type_names[f->type]);
 	for (const struct series *s = f->head; s; s = s->next) {
 		if (f->type != METRIC_HISTOGRAM) {

@@ -63,7 +63,8 @@ int target_rules__add(struct target_rules *tr, const char *spec, char *err, size
 		return -EINVAL;
 	}
 	if (!valid_service_name(spec, (size_t)(eq - spec))) {
-		snprintf(err, errlen, "bad target '%s': service name must be 1-31 of [A-Za-z0-9_.-], starting with a letter",
+		snprintf(err, errlen,
+			 "bad target '%s': service name must be 1-31 of [A-Za-z0-9_.-], starting with a letter or '_'",
 			 spec);
 		return -EINVAL;
 	}
@@ -143,7 +144,9 @@ int target_rules__add(struct target_rules *tr, const char *spec, char *err, size
 int target_rules__add_defaults(struct target_rules *tr)
 {
 	char err[256];
-	int rc = target_rules__add(tr, "api=cmdline:(uvicorn|gunicorn|hypercorn)", err, sizeof(err));
+	/* The server is argv[0] (or the module/script run by python): a bare "(uvicorn|gunicorn|hypercorn)"
+	 * would also match `grep uvicorn`, `pkill -f uvicorn` or `tail uvicorn.log`. */
+	int rc = target_rules__add(tr, "api=cmdline:" DEFAULT_API_REGEX, err, sizeof(err));
 	return rc ? rc : target_rules__add(tr, "postgres=comm:^postgres$", err, sizeof(err));
 }
 

@@ -11,6 +11,10 @@
 #define SERVICE_NAME_MAX 32
 #define TARGET_RULES_MAX 32
 
+/* Default rules (used when no --target is given). */
+#define DEFAULT_API_REGEX "^([^ ]*/)?(python[0-9.]* ([^ ]+ )*(-m )?)?([^ ]*/)?(uvicorn|gunicorn|hypercorn)([: ]|$)"
+#define DEFAULT_POSTGRES_REGEX "^postgres$"
+
 enum selector_kind { SEL_COMM, SEL_CMDLINE, SEL_EXE, SEL_PID, SEL_CGROUP };
 
 struct target_rule {

@@ -11,14 +11,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 TIMEOUT="${LOUPE_API_START_TIMEOUT:-30}"
 case "${1:-}" in
-    -h|--help) sed -n '2,7p' "${0}"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     "") ;;
     *) die "unknown argument '${1}' (usage: api-start.sh [--help]; configure with env vars)" ;;
 esac
 
 is_uint "${LOUPE_API_PORT}" || die "LOUPE_API_PORT=${LOUPE_API_PORT} is not a port number"
-is_uint "${LOUPE_API_WORKERS}" && ((LOUPE_API_WORKERS >= 1)) \
-    || die "LOUPE_API_WORKERS=${LOUPE_API_WORKERS} must be a positive integer"
+if ! is_uint "${LOUPE_API_WORKERS}" || ((10#${LOUPE_API_WORKERS} < 1)); then
+    die "LOUPE_API_WORKERS=${LOUPE_API_WORKERS} must be a positive integer"
+fi
 is_uint "${TIMEOUT}" || die "LOUPE_API_START_TIMEOUT=${TIMEOUT} is not a number of seconds"
 require_loopback LOUPE_API_HOST "${LOUPE_API_HOST}"
 require_loopback LOUPE_PG_HOST "${LOUPE_PG_HOST}"
@@ -60,6 +61,7 @@ info "starting API on $(api_url) (workers ${LOUPE_API_WORKERS}, log ${LOG})"
 # setsid: own session and process group, so api-stop.sh can reach the workers too;
 # the inner shell writes its own pid, then becomes uvicorn (exec keeps the pid).
 cd "${WORKLOAD_DIR}"
+# shellcheck disable=SC2016  # $$ and $@ belong to the inner sh
 setsid /bin/sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "${PIDFILE}" \
     "${PYTHON}" -m uvicorn app:app --host "${LOUPE_API_HOST}" --port "${LOUPE_API_PORT}" \
     --workers "${LOUPE_API_WORKERS}" "${access_log}" "${extra[@]}" \

@@ -8,7 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 TIMEOUT="${LOUPE_API_STOP_TIMEOUT:-10}"
 case "${1:-}" in
-    -h|--help) sed -n '2,4p' "${0}"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     "") ;;
     *) die "unknown argument '${1}' (usage: api-stop.sh [--help])" ;;
 esac

@@ -34,6 +34,25 @@ from fastapi import FastAPI, HTTPException, Query, Response, WebSocket
 from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
+# ------------------------------------------------------- uvicorn quirk ---
+# With --workers > 1, uvicorn 0.17 binds the listening socket itself with
+# socket.socket(family=...), i.e. proto 0, and asyncio only sets TCP_NODELAY on
+# sockets whose proto is IPPROTO_TCP. The accepted connections then keep Nagle on;
+# h11 writes headers and body separately, so every response waits for the
+# client's delayed ACK: ~40 ms added to each request (single worker: not
+# affected). Extend asyncio's check to proto 0 in this process; set
+# LOUPE_API_TCP_NODELAY=0 to keep the stock behaviour (and its 40 ms stalls).
+if os.environ.get("LOUPE_API_TCP_NODELAY", "1") != "0":
+    import asyncio.base_events as _base_events
+    import socket as _socket
+
+    def _set_nodelay(sock):
+        if (sock.family in (_socket.AF_INET, _socket.AF_INET6) and sock.type == _socket.SOCK_STREAM
+                and sock.proto in (0, _socket.IPPROTO_TCP)):
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+
+    _base_events._set_nodelay = _set_nodelay
+
 # ---------------------------------------------------------------- config ---
 
 

@@ -1,6 +1,7 @@
 # Shared helpers for the workload scripts (sourced, not executed).
 # shellcheck shell=bash
 
+# shellcheck disable=SC2034  # used by the scripts that source this file
 WORKLOAD_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${LOUPE_PYTHON:-/usr/bin/python3}"   # Debian's python: sees fastapi/uvicorn/psycopg2
 
@@ -50,3 +51,6 @@ pid_alive() {
     state="$(awk '{ print $3 }' "/proc/${1}/stat" 2>/dev/null || true)"
     [[ -n "${state}" && "${state}" != Z && "${state}" != X ]]
 }
+
+# Print the comment block at the top of the calling script (its usage text).
+usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${0}"; }

@@ -12,8 +12,6 @@ set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-usage() { sed -n '2,10p' "${0}" | sed 's/^# \{0,1\}//'; }
-
 duration=0 rate=20 ws_sessions=3
 while (($#)); do
     case "${1}" in
@@ -26,7 +24,8 @@ while (($#)); do
 done
 duration="${duration%s}"
 is_uint "${duration}" || die "-d must be a number of seconds (got '${duration}')"
-is_uint "${rate}" && ((rate > 0)) || die "--rate must be a positive integer (got '${rate}')"
+if ! is_uint "${rate}" || ((10#${rate} == 0)); then die "--rate must be a positive integer (got '${rate}')"; fi
+rate=$((10#${rate}))
 is_uint "${ws_sessions}" || die "--ws-sessions must be an integer (got '${ws_sessions}')"
 require_loopback LOUPE_API_HOST "${LOUPE_API_HOST}"
 command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
@@ -75,6 +74,7 @@ if ((ws_sessions > 0)); then
 fi
 
 # Every 5 s: GET /slow, then alternately GET /fail and GET /cpu.
+# shellcheck disable=SC2016  # $0 and $1 belong to the inner bash
 run_loop extras /bin/bash -c '
     sleep 5; "$0" "$1" --plan "GET /slow=1,GET /fail=1"
     sleep 5; "$0" "$1" --plan "GET /slow=1,GET /cpu=1"' "${PYTHON}" "${WORKLOAD_DIR}/http_client.py"

@@ -10,8 +10,6 @@ set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-usage() { sed -n '2,8p' "${0}" | sed 's/^# \{0,1\}//'; }
-
 duration=10 conns=10 threads=2 mode=mix path="" seed=1 timeout=10
 while (($#)); do
     case "${1}" in
@@ -28,7 +26,8 @@ while (($#)); do
 done
 duration="${duration%s}"
 for v in duration conns threads timeout; do
-    is_uint "${!v}" && ((${!v} > 0)) || die "${v} must be a positive integer (got '${!v}')"
+    if ! is_uint "${!v}" || ((10#${!v} == 0)); then die "${v} must be a positive integer (got '${!v}')"; fi
+    printf -v "${v}" '%d' "$((10#${!v}))"
 done
 ((conns >= threads)) || die "connections (${conns}) must be >= threads (${threads})"
 [[ "${mode}" != path || "${path}" == /* ]] || die "--path must start with / (got '${path}')"

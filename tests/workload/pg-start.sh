@@ -10,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 TIMEOUT="${LOUPE_PG_START_TIMEOUT:-30}"
 case "${1:-}" in
-    -h|--help) sed -n '2,7p' "${0}"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     "") ;;
     *) die "unknown argument '${1}' (usage: pg-start.sh [--help])" ;;
 esac
@@ -58,6 +58,9 @@ if [[ -f "${LOUPE_PG_DIR}/PG_VERSION" ]] && pg_ctl status >/dev/null 2>&1; then
     exit 0
 fi
 
+rc=0; "${LOUPE_PG_BIN}/pg_isready" -q -h 127.0.0.1 -p "${LOUPE_PG_PORT}" -U postgres -d postgres -t 1 2>/dev/null || rc=$?
+((rc == 2)) || die "another PostgreSQL already answers on 127.0.0.1:${LOUPE_PG_PORT} (set LOUPE_PG_PORT)"
+
 if [[ ! -f "${LOUPE_PG_DIR}/PG_VERSION" ]]; then
     if [[ -e "${LOUPE_PG_DIR}" ]] && [[ -n "$(ls -A "${LOUPE_PG_DIR}" 2>/dev/null)" ]]; then
         die "${LOUPE_PG_DIR} exists, is not empty and is not a PostgreSQL data directory"
@@ -89,13 +92,10 @@ logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
 
-rc=0; "${LOUPE_PG_BIN}/pg_isready" -q -h 127.0.0.1 -p "${LOUPE_PG_PORT}" -U postgres -d postgres -t 1 2>/dev/null || rc=$?
-((rc == 2)) || die "another PostgreSQL already answers on 127.0.0.1:${LOUPE_PG_PORT} (set LOUPE_PG_PORT)"
-
 info "starting PostgreSQL (data ${LOUPE_PG_DIR}, 127.0.0.1:${LOUPE_PG_PORT}, log ${LOUPE_PG_DIR}/postgres.log)"
 if ! pg_ctl -l "${LOUPE_PG_DIR}/postgres.log" -w -t "${TIMEOUT}" start >/dev/null; then
     tail -n 15 "${LOUPE_PG_DIR}/postgres.log" >&2 2>/dev/null || true
-    die "PostgreSQL did not start within ${TIMEOUT}s (log: ${LOUPE_PG_DIR}/postgres.log)"
+    die "PostgreSQL failed to start or was not up within ${TIMEOUT}s (log: ${LOUPE_PG_DIR}/postgres.log)"
 fi
 
 deadline=$((SECONDS + TIMEOUT))

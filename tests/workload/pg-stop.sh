@@ -11,7 +11,7 @@ purge=0
 for arg in "$@"; do
     case "${arg}" in
         --purge) purge=1 ;;
-        -h|--help) sed -n '2,4p' "${0}"; exit 0 ;;
+        -h|--help) usage; exit 0 ;;
         *) die "unknown argument '${arg}' (usage: pg-stop.sh [--purge])" ;;
     esac
 done
