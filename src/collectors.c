@@ -1,9 +1,11 @@
 /* The collector table: adding a signal is adding a row. */
 #include "loupe.h"
+#include "bpf_util.h"
 #include "log.h"
 
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <linux/types.h>
 #include <string.h>
 
 const struct collector *const collectors[] = {
@@ -50,4 +52,19 @@ struct metric_family *loupe_drops_family(struct registry *reg)
 	return registry__family(reg, "loupe_events_dropped_total",
 				"Events lost before they were counted, by feature and reason (full ring buffers or maps).",
 				METRIC_COUNTER, labels, 256, FAMILY_SNAPSHOT);
+}
+
+int loupe_export_drops(struct registry *reg, const char *feature, int map_fd, const char *const *reasons,
+		       unsigned nreasons)
+{
+	struct metric_family *drops = loupe_drops_family(reg);
+	if (!drops)
+		return -ENOMEM;
+	for (__u32 r = 0; r < nreasons; r++) {
+		uint64_t sum = 0;
+		percpu_sum_u64(map_fd, &r, &sum, 1);
+		const char *v[] = {feature, reasons[r]};
+		family__add(drops, v, (double)sum);
+	}
+	return 0;
 }

@@ -87,6 +87,9 @@ extern const int ncollectors;
 
 /* The shared events-dropped family: loupe_events_dropped_total{feature,reason}. */
 struct metric_family *loupe_drops_family(struct registry *reg);
+/* Add a per-CPU drop-counter array (one u64 per reason, indexed by reason) to it. */
+int loupe_export_drops(struct registry *reg, const char *feature, int map_fd, const char *const *reasons,
+		       unsigned nreasons);
 
 /* Scrape: collect every feature into the registry and render it (takes the lock). */
 void loupe__scrape(struct loupe *L, enum expo_format fmt, struct buf *out);

@@ -119,15 +119,8 @@ static int syscalls_collect(void *priv, struct registry *reg)
 		prev = &key;
 	}
 
-	struct metric_family *drops = loupe_drops_family(reg);
-	fd = bpf_map__fd(s->skel->maps.syscall_drops);
-	for (__u32 r = 0; r < SYSCALL_DROP_NR; r++) {
-		uint64_t sum = 0;
-		percpu_sum_u64(fd, &r, &sum, 1);
-		const char *v[] = {"syscalls", drop_reasons[r]};
-		family__add(drops, v, (double)sum);
-	}
-	return 0;
+	return loupe_export_drops(reg, "syscalls", bpf_map__fd(s->skel->maps.syscall_drops), drop_reasons,
+				  SYSCALL_DROP_NR);
 }
 
 static void syscalls_close(void *priv)

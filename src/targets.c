@@ -231,14 +231,8 @@ static int targets_collect(void *priv, struct registry *reg)
 	memcpy(t->count, count, sizeof(count));
 	memcpy(t->L->targets_per_service, count, sizeof(count));
 
-	struct metric_family *drops = loupe_drops_family(reg);
-	for (__u32 r = 0; r < TARGET_DROP_NR; r++) {
-		uint64_t sum = 0;
-		percpu_sum_u64(bpf_map__fd(t->skel->maps.target_drops), &r, &sum, 1);
-		const char *v[] = {"targets", drop_reasons[r]};
-		family__add(drops, v, (double)sum);
-	}
-	return 0;
+	return loupe_export_drops(reg, "targets", bpf_map__fd(t->skel->maps.target_drops), drop_reasons,
+				  TARGET_DROP_NR);
 }
 
 static void targets_status(void *priv, struct buf *json)
