@@ -49,17 +49,22 @@ int cmd_check(int argc, char **argv)
 	kfeatures__probe(&kf);
 	const char *tp = kfeatures__tp_flavour(&kf);
 	struct feature_need feats[] = {
-		{"targets", "process tracking (sched_process_fork/exec/exit)", tp && kf.r[KF_RINGBUF].ok,
-		 !tp ? "needs tp_btf or raw_tp" : "needs ring buffers"},
+		{"targets", "process tracking (sched_process_fork/exec/exit)",
+		 tp && kf.r[KF_BTF].ok && kf.r[KF_RINGBUF].ok,
+		 !tp ? "needs tp_btf or raw_tp" : !kf.r[KF_BTF].ok ? "needs BTF (CO-RE)" : "needs ring buffers"},
 		{"syscalls", "syscall latency and errors (sys_enter/sys_exit)", tp && kf.r[KF_BTF].ok,
 		 !tp ? "needs tp_btf or raw_tp" : "needs BTF (task local storage)"},
 	};
-	bool can_run = feats[0].ok;
+	bool can_run = feats[0].ok; /* the same conditions `loupe run` requires at start */
 	if (json) {
 		printf("{\"kernel\":{");
-		for (int k = 0; k < KF_NR; k++)
+		for (int k = 0; k < KF_NR; k++) {
+			struct buf detail = {0};
+			buf__json_str(&detail, kf.r[k].detail);
 			printf("%s\"%s\":{\"ok\":%s,\"detail\":\"%s\"}", k ? "," : "", kfeature_name((enum kfeature)k),
-			       kf.r[k].ok ? "true" : "false", kf.r[k].detail);
+			       kf.r[k].ok ? "true" : "false", detail.p ? detail.p : "");
+			buf__free(&detail);
+		}
 		printf("},\"features\":{");
 		for (size_t i = 0; i < ARRAY_SIZE(feats); i++)
 			printf("%s\"%s\":{\"runs\":%s,\"hook\":\"%s\"}", i ? "," : "", feats[i].feature,

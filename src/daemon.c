@@ -273,8 +273,22 @@ int cmd_run(int argc, char **argv)
 		target_rules__free(&opt.rules);
 		return rc < 0 ? 0 : rc;
 	}
+	/* Signals go to a signalfd; block them first, before any thread (libmicrohttpd's) exists and before a
+	 * signal during start-up could kill us with nothing cleaned up. */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
 	log_hook_libbpf();
 	L.start_ns = L.heartbeat_ns = now_ns(CLOCK_MONOTONIC);
+	int unpinned = target_rules__pin_pids(&opt.rules);
+	if (unpinned)
+		log_warn("pid_target_missing", "%d pid: target(s) name no running process and will match nothing",
+			 unpinned);
 	pthread_mutex_init(&L.lock, NULL);
 
 	if (check_privileges(msg, sizeof(msg))) {
@@ -294,15 +308,6 @@ int cmd_run(int argc, char **argv)
 		err = 1;
 		goto out;
 	}
-
-	/* Signals go to a signalfd; block them before any thread (libmicrohttpd's) is created. */
-	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
 	kfeatures__probe(&L.kf);
 	L.tp_flavour = kfeatures__tp_flavour(&L.kf);

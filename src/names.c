@@ -15,6 +15,17 @@ const char *syscall_name(unsigned nr, char *tmp, size_t n)
 
 const char *errno_name(int err, char *tmp, size_t n)
 {
+	/* Kernel-internal codes seen at sys_exit when a signal interrupts a syscall (include/linux/errno.h): the
+	 * syscall is then restarted or fails with EINTR; userspace never sees these values. */
+	switch (err) {
+	case 512: /* ERESTARTSYS */
+	case 513: /* ERESTARTNOINTR */
+	case 514: /* ERESTARTNOHAND */
+	case 516: /* ERESTART_RESTARTBLOCK */
+		return "EINTR";
+	case 515: /* ENOIOCTLCMD: turned into ENOTTY on the way out */
+		return "ENOTTY";
+	}
 	const char *s = err > 0 ? strerrorname_np(err) : NULL; /* glibc >= 2.32 */
 	if (s)
 		return s;

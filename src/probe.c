@@ -173,9 +173,9 @@ int check_privileges(char *msg, int msglen)
 		return -EPERM;
 	}
 #define HAS(c) (data[(c) / 32].effective & (1u << ((c) % 32)))
-	if (HAS(CAP_SYS_ADMIN))
-		return 0;
-	const char *missing = !HAS(CAP_BPF) && !HAS(CAP_PERFMON) ? "CAP_BPF and CAP_PERFMON"
+	/* CAP_SYS_ADMIN implies what CAP_BPF and CAP_PERFMON grant, but not reading other users' /proc entries. */
+	const char *missing = HAS(CAP_SYS_ADMIN)			     ? NULL
+			      : !HAS(CAP_BPF) && !HAS(CAP_PERFMON) ? "CAP_BPF and CAP_PERFMON"
 			      : !HAS(CAP_BPF)			     ? "CAP_BPF"
 			      : !HAS(CAP_PERFMON)		     ? "CAP_PERFMON"
 								     : NULL;

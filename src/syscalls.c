@@ -14,11 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 
 struct syscalls {
 	struct loupe *L;
 	struct syscalls_bpf *skel;
 	int nservices;
+	uint64_t *sums; /* scratch: summed histograms of every [service][syscall] */
 };
 
 static const char *const drop_reasons[SYSCALL_DROP_NR] = {
@@ -35,6 +37,11 @@ static int syscalls_open(struct loupe *L, void **priv)
 		return -ENOMEM;
 	s->L = L;
 	s->nservices = L->opt->rules.nservices;
+	s->sums = calloc((size_t)s->nservices * SYSCALL_MAX_NR, sizeof(struct loupe_hist));
+	if (!s->sums) {
+		free(s);
+		return -ENOMEM;
+	}
 	s->skel = syscalls_bpf__open();
 	if (!s->skel) {
 		err = -errno;
@@ -50,6 +57,7 @@ static int syscalls_open(struct loupe *L, void **priv)
 	return 0;
 fail:
 	syscalls_bpf__destroy(s->skel);
+	free(s->sums);
 	free(s);
 	return err;
 }
@@ -89,13 +97,14 @@ static int syscalls_collect(void *priv, struct registry *reg)
 		return -ENOMEM;
 
 	int fd = bpf_map__fd(s->skel->maps.syscall_hist);
-	uint64_t words[HIST_SLOTS + 1];
+	const size_t nwords = sizeof(struct loupe_hist) / sizeof(uint64_t);
 	char tmp[32], tmp2[32];
+	int err = percpu_array_sum_all(fd, (uint32_t)s->nservices * SYSCALL_MAX_NR, nwords, s->sums);
+	if (err)
+		return err;
 	for (int svc = 1; svc <= s->nservices; svc++) {
 		for (__u32 nr = 0; nr < SYSCALL_MAX_NR; nr++) {
-			__u32 idx = (__u32)(svc - 1) * SYSCALL_MAX_NR + nr;
-			if (percpu_sum_u64(fd, &idx, words, HIST_SLOTS + 1))
-				continue;
+			const uint64_t *words = s->sums + ((size_t)(svc - 1) * SYSCALL_MAX_NR + nr) * nwords;
 			uint64_t total = 0;
 			for (int k = 0; k < HIST_SLOTS; k++)
 				total += words[k];
@@ -110,7 +119,9 @@ static int syscalls_collect(void *priv, struct registry *reg)
 	struct syscall_err_key key, next, *prev = NULL;
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
 		uint64_t count;
-		if (!percpu_sum_u64(fd, &next, &count, 1) && next.service >= 1 && next.service <= s->nservices) {
+		/* rt_sigreturn "returns" the interrupted syscall's restored result: not an error of its own. */
+		if (next.nr != SYS_rt_sigreturn && !percpu_sum_u64(fd, &next, &count, 1) && next.service >= 1 &&
+		    next.service <= s->nservices) {
 			const char *v[] = {rules->service[next.service], syscall_name(next.nr, tmp, sizeof(tmp)),
 					   errno_name(next.err, tmp2, sizeof(tmp2))};
 			family__add(errs, v, (double)count);
@@ -129,6 +140,7 @@ static void syscalls_close(void *priv)
 	if (!s)
 		return;
 	syscalls_bpf__destroy(s->skel);
+	free(s->sums);
 	free(s);
 }
 

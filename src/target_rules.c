@@ -164,7 +164,7 @@ int target_rules__match(const struct target_rules *tr, const struct proc_ident *
 		const struct target_rule *r = &tr->rule[i];
 		bool m = false;
 		switch (r->kind) {
-		case SEL_PID: m = id->pid == r->pid; break;
+		case SEL_PID: m = id->pid == r->pid && (!r->pid_pinned || r->pid_start == id->start_ticks); break;
 		case SEL_COMM: m = id->comm && !regexec(&r->re, id->comm, 0, NULL, 0); break;
 		case SEL_CMDLINE: m = id->cmdline && !regexec(&r->re, id->cmdline, 0, NULL, 0); break;
 		case SEL_EXE: m = id->exe && !strcmp(id->exe, r->arg); break;
@@ -246,7 +246,28 @@ int proc_ident__read(pid_t pid, const struct target_rules *tr, struct proc_ident
 	return 0;
 }
 
+int target_rules__pin_pids(struct target_rules *tr)
+{
+	int missing = 0;
+	for (int i = 0; i < tr->nrules; i++) {
+		struct target_rule *r = &tr->rule[i];
+		if (r->kind != SEL_PID)
+			continue;
+		r->pid_pinned = true;
+		if (proc_start_ticks(r->pid, &r->pid_start)) {
+			r->pid_start = ~0ull; /* no process has a start time this large: matches nothing */
+			missing++;
+		}
+	}
+	return missing;
+}
+
 int proc_start_ticks(pid_t pid, unsigned long long *ticks)
+{
+	return proc_stat_read(pid, NULL, ticks);
+}
+
+int proc_stat_read(pid_t pid, pid_t *ppid, unsigned long long *start_ticks)
 {
 	char path[64], *text = NULL;
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
@@ -258,8 +279,13 @@ int proc_start_ticks(pid_t pid, unsigned long long *ticks)
 	int field = 2;
 	int err = -EINVAL;
 	for (; p && *p; p++) {
-		if (*p == ' ' && ++field == 22) {
-			*ticks = strtoull(p + 1, NULL, 10);
+		if (*p != ' ')
+			continue;
+		field++;
+		if (field == 4 && ppid)
+			*ppid = (pid_t)strtol(p + 1, NULL, 10);
+		if (field == 22) {
+			*start_ticks = strtoull(p + 1, NULL, 10);
 			err = 0;
 			break;
 		}

@@ -22,6 +22,8 @@ struct target_rule {
 	enum selector_kind kind;
 	char *arg; /* regex source, path */
 	pid_t pid;
+	unsigned long long pid_start; /* pid rules, when pinned: start time (ticks) of the process meant */
+	bool pid_pinned;
 	regex_t re;
 	bool has_re;
 };
@@ -40,6 +42,7 @@ struct proc_ident {
 	const char *cmdline; /* argv joined by spaces */
 	const char *exe;
 	const char *cgroup; /* cgroup v2 path ("0::" line) */
+	unsigned long long start_ticks; /* /proc/PID/stat starttime, 0 = unknown */
 };
 
 void target_rules__init(struct target_rules *tr);
@@ -48,6 +51,9 @@ void target_rules__free(struct target_rules *tr);
 int target_rules__add(struct target_rules *tr, const char *spec, char *err, size_t errlen);
 /* The defaults used when no --target is given. */
 int target_rules__add_defaults(struct target_rules *tr);
+/* Pin every pid rule to the process that has that pid now (its start time), so that a later process reusing
+ * the pid never matches. Returns how many pid rules name no live process (those never match). */
+int target_rules__pin_pids(struct target_rules *tr);
 /* Service id (1-based) of the first rule that matches, or 0. */
 int target_rules__match(const struct target_rules *tr, const struct proc_ident *id);
 /* Rules that need a field, so callers read only what is needed. */
@@ -65,5 +71,7 @@ struct proc_ident_buf {
 int proc_ident__read(pid_t pid, const struct target_rules *tr, struct proc_ident *id, struct proc_ident_buf *b);
 void proc_ident_buf__free(struct proc_ident_buf *b);
 int proc_start_ticks(pid_t pid, unsigned long long *ticks);
+/* Parent pid and start time from /proc/PID/stat; 0 or -errno (-ENOENT when gone). */
+int proc_stat_read(pid_t pid, pid_t *ppid, unsigned long long *start_ticks);
 
 #endif

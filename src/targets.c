@@ -53,41 +53,117 @@ static int track(struct targets *t, pid_t tgid, int svc, unsigned long long star
 	return 0;
 }
 
-/* Classify one process; returns its service or 0. */
-static int classify(struct targets *t, pid_t pid, unsigned long long *start_ticks)
+/* Classify one process whose start time is known; returns its service or 0. */
+static int classify(struct targets *t, pid_t pid, unsigned long long start_ticks)
 {
 	struct proc_ident id;
-	if (proc_start_ticks(pid, start_ticks))
-		return 0;
 	if (proc_ident__read(pid, &t->L->opt->rules, &id, &t->idbuf))
 		return 0;
+	id.start_ticks = start_ticks;
 	return target_rules__match(&t->L->opt->rules, &id);
+}
+
+struct proc_entry {
+	pid_t pid, ppid;
+	unsigned long long start;
+	__u32 svc;
+};
+
+static int cmp_pid(const void *a, const void *b)
+{
+	const struct proc_entry *x = a, *y = b;
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+/* Every process on the host with its parent, start time and current service, sorted by pid. */
+static struct proc_entry *list_procs(struct targets *t, size_t *n)
+{
+	DIR *d = opendir("/proc");
+	if (!d) {
+		log_error("proc_scan_failed", "cannot list /proc (%s): targets are found only at their next exec",
+			  strerror(errno));
+		return NULL;
+	}
+	struct proc_entry *v = NULL;
+	size_t cap = 0;
+	pid_t self = getpid();
+	*n = 0;
+	for (struct dirent *de; (de = readdir(d));) {
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		struct proc_entry e = {.pid = (pid_t)atoi(de->d_name)};
+		if (e.pid == self || proc_stat_read(e.pid, &e.ppid, &e.start))
+			continue;
+		__u32 key = (__u32)e.pid;
+		if (bpf_map_lookup_elem(t->L->target_svc_fd, &key, &e.svc))
+			e.svc = 0;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 512;
+			struct proc_entry *nv = realloc(v, cap * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+		}
+		v[(*n)++] = e;
+	}
+	closedir(d);
+	if (v)
+		qsort(v, *n, sizeof(*v), cmp_pid);
+	return v;
+}
+
+/* Children inherit their parent's service, but BPF only sees forks that happen after the parent became a
+ * target. Processes forked earlier (before loupe started, or between an exec and its classification here) are
+ * adopted from the process tree. Returns how many were adopted. */
+static unsigned adopt_descendants(struct targets *t, struct proc_entry *v, size_t n)
+{
+	unsigned adopted = 0;
+	for (int pass = 0; pass < 64; pass++) {
+		unsigned changed = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (v[i].svc || v[i].ppid <= 0)
+				continue;
+			struct proc_entry key = {.pid = v[i].ppid};
+			struct proc_entry *parent = bsearch(&key, v, n, sizeof(*v), cmp_pid);
+			if (!parent || !parent->svc || track(t, v[i].pid, (int)parent->svc, v[i].start))
+				continue;
+			v[i].svc = parent->svc;
+			changed++;
+		}
+		adopted += changed;
+		if (!changed)
+			break;
+	}
+	return adopted;
 }
 
 static void scan_proc(struct targets *t)
 {
-	DIR *d = opendir("/proc");
-	if (!d) {
-		log_error("proc_scan_failed", "cannot list /proc (%s): targets start only at their next exec",
-			  strerror(errno));
+	size_t n;
+	struct proc_entry *v = list_procs(t, &n);
+	if (!v)
 		return;
-	}
-	struct dirent *de;
-	pid_t self = getpid();
 	unsigned found = 0;
-	while ((de = readdir(d))) {
-		if (!isdigit((unsigned char)de->d_name[0]))
-			continue;
-		pid_t pid = (pid_t)atoi(de->d_name);
-		if (pid == self)
-			continue;
-		unsigned long long start;
-		int svc = classify(t, pid, &start);
-		if (svc && !track(t, pid, svc, start))
+	for (size_t i = 0; i < n; i++) {
+		int svc = classify(t, v[i].pid, v[i].start);
+		if (svc && !track(t, v[i].pid, svc, v[i].start)) {
+			v[i].svc = (__u32)svc;
 			found++;
+		}
 	}
-	closedir(d);
-	log_info("proc_scan", "scanned /proc: %u target processes", found);
+	unsigned adopted = adopt_descendants(t, v, n);
+	free(v);
+	log_info("proc_scan", "scanned /proc: %u target processes, %u more inherited from them", found, adopted);
+}
+
+/* A process was just classified at exec: adopt the children it forked before we tracked it. */
+static void adopt_after_exec(struct targets *t)
+{
+	size_t n;
+	struct proc_entry *v = list_procs(t, &n);
+	if (v)
+		adopt_descendants(t, v, n);
+	free(v);
 }
 
 static int on_record(void *ctx, void *data, size_t len)
@@ -101,16 +177,18 @@ static int on_record(void *ctx, void *data, size_t len)
 	case REC_TARGET_EXEC: {
 		t->execs_seen++;
 		unsigned long long start;
-		int svc = classify(t, (pid_t)r->tgid, &start);
 		/* The process may have exited, and its pid been reused, before we read /proc: the start time
 		 * that BPF saw must match the one /proc shows now. */
-		if (!svc || start != r->start_ns / (1000000000ull / (unsigned long long)t->ticks_per_sec))
-			break; /* not a match: an inherited service (r->service) stays as it is */
-		if ((int)r->service == svc)
+		if (proc_start_ticks((pid_t)r->tgid, &start) ||
+		    start != r->start_ns / (1000000000ull / (unsigned long long)t->ticks_per_sec))
 			break;
+		int svc = classify(t, (pid_t)r->tgid, start);
+		if (!svc || (int)r->service == svc)
+			break; /* no rule matches: an inherited service (r->service) stays as it is */
 		if (!track(t, (pid_t)r->tgid, svc, start)) {
 			t->classified++;
 			log_debug("target_exec", "a process of service %s started", target_rules__service(rules, svc));
+			adopt_after_exec(t);
 		}
 		break;
 	}

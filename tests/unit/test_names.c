@@ -53,6 +53,19 @@ static void test_errno_known(void **state)
 	assert_string_equal(errno_name(EINTR, tmp, sizeof(tmp)), "EINTR");
 }
 
+/* Restart codes the kernel reports at sys_exit when a signal interrupts a syscall (include/linux/errno.h). */
+static void test_errno_restart_codes(void **state)
+{
+	char tmp[32];
+
+	assert_string_equal(errno_name(512, tmp, sizeof(tmp)), "EINTR"); /* ERESTARTSYS */
+	assert_string_equal(errno_name(513, tmp, sizeof(tmp)), "EINTR"); /* ERESTARTNOINTR */
+	assert_string_equal(errno_name(514, tmp, sizeof(tmp)), "EINTR"); /* ERESTARTNOHAND */
+	assert_string_equal(errno_name(516, tmp, sizeof(tmp)), "EINTR"); /* ERESTART_RESTARTBLOCK */
+	assert_string_equal(errno_name(515, tmp, sizeof(tmp)), "ENOTTY"); /* ENOIOCTLCMD */
+	assert_string_equal(errno_name(517, tmp, sizeof(tmp)), "E517");
+}
+
 static void test_errno_unknown(void **state)
 {
 	char tmp[32];
@@ -68,6 +81,7 @@ int main(void)
 		cmocka_unit_test(test_syscall_known),
 		cmocka_unit_test(test_syscall_unknown),
 		cmocka_unit_test(test_errno_known),
+		cmocka_unit_test(test_errno_restart_codes),
 		cmocka_unit_test(test_errno_unknown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -293,6 +293,30 @@ static void test_exe_and_pid(void **state)
 	assert_int_equal(target_rules__match(tr, &id), 2);
 }
 
+/* A pid rule means the process that has the pid when loupe starts, never a later one that reuses it. */
+static void test_pid_pinned_to_start_time(void **state)
+{
+	struct target_rules *tr = *state;
+	char spec[64];
+	unsigned long long self_start;
+
+	assert_int_equal(proc_start_ticks(getpid(), &self_start), 0);
+	snprintf(spec, sizeof(spec), "me=pid:%d", getpid());
+	assert_int_equal(add(tr, spec), 0);
+	assert_int_equal(add(tr, "gone=pid:4194303"), 0); /* above any default pid_max: no such process */
+	assert_int_equal(target_rules__pin_pids(tr), 1);
+
+	struct proc_ident id = {.pid = getpid(), .comm = "x", .start_ticks = self_start};
+	assert_int_equal(target_rules__match(tr, &id), 1);
+	id.start_ticks = self_start + 1; /* same pid, another process */
+	assert_int_equal(target_rules__match(tr, &id), 0);
+	id.pid = 4194303;
+	for (unsigned long long st = 0; st < 3; st++) {
+		id.start_ticks = st;
+		assert_int_equal(target_rules__match(tr, &id), 0);
+	}
+}
+
 static void test_cgroup_prefix(void **state)
 {
 	struct target_rules *tr = *state;
@@ -470,6 +494,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_too_many, rules_setup, rules_teardown),
 		cmocka_unit_test_setup_teardown(test_match_order, rules_setup, rules_teardown),
 		cmocka_unit_test_setup_teardown(test_defaults, rules_setup, rules_teardown),
+		cmocka_unit_test_setup_teardown(test_pid_pinned_to_start_time, rules_setup, rules_teardown),
 		cmocka_unit_test_setup_teardown(test_exe_and_pid, rules_setup, rules_teardown),
 		cmocka_unit_test_setup_teardown(test_cgroup_prefix, rules_setup, rules_teardown),
 		cmocka_unit_test_setup_teardown(test_proc_ident_self, rules_setup, rules_teardown),
