@@ -23,7 +23,7 @@ endif
 
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
-            -D_GNU_SOURCE -DLOUPE_VERSION='"$(VERSION)"' -DLOUPE_COMMIT='"$(GIT_COMMIT)"'
+            -D_GNU_SOURCE
 INCLUDES := -Iinclude -Isrc -I$(BUILD)
 LDLIBS   := -lbpf -lelf -lz -lmicrohttpd -lpthread -lm
 
@@ -37,14 +37,14 @@ SKELS      := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 SRCS       := $(wildcard src/*.c)
 OBJS       := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
 LIB_OBJS   := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
-GEN_HDRS   := $(BUILD)/syscall_names.h
+GEN_HDRS   := $(BUILD)/syscall_names.h $(BUILD)/version.h
 
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 HELPER_SRCS := $(wildcard tests/helpers/*.c)
 HELPER_BINS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRCS))
 
-.PHONY: all clean test unit-test bpf-test e2e-test bench demo run fuzz check-deps
+.PHONY: FORCE all clean test unit-test bpf-test e2e-test bench demo run fuzz check-deps
 all: $(BUILD)/loupe
 
 $(BUILD)/loupe: $(OBJS)
@@ -62,6 +62,14 @@ $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.bpf.h include/*.h) vmlinux/$(
 $(BUILD)/%.skel.h: $(BUILD)/bpf/%.bpf.o
 	$(call msg,SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< > $@
+
+# Rewritten only when the version or commit changes, so one binary never reports two revisions and an
+# unchanged tree does not rebuild.
+$(BUILD)/version.h: FORCE | $(BUILD)
+	$(Q)printf '#define LOUPE_VERSION "%s"\n#define LOUPE_COMMIT "%s"\n' '$(VERSION)' '$(GIT_COMMIT)' > $@.tmp
+	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+FORCE:
 
 $(BUILD)/syscall_names.h: scripts/gen-syscall-names.sh | $(BUILD)
 	$(call msg,GEN,$@)

@@ -22,6 +22,16 @@ struct {
 	__type(value, struct target_info);
 } target_procs SEC(".maps");
 
+/* Processes that exited lately (tgid -> start time), whether targets or not. Userspace classifies a process
+ * after it may already have exited (it is still in /proc as a zombie): it checks here after tracking it, and
+ * undoes the insert, since the exit hook below has run already and will not remove it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} recent_exits SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
@@ -79,9 +89,13 @@ static __always_inline int on_exec(struct task_struct *p)
 
 static __always_inline int on_exit(struct task_struct *p)
 {
+	if (task_group_live(p) > 0) /* not the last thread */
+		return 0;
 	__u32 tgid = BPF_CORE_READ(p, tgid);
+	__u64 start_ns = task_start_ns(p);
+	bpf_map_update_elem(&recent_exits, &tgid, &start_ns, BPF_ANY);
 	__u32 svc = target_service(tgid);
-	if (!svc || task_group_live(p) > 0)
+	if (!svc)
 		return 0;
 	__u32 none = 0;
 	bpf_map_update_elem(&target_svc, &tgid, &none, BPF_ANY);

@@ -9,7 +9,7 @@ build_pkgs=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-
 # Tests: cmocka for C unit tests; a real PostgreSQL, the FastAPI/uvicorn/websockets reference API and wrk
 # for end-to-end tests; Prometheus (and promtool) to scrape loupe; util-linux for setpriv/unshare.
 test_pkgs=(libcmocka-dev postgresql python3 python3-fastapi python3-uvicorn python3-websockets python3-psycopg2
-	wrk prometheus util-linux procps iproute2 valgrind)
+	python3-prometheus-client wrk prometheus util-linux procps iproute2 valgrind)
 
 case "$what" in
 build) pkgs=("${build_pkgs[@]}") ;;

@@ -1,5 +1,6 @@
 /* `loupe run`: the daemon. Parse options, check privileges and the kernel, bind the listen socket, open and
  * attach every collector in the table, serve HTTP, and pump ring buffers until SIGINT/SIGTERM. */
+#include "version.h"
 #include "loupe.h"
 #include "httpd.h"
 #include "log.h"

@@ -1,3 +1,4 @@
+#include "version.h"
 #include "httpd.h"
 #include "loupe.h"
 #include "log.h"

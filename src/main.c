@@ -1,4 +1,5 @@
 /* loupe: command dispatch. */
+#include "version.h"
 #include "loupe.h"
 
 #include <stdio.h>

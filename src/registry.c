@@ -158,6 +158,12 @@ struct metric_family *registry__family(struct registry *r, const char *name, con
 	else
 		r->head = f;
 	r->tail = f;
+	/* Every budgeted family has its drop counter from the start, so rate() over it has data before the
+	 * first drop (a dashboard panel or alert on drops must not read "no data" as "fine"). */
+	if (r->series_dropped && f != r->series_dropped) {
+		const char *v[] = {f->name};
+		family__add(r->series_dropped, v, 0);
+	}
 	return f;
 fail:
 	family_free(f);
@@ -604,9 +610,6 @@ void registry__render(struct registry *r, enum expo_format fmt, struct buf *out)
 {
 	buf__reset(out);
 	for (struct metric_family *f = r->head; f; f = f->next) {
-		/* A family with no series still says what it is, except the drop counter before any drop. */
-		if (!f->head && f == r->series_dropped)
-			continue;
 		render_family(out, f, fmt);
 	}
 	if (fmt == EXPO_OPENMETRICS)

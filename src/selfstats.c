@@ -1,4 +1,5 @@
 /* Loupe's own metrics: build info, per-program BPF run time and count, feature state, process_* for itself. */
+#include "version.h"
 #include "loupe.h"
 #include "selfstats.h"
 #include "log.h"

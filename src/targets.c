@@ -32,8 +32,9 @@ static const char *const drop_reasons[TARGET_DROP_NR] = {
 };
 
 /* Track tgid as a target of service svc. start_ticks guards against pid reuse: after inserting we check that
- * /proc/PID is still the process we classified, and undo the insert if not (the BPF exit hook cannot have
- * removed an entry that did not exist yet). */
+ * /proc/PID is still the process we classified and that it has not exited (a zombie still shows its start
+ * time; recent_exits knows), and undo the insert if not: the BPF exit hook cannot have removed an entry that
+ * did not exist yet. */
 static int track(struct targets *t, pid_t tgid, int svc, unsigned long long start_ticks)
 {
 	__u32 key = (__u32)tgid, val = (__u32)svc;
@@ -44,7 +45,10 @@ static int track(struct targets *t, pid_t tgid, int svc, unsigned long long star
 	if (bpf_map_update_elem(t->L->target_svc_fd, &key, &val, BPF_ANY))
 		return -errno;
 	unsigned long long now_ticks;
-	if (proc_start_ticks(tgid, &now_ticks) || now_ticks != start_ticks) {
+	__u64 exited_start;
+	if (proc_start_ticks(tgid, &now_ticks) || now_ticks != start_ticks ||
+	    (!bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.recent_exits), &key, &exited_start) &&
+	     exited_start / (1000000000ull / (unsigned long long)t->ticks_per_sec) == start_ticks)) {
 		__u32 none = 0;
 		bpf_map_update_elem(t->L->target_svc_fd, &key, &none, BPF_ANY);
 		bpf_map_delete_elem(bpf_map__fd(t->skel->maps.target_procs), &key);
