@@ -37,6 +37,8 @@ static const char run_usage[] =
 	"                             python runs) is uvicorn, gunicorn or hypercorn; postgres=comm:^postgres$\n"
 	"                             Children inherit their parent's service.\n"
 	"      --tracepoints KIND     auto (default: tp_btf when the kernel supports it), tp_btf or raw_tp\n"
+	"      --no-bpf-stats         leave kernel BPF run-time statistics off (they add two clock reads to every BPF\n"
+	"                             program run; loupe_bpf_program_* are then not exported)\n"
 	"      --series-budget N      series allowed per metric before label sets collapse into _other (default 2000)\n"
 	"      --log-level LEVEL      debug, info, warn or error (default info); logs are JSON lines on stderr\n"
 	"  -h, --help                 show this help\n"
@@ -60,7 +62,8 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'},	{"target", required_argument, NULL, 't'},
 		{"series-budget", required_argument, NULL, 'B'}, {"log-level", required_argument, NULL, 'L'},
-		{"tracepoints", required_argument, NULL, 'T'}, {"help", no_argument, NULL, 'h'},
+		{"tracepoints", required_argument, NULL, 'T'}, {"no-bpf-stats", no_argument, NULL, 'S'},
+		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	char err[300];
@@ -102,6 +105,7 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
 			}
 			opt->tracepoints = strcmp(optarg, "auto") ? optarg : NULL;
 			break;
+		case 'S': opt->no_bpf_stats = true; break;
 		case 'h': fputs(run_usage, stdout); return -1;
 		case ':': usage_error("run", "option '%s' needs a value", argv[optind - 1]); return 2;
 		default: usage_error("run", "unknown option '%s'", argv[optind - 1]); return 2;
@@ -346,6 +350,7 @@ int cmd_run(int argc, char **argv)
 		L.features[i].ops = collectors[i];
 	if (!opt.no_bpf_stats)
 		stats_fd = enable_bpf_stats();
+	L.bpf_stats_on = stats_fd >= 0;
 
 	open_features(&L);
 	if (L.features[0].state != FEATURE_RUNNING) {

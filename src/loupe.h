@@ -71,6 +71,7 @@ struct loupe {
 	/* Filled by the targets collector; read by /status. */
 	unsigned targets_per_service[LOUPE_MAX_SERVICES + 1];
 	bool ready;
+	bool bpf_stats_on; /* kernel BPF statistics enabled by us (else loupe_bpf_program_* are not exported) */
 	uint64_t heartbeat_ns; /* last main loop turn (CLOCK_MONOTONIC) */
 	uint64_t start_ns;
 };

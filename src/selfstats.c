@@ -126,6 +126,7 @@ void selfstats_collect(struct loupe *L, struct registry *reg)
 						    1, FAMILY_SNAPSHOT);
 	if (ls)
 		family__set(ls, NULL, (double)log_suppressed_total());
-	bpf_program_metrics(L, reg);
+	if (L->bpf_stats_on)
+		bpf_program_metrics(L, reg);
 	process_metrics(reg);
 }
