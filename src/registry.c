@@ -491,6 +491,16 @@ enum expo_format expo_negotiate(const char *accept)
 	return om_q > 0 && om_q >= text_q ? EXPO_OPENMETRICS : EXPO_PROMETHEUS;
 }
 
+static void put_u64(struct buf *b, uint64_t v)
+{
+	char tmp[24], *p = tmp + sizeof(tmp);
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	buf__append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
 /* Shortest decimal that reads back as the same double; integers print without an exponent. */
 static void put_double(struct buf *b, double v)
 {
@@ -504,14 +514,22 @@ static void put_double(struct buf *b, double v)
 	}
 	/* range first: converting a double outside int64_t is undefined */
 	if (fabs(v) < 1e15 && v == (double)(int64_t)v) {
-		buf__printf(b, "%lld", (long long)v);
+		if (v < 0) {
+			buf__append(b, "-", 1);
+			v = -v;
+		}
+		put_u64(b, (uint64_t)v);
 		return;
 	}
+	/* Most values round-trip with 15 significant digits; the rest need 17 (IEEE 754 double). */
 	char tmp[32];
-	for (int prec = 6; prec <= 17; prec++) {
-		snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
-		if (strtod(tmp, NULL) == v)
-			break;
+	snprintf(tmp, sizeof(tmp), "%.15g", v);
+	if (strtod(tmp, NULL) != v) {
+		for (int prec = 16; prec <= 17; prec++) {
+			snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+			if (strtod(tmp, NULL) == v)
+				break;
+		}
 	}
 	buf__puts(b, tmp);
 }
@@ -543,25 +561,32 @@ static void put_help(struct buf *b, const char *s, enum expo_format fmt)
 	}
 }
 
-/* name{labels[,extra="v"]} value */
-static void put_sample(struct buf *b, const struct metric_family *f, const char *name_suffix, const struct series *s,
-		       const char *extra_name, const char *extra_value, double v)
+/* `name="value",...` of a series, escaped: rendered once per series, reused by each of its lines. */
+static void put_labels(struct buf *b, const struct metric_family *f, const struct series *s)
 {
-	buf__puts(b, f->name);
-	buf__puts(b, name_suffix);
-	if (f->nlabels || extra_name) {
+	for (size_t i = 0; i < f->nlabels; i++) {
+		if (i)
+			buf__append(b, ",", 1);
+		buf__puts(b, f->labels[i]);
+		buf__append(b, "=\"", 2);
+		put_label_value(b, s->values[i]);
+		buf__append(b, "\"", 1);
+	}
+}
+
+/* name{labels[,extra]} value */
+static void put_sample(struct buf *b, const char *name, const char *suffix, const struct buf *labels,
+		       const char *extra, double v)
+{
+	buf__puts(b, name);
+	buf__puts(b, suffix);
+	if (labels->len || extra) {
 		buf__append(b, "{", 1);
-		for (size_t i = 0; i < f->nlabels; i++) {
-			if (i)
+		buf__append(b, labels->p, labels->len);
+		if (extra) {
+			if (labels->len)
 				buf__append(b, ",", 1);
-			buf__printf(b, "%s=\"", f->labels[i]);
-			put_label_value(b, s->values[i]);
-			buf__append(b, "\"", 1);
-		}
-		if (extra_name) {
-			if (f->nlabels)
-				buf__append(b, ",", 1);
-			buf__printf(b, "%s=\"%s\"", extra_name, extra_value);
+			buf__puts(b, extra);
 		}
 		buf__append(b, "}", 1);
 	}
@@ -570,7 +595,7 @@ static void put_sample(struct buf *b, const struct metric_family *f, const char 
 	buf__append(b, "\n", 1);
 }
 
-static void render_family(struct buf *b, const struct metric_family *f, enum expo_format fmt)
+static void render_family(struct buf *b, const struct metric_family *f, enum expo_format fmt, struct buf *labels)
 {
 	static const char *const type_names[] = {"counter", "gauge", "histogram"};
 	size_t nlen = strlen(f->name);
@@ -582,36 +607,57 @@ static void render_family(struct buf *b, const struct metric_family *f, enum exp
 	buf__printf(b, "# HELP %.*s ", fam_len, f->name);
 	put_help(b, f->help, fmt);
 	buf__printf(b, "\n# TYPE %.*s %s\n", fam_len, f->name, type_names[f->type]);
+
+	/* le="..." of every bucket, formatted once for the family */
+	struct buf le = {0};
+	size_t *le_off = NULL;
+	if (f->type == METRIC_HISTOGRAM) {
+		le_off = calloc(f->nbounds + 2, sizeof(*le_off));
+		if (!le_off) {
+			b->oom = 1;
+			return;
+		}
+		for (size_t i = 0; i <= f->nbounds; i++) {
+			le_off[i] = le.len;
+			buf__puts(&le, "le=\"");
+			if (i < f->nbounds)
+				put_double(&le, f->bounds[i]);
+			else
+				buf__puts(&le, "+Inf");
+			buf__append(&le, "\"", 1);
+			buf__append(&le, "", 1); /* each string keeps its NUL inside le */
+		}
+	}
 	for (const struct series *s = f->head; s; s = s->next) {
+		buf__reset(labels);
+		put_labels(labels, f, s);
 		if (f->type != METRIC_HISTOGRAM) {
-			put_sample(b, f, "", s, NULL, NULL, s->value);
+			put_sample(b, f->name, "", labels, NULL, s->value);
 			continue;
 		}
 		uint64_t cum = 0;
-		char le[32];
 		for (size_t i = 0; i <= f->nbounds; i++) {
 			cum += s->counts[i];
-			if (i < f->nbounds) {
-				struct buf t = {0};
-				put_double(&t, f->bounds[i]);
-				snprintf(le, sizeof(le), "%s", t.p ? t.p : "0");
-				buf__free(&t);
-			} else {
-				snprintf(le, sizeof(le), "+Inf");
-			}
-			put_sample(b, f, "_bucket", s, "le", le, (double)cum);
+			put_sample(b, f->name, "_bucket", labels, le.oom ? "le=\"?\"" : le.p + le_off[i], (double)cum);
 		}
-		put_sample(b, f, "_sum", s, NULL, NULL, s->sum);
-		put_sample(b, f, "_count", s, NULL, NULL, (double)cum);
+		put_sample(b, f->name, "_sum", labels, NULL, s->sum);
+		put_sample(b, f->name, "_count", labels, NULL, (double)cum);
 	}
+	if (le.oom)
+		b->oom = 1;
+	buf__free(&le);
+	free(le_off);
 }
 
 void registry__render(struct registry *r, enum expo_format fmt, struct buf *out)
 {
+	struct buf labels = {0};
 	buf__reset(out);
-	for (struct metric_family *f = r->head; f; f = f->next) {
-		render_family(out, f, fmt);
-	}
+	for (struct metric_family *f = r->head; f; f = f->next)
+		render_family(out, f, fmt, &labels);
+	if (labels.oom)
+		out->oom = 1;
+	buf__free(&labels);
 	if (fmt == EXPO_OPENMETRICS)
 		buf__puts(out, "# EOF\n");
 }
