@@ -1,0 +1,430 @@
+#!/usr/bin/env bash
+# Loupe benchmark (docs/performance.md explains every figure). Needs root; only loopback traffic.
+#   scripts/bench.sh [--quick] [--out FILE] [--only PARTS] [--keep]
+#     --quick       fewer and shorter runs: a smoke test of the script, not figures to quote
+#     --out FILE    also write the results as JSON to FILE
+#     --only PARTS  run only some parts, e.g. --only a or --only bcd (default abcde; c and d need b, e needs a)
+#     --keep        keep the work directory (logs, raw records) instead of deleting it
+# Parts, all in one invocation:
+#   (a) added cost per syscall (getppid) over nothing attached, for: empty programs on sys_enter/sys_exit (the
+#       floor), the floor with BPF statistics on, loupe with the bench process untargeted, and targeted (both
+#       also with --no-bpf-stats, when loupe has it);
+#       conditions alternate within each round, and the figures are medians over the rounds.
+#   (e) with (a): what loupe's untargeted path is made of: empty programs with BPF statistics on plus only the
+#       helper call, plus the tgid-indexed array lookup (loupe's path exactly), or a task-storage lookup instead.
+#   (b) throughput of the reference API (tests/workload) under wrk, loupe off vs on, alternating runs.
+#   (c) loupe's CPU and peak RSS during the loupe-on runs of (b).
+#   (d) /metrics scrape time after the last loupe-on run, plain and gzip, idle and under load; then again with
+#       some 10k series (7 processes making ~50 distinct syscalls each, targeted as 7 services).
+# Env: BUILD (build), LOUPE_BENCH_PORT (19476), LOUPE_BENCH_CPU (CPU for the syscall timer; default the last),
+#      LOUPE_BENCH_ARGS (extra options for every loupe it starts, e.g. --no-bpf-stats),
+#      and the workload's LOUPE_PG_PORT/LOUPE_PG_DIR/LOUPE_API_PORT/LOUPE_RUN_DIR, which default here to a
+#      private cluster and API (55532, /tmp/loupe-bench-pg, 18180, /tmp/loupe-bench-run) so a workload someone
+#      else runs on the default ports is left alone.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+BUILD=${BUILD:-build}
+LOUPE=$BUILD/loupe
+FLOOR=$BUILD/bench/loupe-bench-floor
+SC=$BUILD/bench/loupe-bench-sc
+MIX=$BUILD/bench/loupe-bench-mix
+PY=/usr/bin/python3
+LIB=("$PY" "$top/tests/bench/benchlib.py")
+WL=$top/tests/workload
+PORT=${LOUPE_BENCH_PORT:-19476}
+export LOUPE_PG_PORT=${LOUPE_PG_PORT:-55532}
+export LOUPE_PG_DIR=${LOUPE_PG_DIR:-/tmp/loupe-bench-pg}
+export LOUPE_API_PORT=${LOUPE_API_PORT:-18180}
+export LOUPE_RUN_DIR=${LOUPE_RUN_DIR:-/tmp/loupe-bench-run}
+export LOUPE_API_HOST=127.0.0.1 LOUPE_PG_HOST=127.0.0.1
+
+quick=0 out="" parts=abcde keep=0
+while (($#)); do
+	case "$1" in
+	--quick) quick=1; shift ;;
+	--out) out=${2:?--out needs a FILE}; shift 2 ;;
+	--only) parts=${2:?--only needs PARTS, e.g. ad}; shift 2 ;;
+	--keep) keep=1; shift ;;
+	-h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "bench.sh: unknown argument '$1' (see scripts/bench.sh --help)" >&2; exit 2 ;;
+	esac
+done
+[[ $parts =~ ^[abcde]+$ ]] || { echo "bench.sh: --only takes letters from abcde (got '$parts')" >&2; exit 2; }
+[[ $parts == *[cd]* && $parts != *b* ]] && parts+=b # (c) and (d) measure the loupe of (b)'s runs
+[[ $parts == *e* && $parts != *a* ]] && parts+=a    # (e) is part of (a)'s rounds
+want() { [[ $parts == *"$1"* ]]; }
+
+if ((quick)); then
+	A_ROUNDS=2 SC_CALLS=50000 SC_REPS=3
+	B_RUNS=2 B_DURATION=3
+	D_SCRAPES=50
+else
+	A_ROUNDS=16 SC_CALLS=50000 SC_REPS=10
+	B_RUNS=9 B_DURATION=10
+	D_SCRAPES=200
+fi
+B_CONNS=10 B_THREADS=2 B_WARMUP=3 D_MIX_SERVICES=7
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ------------------------------------------------------------------------------------------------ checks
+[[ $(id -u) -eq 0 ]] || die "needs root (BPF programs): run as root"
+for tool in bpftool curl jq; do
+	command -v $tool >/dev/null || die "$tool not found (apt-get install $tool)"
+done
+[[ -x $PY ]] || die "$PY not found"
+if [[ ! -x $LOUPE || ! -x $FLOOR || ! -x $SC || ! -x $MIX ]]; then
+	log "building loupe and the benchmark programs"
+	make -s "$LOUPE" bench-bins >&2 || die "build failed"
+fi
+if want b; then
+	command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
+	for f in pg-start.sh pg-stop.sh api-start.sh api-stop.sh seed.py mix.lua; do
+		[[ -e $WL/$f ]] || die "tests/workload/$f is missing: the reference workload is needed for (b), or use --only a"
+	done
+fi
+if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz"; then
+	die "something already listens on 127.0.0.1:$PORT (set LOUPE_BENCH_PORT)"
+fi
+
+work=$(mktemp -d /tmp/loupe-bench.XXXXXX)
+records=$work/records.jsonl
+: >"$records"
+LOUPE_PID="" FLOOR_PID="" BG_WRK_PID="" MIX_PIDS=() STARTED_PG=0 STARTED_API=0 PG_DIR_NEW=0 RUN_DIR_NEW=0
+
+stop_pid() { # pid: SIGTERM, wait up to 10 s, then SIGKILL
+	local pid=$1 i
+	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	stop_pid "$BG_WRK_PID"
+	stop_pid "$LOUPE_PID"
+	stop_pid "$FLOOR_PID"
+	for pid in "${MIX_PIDS[@]}"; do stop_pid "$pid"; done
+	((STARTED_API)) && { "$WL/api-stop.sh" >>"$work/workload.log" 2>&1 || log "warning: api-stop.sh failed (see $work/workload.log)"; }
+	if ((STARTED_PG)); then
+		local purge=()
+		((PG_DIR_NEW)) && purge=(--purge)
+		"$WL/pg-stop.sh" "${purge[@]}" >>"$work/workload.log" 2>&1 || log "warning: pg-stop.sh failed (see $work/workload.log)"
+	fi
+	if ((keep || rc)); then
+		log "work directory kept: $work"
+	else
+		rm -rf "$work"
+		((RUN_DIR_NEW)) && rm -rf "$LOUPE_RUN_DIR" # the API's log
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+record() { printf '%s\n' "$1" >>"$records"; }
+
+# ------------------------------------------------------------------------------------------------ processes
+read -r -a LOUPE_ARGS <<<"${LOUPE_BENCH_ARGS:-}"
+loupe_start() { # loupe run options...
+	"$LOUPE" run --listen "127.0.0.1:$PORT" "${LOUPE_ARGS[@]}" "$@" 2>>"$work/loupe.log" &
+	LOUPE_PID=$!
+	local i
+	for ((i = 0; i < 300; i++)); do
+		curl -s -o /dev/null --max-time 1 -f "http://127.0.0.1:$PORT/readyz" && return 0
+		kill -0 "$LOUPE_PID" 2>/dev/null || { tail -n 5 "$work/loupe.log" >&2; die "loupe exited during start-up"; }
+		sleep 0.1
+	done
+	die "loupe not ready on 127.0.0.1:$PORT after 30 s (log: $work/loupe.log)"
+}
+loupe_stop() { stop_pid "$LOUPE_PID"; LOUPE_PID=""; }
+
+floor_start() { # floor options...
+	: >"$work/floor.out"
+	"$FLOOR" "$@" >"$work/floor.out" 2>&1 &
+	FLOOR_PID=$!
+	local i
+	for ((i = 0; i < 100; i++)); do
+		grep -q '^attached' "$work/floor.out" && return 0
+		kill -0 "$FLOOR_PID" 2>/dev/null || { cat "$work/floor.out" >&2; die "loupe-bench-floor exited during start-up"; }
+		sleep 0.1
+	done
+	die "loupe-bench-floor did not attach within 10 s"
+}
+floor_stop() { stop_pid "$FLOOR_PID"; FLOOR_PID=""; }
+
+scrape() { curl -s -f --max-time 10 -o "$1" "http://127.0.0.1:$PORT/metrics"; }
+
+# ------------------------------------------------------------------------------------------------ machine
+cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+record "$(jq -nc --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg kernel "$(uname -r)" --arg cpu "$cpu_model" \
+	--arg nproc "$(nproc)" --arg mem "$mem" --arg loupe "$("$LOUPE" --version 2>/dev/null | head -n 1)" \
+	--arg git "$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
+	--arg stats "$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo '?')" \
+	--arg mitigations "$(grep -o 'mitigations=[^ ]*' /proc/cmdline || echo default)" \
+	--arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+	'{part:"machine",date:$date,kernel:$kernel,cpu:$cpu,nproc:$nproc,mem:$mem,loupe:$loupe,git:$git,
+	  bpf_stats_enabled_sysctl:$stats,mitigations:$mitigations,loadavg_at_start:$load}')"
+record "$(jq -nc --argjson quick "$quick" --argjson a_rounds "$A_ROUNDS" --argjson sc_calls "$SC_CALLS" \
+	--argjson sc_reps "$SC_REPS" --argjson b_runs "$B_RUNS" --argjson b_duration "$B_DURATION" \
+	--argjson b_conns "$B_CONNS" --argjson b_threads "$B_THREADS" --argjson d_scrapes "$D_SCRAPES" --arg parts "$parts" \
+	'{part:"params",quick:($quick==1),a_rounds:$a_rounds,sc_calls:$sc_calls,sc_reps:$sc_reps,b_runs:$b_runs,
+	  b_duration:$b_duration,b_conns:$b_conns,b_threads:$b_threads,d_scrapes:$d_scrapes,parts:$parts}')"
+log "$cpu_model, $(nproc) CPUs, $mem, Linux $(uname -r); work directory $work"
+[[ $(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo 0) == 0 ]] \
+	|| log "warning: kernel.bpf_stats_enabled is already 1 on this host: every condition of (a) pays for statistics"
+
+# ------------------------------------------------------------------------------------------------ (a)
+sc_cpu=()
+[[ -n ${LOUPE_BENCH_CPU:-} ]] && sc_cpu=(-c "$LOUPE_BENCH_CPU")
+BENCH_TARGET='bench=comm:^loupe-bench-sc$'
+
+# Someone else's programs on sys_enter/sys_exit (another loupe, a test) slow every condition down: wait until the
+# hooks are free before a sample (up to A_WAIT_FOREIGN s), and redo a sample that saw any (up to 3 attempts).
+# The waiting is capped at A_WAIT_TOTAL s over the whole of (a), so a busy host cannot stretch the run for ever.
+A_WAIT_FOREIGN=${LOUPE_BENCH_WAIT_FOREIGN:-60} A_WAIT_TOTAL=${LOUPE_BENCH_WAIT_TOTAL:-300} a_waited=0
+wait_hooks_free() {
+	local i n
+	for ((i = 0; i < A_WAIT_FOREIGN && a_waited < A_WAIT_TOTAL; i++)); do
+		n=$("${LIB[@]}" foreign)
+		((n == 0)) && return 0
+		((i % 10 == 0)) && log "(a) $n foreign programs on sys_enter/sys_exit: waiting for them to go"
+		sleep 1
+		a_waited=$((a_waited + 1))
+	done
+	((i == 0)) || log "warning: foreign programs still attached: measuring anyway (the sample is flagged)"
+}
+
+# One sample: run the timer under the condition that is set up, check for foreign programs before and after, and
+# read the per-run cost of the attached programs from the kernel's BPF statistics when they are on.
+# Returns 3 (and records nothing) when foreign programs were seen and $final is 0.
+a_sample() { # cond round holder-pid final
+	local cond=$1 round=$2 holder=$3 final=$4 f1 f2 ps1="" ps2="" res ok=true
+	f1=$("${LIB[@]}" foreign ${holder:+"$holder"})
+	[[ -n $holder ]] && ps1=$("${LIB[@]}" progstats "$holder")
+	res=$("$SC" -n "$SC_CALLS" -r "$SC_REPS" -w 100 "${sc_cpu[@]}") || die "loupe-bench-sc failed"
+	[[ -n $holder ]] && ps2=$("${LIB[@]}" progstats "$holder")
+	f2=$("${LIB[@]}" foreign ${holder:+"$holder"})
+	if ((f1 + f2)); then
+		log "warning: $cond round $round: other programs were attached to sys_enter/sys_exit$( ((final)) && echo ' (kept, flagged)')"
+		((final)) || return 3
+	fi
+	# The plain floor runs without BPF statistics; if its programs got a run count, someone else turned the
+	# statistics on meanwhile (another loupe), which makes the floor dearer: treat it like foreign programs.
+	if [[ $cond == floor ]] && (($(jq -n --argjson a "$ps1" --argjson b "$ps2" '$b.sys_enter.run_cnt - $a.sys_enter.run_cnt') > 0)); then
+		log "warning: floor round $round: BPF statistics were on (enabled by another process)$( ((final)) && echo ' (kept, flagged)')"
+		f2=1
+		((final)) || return 3
+	fi
+	if [[ $cond == targeted* ]]; then
+		# Ground truth: every timed call must be in the bench service's getppid histogram.
+		scrape "$work/a-metrics.txt" || die "scrape failed during (a)"
+		local seen
+		seen=$("${LIB[@]}" sample "$work/a-metrics.txt" loupe_syscall_duration_seconds_count \
+			service_name=bench syscall=getppid)
+		((seen >= SC_CALLS * SC_REPS)) || { ok=false; log "warning: loupe counted $seen getppid calls of the bench process, expected >= $((SC_CALLS * SC_REPS)): not targeted?"; }
+	fi
+	record "$(jq -c --arg cond "$cond" --argjson round "$round" --argjson foreign "$((f1 + f2))" --argjson ok $ok \
+		'. + {part:"a",kind:"sample",cond:$cond,round:$round,foreign:($foreign > 0),target_ok:$ok}' <<<"$res")"
+	if [[ -n $ps1 && -n $ps2 ]]; then
+		local hook
+		for hook in sys_enter sys_exit; do
+			record "$(jq -nc --arg cond "$cond" --argjson round "$round" --arg hook "$hook" \
+				--argjson a "$ps1" --argjson b "$ps2" \
+				'($b[$hook].run_cnt - $a[$hook].run_cnt) as $n | ($b[$hook].run_time_ns - $a[$hook].run_time_ns) as $t |
+				 {part:"a",kind:"progstats",cond:$cond,round:$round,hook:$hook,runs:$n,run_time_ns:$t,
+				  ns_per_run:(if $n > 0 then $t / $n else null end)}')"
+		done
+	fi
+	log "(a) round $round $(printf '%-12s' "$cond") $(jq -r '"\(.median_ns) ns/call (min \(.min_ns); wall \(.wall_median_ns))"' <<<"$res")"
+}
+
+a_condition() { # cond round
+	local attempt final rc
+	for ((attempt = 1; attempt <= 3; attempt++)); do
+		final=0
+		((attempt == 3)) && final=1
+		wait_hooks_free
+		rc=0
+		case $1 in
+		baseline) a_sample baseline "$2" "" $final || rc=$? ;;
+		floor) floor_start; a_sample floor "$2" "$FLOOR_PID" $final || rc=$?; floor_stop ;;
+		floor_stats) floor_start --stats; a_sample floor_stats "$2" "$FLOOR_PID" $final || rc=$?; floor_stop ;;
+		stats_*) floor_start --stats --variant "${1#stats_}"; a_sample "$1" "$2" "$FLOOR_PID" $final || rc=$?; floor_stop ;;
+		untargeted) loupe_start; a_sample untargeted "$2" "$LOUPE_PID" $final || rc=$?; loupe_stop ;;
+		targeted) loupe_start --target "$BENCH_TARGET"; a_sample targeted "$2" "$LOUPE_PID" $final || rc=$?; loupe_stop ;;
+		untargeted_nostats)
+			loupe_start --no-bpf-stats; a_sample "$1" "$2" "$LOUPE_PID" $final || rc=$?; loupe_stop ;;
+		targeted_nostats)
+			loupe_start --no-bpf-stats --target "$BENCH_TARGET"; a_sample "$1" "$2" "$LOUPE_PID" $final || rc=$?
+			loupe_stop ;;
+		esac
+		((rc == 3)) || return "$rc"
+	done
+}
+
+if want a; then
+	conds=(baseline floor floor_stats untargeted targeted)
+	# loupe without its BPF statistics (--no-bpf-stats), when this loupe has the option.
+	"$LOUPE" run --help 2>/dev/null | grep -q -- --no-bpf-stats && conds+=(untargeted_nostats targeted_nostats)
+	# (e) pieces of loupe's untargeted path alone, with BPF statistics on as under loupe: what the gap is made of.
+	want e && conds+=(stats_pidtgid stats_lookup stats_task)
+	log "(a) syscall cost: $A_ROUNDS rounds of ${#conds[@]} conditions, each $SC_REPS x $SC_CALLS getppid() calls"
+	for ((round = 1; round <= A_ROUNDS; round++)); do
+		# Rotate the order every round so that no condition always follows the same one.
+		for ((k = 0; k < ${#conds[@]}; k++)); do
+			a_condition "${conds[(k + round - 1) % ${#conds[@]}]}" "$round"
+		done
+	done
+fi
+
+# ------------------------------------------------------------------------------------------------ (b) (c) (d)
+WRK_URL="http://$LOUPE_API_HOST:$LOUPE_API_PORT"
+wrk_run() { # duration outfile: the command line of tests/workload/load.sh --mix, seeded once beforehand
+	wrk --latency -d "${1}s" -c "$B_CONNS" -t "$B_THREADS" --timeout 10s -s "$WL/mix.lua" "$WRK_URL" \
+		-- mix "$SEED_IDS" >"$2" 2>&1
+}
+
+b_run() { # cond run
+	local cond=$1 run=$2 outf="$work/wrk-$1-$2.txt" p1 p2 b1 b2 t1 t2 rc=0 res
+	if [[ $cond == on ]]; then
+		loupe_start
+		p1=$("${LIB[@]}" proc "$LOUPE_PID")
+		b1=$("${LIB[@]}" progstats "$LOUPE_PID")
+	fi
+	# CPU the rest of the host used meanwhile (other people's work on a shared machine): host CPU minus the
+	# workload's process trees, loupe and wrk. It competes with the API, so it is recorded with every run.
+	local ours=("$(cat "$LOUPE_RUN_DIR/api.pid")" "$(head -n 1 "$LOUPE_PG_DIR/postmaster.pid")" ${LOUPE_PID:+"$LOUPE_PID"}) c1 c2
+	local TIMEFORMAT='%3U %3S'
+	c1=$("${LIB[@]}" cpu "${ours[@]}")
+	t1=$(date +%s.%N)
+	{ time wrk_run "$B_DURATION" "$outf"; } 2>"$work/wrk-$cond-$run.time" || rc=$?
+	t2=$(date +%s.%N)
+	c2=$("${LIB[@]}" cpu "${ours[@]}")
+	res=$("${LIB[@]}" wrk "$outf")
+	[[ $res != '{}' ]] || { rc=1; res='{"rps":0}'; }
+	res=$(jq -c --arg cond "$cond" --argjson run "$run" --argjson rc "$rc" --argjson c1 "$c1" --argjson c2 "$c2" \
+		--argjson wrk_s "$(awk '{ print $1 + $2; exit }' "$work/wrk-$cond-$run.time")" \
+		--argjson wall "$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.3f", b - a }')" \
+		'. + {part:"b",cond:$cond,run:$run,failed:($rc != 0),wrk_cpu_pct:(100 * $wrk_s / $wall),
+		      workload_cpu_pct:(100 * ($c2.ours_s - $c1.ours_s) / $wall),
+		      host_cpu_pct:(100 * ($c2.host_s - $c1.host_s) / $wall),
+		      foreign_cpu_pct:(100 * (($c2.host_s - $c1.host_s) - ($c2.ours_s - $c1.ours_s) - $wrk_s) / $wall)}' <<<"$res")
+	((rc == 0)) || log "warning: wrk failed (status $rc) in run $run ($cond): see $outf"
+	if [[ $cond == on ]]; then
+		p2=$("${LIB[@]}" proc "$LOUPE_PID")
+		b2=$("${LIB[@]}" progstats "$LOUPE_PID")
+		record "$(jq -nc --argjson run "$run" --argjson a "$p1" --argjson b "$p2" --argjson ba "$b1" --argjson bb "$b2" \
+			--argjson wall "$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.3f", b - a }')" \
+			'{part:"c",run:$run,wall_s:$wall,cpu_s:($b.cpu_s - $a.cpu_s),cpu_pct:(100 * ($b.run_ns - $a.run_ns) / 1e9 / $wall),
+			  cpu_pct_ticks:(100 * ($b.cpu_s - $a.cpu_s) / $wall),
+			  bpf_cpu_pct:(100 * ($bb.total.run_time_ns - $ba.total.run_time_ns) / 1e9 / $wall),
+			  bpf_runs:($bb.total.run_cnt - $ba.total.run_cnt),vmrss_kib:$b.vmrss_kib,vmhwm_kib:$b.vmhwm_kib}')"
+		# Ground truth: loupe must have seen the API's syscalls, or the run measured nothing.
+		scrape "$work/b-metrics.txt" || die "scrape failed after run $run"
+		local seen
+		seen=$("${LIB[@]}" sample "$work/b-metrics.txt" loupe_syscall_duration_seconds_count service_name=api)
+		res=$(jq -c --argjson seen "$seen" '. + {api_syscalls:$seen,api_observed:($seen > 0)}' <<<"$res")
+		((seen > 0)) || log "warning: loupe saw no syscalls of service api in run $run"
+		[[ ${3:-} == keep ]] || loupe_stop
+	fi
+	record "$res"
+	log "(b) run $run loupe $(printf '%-3s' "$cond") $(jq -r '"\(.rps | floor) req/s, p99 \(.p99_ms // "?") ms; CPU % of one core: workload \(.workload_cpu_pct | floor), wrk \(.wrk_cpu_pct | floor), others \(.foreign_cpu_pct | floor)"' <<<"$res")"
+}
+
+d_scrapes() { # kind label [curl options...]
+	local kind=$1 label=$2 i args=()
+	shift 2
+	for ((i = 0; i < D_SCRAPES; i++)); do
+		args+=(-o /dev/null "http://127.0.0.1:$PORT/metrics")
+	done
+	curl -s -f "$@" -w '%{time_total}\n' "${args[@]}" >"$work/d-$kind.txt" || die "scrapes ($label) failed"
+	local t size ex
+	t=$("${LIB[@]}" times "$work/d-$kind.txt")
+	# Size as sent (compressed with gzip), and the series in the same state, right after the timed scrapes.
+	size=$(curl -s -f "$@" "http://127.0.0.1:$PORT/metrics" | wc -c)
+	scrape "$work/d-$kind-metrics.txt" || die "scrape failed"
+	ex=$("${LIB[@]}" exposition "$work/d-$kind-metrics.txt")
+	record "$(jq -c --arg kind "$kind" --arg lbl "$label" --argjson bytes "$size" --argjson ex "$ex" \
+		'. + {part:"d",kind:$kind,label:$lbl,bytes:$bytes,samples:$ex.samples,lines:$ex.lines,families:$ex.families}' <<<"$t")"
+	log "(d) $label: $(jq -r '"median \(.median_ms * 100 | round / 100) ms, p99 \(.p99_ms * 100 | round / 100) ms"' <<<"$t")"
+}
+
+if want b; then
+	[[ -e $LOUPE_PG_DIR ]] || PG_DIR_NEW=1
+	[[ -e $LOUPE_RUN_DIR ]] || RUN_DIR_NEW=1
+	log "(b) starting PostgreSQL (127.0.0.1:$LOUPE_PG_PORT, $LOUPE_PG_DIR) and the API ($WRK_URL)"
+	STARTED_PG=1
+	"$WL/pg-start.sh" >>"$work/workload.log" 2>&1 || { tail -n 5 "$work/workload.log" >&2; die "pg-start.sh failed"; }
+	STARTED_API=1
+	"$WL/api-start.sh" >>"$work/workload.log" 2>&1 || { tail -n 5 "$work/workload.log" >&2; die "api-start.sh failed"; }
+	SEED_IDS=$("$PY" "$WL/seed.py" --ids-only 2>>"$work/workload.log") || die "seed.py failed (see $work/workload.log)"
+	log "(b) warm-up: wrk ${B_WARMUP}s (not counted)"
+	wrk_run "$B_WARMUP" "$work/wrk-warmup.txt" || die "warm-up wrk run failed: $(tail -n 3 "$work/wrk-warmup.txt")"
+	log "(b) $B_RUNS runs each of wrk ${B_DURATION}s, $B_CONNS connections, $B_THREADS threads, loupe off and on alternating"
+	for ((run = 1; run <= B_RUNS; run++)); do
+		# ABBA order: off,on then on,off, so a drift over time weighs on both conditions alike.
+		last=""
+		((run == B_RUNS)) && want d && last=keep
+		if ((run % 2)); then
+			b_run off "$run"
+			b_run on "$run" "$last"
+		else
+			b_run on "$run" "$last"
+			b_run off "$run"
+		fi
+	done
+
+	if want d; then
+		# The loupe of the last on-run is still up, with the series the workload made.
+		scrape "$work/d-metrics.txt" || die "scrape failed"
+		EXPO=$("${LIB[@]}" exposition "$work/d-metrics.txt")
+		log "(d) $D_SCRAPES scrapes each: $(jq -r '"\(.samples) samples, \(.families) families, \(.bytes) bytes"' <<<"$EXPO")"
+		d_scrapes plain "idle, text"
+		d_scrapes gzip "idle, Accept-Encoding: gzip" -H 'Accept-Encoding: gzip'
+		# wrk itself in the background (not a function: a subshell would not pass the SIGTERM on).
+		wrk -d 60s -c "$B_CONNS" -t "$B_THREADS" --timeout 10s -s "$WL/mix.lua" "$WRK_URL" -- mix "$SEED_IDS" \
+			>"$work/wrk-d.txt" 2>&1 &
+		BG_WRK_PID=$!
+		sleep 1
+		d_scrapes load "under wrk load, text"
+		d_scrapes load_gzip "under wrk load, gzip" -H 'Accept-Encoding: gzip'
+		stop_pid "$BG_WRK_PID"
+		BG_WRK_PID=""
+		loupe_stop
+
+		# At scale (DESIGN.md section 6: scrape time for 10k series): D_MIX_SERVICES processes making ~50 distinct
+		# syscalls each, every one its own service, give some 10k samples.
+		targets=()
+		for ((i = 0; i < D_MIX_SERVICES; i++)); do
+			"$MIX" -i 20 -d 600 &
+			MIX_PIDS+=($!)
+			targets+=(--target "mix$i=pid:$!")
+		done
+		loupe_start "${targets[@]}"
+		sleep 2
+		scrape "$work/d-scale-metrics.txt" || die "scrape failed"
+		EXPO=$("${LIB[@]}" exposition "$work/d-scale-metrics.txt")
+		log "(d) at scale, $D_MIX_SERVICES services: $(jq -r '"\(.samples) samples, \(.bytes) bytes"' <<<"$EXPO")"
+		d_scrapes scale "~10k series, text"
+		d_scrapes scale_gzip "~10k series, gzip" -H 'Accept-Encoding: gzip'
+		loupe_stop
+		for pid in "${MIX_PIDS[@]}"; do stop_pid "$pid"; done
+		MIX_PIDS=()
+	fi
+fi
+
+echo >&2
+"${LIB[@]}" report "$records" ${out:+--out "$out"}
+[[ -z $out ]] || log "results written to $out"
