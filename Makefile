@@ -118,3 +118,4 @@ clean:
 	$(Q)rm -rf $(BUILD)
 
 -include tests/bench/bench.mk
+-include tests/fuzz/fuzz.mk

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Run Loupe's test suites and print one summary: "N passed, N failed, N skipped", with the reason of every skip.
-# Usage: scripts/run-tests.sh [unit] [bpf] [e2e]   (default: all three, in that order)
+# Usage: scripts/run-tests.sh [unit] [fuzz] [bpf] [e2e]   (default: all four, in that order)
 # Every test program speaks TAP on stdout: "ok N - name", "not ok N - name", "ok N - name # SKIP reason".
 # A program that exits non-zero without reporting a failure counts as one failure.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(unit bpf e2e)
+[ ${#suites[@]} -gt 0 ] || suites=(unit fuzz bpf e2e)
 logdir=build/test-logs
 mkdir -p "$logdir"
 PY=/usr/bin/python3
@@ -55,9 +55,10 @@ run_one() { # suite path
 for suite in "${suites[@]}"; do
 	case "$suite" in
 	unit) tests=(build/tests/test_*) ;;
+	fuzz) tests=(tests/fuzz/test_*) ;; # a short libFuzzer run of every parser target
 	bpf) tests=(tests/bpf/test_*) ;;
 	e2e) tests=(tests/e2e/test_*) ;;
-	*) echo "run-tests: unknown suite '$suite' (unit, bpf or e2e)" >&2; exit 2 ;;
+	*) echo "run-tests: unknown suite '$suite' (unit, fuzz, bpf or e2e)" >&2; exit 2 ;;
 	esac
 	for t in "${tests[@]}"; do
 		[ -e "$t" ] || continue

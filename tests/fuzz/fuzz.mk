@@ -1,0 +1,52 @@
+# libFuzzer targets for the parsers of untrusted bytes (DESIGN.md section 6), included by the main Makefile
+# (-include tests/fuzz/fuzz.mk). Each target is built with clang from the modules it fuzzes, with ASan and UBSan.
+#   make fuzz-bins                 build build/fuzz/fuzz_{route,http,websocket}
+#   make fuzz [FUZZ_SECONDS=60]    run each target for FUZZ_SECONDS; the corpus grows in build/fuzz/corpus/NAME,
+#                                  crashes land in build/fuzz/artifacts/ (reproduce: build/fuzz/fuzz_NAME FILE)
+#   make fuzz-smoke                a few seconds each (FUZZ_SMOKE_SECONDS=5); what the test suite runs
+# Fresh corpora start from seeds the targets write themselves (LOUPE_FUZZ_SEEDS, see tests/fuzz/fuzz_http.c).
+ifndef LOUPE_FUZZ_MK
+LOUPE_FUZZ_MK := 1
+
+FUZZ_CC            ?= clang
+FUZZ_SECONDS       ?= 60
+FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_DIR           := $(BUILD)/fuzz
+FUZZ_TARGETS       := route http websocket
+FUZZ_BINS          := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
+FUZZ_MODULES       := src/route.c src/http.c src/websocket.c
+FUZZ_CFLAGS        := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                      -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
+                      -D_GNU_SOURCE -Isrc
+
+.PHONY: fuzz fuzz-bins fuzz-smoke
+fuzz-bins: $(FUZZ_BINS)
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_MODULES) src/route.h src/http.h src/websocket.h | $(FUZZ_DIR)
+	$(call msg,FUZZ-CC,$@)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_MODULES)
+
+$(FUZZ_DIR):
+	$(Q)mkdir -p $@ $@/artifacts
+
+# Run each target in turn; stop at the first one that finds a crash or a broken invariant.
+# $(1): seconds per target.
+define fuzz_run
+	$(Q)set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/artifacts; \
+		printf '  %-8s %s (%ss)\n' FUZZ $$t $(1); \
+		LOUPE_FUZZ_SEEDS=$(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(1) -timeout=10 \
+			-print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- \
+			$(FUZZ_DIR)/corpus/$$t > $(FUZZ_DIR)/$$t.log 2>&1 \
+			|| { tail -n 40 $(FUZZ_DIR)/$$t.log; echo "fuzz_$$t failed: see $(FUZZ_DIR)/$$t.log"; exit 1; }; \
+		grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' $(FUZZ_DIR)/$$t.log | sed 's/^/           /'; \
+	done
+endef
+
+fuzz: $(FUZZ_BINS)
+	$(call fuzz_run,$(FUZZ_SECONDS))
+
+fuzz-smoke: $(FUZZ_BINS)
+	$(call fuzz_run,$(FUZZ_SMOKE_SECONDS))
+
+endif
