@@ -11,6 +11,7 @@
 const struct collector *const collectors[] = {
 	&targets_collector, /* first: owns target_svc, which the others share */
 	&syscalls_collector,
+	&tcp_collector,
 };
 const int ncollectors = ARRAY_SIZE(collectors);
 

@@ -83,6 +83,7 @@ int loupe__select_tp_flavour(struct loupe *L, struct bpf_object *obj, const char
 
 extern const struct collector targets_collector;
 extern const struct collector syscalls_collector;
+extern const struct collector tcp_collector;
 extern const struct collector *const collectors[];
 extern const int ncollectors;
 

@@ -12,11 +12,12 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from loupe_test import Loupe, Tap, is_root, value, wait_for  # noqa: E402
-from bpf_support import (BLOCKER, LOUPE_PROG_NAMES, Blocker, Workdir, bpf_fds, guarded,  # noqa: E402
+from bpf_support import (BLOCKER, CORE_PROG_NAMES, LOUPE_PROG_NAMES, Blocker, Workdir, bpf_fds, guarded,  # noqa: E402
                          kill_all, live_links, live_progs, new_tag, run_cli)
 
-TRACEPOINTS = {"sched_process_fork", "sched_process_exec", "sched_process_exit", "sys_enter", "sys_exit"}
-FEATURES = ("targets", "syscalls")
+TRACEPOINTS = {"sched_process_fork", "sched_process_exec", "sched_process_exit", "sys_enter", "sys_exit",
+               "inet_sock_set_state", "tcp_retransmit_skb", "tcp_send_reset", "tcp_receive_reset"}
+FEATURES = ("targets", "syscalls", "tcp")
 
 
 def test_check(t):
@@ -73,8 +74,8 @@ def test_flavour(t, w, tag, flavour, kernel):
                  f"{label}: loupe holds exactly the {want} programs {sorted(LOUPE_PROG_NAMES[want])}", sorted(names))
             lk = [ll[i] for i in links if i in ll]
             tps = {l.get("tp_name") for l in lk}
-            t.ok(len(lk) == 5 and tps == TRACEPOINTS and all(l.get("prog_id") in progs for l in lk),
-                 f"{label}: 5 links, one per tracepoint, each to one of its programs", lk)
+            t.ok(len(lk) == len(TRACEPOINTS) and tps == TRACEPOINTS and all(l.get("prog_id") in progs for l in lk),
+                 f"{label}: {len(TRACEPOINTS)} links, one per tracepoint, each to one of its programs", lk)
 
             # Make every hook fire for a target: fork (child), exec (the blocker itself), exit, syscalls.
             p = Blocker(w.link(comm), "--fork", "--count", 1)
@@ -83,7 +84,7 @@ def test_flavour(t, w, tag, flavour, kernel):
             p.go()
             r = p.finish()
             m = L.scrape()
-            runs = {n: value(m, "loupe_bpf_program_runs_total", default=0, program=n) for n in LOUPE_PROG_NAMES[want]}
+            runs = {n: value(m, "loupe_bpf_program_runs_total", default=0, program=n) for n in CORE_PROG_NAMES[want]}
             t.ok(r["rc"] == 0 and all(v > 0 for v in runs.values()), f"{label}: every program has run",
                  f"{runs}; helper {r}")
             cnt = value(m, "loupe_syscall_duration_seconds_count", service_name="obj", syscall="clock_nanosleep")

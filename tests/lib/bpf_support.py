@@ -275,9 +275,16 @@ def live_links():
     return {l["id"]: l for l in bpftool_json("link", "show")}
 
 
-LOUPE_PROG_NAMES = {
+# Programs that run in every test scenario (targets and syscalls), and all of loupe's programs (tcp too: its
+# retransmit and reset hooks only run when such events happen).
+CORE_PROG_NAMES = {
     "tp_btf": {"fork_btf", "exec_btf", "exit_btf", "sys_enter_btf", "sys_exit_btf"},
     "raw_tp": {"fork_raw", "exec_raw", "exit_raw", "sys_enter_raw", "sys_exit_raw"},
+}
+LOUPE_PROG_NAMES = {
+    flavour: names | {f"tcp_{p}_{suffix}" for p in ("state", "retx", "rst_tx", "rst_rx")}
+    for flavour, names, suffix in (("tp_btf", CORE_PROG_NAMES["tp_btf"], "btf"),
+                                   ("raw_tp", CORE_PROG_NAMES["raw_tp"], "raw"))
 }
 ALL_LOUPE_NAMES = set().union(*LOUPE_PROG_NAMES.values())
 
