@@ -37,8 +37,9 @@ static const char run_usage[] =
 	"                             python runs) is uvicorn, gunicorn or hypercorn; postgres=comm:^postgres$\n"
 	"                             Children inherit their parent's service.\n"
 	"      --tracepoints KIND     auto (default: tp_btf when the kernel supports it), tp_btf or raw_tp\n"
-	"      --no-bpf-stats         leave kernel BPF run-time statistics off (they add two clock reads to every BPF\n"
-	"                             program run; loupe_bpf_program_* are then not exported)\n"
+	"      --bpf-stats MODE       kernel BPF run-time statistics, which add two clock reads to every BPF program\n"
+	"                             run: sampled (default: on 2 s in every 20 s), always, or off (then\n"
+	"                             loupe_bpf_program_* are not exported); --no-bpf-stats = --bpf-stats off\n"
 	"      --series-budget N      series allowed per metric before label sets collapse into _other (default 2000)\n"
 	"      --log-level LEVEL      debug, info, warn or error (default info); logs are JSON lines on stderr\n"
 	"  -h, --help                 show this help\n"
@@ -63,6 +64,7 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
 		{"listen", required_argument, NULL, 'l'},	{"target", required_argument, NULL, 't'},
 		{"series-budget", required_argument, NULL, 'B'}, {"log-level", required_argument, NULL, 'L'},
 		{"tracepoints", required_argument, NULL, 'T'}, {"no-bpf-stats", no_argument, NULL, 'S'},
+		{"bpf-stats", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -105,7 +107,19 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
 			}
 			opt->tracepoints = strcmp(optarg, "auto") ? optarg : NULL;
 			break;
-		case 'S': opt->no_bpf_stats = true; break;
+		case 'S': opt->bpf_stats = BPF_STATS_OFF; break;
+		case 'P':
+			if (!strcmp(optarg, "sampled"))
+				opt->bpf_stats = BPF_STATS_SAMPLED;
+			else if (!strcmp(optarg, "always"))
+				opt->bpf_stats = BPF_STATS_ALWAYS;
+			else if (!strcmp(optarg, "off"))
+				opt->bpf_stats = BPF_STATS_OFF;
+			else {
+				usage_error("run", "bad --bpf-stats '%s': expected sampled, always or off", optarg);
+				return 2;
+			}
+			break;
 		case 'h': fputs(run_usage, stdout); return -1;
 		case ':': usage_error("run", "option '%s' needs a value", argv[optind - 1]); return 2;
 		default: usage_error("run", "unknown option '%s'", argv[optind - 1]); return 2;
@@ -214,15 +228,56 @@ static uint32_t read_pid_max(void)
 	return n > 0 ? (uint32_t)n : 4194304;
 }
 
-/* Keep BPF run-time statistics on while we run. The fd from bpf_enable_stats() is a reference: closing it (or
- * exiting) restores whatever setting the host had. */
-static int enable_bpf_stats(void)
+/* Kernel BPF run-time statistics. The fd from bpf_enable_stats() is a reference: closing it (or exiting)
+ * restores whatever setting the host had. While it is held every BPF program run on the host pays two clock
+ * reads (measured: docs/performance.md), so by default statistics are on in windows: per-run cost
+ * (run_seconds / runs) stays exact, totals cover the windows (loupe_bpf_stats_enabled_seconds_total). */
+static void bpf_stats_open_window(struct loupe *L, uint64_t now)
 {
-	int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
-	if (fd < 0)
-		log_warn("bpf_stats_unavailable", "kernel BPF statistics unavailable (%s): per-program run time is 0",
-			 strerror(errno));
-	return fd;
+	L->bpf_stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+	if (L->bpf_stats_fd < 0) {
+		log_warn("bpf_stats_unavailable", "kernel BPF statistics unavailable (%s): per-program figures are not "
+						  "exported", strerror(errno));
+		L->bpf_stats_on = false;
+		return;
+	}
+	L->bpf_stats_since_ns = now;
+}
+
+static void bpf_stats_close_window(struct loupe *L, uint64_t now)
+{
+	if (L->bpf_stats_fd < 0)
+		return;
+	close(L->bpf_stats_fd);
+	L->bpf_stats_fd = -1;
+	L->bpf_stats_seconds += (double)(now - L->bpf_stats_since_ns) / 1e9;
+}
+
+double loupe__bpf_stats_seconds(const struct loupe *L)
+{
+	double s = L->bpf_stats_seconds;
+	if (L->bpf_stats_fd >= 0)
+		s += (double)(now_ns(CLOCK_MONOTONIC) - L->bpf_stats_since_ns) / 1e9;
+	return s;
+}
+
+/* Called from the main loop (at least once a second): opens and closes sampled windows. */
+static void bpf_stats_tick(struct loupe *L, uint64_t now)
+{
+	if (!L->bpf_stats_on || L->opt->bpf_stats != BPF_STATS_SAMPLED)
+		return;
+	/* The first window, at start, is longer: figures from the first scrapes, and a start-up to look at. */
+	uint64_t window = (L->bpf_stats_seconds == 0 ? BPF_STATS_FIRST_WINDOW_S : BPF_STATS_WINDOW_S) * 1000000000ull;
+	if (L->bpf_stats_fd >= 0 && now - L->bpf_stats_since_ns >= window) {
+		pthread_mutex_lock(&L->lock);
+		bpf_stats_close_window(L, now);
+		pthread_mutex_unlock(&L->lock);
+	} else if (L->bpf_stats_fd < 0 && now >= L->bpf_stats_next_ns) {
+		L->bpf_stats_next_ns = now + BPF_STATS_PERIOD_S * 1000000000ull;
+		pthread_mutex_lock(&L->lock);
+		bpf_stats_open_window(L, now);
+		pthread_mutex_unlock(&L->lock);
+	}
 }
 
 static void open_features(struct loupe *L)
@@ -267,9 +322,9 @@ static void close_features(struct loupe *L)
 int cmd_run(int argc, char **argv)
 {
 	struct loupe_options opt = {.listen = "127.0.0.1:9476", .series_budget = 2000};
-	struct loupe L = {.opt = &opt, .target_svc_fd = -1};
+	struct loupe L = {.opt = &opt, .target_svc_fd = -1, .bpf_stats_fd = -1};
 	struct httpd *httpd = NULL;
-	int listen_fd = -1, stats_fd = -1, sig_fd = -1, ep_fd = -1, err = 0;
+	int listen_fd = -1, sig_fd = -1, ep_fd = -1, err = 0;
 	char msg[300];
 
 	target_rules__init(&opt.rules);
@@ -348,9 +403,12 @@ int cmd_run(int argc, char **argv)
 	L.nfeatures = ncollectors;
 	for (int i = 0; i < ncollectors; i++)
 		L.features[i].ops = collectors[i];
-	if (!opt.no_bpf_stats)
-		stats_fd = enable_bpf_stats();
-	L.bpf_stats_on = stats_fd >= 0;
+	L.bpf_stats_on = opt.bpf_stats != BPF_STATS_OFF;
+	if (L.bpf_stats_on) {
+		uint64_t now = now_ns(CLOCK_MONOTONIC);
+		L.bpf_stats_next_ns = now + BPF_STATS_PERIOD_S * 1000000000ull;
+		bpf_stats_open_window(&L, now); /* the first window at start */
+	}
 
 	open_features(&L);
 	if (L.features[0].state != FEATURE_RUNNING) {
@@ -396,7 +454,9 @@ int cmd_run(int argc, char **argv)
 	for (;;) {
 		struct epoll_event events[16];
 		int n = epoll_wait(ep_fd, events, 16, 1000);
-		__atomic_store_n(&L.heartbeat_ns, now_ns(CLOCK_MONOTONIC), __ATOMIC_RELAXED);
+		uint64_t now = now_ns(CLOCK_MONOTONIC);
+		__atomic_store_n(&L.heartbeat_ns, now, __ATOMIC_RELAXED);
+		bpf_stats_tick(&L, now);
 		if (n < 0 && errno != EINTR) {
 			log_error("epoll_failed", "epoll_wait: %s", strerror(errno));
 			err = 1;
@@ -433,8 +493,7 @@ out:
 		close(sig_fd);
 	if (listen_fd >= 0)
 		close(listen_fd);
-	if (stats_fd >= 0)
-		close(stats_fd);
+	bpf_stats_close_window(&L, now_ns(CLOCK_MONOTONIC));
 	registry__free(L.reg);
 	free(L.features);
 	target_rules__free(&opt.rules);

@@ -42,12 +42,16 @@ struct feature {
 
 #define LOUPE_MAX_OBJECTS 16
 
+#define BPF_STATS_WINDOW_S 2
+#define BPF_STATS_FIRST_WINDOW_S 10
+#define BPF_STATS_PERIOD_S 20
+
 struct loupe_options {
 	const char *listen;
 	struct target_rules rules;
 	enum { SCOPE_TARGETS, SCOPE_ALL } scope;
 	size_t series_budget;
-	bool no_bpf_stats;
+	enum { BPF_STATS_SAMPLED, BPF_STATS_ALWAYS, BPF_STATS_OFF } bpf_stats;
 	const char *tracepoints; /* forced flavour (tp_btf, raw_tp) or NULL for auto */
 };
 
@@ -71,11 +75,19 @@ struct loupe {
 	/* Filled by the targets collector; read by /status. */
 	unsigned targets_per_service[LOUPE_MAX_SERVICES + 1];
 	bool ready;
-	bool bpf_stats_on; /* kernel BPF statistics enabled by us (else loupe_bpf_program_* are not exported) */
+	/* Kernel BPF statistics (run time and count per program). Each program run pays two clock reads while they
+	 * are on, so by default they are on in windows (BPF_STATS_WINDOW_S every BPF_STATS_PERIOD_S). */
+	bool bpf_stats_on;	       /* a mode other than off (else loupe_bpf_program_* are not exported) */
+	int bpf_stats_fd;	       /* held while a window is open */
+	uint64_t bpf_stats_since_ns;   /* start of the open window */
+	uint64_t bpf_stats_next_ns;    /* next window start (sampled mode) */
+	double bpf_stats_seconds;      /* closed windows so far */
 	uint64_t heartbeat_ns; /* last main loop turn (CLOCK_MONOTONIC) */
 	uint64_t start_ns;
 };
 
+/* Seconds kernel BPF statistics have been on (closed windows plus the open one). */
+double loupe__bpf_stats_seconds(const struct loupe *L);
 /* Register a loaded object for per-program BPF statistics. */
 void loupe__add_object(struct loupe *L, struct bpf_object *obj);
 /* Choose the tracepoint flavour: autoload programs whose names end in "_btf" or "_raw" accordingly. */

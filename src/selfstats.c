@@ -79,10 +79,12 @@ static void bpf_program_metrics(struct loupe *L, struct registry *reg)
 	static const char *const labels[] = {"program", NULL};
 	struct metric_family *rt = registry__family(
 		reg, "loupe_bpf_program_run_seconds_total",
-		"Time spent running each BPF program (kernel BPF statistics, enabled while loupe runs).", METRIC_COUNTER,
+		"Time spent running each BPF program while kernel BPF statistics were on "
+		"(loupe_bpf_stats_enabled_seconds_total; by default 2 s in every 20 s).", METRIC_COUNTER,
 		labels, 256, FAMILY_SNAPSHOT);
 	struct metric_family *rc = registry__family(reg, "loupe_bpf_program_runs_total",
-						    "Times each BPF program ran (kernel BPF statistics).", METRIC_COUNTER,
+						    "Times each BPF program ran while kernel BPF statistics were on.",
+						    METRIC_COUNTER,
 						    labels, 256, FAMILY_SNAPSHOT);
 	if (!rt || !rc)
 		return;
@@ -126,7 +128,14 @@ void selfstats_collect(struct loupe *L, struct registry *reg)
 						    1, FAMILY_SNAPSHOT);
 	if (ls)
 		family__set(ls, NULL, (double)log_suppressed_total());
-	if (L->bpf_stats_on)
+	if (L->bpf_stats_on) {
 		bpf_program_metrics(L, reg);
+		struct metric_family *w = registry__family(
+			reg, "loupe_bpf_stats_enabled_seconds_total",
+			"Seconds kernel BPF statistics were on: divide loupe_bpf_program_run_seconds_total by it for "
+			"the CPU share of the programs.", METRIC_COUNTER, NULL, 1, FAMILY_SNAPSHOT);
+		if (w)
+			family__set(w, NULL, loupe__bpf_stats_seconds(L));
+	}
 	process_metrics(reg);
 }
