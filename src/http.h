@@ -38,16 +38,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "flow.h"
 #include "route.h"
 
-#ifndef LOUPE_FLOW_DIR
-#define LOUPE_FLOW_DIR
-/* Direction of a captured syscall, seen from the watched process (shared with websocket.h). */
-enum flow_dir {
-	FLOW_IN,	/* bytes the process read: read, recv* */
-	FLOW_OUT,	/* bytes the process wrote: write, send* */
-};
-#endif
 
 #define HTTP_LINE_MAX 512	/* request line / request header line carry-over */
 #define HTTP_RESP_LINE_MAX 128	/* status line / response header line carry-over */

@@ -26,16 +26,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "flow.h"
 #include "route.h"
 
-#ifndef LOUPE_FLOW_DIR
-#define LOUPE_FLOW_DIR
-/* Direction of a captured syscall, seen from the watched process (shared with http.h). */
-enum flow_dir {
-	FLOW_IN,	/* bytes the process read: read, recv* */
-	FLOW_OUT,	/* bytes the process wrote: write, send* */
-};
-#endif
 
 #define WS_ROUTE_UNKNOWN "_unknown"
 #define WS_CLOSE_UNKNOWN 0	/* the close frame's code was not captured */
