@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,7 +21,7 @@ struct targets {
 	struct ring_buffer *rb;
 	struct proc_ident_buf idbuf;
 	long ticks_per_sec;
-	unsigned long execs_seen, classified;
+	unsigned long execs_seen, classified, stale_removed;
 	unsigned count[LOUPE_MAX_SERVICES + 1];
 	unsigned char *seen; /* pid_max bits, scratch for targets_collect */
 	size_t seen_bytes;
@@ -276,6 +277,37 @@ static int targets_poll_fd(void *priv)
 	return t->rb ? ring_buffer__epoll_fd(t->rb) : -1;
 }
 
+/* Safety net, checked on every collection: an entry whose process is gone, a zombie, or another process with
+ * the same pid (start time differs) is stale. The BPF exit hook and track()'s checks should leave none; if one
+ * slips through a race anyway, it is dropped here instead of counting (and labelling a reused pid) for good. */
+static bool is_stale(struct targets *t, __u32 tgid, const struct target_info *info)
+{
+	char path[64], *text = NULL;
+	snprintf(path, sizeof(path), "/proc/%u/stat", tgid);
+	if (read_file(path, &text) < 0)
+		return true;
+	const char *p = strrchr(text, ')');
+	bool zombie = p && (p[2] == 'Z' || p[2] == 'X');
+	free(text);
+	unsigned long long ticks;
+	if (zombie || proc_start_ticks((pid_t)tgid, &ticks))
+		return true;
+	return info->start_ns / (1000000000ull / (unsigned long long)t->ticks_per_sec) != ticks;
+}
+
+static void untrack(struct targets *t, __u32 tgid, const struct target_info *info)
+{
+	__u32 svc = 0, none = 0;
+	/* only if the hot-path entry is still this one's (a fork may have reused the pid meanwhile) */
+	struct target_info now;
+	if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.target_procs), &tgid, &now) || now.start_ns != info->start_ns)
+		return;
+	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.target_procs), &tgid);
+	if (!bpf_map_lookup_elem(t->L->target_svc_fd, &tgid, &svc) && svc == info->service)
+		bpf_map_update_elem(t->L->target_svc_fd, &tgid, &none, BPF_ANY);
+	t->stale_removed++;
+}
+
 static int targets_collect(void *priv, struct registry *reg)
 {
 	struct targets *t = priv;
@@ -297,8 +329,13 @@ static int targets_collect(void *priv, struct registry *reg)
 		if (next >= t->L->pid_max || (t->seen[next / 8] & (1u << (next % 8))))
 			continue;
 		t->seen[next / 8] |= (unsigned char)(1u << (next % 8));
-		if (!bpf_map_lookup_elem(fd, &next, &info) && info.service <= LOUPE_MAX_SERVICES)
-			count[info.service]++;
+		if (bpf_map_lookup_elem(fd, &next, &info) || info.service > LOUPE_MAX_SERVICES)
+			continue;
+		if (is_stale(t, next, &info)) {
+			untrack(t, next, &info);
+			continue;
+		}
+		count[info.service]++;
 	}
 	const struct target_rules *rules = &t->L->opt->rules;
 	for (int s = 1; s <= rules->nservices; s++) {
@@ -320,7 +357,8 @@ static int targets_collect(void *priv, struct registry *reg)
 static void targets_status(void *priv, struct buf *json)
 {
 	struct targets *t = priv;
-	buf__printf(json, "\"execs_seen\":%lu,\"execs_classified\":%lu", t->execs_seen, t->classified);
+	buf__printf(json, "\"execs_seen\":%lu,\"execs_classified\":%lu,\"stale_removed\":%lu", t->execs_seen,
+		    t->classified, t->stale_removed);
 }
 
 static void targets_close(void *priv)
