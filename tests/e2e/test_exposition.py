@@ -20,7 +20,8 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from loupe_test import Loupe, Tap, TOP, parse_metrics, select, value, wait_for  # noqa: E402
 from e2e_support import (PG_BIN, Workload, json_leaks, loupe_version_revision, metrics_leaks,  # noqa: E402
-                         finish, missing_requirements, require_build, terminate_on_signals)
+                         missing_requirements, require_build, skip_all, stop_all,
+                         terminate_on_signals)
 
 TEXT_CT = "text/plain; version=0.0.4; charset=utf-8"
 OM_ACCEPT = "application/openmetrics-text; version=1.0.0"
@@ -278,9 +279,7 @@ def main():
     if not why and not os.access("/usr/bin/promtool", os.X_OK):
         why = "/usr/bin/promtool missing (apt-get install prometheus)"
     if why:
-        for n in SKIP_NAMES:
-            t.skip(n, why)
-        t.done()
+        skip_all(t, why, SKIP_NAMES)
     require_build(t)
     terminate_on_signals()
     wl = Workload("expo")
@@ -325,11 +324,7 @@ def main():
     except Exception:  # noqa: BLE001 - an error in a check is a failure, with its traceback
         t.ok(False, "no unexpected error", traceback.format_exc())
     finally:
-        L.stop()
-        problems = wl.stop()
-        if problems:
-            t.note("cleanup: " + "; ".join(problems))
-        finish(t)
+        stop_all(t, wl, L)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from loupe_test import Loupe, Tap, TOP, WORKLOAD, free_port, wait_for  # noqa: E402
-from e2e_support import Workload, finish, missing_requirements, require_build, terminate_on_signals  # noqa: E402
+from e2e_support import (Workload, missing_requirements, require_build, skip_all, stop_all,  # noqa: E402
+                         terminate_on_signals)
 
 PROMETHEUS = "/usr/bin/prometheus"
 RATE_INTERVAL = "15s"   # stands for Grafana's $__rate_interval (4 x the 1 s scrape interval, rounded up)
@@ -144,9 +145,7 @@ def main():
     if not why and not shutil.which("wrk"):
         why = "wrk missing (apt-get install wrk): demo-load.sh drives the workload"
     if why:
-        for n in SKIP_NAMES:
-            t.skip(n, why)
-        t.done()
+        skip_all(t, why, SKIP_NAMES)
     require_build(t)
     terminate_on_signals()
     wl = Workload("prom")
@@ -222,13 +221,7 @@ def main():
     except Exception:  # noqa: BLE001 - an error in a check is a failure, with its traceback
         t.ok(False, "no unexpected error", traceback.format_exc())
     finally:
-        if prom:
-            prom.stop()
-        L.stop()
-        problems = wl.stop()
-        if problems:
-            t.note("cleanup: " + "; ".join(problems))
-        finish(t)
+        stop_all(t, wl, prom, L)
 
 
 if __name__ == "__main__":

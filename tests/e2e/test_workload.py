@@ -38,9 +38,9 @@ import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from loupe_test import Loupe, Tap, TOP, value, wait_for  # noqa: E402
-from e2e_support import (PG_BIN, PG_POSTGRES, Workload, describe_pids, finish, json_leaks,  # noqa: E402
+from e2e_support import (PG_BIN, PG_POSTGRES, Workload, describe_pids, json_leaks,  # noqa: E402
                          loupe_target_pids, metrics_leaks, missing_requirements, proc_table, require_build,
-                         sc_count, sc_errors, sc_slot, stable, terminate_on_signals)
+                         sc_count, sc_errors, sc_slot, skip_all, stable, stop_all, terminate_on_signals)
 
 MS = 1000000
 K_SLOW = 5          # GET /slow requests (200 ms each)
@@ -313,9 +313,7 @@ def main():
     t = Tap()
     why = missing_requirements()
     if why:
-        for n in SKIP_NAMES:
-            t.skip(n, why)
-        t.done()
+        skip_all(t, why, SKIP_NAMES)
     require_build(t)
     terminate_on_signals()
     wl = Workload("workload", api_workers=API_WORKERS)
@@ -343,12 +341,7 @@ def main():
     except Exception:  # noqa: BLE001 - an error in a check is a failure, with its traceback
         t.ok(False, "no unexpected error", traceback.format_exc())
     finally:
-        L_own.stop()
-        L_def.stop()
-        problems = wl.stop()
-        if problems:
-            t.note("cleanup: " + "; ".join(problems))
-        finish(t)
+        stop_all(t, wl, L_own, L_def)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,24 @@ def finish(t):
     t.done()
 
 
+def skip_all(t, why, names):
+    """When a requirement is missing: skip every named check with the reason, and end the test."""
+    for n in names:
+        t.skip(n, why)
+    t.done()
+
+
+def stop_all(t, wl, *procs):
+    """Stop what a test started (None entries are skipped), then the workload; report cleanup problems; finish."""
+    for p in procs:
+        if p:
+            p.stop()
+    problems = wl.stop()
+    if problems:
+        t.note("cleanup: " + "; ".join(problems))
+    finish(t)
+
+
 # ---------------------------------------------------------------- processes ---
 
 def proc_table():
