@@ -13,6 +13,10 @@
 char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u32 self_tgid = 0;
+/* Leading literal comm rules, in rule order (see target_rules__exec_literals()). */
+const volatile __u32 n_exec_comms = 0;
+const volatile char exec_comm[LOUPE_EXEC_COMMS][LOUPE_COMM_LEN] = {};
+const volatile __u32 exec_comm_svc[LOUPE_EXEC_COMMS] = {};
 
 /* Membership list with start times (iterated by userspace for loupe_targets, checked against pid reuse). */
 struct {
@@ -78,12 +82,43 @@ static __always_inline int on_fork(struct task_struct *parent, struct task_struc
 	return 0;
 }
 
+static __always_inline __u32 exec_comm_match(void)
+{
+	char comm[LOUPE_COMM_LEN] = {};
+	bpf_get_current_comm(comm, sizeof(comm)); /* already the new image's name at this tracepoint */
+	for (__u32 i = 0; i < LOUPE_EXEC_COMMS; i++) {
+		if (i >= n_exec_comms)
+			break;
+		int same = 1;
+		for (int j = 0; j < LOUPE_COMM_LEN; j++) {
+			if (comm[j] != exec_comm[i][j]) {
+				same = 0;
+				break;
+			}
+			if (!comm[j])
+				break;
+		}
+		if (same)
+			return exec_comm_svc[i];
+	}
+	return 0;
+}
+
 static __always_inline int on_exec(struct task_struct *p)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 	if (tgid == self_tgid)
 		return 0;
-	emit(REC_TARGET_EXEC, tgid, target_service(tgid), 0, task_start_ns(p));
+	__u64 start_ns = task_start_ns(p);
+	__u32 svc = n_exec_comms ? exec_comm_match() : 0;
+	if (svc) {
+		struct target_info info = {.service = svc, .start_ns = start_ns};
+		if (bpf_map_update_elem(&target_procs, &tgid, &info, BPF_ANY))
+			count_drop(&target_drops, TARGET_DROP_MAP_FULL);
+		else
+			bpf_map_update_elem(&target_svc, &tgid, &svc, BPF_ANY);
+	}
+	emit(REC_TARGET_EXEC, tgid, target_service(tgid), 0, start_ns);
 	return 0;
 }
 

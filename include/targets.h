@@ -8,6 +8,11 @@
 /* Service ids are 1-based in maps (0 = not a target). */
 #define LOUPE_MAX_SERVICES 16
 
+/* Literal comm rules (comm:^name$) that BPF applies itself at exec, so such a process is a target from its first
+ * syscall instead of after userspace has read /proc (~100 us later). */
+#define LOUPE_EXEC_COMMS 8
+#define LOUPE_COMM_LEN 16
+
 /* Ring-buffer record types; every record starts with __u32 type. */
 enum loupe_rec_type {
 	REC_TARGET_EXEC = 1, /* any exec on the host: userspace classifies it */

@@ -144,10 +144,30 @@ int target_rules__add(struct target_rules *tr, const char *spec, char *err, size
 int target_rules__add_defaults(struct target_rules *tr)
 {
 	char err[256];
-	/* The server is argv[0] (or the module/script run by python): a bare "(uvicorn|gunicorn|hypercorn)"
-	 * would also match `grep uvicorn`, `pkill -f uvicorn` or `tail uvicorn.log`. */
-	int rc = target_rules__add(tr, "api=cmdline:" DEFAULT_API_REGEX, err, sizeof(err));
-	return rc ? rc : target_rules__add(tr, "postgres=comm:^postgres$", err, sizeof(err));
+	/* postgres first: a literal comm rule that leads can be applied in BPF at exec (exec_literals). The server
+	 * of api is argv[0] (or the module/script run by python): a bare "(uvicorn|gunicorn|hypercorn)" would also
+	 * match `grep uvicorn`, `pkill -f uvicorn` or `tail uvicorn.log`. */
+	int rc = target_rules__add(tr, "postgres=comm:" DEFAULT_POSTGRES_REGEX, err, sizeof(err));
+	return rc ? rc : target_rules__add(tr, "api=cmdline:" DEFAULT_API_REGEX, err, sizeof(err));
+}
+
+int target_rules__exec_literals(const struct target_rules *tr, char (*comm)[16], unsigned *service, int max)
+{
+	int n = 0;
+	for (int i = 0; i < tr->nrules && n < max; i++) {
+		const struct target_rule *r = &tr->rule[i];
+		size_t len = r->kind == SEL_COMM ? strlen(r->arg) : 0;
+		if (len < 3 || len - 2 > 15 || r->arg[0] != '^' || r->arg[len - 1] != '$')
+			break;
+		for (size_t j = 1; j < len - 1; j++)
+			if (!(isalnum((unsigned char)r->arg[j]) || r->arg[j] == '_' || r->arg[j] == '-'))
+				return n; /* '.' and the rest are regex syntax */
+		memset(comm[n], 0, 16);
+		memcpy(comm[n], r->arg + 1, len - 2);
+		service[n] = (unsigned)r->service;
+		n++;
+	}
+	return n;
 }
 
 static bool path_under(const char *path, const char *prefix)

@@ -54,6 +54,9 @@ int target_rules__add_defaults(struct target_rules *tr);
 /* Pin every pid rule to the process that has that pid now (its start time), so that a later process reusing
  * the pid never matches. Returns how many pid rules name no live process (those never match). */
 int target_rules__pin_pids(struct target_rules *tr);
+/* The leading rules of the form comm:^literal$ (plain name, at most 15 bytes), in order, up to max: BPF can
+ * apply them itself at exec without changing which rule matches first. Returns how many were written. */
+int target_rules__exec_literals(const struct target_rules *tr, char (*comm)[16], unsigned *service, int max);
 /* Service id (1-based) of the first rule that matches, or 0. */
 int target_rules__match(const struct target_rules *tr, const struct proc_ident *id);
 /* Rules that need a field, so callers read only what is needed. */

@@ -230,6 +230,16 @@ static int targets_open(struct loupe *L, void **priv)
 		goto fail;
 	}
 	t->skel->rodata->self_tgid = (__u32)getpid();
+	{
+		char comm[LOUPE_EXEC_COMMS][16];
+		unsigned svc[LOUPE_EXEC_COMMS];
+		int n = target_rules__exec_literals(&L->opt->rules, comm, svc, LOUPE_EXEC_COMMS);
+		for (int i = 0; i < n; i++) {
+			memcpy((char *)t->skel->rodata->exec_comm[i], comm[i], LOUPE_COMM_LEN);
+			t->skel->rodata->exec_comm_svc[i] = svc[i];
+		}
+		t->skel->rodata->n_exec_comms = (__u32)n;
+	}
 	err = bpf_map__set_max_entries(t->skel->maps.target_svc, L->pid_max);
 	if (err)
 		goto fail;

@@ -230,8 +230,8 @@ static void test_defaults(void **state)
 
 	assert_int_equal(target_rules__add_defaults(tr), 0);
 	assert_int_equal(tr->nservices, 2);
-	assert_string_equal(target_rules__service(tr, 1), "api");
-	assert_string_equal(target_rules__service(tr, 2), "postgres");
+	assert_string_equal(target_rules__service(tr, 1), "postgres"); /* first: applied in BPF at exec */
+	assert_string_equal(target_rules__service(tr, 2), "api");
 	assert_true(target_rules__needs(tr, SEL_CMDLINE));
 	assert_true(target_rules__needs(tr, SEL_COMM));
 	assert_false(target_rules__needs(tr, SEL_EXE));
@@ -243,15 +243,15 @@ static void test_defaults(void **state)
 		int want;
 	} cases[] = {
 		/* The reference workload, as /proc shows it (argv joined by spaces). */
-		{"python3", "/usr/bin/python3 -m uvicorn app:app --port 18080", 1},
-		{"uvicorn", "/opt/venv/bin/python3 /opt/venv/bin/uvicorn main:app --host 0.0.0.0", 1},
-		{"gunicorn", "gunicorn: worker [app:app]", 1},
-		{"python3", "/usr/bin/python3 /usr/local/bin/hypercorn app:app", 1},
+		{"python3", "/usr/bin/python3 -m uvicorn app:app --port 18080", 2},
+		{"uvicorn", "/opt/venv/bin/python3 /opt/venv/bin/uvicorn main:app --host 0.0.0.0", 2},
+		{"gunicorn", "gunicorn: worker [app:app]", 2},
+		{"python3", "/usr/bin/python3 /usr/local/bin/hypercorn app:app", 2},
 		/* Debian's postgres: every backend and auxiliary process keeps comm "postgres" while its
 		 * process title (cmdline) changes. */
-		{"postgres", "/usr/lib/postgresql/15/bin/postgres -D /var/lib/postgresql/15/main", 2},
-		{"postgres", "postgres: 15/main: checkpointer ", 2},
-		{"postgres", "postgres: 15/main: app appdb 127.0.0.1(51234) idle", 2},
+		{"postgres", "/usr/lib/postgresql/15/bin/postgres -D /var/lib/postgresql/15/main", 1},
+		{"postgres", "postgres: 15/main: checkpointer ", 1},
+		{"postgres", "postgres: 15/main: app appdb 127.0.0.1(51234) idle", 1},
 		/* Not targets. */
 		{"postgresql", "postgresql", 0},
 		{"pg_ctl", "/usr/lib/postgresql/15/bin/pg_ctl start", 0},
@@ -291,6 +291,39 @@ static void test_exe_and_pid(void **state)
 	assert_int_equal(target_rules__match(tr, &id), 0);
 	id.pid = 1;
 	assert_int_equal(target_rules__match(tr, &id), 2);
+}
+
+/* Leading comm:^literal$ rules can be applied in BPF at exec; the first other rule ends the list, so the
+ * first-match order never changes. */
+static void test_exec_literals(void **state)
+{
+	struct target_rules *tr = *state;
+	char comm[8][16];
+	unsigned svc[8];
+
+	assert_int_equal(add(tr, "db=comm:^postgres$"), 0);
+	assert_int_equal(add(tr, "cache=comm:^redis-server$"), 0);
+	assert_int_equal(add(tr, "x=comm:^a.b$"), 0); /* '.' is regex syntax: not a literal, ends the list */
+	assert_int_equal(add(tr, "y=comm:^later$"), 0);
+	assert_int_equal(target_rules__exec_literals(tr, comm, svc, 8), 2);
+	assert_string_equal(comm[0], "postgres");
+	assert_int_equal(svc[0], 1);
+	assert_string_equal(comm[1], "redis-server");
+	assert_int_equal(svc[1], 2);
+	assert_int_equal(target_rules__exec_literals(tr, comm, svc, 1), 1);
+
+	struct target_rules other;
+	target_rules__init(&other);
+	char err[256];
+	assert_int_equal(target_rules__add(&other, "api=cmdline:uvicorn", err, sizeof(err)), 0);
+	assert_int_equal(target_rules__add(&other, "db=comm:^postgres$", err, sizeof(err)), 0);
+	assert_int_equal(target_rules__exec_literals(&other, comm, svc, 8), 0); /* a cmdline rule comes first */
+	target_rules__free(&other);
+	target_rules__init(&other);
+	assert_int_equal(target_rules__add(&other, "long=comm:^abcdefghijklmnop$", err, sizeof(err)), 0); /* 16 > 15 */
+	assert_int_equal(target_rules__add(&other, "part=comm:postgres", err, sizeof(err)), 0);
+	assert_int_equal(target_rules__exec_literals(&other, comm, svc, 8), 0);
+	target_rules__free(&other);
 }
 
 /* A pid rule means the process that has the pid when loupe starts, never a later one that reuses it. */
@@ -495,6 +528,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_match_order, rules_setup, rules_teardown),
 		cmocka_unit_test_setup_teardown(test_defaults, rules_setup, rules_teardown),
 		cmocka_unit_test_setup_teardown(test_pid_pinned_to_start_time, rules_setup, rules_teardown),
+		cmocka_unit_test_setup_teardown(test_exec_literals, rules_setup, rules_teardown),
 		cmocka_unit_test_setup_teardown(test_exe_and_pid, rules_setup, rules_teardown),
 		cmocka_unit_test_setup_teardown(test_cgroup_prefix, rules_setup, rules_teardown),
 		cmocka_unit_test_setup_teardown(test_proc_ident_self, rules_setup, rules_teardown),
