@@ -284,10 +284,10 @@ int target_rules__pin_pids(struct target_rules *tr)
 
 int proc_start_ticks(pid_t pid, unsigned long long *ticks)
 {
-	return proc_stat_read(pid, NULL, ticks);
+	return proc_stat_read(pid, NULL, NULL, ticks);
 }
 
-int proc_stat_read(pid_t pid, pid_t *ppid, unsigned long long *start_ticks)
+int proc_stat_read(pid_t pid, char *state, pid_t *ppid, unsigned long long *start_ticks)
 {
 	char path[64], *text = NULL;
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
@@ -298,6 +298,8 @@ int proc_stat_read(pid_t pid, pid_t *ppid, unsigned long long *start_ticks)
 	char *p = strrchr(text, ')');
 	int field = 2;
 	int err = -EINVAL;
+	if (state)
+		*state = p && p[1] == ' ' ? p[2] : '?';
 	for (; p && *p; p++) {
 		if (*p != ' ')
 			continue;

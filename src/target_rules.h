@@ -74,7 +74,8 @@ struct proc_ident_buf {
 int proc_ident__read(pid_t pid, const struct target_rules *tr, struct proc_ident *id, struct proc_ident_buf *b);
 void proc_ident_buf__free(struct proc_ident_buf *b);
 int proc_start_ticks(pid_t pid, unsigned long long *ticks);
-/* Parent pid and start time from /proc/PID/stat; 0 or -errno (-ENOENT when gone). */
-int proc_stat_read(pid_t pid, pid_t *ppid, unsigned long long *start_ticks);
+/* State letter (R, S, Z...), parent pid and start time from /proc/PID/stat, each optional (NULL); 0 or -errno
+ * (-ENOENT when gone). */
+int proc_stat_read(pid_t pid, char *state, pid_t *ppid, unsigned long long *start_ticks);
 
 #endif

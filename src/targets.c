@@ -97,7 +97,7 @@ static struct proc_entry *list_procs(struct targets *t, size_t *n)
 		if (!isdigit((unsigned char)de->d_name[0]))
 			continue;
 		struct proc_entry e = {.pid = (pid_t)atoi(de->d_name)};
-		if (e.pid == self || proc_stat_read(e.pid, &e.ppid, &e.start))
+		if (e.pid == self || proc_stat_read(e.pid, NULL, &e.ppid, &e.start))
 			continue;
 		__u32 key = (__u32)e.pid;
 		if (bpf_map_lookup_elem(t->L->target_svc_fd, &key, &e.svc))
@@ -292,15 +292,9 @@ static int targets_poll_fd(void *priv)
  * slips through a race anyway, it is dropped here instead of counting (and labelling a reused pid) for good. */
 static bool is_stale(struct targets *t, __u32 tgid, const struct target_info *info)
 {
-	char path[64], *text = NULL;
-	snprintf(path, sizeof(path), "/proc/%u/stat", tgid);
-	if (read_file(path, &text) < 0)
-		return true;
-	const char *p = strrchr(text, ')');
-	bool zombie = p && (p[2] == 'Z' || p[2] == 'X');
-	free(text);
+	char state;
 	unsigned long long ticks;
-	if (zombie || proc_start_ticks((pid_t)tgid, &ticks))
+	if (proc_stat_read((pid_t)tgid, &state, NULL, &ticks) || state == 'Z' || state == 'X')
 		return true;
 	return info->start_ns / (1000000000ull / (unsigned long long)t->ticks_per_sec) != ticks;
 }

@@ -484,6 +484,15 @@ static void test_start_ticks(void **state)
 	assert_true(self > 0);
 	assert_int_equal(self, stat_field22(getpid()));
 
+	/* proc_stat_read: this process is running, and its parent is getppid() */
+	char st = 0;
+	pid_t ppid = 0;
+	unsigned long long start = 0;
+	assert_int_equal(proc_stat_read(getpid(), &st, &ppid, &start), 0);
+	assert_int_equal(st, 'R');
+	assert_int_equal(ppid, getppid());
+	assert_int_equal(start, self);
+
 	/* A child whose comm has spaces and parentheses, the case that breaks naive stat parsers. */
 	int ready[2];
 	assert_int_equal(pipe(ready), 0);
