@@ -22,7 +22,7 @@ FUZZ_CFLAGS        := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-r
 .PHONY: fuzz fuzz-bins fuzz-smoke
 fuzz-bins: $(FUZZ_BINS)
 
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_MODULES) src/route.h src/http.h src/websocket.h | $(FUZZ_DIR)
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_MODULES) src/route.h src/http.h src/websocket.h | $(FUZZ_DIR)
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_MODULES)
 

@@ -1,9 +1,7 @@
 /* libFuzzer target for src/http.c (and the hand-over to src/websocket.c). The input is a sequence of syscall
  * views, so splits and truncation are fuzzed along with the bytes:
  *   byte 0: bit 0 HTTP_CONN_MIDSTREAM
- *   then records: [flags][n][extra] n bytes
- *     flags bit 0: direction (1 = FLOW_OUT); bit 1: the uncaptured tail is huge (extra << 20);
- *     bit 2: n += 256; bits 3-7: low bits of the uncaptured tail, extra its high bits.
+ *   then records: [flags][n][extra] n bytes (struct call, fuzz.h)
  * Invariants: every REQUEST_START ends exactly once (RESPONSE or ABORT), nothing follows NOT_HTTP or UPGRADE,
  * methods and routes are well formed, statuses are 100-999, times are ordered, offsets lie within the call.
  * Differential: the same bytes fully captured, fed as given and with consecutive same-direction calls merged,
@@ -14,16 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "http.h"
 #include "websocket.h"
-
-#define CHECK(c)                                                                                             \
-	do {                                                                                                 \
-		if (!(c)) {                                                                                  \
-			fprintf(stderr, "invariant failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);          \
-			abort();                                                                             \
-		}                                                                                            \
-	} while (0)
 
 struct state {
 	long starts, ends;
@@ -111,27 +102,11 @@ static void on_ws(void *ctx, const struct ws_event *ev)
 
 /* ---- differential: split vs merged ---- */
 
-struct dlog {
-	char text[1 << 16];
-	size_t len;
-	int done;
-};
-
 static void on_diff(void *ctx, const struct http_event *ev)
 {
-	struct dlog *l = ctx;
-	int n;
-
-	if (l->done)
-		return;
-	n = snprintf(l->text + l->len, sizeof(l->text) - l->len, "%d %s %s %d %llu %llu %d|", ev->type,
-		     ev->method ? ev->method : "-", ev->route ? ev->route : "-", ev->status,
-		     (unsigned long long)ev->start_ns, (unsigned long long)ev->end_ns,
-		     ev->type == HTTP_EV_NOT_HTTP ? (int)ev->reason : -1);
-	if (n < 0 || (size_t)n >= sizeof(l->text) - l->len)
-		l->done = 1; /* full: compare what fits */
-	else
-		l->len += (size_t)n;
+	dlog_printf(ctx, "%d %s %s %d %llu %llu %d|", ev->type, ev->method ? ev->method : "-",
+		    ev->route ? ev->route : "-", ev->status, (unsigned long long)ev->start_ns,
+		    (unsigned long long)ev->end_ns, ev->type == HTTP_EV_NOT_HTTP ? (int)ev->reason : -1);
 }
 
 /* Anomalies after which framing depends on call boundaries. */
@@ -143,65 +118,41 @@ static bool framing_lost(const struct http_stats *st)
 	return false;
 }
 
-struct piece {
-	enum flow_dir dir;
-	const uint8_t *p;
-	size_t n;
+struct diff {
+	struct http_conn c[2];
+	struct http_sink k[2];
 };
 
-static void differential(const struct piece *pc, size_t np)
+static void diff_feed(void *ctx, int merged, enum flow_dir dir, const uint8_t *p, size_t n, uint64_t ts)
 {
-	static struct http_conn a, b;
-	static struct dlog la, lb;
-	static uint8_t merged[1 << 17];
-	struct http_stats sa = { 0 }, sb = { 0 };
-	struct http_sink ka = { .event = on_diff, .ctx = &la, .stats = &sa };
-	struct http_sink kb = { .event = on_diff, .ctx = &lb, .stats = &sb };
-	uint64_t ts = 0;
+	struct diff *d = ctx;
+	http_conn_feed(&d->c[merged], dir, p, n, n, ts, &d->k[merged]);
+}
 
-	la.len = lb.len = 0;
-	la.done = lb.done = 0;
-	http_conn_init(&a, 0);
-	http_conn_init(&b, 0);
-	for (size_t i = 0; i < np;) {
-		size_t j = i, m = 0;
-		ts++;
-		/* One merged call per run of same-direction pieces; the pieces keep the run's timestamp. */
-		for (; j < np && pc[j].dir == pc[i].dir; j++) {
-			uint8_t *copy = malloc(pc[j].n ? pc[j].n : 1);
-			memcpy(copy, pc[j].p, pc[j].n);
-			http_conn_feed(&a, pc[j].dir, copy, pc[j].n, pc[j].n, ts, &ka);
-			free(copy);
-			if (m + pc[j].n <= sizeof(merged)) {
-				memcpy(merged + m, pc[j].p, pc[j].n);
-				m += pc[j].n;
-			}
-		}
-		uint8_t *copy = malloc(m ? m : 1);
-		memcpy(copy, merged, m);
-		http_conn_feed(&b, pc[i].dir, copy, m, m, ts, &kb);
-		free(copy);
-		i = j;
+static void differential(const struct call *pc, size_t np)
+{
+	static struct diff d;
+	static struct dlog l[2];
+	struct http_stats st[2] = { 0 };
+	for (int k = 0; k < 2; k++) {
+		l[k].len = 0;
+		l[k].done = 0;
+		d.k[k] = (struct http_sink){ .event = on_diff, .ctx = &l[k], .stats = &st[k] };
+		http_conn_init(&d.c[k], 0);
 	}
-	http_conn_close(&a, ts + 1, &ka);
-	http_conn_close(&b, ts + 1, &kb);
-	if (framing_lost(&sa) || framing_lost(&sb) || la.done || lb.done)
+	uint64_t ts = replay_split_merged(pc, np, diff_feed, &d);
+	for (int k = 0; k < 2; k++)
+		http_conn_close(&d.c[k], ts + 1, &d.k[k]);
+	if (framing_lost(&st[0]) || framing_lost(&st[1]) || l[0].done || l[1].done)
 		return;
-	if (la.len != lb.len || memcmp(la.text, lb.text, la.len)) {
-		fprintf(stderr, "split:  %.*s\nmerged: %.*s\n", (int)la.len, la.text, (int)lb.len, lb.text);
-		CHECK(!"split and merged calls disagree");
-	}
+	dlog_compare(&l[0], &l[1]);
 }
 
 /* ---- seeds ----
  * LLVMFuzzerInitialize runs before libFuzzer reads its corpus: with LOUPE_FUZZ_SEEDS=DIR it writes a few
  * realistic conversations there, so a fresh corpus starts from HTTP rather than from nothing. */
 
-struct out {
-	uint8_t b[4096];
-	size_t n;
-};
-
+/* A text record: at most cap bytes of s captured (the rest joins the uncaptured tail). */
 static void rec(struct out *o, int out_dir, const char *s, size_t cap, size_t extra)
 {
 	size_t n = strlen(s);
@@ -213,24 +164,7 @@ static void rec(struct out *o, int out_dir, const char *s, size_t cap, size_t ex
 	extra += n - cap;
 	if (extra > 8191)
 		extra = 8191;
-	o->b[o->n++] = (uint8_t)((out_dir ? 1 : 0) | (cap > 255 ? 4 : 0) | (extra & 31) << 3);
-	o->b[o->n++] = (uint8_t)cap;
-	o->b[o->n++] = (uint8_t)(extra >> 5);
-	memcpy(o->b + o->n, s, cap);
-	o->n += cap;
-}
-
-static void seed_write(const char *dir, int k, const struct out *o)
-{
-	char path[4096];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/seed-%02d", dir, k);
-	f = fopen(path, "wb");
-	if (!f)
-		return;
-	fwrite(o->b, 1, o->n, f);
-	fclose(f);
+	out_rec(o, out_dir, s, cap, extra);
 }
 
 #define GET(p) "GET " p " HTTP/1.1\r\nHost: api\r\n\r\n"
@@ -302,7 +236,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct ws_sink wsink = { .event = on_ws, .ctx = &s, .stats = &wst };
 	size_t i = 0;
 
-	static struct piece pieces[4096];
+	static struct call calls[4096];
+	struct call cl;
 	size_t np = 0;
 	bool midstream;
 
@@ -310,23 +245,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	midstream = data[i++] & 1;
 	http_conn_init(&c, midstream ? HTTP_CONN_MIDSTREAM : 0);
-	while (i + 3 <= size) {
-		uint8_t fl = data[i], n8 = data[i + 1], ex = data[i + 2];
-		size_t n = n8 + (fl & 4 ? 256 : 0);
-		i += 3;
-		if (n > size - i)
-			n = size - i;
-		uint64_t extra = (uint64_t)ex << 5 | fl >> 3;
-		if (fl & 2)
-			extra <<= 20;
-		/* Exactly n bytes on the heap: reads past the capture are caught. */
-		uint8_t *buf = malloc(n ? n : 1);
-		memcpy(buf, data + i, n);
-		i += n;
-		size_t len = n + (size_t)extra;
-		enum flow_dir dir = fl & 1 ? FLOW_OUT : FLOW_IN;
-		if (np < sizeof(pieces) / sizeof(pieces[0]))
-			pieces[np++] = (struct piece){ dir, data + i - n, n };
+	while (next_call(data, size, &i, &cl)) {
+		uint8_t *buf = heap_copy(cl.p, cl.n);
+		size_t n = cl.n, len = cl.len;
+		enum flow_dir dir = cl.dir;
+		if (np < sizeof(calls) / sizeof(calls[0]))
+			calls[np++] = cl;
 		s.ts++;
 		s.call_len = len;
 		if (!s.upgraded) {
@@ -356,6 +280,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (s.upgraded)
 		ws_conn_close(&w, s.ts + 1, &wsink);
 	if (!midstream)
-		differential(pieces, np);
+		differential(calls, np);
 	return 0;
 }

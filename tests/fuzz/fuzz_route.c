@@ -7,15 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "route.h"
-
-#define CHECK(c)                                                                                             \
-	do {                                                                                                 \
-		if (!(c)) {                                                                                  \
-			fprintf(stderr, "invariant failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);          \
-			abort();                                                                             \
-		}                                                                                            \
-	} while (0)
 
 static void check_template(const char *out, size_t n, size_t outn)
 {

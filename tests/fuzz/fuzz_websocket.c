@@ -3,20 +3,8 @@
  * opcodes, close events come with their direction, nothing is reported after END, and END comes once.
  * Differential: the same bytes fully captured, fed as given and with consecutive same-direction calls merged,
  * give the same events unless sync was lost (only resynchronising depends on call boundaries). */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
+#include "fuzz.h"
 #include "websocket.h"
-
-#define CHECK(c)                                                                                             \
-	do {                                                                                                 \
-		if (!(c)) {                                                                                  \
-			fprintf(stderr, "invariant failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);          \
-			abort();                                                                             \
-		}                                                                                            \
-	} while (0)
 
 struct state {
 	int ends;
@@ -55,110 +43,49 @@ static void on_ws(void *ctx, const struct ws_event *ev)
 
 /* ---- differential: split vs merged ---- */
 
-struct dlog {
-	char text[1 << 16];
-	size_t len;
-	int done;
-};
-
 static void on_diff(void *ctx, const struct ws_event *ev)
 {
-	struct dlog *l = ctx;
-	int n;
-
-	if (l->done)
-		return;
-	n = snprintf(l->text + l->len, sizeof(l->text) - l->len, "%d %d %u %d %llu %u %llu %llu %d|", ev->type,
-		     ev->dir, ev->opcode, ev->compressed, (unsigned long long)ev->size, ev->code,
-		     (unsigned long long)ev->ts_ns, (unsigned long long)ev->duration_ns, ev->clean);
-	if (n < 0 || (size_t)n >= sizeof(l->text) - l->len)
-		l->done = 1;
-	else
-		l->len += (size_t)n;
+	dlog_printf(ctx, "%d %d %u %d %llu %u %llu %llu %d|", ev->type, ev->dir, ev->opcode, ev->compressed,
+		    (unsigned long long)ev->size, ev->code, (unsigned long long)ev->ts_ns,
+		    (unsigned long long)ev->duration_ns, ev->clean);
 }
 
-struct piece {
-	enum flow_dir dir;
-	const uint8_t *p;
-	size_t n;
+struct diff {
+	struct ws_conn c[2];
+	struct ws_sink k[2];
 };
 
-static void differential(const struct piece *pc, size_t np)
+static void diff_feed(void *ctx, int merged, enum flow_dir dir, const uint8_t *p, size_t n, uint64_t ts)
 {
-	static struct ws_conn a, b;
-	static struct dlog la, lb;
-	static uint8_t merged[1 << 17];
-	struct ws_stats sa = { 0 }, sb = { 0 };
-	struct ws_sink ka = { .event = on_diff, .ctx = &la, .stats = &sa };
-	struct ws_sink kb = { .event = on_diff, .ctx = &lb, .stats = &sb };
-	uint64_t ts = 0;
+	struct diff *d = ctx;
+	ws_conn_feed(&d->c[merged], dir, p, n, n, ts, &d->k[merged]);
+}
 
-	la.len = lb.len = 0;
-	la.done = lb.done = 0;
-	ws_conn_init(&a, "/ws/{id}", 0);
-	ws_conn_init(&b, "/ws/{id}", 0);
-	for (size_t i = 0; i < np;) {
-		size_t j = i, m = 0;
-		ts++;
-		for (; j < np && pc[j].dir == pc[i].dir; j++) {
-			uint8_t *copy = malloc(pc[j].n ? pc[j].n : 1);
-			memcpy(copy, pc[j].p, pc[j].n);
-			ws_conn_feed(&a, pc[j].dir, copy, pc[j].n, pc[j].n, ts, &ka);
-			free(copy);
-			if (m + pc[j].n <= sizeof(merged)) {
-				memcpy(merged + m, pc[j].p, pc[j].n);
-				m += pc[j].n;
-			}
-		}
-		uint8_t *copy = malloc(m ? m : 1);
-		memcpy(copy, merged, m);
-		ws_conn_feed(&b, pc[i].dir, copy, m, m, ts, &kb);
-		free(copy);
-		i = j;
+static void differential(const struct call *pc, size_t np)
+{
+	static struct diff d;
+	static struct dlog l[2];
+	struct ws_stats st[2] = { 0 };
+	for (int k = 0; k < 2; k++) {
+		l[k].len = 0;
+		l[k].done = 0;
+		d.k[k] = (struct ws_sink){ .event = on_diff, .ctx = &l[k], .stats = &st[k] };
+		ws_conn_init(&d.c[k], "/ws/{id}", 0);
 	}
-	ws_conn_close(&a, ts + 1, &ka);
-	ws_conn_close(&b, ts + 1, &kb);
-	if (sa.desync || sb.desync || la.done || lb.done)
+	uint64_t ts = replay_split_merged(pc, np, diff_feed, &d);
+	for (int k = 0; k < 2; k++)
+		ws_conn_close(&d.c[k], ts + 1, &d.k[k]);
+	if (st[0].desync || st[1].desync || l[0].done || l[1].done)
 		return;
 	for (int k = 0; k < WS_ERR_MAX; k++)
-		CHECK(sa.errors[k] == sb.errors[k]);
-	if (la.len != lb.len || memcmp(la.text, lb.text, la.len)) {
-		fprintf(stderr, "split:  %.*s\nmerged: %.*s\n", (int)la.len, la.text, (int)lb.len, lb.text);
-		CHECK(!"split and merged calls disagree");
-	}
+		CHECK(st[0].errors[k] == st[1].errors[k]);
+	dlog_compare(&l[0], &l[1]);
 }
 
-/* ---- seeds (see fuzz_http.c): LOUPE_FUZZ_SEEDS=DIR writes a few frame sequences there ---- */
-
-struct out {
-	uint8_t b[4096];
-	size_t n;
-};
-
-static void rec(struct out *o, int out_dir, const void *p, size_t n, size_t extra)
-{
-	o->b[o->n++] = (uint8_t)((out_dir ? 1 : 0) | (n > 255 ? 4 : 0) | (extra & 31) << 3);
-	o->b[o->n++] = (uint8_t)n;
-	o->b[o->n++] = (uint8_t)(extra >> 5);
-	memcpy(o->b + o->n, p, n);
-	o->n += n;
-}
+/* ---- seeds (fuzz.h): a few frame sequences ---- */
 
 /* A string literal's bytes, NULs included. */
-#define REC(o, dir, lit, extra) rec(o, dir, lit, sizeof(lit) - 1, extra)
-
-static void seed_write(const char *dir, int k, const struct out *o)
-{
-	char path[4096];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/seed-%02d", dir, k);
-	f = fopen(path, "wb");
-	if (!f)
-		return;
-	fwrite(o->b, 1, o->n, f);
-	fclose(f);
-}
+#define REC(o, dir, lit, extra) out_rec(o, dir, lit, sizeof(lit) - 1, extra)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -194,27 +121,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct state s = { 0 };
 	struct ws_stats st = { 0 };
 	struct ws_sink sink = { .event = on_ws, .ctx = &s, .stats = &st };
-	static struct piece pieces[4096];
+	static struct call calls[4096];
+	struct call c;
 	size_t i = 0, np = 0;
 
 	ws_conn_init(&w, "/ws/{id}", 0);
-	while (i + 3 <= size) {
-		uint8_t fl = data[i], n8 = data[i + 1], ex = data[i + 2];
-		size_t n = n8 + (fl & 4 ? 256 : 0);
-		i += 3;
-		if (n > size - i)
-			n = size - i;
-		uint64_t extra = (uint64_t)ex << 5 | fl >> 3;
-		if (fl & 2)
-			extra <<= 20;
-		uint8_t *buf = malloc(n ? n : 1);
-		memcpy(buf, data + i, n);
-		i += n;
-		enum flow_dir dir = fl & 1 ? FLOW_OUT : FLOW_IN;
-		if (np < sizeof(pieces) / sizeof(pieces[0]))
-			pieces[np++] = (struct piece){ dir, data + i - n, n };
+	while (next_call(data, size, &i, &c)) {
+		if (np < sizeof(calls) / sizeof(calls[0]))
+			calls[np++] = c;
 		s.ts++;
-		int r = ws_conn_feed(&w, dir, buf, n, n + (size_t)extra, s.ts, &sink);
+		uint8_t *buf = heap_copy(c.p, c.n);
+		int r = ws_conn_feed(&w, c.dir, buf, c.n, c.len, s.ts, &sink);
 		CHECK(r == 0 || r == 1);
 		free(buf);
 	}
@@ -222,6 +139,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ws_conn_close(&w, s.ts + 2, &sink);
 	CHECK(s.ends == 1);
 	CHECK(st.resync <= st.desync);
-	differential(pieces, np);
+	differential(calls, np);
 	return 0;
 }
