@@ -1,4 +1,5 @@
-# Loupe — build. `make` builds build/loupe; `make test` runs the whole suite (see scripts/test.sh);
+# Loupe — build. `make` builds build/loupe; `make test` runs every suite on this build (scripts/run-tests.sh;
+# scripts/test.sh also installs the packages first);
 # `make V=1` shows full commands.
 .DELETE_ON_ERROR:
 .SUFFIXES:
@@ -87,7 +88,7 @@ $(BUILD)/tests/%: tests/helpers/%.c | $(BUILD)/tests
 $(BUILD) $(BUILD)/obj $(BUILD)/bpf $(BUILD)/tests:
 	$(Q)mkdir -p $@
 
-# Test suite: unit tests (no root), BPF tests and end-to-end tests (root). scripts/test.sh is the runner.
+# Test suites: unit (no root), fuzz smoke, BPF and end-to-end (root); scripts/run-tests.sh runs and counts them.
 test: $(BUILD)/loupe $(UNIT_BINS) $(HELPER_BINS)
 	$(Q)scripts/run-tests.sh
 
