@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Syscall latency and errors of target processes. sys_enter/sys_exit run for every syscall on the host, so the
  * untargeted path is one inlined array lookup and a return (measured: scripts/bench.sh). Targeted threads keep
- * their start time in task local storage (no hash on the hot path) and count into per-CPU histograms. */
+ * their start time in task local storage (no hash on the hot path) and count into per-CPU histograms. Their
+ * socket reads and writes also feed the payload capture (payload.bpf.h). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "bits.bpf.h"
 #include "targets.bpf.h"
 #include "syscalls.h"
+#include "payload.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -56,7 +58,7 @@ static __always_inline int on_enter(long id)
 	return 0;
 }
 
-static __always_inline int on_exit(long ret)
+static __always_inline int on_exit(struct pt_regs *regs, long ret)
 {
 	__u32 svc = target_service(bpf_get_current_pid_tgid() >> 32);
 	if (!svc)
@@ -64,7 +66,8 @@ static __always_inline int on_exit(long ret)
 	struct syscall_start *s = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0, 0);
 	if (!s || !s->ts) /* the thread became a target mid-syscall */
 		return 0;
-	__u64 delta = bpf_ktime_get_ns() - s->ts;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 delta = now - s->ts;
 	__u32 nr = s->nr;
 	s->ts = 0;
 	if (nr >= SYSCALL_MAX_NR || svc > LOUPE_MAX_SERVICES)
@@ -95,6 +98,8 @@ static __always_inline int on_exit(long ret)
 			}
 		}
 	}
+	if (capture_bytes && ret > 0 && pl_is_captured_nr(nr))
+		pl_capture(regs, nr, ret, svc, now);
 	return 0;
 }
 
@@ -104,6 +109,6 @@ SEC("raw_tp/sys_enter")
 int BPF_PROG(sys_enter_raw, struct pt_regs *regs, long id) { return on_enter(id); }
 
 SEC("tp_btf/sys_exit")
-int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret) { return on_exit(ret); }
+int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret) { return on_exit(regs, ret); }
 SEC("raw_tp/sys_exit")
-int BPF_PROG(sys_exit_raw, struct pt_regs *regs, long ret) { return on_exit(ret); }
+int BPF_PROG(sys_exit_raw, struct pt_regs *regs, long ret) { return on_exit(regs, ret); }

@@ -12,6 +12,7 @@ const struct collector *const collectors[] = {
 	&targets_collector, /* first: owns target_svc, which the others share */
 	&syscalls_collector,
 	&tcp_collector,
+	&payload_collector, /* after syscalls, whose object carries the capture */
 };
 const int ncollectors = ARRAY_SIZE(collectors);
 

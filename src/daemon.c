@@ -4,6 +4,7 @@
 #include "loupe.h"
 #include "httpd.h"
 #include "log.h"
+#include "payload.h"
 #include "selfstats.h"
 
 #include <bpf/bpf.h>
@@ -41,6 +42,10 @@ static const char run_usage[] =
 	"      --bpf-stats MODE       kernel BPF run-time statistics, which add two clock reads to every BPF program\n"
 	"                             run: sampled (default: on 2 s in every 20 s), always, or off (then\n"
 	"                             loupe_bpf_program_* are not exported); --no-bpf-stats = --bpf-stats off\n"
+	"      --capture-bytes N      bytes of each socket read/write of a target captured for HTTP and WebSocket\n"
+	"                             parsing (default 256, at most 1024; 0 turns payload capture off)\n"
+	"      --route-budget N       HTTP route templates per service before they collapse into _other (default\n"
+	"                             100); only routes answered with a status below 400 or from 500 up count\n"
 	"      --series-budget N      series allowed per metric before label sets collapse into _other (default 2000)\n"
 	"      --log-level LEVEL      debug, info, warn or error (default info); logs are JSON lines on stderr\n"
 	"  -h, --help                 show this help\n"
@@ -65,7 +70,8 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
 		{"listen", required_argument, NULL, 'l'},	{"target", required_argument, NULL, 't'},
 		{"series-budget", required_argument, NULL, 'B'}, {"log-level", required_argument, NULL, 'L'},
 		{"tracepoints", required_argument, NULL, 'T'}, {"no-bpf-stats", no_argument, NULL, 'S'},
-		{"bpf-stats", required_argument, NULL, 'P'},
+		{"bpf-stats", required_argument, NULL, 'P'}, {"capture-bytes", required_argument, NULL, 'C'},
+		{"route-budget", required_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -90,6 +96,22 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
 				return 2;
 			}
 			opt->series_budget = (size_t)n;
+			break;
+		}
+		case 'C':
+		case 'R': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			long lo = c == 'C' ? 0 : 1, hi = c == 'C' ? PAYLOAD_MAX_CAPTURE : 500;
+			if (!*optarg || *end || n < lo || n > hi) {
+				usage_error("run", "bad --%s '%s': expected %ld..%ld", c == 'C' ? "capture-bytes" : "route-budget",
+					    optarg, lo, hi);
+				return 2;
+			}
+			if (c == 'C')
+				opt->capture_bytes = (unsigned)n;
+			else
+				opt->route_budget = (unsigned)n;
 			break;
 		}
 		case 'L': {
@@ -288,6 +310,12 @@ static void open_features(struct loupe *L)
 		L->opening = ft;
 		int err = ft->ops->open(L, &ft->priv);
 		L->opening = NULL;
+		if (err == LOUPE_FEATURE_DISABLED) {
+			ft->state = FEATURE_OFF;
+			ft->priv = NULL;
+			log_info("feature_off", "feature %s is %s", ft->ops->name, ft->detail);
+			continue;
+		}
 		if (err) {
 			ft->state = FEATURE_FAILED;
 			snprintf(ft->detail, sizeof(ft->detail), "load failed: %s", strerror(-err));
@@ -322,7 +350,10 @@ static void close_features(struct loupe *L)
 
 int cmd_run(int argc, char **argv)
 {
-	struct loupe_options opt = {.listen = "127.0.0.1:9476", .series_budget = 2000};
+	struct loupe_options opt = {.listen = "127.0.0.1:9476",
+				    .series_budget = 2000,
+				    .capture_bytes = PAYLOAD_DEFAULT_CAPTURE,
+				    .route_budget = 100};
 	struct loupe L = {.opt = &opt, .target_svc_fd = -1, .bpf_stats_fd = -1};
 	struct httpd *httpd = NULL;
 	int listen_fd = -1, sig_fd = -1, ep_fd = -1, err = 0;

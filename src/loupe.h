@@ -18,7 +18,8 @@ enum feature_state { FEATURE_OFF, FEATURE_LOADED, FEATURE_RUNNING, FEATURE_FAILE
 /* One row of the collector table (src/collectors.c). Order matters: targets comes first, others use its map. */
 struct collector {
 	const char *name; /* feature name: logs, /status, loupe_feature_enabled{feature} */
-	/* Open, configure (rodata, map sizes, program variants by feature) and load. */
+	/* Open, configure (rodata, map sizes, program variants by feature) and load. Returns 0, -errno, or
+	 * LOUPE_FEATURE_DISABLED when options turned the feature off (detail says how). */
 	int (*open)(struct loupe *L, void **priv);
 	int (*attach)(void *priv);
 	/* Ring buffers ready to read: consume them (non-blocking). May be NULL. */
@@ -31,6 +32,8 @@ struct collector {
 	void (*status)(void *priv, struct buf *json);
 	void (*close)(void *priv);
 };
+
+#define LOUPE_FEATURE_DISABLED 1
 
 struct feature {
 	const struct collector *ops;
@@ -53,6 +56,8 @@ struct loupe_options {
 	size_t series_budget;
 	enum { BPF_STATS_SAMPLED, BPF_STATS_ALWAYS, BPF_STATS_OFF } bpf_stats;
 	const char *tracepoints; /* forced flavour (tp_btf, raw_tp) or NULL for auto */
+	unsigned capture_bytes;	 /* payload bytes captured per socket call (0: capture off) */
+	unsigned route_budget;	 /* HTTP route templates per service before "_other" */
 };
 
 struct loupe {
@@ -68,6 +73,7 @@ struct loupe {
 
 	/* Shared BPF state. */
 	int target_svc_fd; /* tgid -> service array, owned by the targets collector */
+	struct bpf_object *sys_obj; /* the syscalls object, which also runs the payload capture */
 	uint32_t pid_max;
 	struct bpf_object *objects[LOUPE_MAX_OBJECTS];
 	int nobjects;
@@ -96,6 +102,7 @@ int loupe__select_tp_flavour(struct loupe *L, struct bpf_object *obj, const char
 extern const struct collector targets_collector;
 extern const struct collector syscalls_collector;
 extern const struct collector tcp_collector;
+extern const struct collector payload_collector;
 extern const struct collector *const collectors[];
 extern const int ncollectors;
 

@@ -16,6 +16,9 @@ static const char *const kind_names[ROUTE_KIND_MAX] = {
 	[ROUTE_AUTHORITY] = "authority",
 	[ROUTE_INVALID_TARGET] = "invalid",
 	[ROUTE_TRUNCATED] = "truncated",
+	[ROUTE_MIXED] = "mixed",
+	[ROUTE_ENCODED] = "encoded",
+	[ROUTE_SPECIAL] = "special",
 };
 
 const char *route_kind_name(enum route_kind k)
@@ -81,14 +84,117 @@ static bool is_uuid(const char *s, size_t n)
 	return true;
 }
 
+/* ISO 8601 / RFC 3339 date-time: "2024-01-31T10:00:00Z", "2024-01-31t10:00:00.5+02:00". */
+static bool is_datetime(const char *s, size_t n)
+{
+	if (n < 11 || s[4] != '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = s[i];
+
+		if (i < 4 ? !is_digit(c) :
+			    !(is_digit(c) || c == '-' || c == ':' || c == '.' || c == ',' || c == '+' ||
+			      lower(c) == 't' || lower(c) == 'z'))
+			return false;
+	}
+	return true;
+}
+
+/* Words of a segment are split by '-', '_', '.' and "%20" (an encoded space). */
+static bool word_sep(const char *s, size_t n, size_t i)
+{
+	return s[i] == '-' || s[i] == '_' || s[i] == '.' || pct_is(s, n, i, '2', '0');
+}
+
+/* "alpha", "beta" or "rc", any case. */
+static bool prerelease(const char *s, size_t n)
+{
+	static const char *const tags[] = { "alpha", "beta", "rc" };
+
+	for (size_t t = 0; t < sizeof(tags) / sizeof(tags[0]); t++) {
+		size_t i = 0;
+
+		if (strlen(tags[t]) != n)
+			continue;
+		while (i < n && lower(s[i]) == (unsigned char)tags[t][i])
+			i++;
+		if (i == n)
+			return true;
+	}
+	return false;
+}
+
+/* A word with a digit that still reads as a name, not an identifier: letters and digits only, and
+ *  - at most 4 characters with a letter and one run of at most 2 digits ("2fa", "k8s", "i18n", "e2e"), or
+ *  - letters, then 1 or 2 digits ("oauth2", "base64", "http2"), or
+ *  - 'v', 1 or 2 digits, "alpha"/"beta"/"rc", at most 2 digits ("v2beta1", "v1alpha1", "v3rc2"). */
+static bool versioned_word(const char *s, size_t n)
+{
+	size_t digits = 0, letters = 0, runs = 0, i;
+
+	for (i = 0; i < n; i++) {
+		if (is_digit(s[i])) {
+			digits++;
+			runs += !i || !is_digit(s[i - 1]);
+		} else if (is_alpha(s[i])) {
+			letters++;
+		} else {
+			return false;
+		}
+	}
+	if (n <= 4 && letters && runs == 1 && digits <= 2)
+		return true;
+	for (i = 0; i < n && is_alpha(s[i]); i++)
+		;
+	if (i && runs == 1 && digits <= 2 && i + digits == n)
+		return true;
+	if (n < 2 || lower(s[0]) != 'v')
+		return false;
+	for (i = 1; i < n && is_digit(s[i]); i++)
+		;
+	size_t major = i - 1, tag = i;
+	if (!major || major > 2)
+		return false;
+	while (i < n && is_alpha(s[i]))
+		i++;
+	return prerelease(s + tag, i - tag) && n - i <= 2 && digits == major + (n - i);
+}
+
+/* A segment with a digit that does not read as a name: a word that is all digits ("user_12345", "id-7"), or,
+ * in a segment longer than 5 bytes, a second word with digits or one that is not a versioned_word() ("s3cr3t",
+ * "abc123xyz", "AKIAIOSFODNN7EXAMPLE", "canary-7f3a9b2c"). Segments of up to 5 bytes ("v1", "h2", "s3",
+ * "ipv6") keep their words. */
+static bool is_mixed(const char *s, size_t n)
+{
+	size_t i = 0, dwords = 0;
+
+	for (;;) {
+		size_t w = i, digits = 0;
+
+		while (i < n && !word_sep(s, n, i))
+			digits += is_digit(s[i++]);
+		if (digits) {
+			if (digits == i - w)
+				return true;
+			if (n > 5 && (++dwords > 1 || !versioned_word(s + w, i - w)))
+				return true;
+		}
+		if (i == n)
+			return false;
+		i += s[i] == '%' ? 3 : 1;
+	}
+}
+
 /* Which identifier a segment looks like, or -1 to keep it. The order matters: a byte the output may not carry
  * wins over everything, then what the segment would leak most (an address), then the most specific shape. */
 static int classify(const char *s, size_t n)
 {
-	size_t digits = 0, upper = 0, lowr = 0, hex = 0, seps = 0, b64 = 0, transitions = 0;
+	size_t digits = 0, upper = 0, lowr = 0, hex = 0, seps = 0, b64 = 0, transitions = 0, pct = 0, spaces = 0;
 	bool email = false, nonascii = false, padding = false;
 	int prev = 0; /* 1 letter, 2 digit */
 
+	if (!n)
+		return -1;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = s[i];
 		int cls = 0;
@@ -99,6 +205,11 @@ static int classify(const char *s, size_t n)
 			email = true;
 		if (c == '+' || c == '=' || pct_is(s, n, i, '2', 'b') || pct_is(s, n, i, '3', 'd'))
 			padding = true;
+		if (c == '%') {
+			pct++;
+			if (pct_is(s, n, i, '2', '0'))
+				spaces++;
+		}
 		if (is_digit(c)) {
 			digits++;
 			cls = 2;
@@ -121,6 +232,9 @@ static int classify(const char *s, size_t n)
 		if (cls)
 			prev = cls;
 	}
+	/* The digits of "%20" are not digits of the segment. */
+	size_t own_digits = digits - 2 * spaces;
+
 	if (nonascii)
 		return ROUTE_NONASCII;
 	if (n > ROUTE_SEGMENT_MAX)
@@ -129,8 +243,10 @@ static int classify(const char *s, size_t n)
 		return ROUTE_EMAIL;
 	if (is_uuid(s, n))
 		return ROUTE_UUID;
-	/* Numbers, dates, versions and coordinates: digits and separators only. */
-	if (digits && digits + seps == n)
+	/* Numbers, dates, versions, coordinates, phone numbers: digits and separators ("%20" is one) only. */
+	if (own_digits && digits + spaces + seps == n)
+		return ROUTE_NUMERIC;
+	if (is_datetime(s, n))
 		return ROUTE_NUMERIC;
 	if (n >= 3 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
 		size_t i = 2;
@@ -146,6 +262,15 @@ static int classify(const char *s, size_t n)
 	if (n >= 16 && b64 == n && digits &&
 	    ((upper && lowr) || padding || digits >= 4 || transitions >= 3))
 		return ROUTE_TOKEN;
+	/* Percent-encoding hides what it encodes ("%31%32%33" is a number, "%2F" a slash, "%2E%2E" a dot-segment);
+	 * only "%20" is taken as what it is, a space. A '%' that starts no escape counts too. */
+	if (pct > spaces)
+		return ROUTE_ENCODED;
+	/* A key=value pair, a ~user home directory (a user name), a dot-segment. */
+	if (memchr(s, '=', n) || s[0] == '~' || (s[0] == '.' && (n == 1 || (n == 2 && s[1] == '.'))))
+		return ROUTE_SPECIAL;
+	if (own_digits && is_mixed(s, n))
+		return ROUTE_MIXED;
 	return -1;
 }
 

@@ -5,15 +5,36 @@
  *  - the scheme and authority of absolute-form are dropped (kind "authority");
  *  - the query and fragment, and ";params" inside segments, are dropped (kind "query");
  *  - empty segments ("//") collapse; a trailing '/' is kept;
- *  - each segment that looks like an identifier becomes "{id}", counted by what it looked like: numeric
- *    ("123", "2024-01-31"), uuid, hex (>= 8 hex digits with a digit, or 0x...), token (base64/base64url-like:
- *    >= 16 characters with digits and mixed case, '+', '=', or many digits), email (contains '@' or "%40"),
- *    long (> ROUTE_SEGMENT_MAX bytes), nonascii (a byte outside 0x21-0x7e, or a percent-encoded byte >= 0x80:
- *    encoded UTF-8 text such as names);
+ *  - each segment that looks like an identifier becomes "{id}", counted by what it looked like, the first rule
+ *    that matches winning:
+ *     1. nonascii: a byte outside 0x21-0x7e, or a percent-encoded byte >= 0x80 (encoded UTF-8 text: names);
+ *     2. long: more than ROUTE_SEGMENT_MAX bytes;
+ *     3. email: contains '@' or "%40";
+ *     4. uuid: 8-4-4-4-12 hex digits, optionally in braces;
+ *     5. numeric: digits and the separators . , - _ : + and "%20" only, with a digit ("123", "2024-01-31",
+ *        "+15551234567"), or an ISO 8601 date-time (4 digits, '-', then only digits, those separators and
+ *        T/Z in either case: "2024-01-31T10:00:00Z");
+ *     6. hex: "0x" and hex digits, or >= 8 hex digits with a digit;
+ *     7. token (base64/base64url-like): >= 16 characters of [A-Za-z0-9-_.~+=%] with a digit and mixed case,
+ *        '+', '=', "%2B", "%3D", >= 4 digits or >= 3 letter/digit changes;
+ *     8. encoded: a '%' that does not start "%20" ("%2F", "%2E%2E", "%31", a bare "100%"): percent-encoding
+ *        hides what it encodes; "%20" (a space) is the only escape kept;
+ *     9. special: contains '=' (a key=value pair), starts with '~' (a home directory: a user name), or is a
+ *        dot-segment "." or "..";
+ *    10. mixed: has a digit (the "20" of "%20" does not count) and, split into words at '-', '_', '.' and "%20":
+ *        a. a word is all digits ("user_12345", "id-7", "v1.2"), or
+ *        b. the segment is longer than 5 bytes and more than one word has a digit, or a word with a digit is
+ *           none of: at most 4 letters and digits with one run of at most 2 digits ("2fa", "k8s", "i18n");
+ *           letters, then 1-2 digits ("oauth2", "base64"); 'v', 1-2 digits, "alpha"/"beta"/"rc" (any case),
+ *           0-2 digits ("v2beta1").
+ *        So "s3cr3t", "abc123xyz", "cafe123", "canary-7f3a9b2c" and "AKIAIOSFODNN7EXAMPLE" become {id}, while
+ *        segments of up to 5 bytes ("v1", "h2", "s3", "ipv6") and "user-settings-2fa-enabled" stay;
+ *    everything else is a word and stays literal ("memories", "graph", "api", "ws", "app.min.js", "a%20b");
  *  - more than ROUTE_MAX_SEGMENTS segments, or a template longer than the output allows, end in "/..."
  *    (kind "truncated");
  *  - anything that is neither origin-form, absolute-form nor "*" becomes "/{invalid}" (kind "invalid").
- * Bytes are taken literally: nothing is percent-decoded. Words ("memories", "graph", "v1", "api", "ws") stay.
+ * Bytes are taken literally: nothing is percent-decoded. Words without digits ("memories", "graph", "api") stay:
+ * a segment made of letters only cannot be told from a route word, so a letters-only secret does pass.
  *
  * The output is NUL-terminated printable ASCII (0x21-0x7e), starts with '/' (or is exactly "*"), never
  * contains '?' or '#', and is a fixed point: templating a template gives the template back. */
@@ -43,6 +64,9 @@ enum route_kind {
 	ROUTE_AUTHORITY,
 	ROUTE_INVALID_TARGET,
 	ROUTE_TRUNCATED,
+	ROUTE_MIXED,
+	ROUTE_ENCODED,
+	ROUTE_SPECIAL,
 	ROUTE_KIND_MAX,
 };
 

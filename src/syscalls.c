@@ -1,5 +1,6 @@
 /* Syscall latency collector: bpf/syscalls.bpf.c -> loupe_syscall_duration_seconds{service_name,syscall} and
- * loupe_syscall_errors_total{service_name,syscall,errno}. Kernel maps are cumulative and never cleared. */
+ * loupe_syscall_errors_total{service_name,syscall,errno}. Kernel maps are cumulative and never cleared. The same
+ * object carries the payload capture (bpf/payload.bpf.h), whose records src/payload.c reads. */
 #include "loupe.h"
 #include "bpf_util.h"
 #include "log.h"
@@ -47,12 +48,20 @@ static int syscalls_open(struct loupe *L, void **priv)
 		err = -errno;
 		goto fail;
 	}
+	s->skel->rodata->capture_bytes = L->opt->capture_bytes;
 	if ((err = bpf_map__set_max_entries(s->skel->maps.syscall_hist, (__u32)s->nservices * SYSCALL_MAX_NR)) ||
 	    (err = bpf_map__set_max_entries(s->skel->maps.target_svc, L->pid_max)) ||
 	    (err = bpf_map__reuse_fd(s->skel->maps.target_svc, L->target_svc_fd)) ||
-	    (err = loupe__select_tp_flavour(L, s->skel->obj, &hook)) || (err = syscalls_bpf__load(s->skel)))
+	    (err = loupe__select_tp_flavour(L, s->skel->obj, &hook)))
+		goto fail;
+	if (!L->opt->capture_bytes) { /* payload capture off: its close hook is not needed either */
+		bpf_program__set_autoload(s->skel->progs.pl_state_btf, false);
+		bpf_program__set_autoload(s->skel->progs.pl_state_raw, false);
+	}
+	if ((err = syscalls_bpf__load(s->skel)))
 		goto fail;
 	loupe__add_object(L, s->skel->obj);
+	L->sys_obj = s->skel->obj;
 	*priv = s;
 	return 0;
 fail:
@@ -139,6 +148,8 @@ static void syscalls_close(void *priv)
 	struct syscalls *s = priv;
 	if (!s)
 		return;
+	if (s->L->sys_obj == s->skel->obj)
+		s->L->sys_obj = NULL;
 	syscalls_bpf__destroy(s->skel);
 	free(s->sums);
 	free(s);

@@ -1,0 +1,238 @@
+/* Payload capture, compiled into bpf/syscalls.bpf.c: it runs inside that object's sys_exit program, on the
+ * targeted path only, so capture adds no program run to the host's other syscalls.
+ *
+ * For read, readv, recvfrom, recvmsg, write, writev, sendto and sendmsg of a target process that moved bytes on a
+ * TCP socket, the first capture_bytes of them (gathered over up to PAYLOAD_IOV_MAX iovecs) go to userspace
+ * through pl_events, with the connection's identity, the byte count and a timestamp. pl_conns holds each
+ * captured connection's state from its first such call to TCP_CLOSE; userspace marks the ones no protocol
+ * parser wants as PL_STOPPED, and from then on their calls cost a lookup and nothing else. */
+#ifndef LOUPE_PAYLOAD_BPF_H
+#define LOUPE_PAYLOAD_BPF_H
+#include <bpf/bpf_core_read.h>
+#include "payload.h"
+
+#define PL_S_IFMT 00170000
+#define PL_S_IFSOCK 0140000
+#define PL_AF_INET 2
+#define PL_AF_INET6 10
+#define PL_SOCK_STREAM 1
+#define PL_MSG_PEEK 2
+
+/* x86_64 syscall numbers of the calls captured. */
+#define PL_NR_READ 0
+#define PL_NR_WRITE 1
+#define PL_NR_READV 19
+#define PL_NR_WRITEV 20
+#define PL_NR_SENDTO 44
+#define PL_NR_RECVFROM 45
+#define PL_NR_SENDMSG 46
+#define PL_NR_RECVMSG 47
+
+const volatile __u32 capture_bytes = PAYLOAD_DEFAULT_CAPTURE; /* 0: capture off */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct pl_conn);
+} pl_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 * 1024 * 1024);
+} pl_events SEC(".maps");
+
+struct pl_scratch {
+	struct pl_hdr h;
+	__u8 data[2 * PAYLOAD_MAX_CAPTURE]; /* twice: an offset masked to the capture plus a read of it fits */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pl_scratch);
+} pl_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PL_DROP_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} pl_drops SEC(".maps");
+
+__u64 pl_next_id = 0;
+
+static __always_inline bool pl_is_captured_nr(__u32 nr)
+{
+	return nr <= PL_NR_WRITE || nr == PL_NR_READV || nr == PL_NR_WRITEV ||
+	       (nr >= PL_NR_SENDTO && nr <= PL_NR_RECVMSG);
+}
+
+/* The TCP socket behind fd of the current task, or NULL. */
+static __always_inline struct sock *pl_fd_sock(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file *f = NULL;
+	if (!fdt || fd < 0 || (unsigned)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return NULL;
+	if ((BPF_CORE_READ(f, f_inode, i_mode) & PL_S_IFMT) != PL_S_IFSOCK)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock || BPF_CORE_READ(sock, file) != f)
+		return NULL;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_type) != PL_SOCK_STREAM ||
+	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
+		return NULL;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != PL_AF_INET && family != PL_AF_INET6)
+		return NULL;
+	return sk;
+}
+
+/* Bytes that had moved on the connection before this call, in either direction, beyond the SYN's sequence
+ * number that bytes_acked may count: the capture then begins mid-stream. */
+static __always_inline bool pl_midstream(struct sock *sk, __u8 dir, long ret)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u64 rcvd = BPF_CORE_READ(tp, bytes_received) - (__u32)(BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq));
+	__u64 sent = BPF_CORE_READ(tp, bytes_acked) + (__u32)(BPF_CORE_READ(tp, write_seq) - BPF_CORE_READ(tp, snd_una));
+	if (dir == PL_DIR_IN)
+		rcvd -= ret;
+	else
+		sent -= ret;
+	return (__s64)rcvd > 1 || (__s64)sent > 1;
+}
+
+/* Copy up to want bytes from the user buffers of the call into s->data; returns the bytes copied. */
+static __always_inline __u32 pl_gather(struct pl_scratch *s, __u32 nr, struct pt_regs *regs, __u32 want)
+{
+	unsigned long arg2 = BPF_CORE_READ(regs, si);
+	struct iovec *iov;
+	__u64 iovcnt;
+	if (nr == PL_NR_READ || nr == PL_NR_WRITE || nr == PL_NR_RECVFROM || nr == PL_NR_SENDTO) {
+		if (bpf_probe_read_user(s->data, want & (PAYLOAD_MAX_CAPTURE * 2 - 1), (void *)arg2))
+			return 0;
+		return want;
+	}
+	if (nr == PL_NR_READV || nr == PL_NR_WRITEV) {
+		iov = (struct iovec *)arg2;
+		iovcnt = BPF_CORE_READ(regs, dx);
+	} else { /* sendmsg, recvmsg */
+		struct user_msghdr m;
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)arg2))
+			return 0;
+		iov = m.msg_iov;
+		iovcnt = m.msg_iovlen;
+	}
+	__u32 off = 0;
+	for (int i = 0; i < PAYLOAD_IOV_MAX; i++) {
+		struct iovec v;
+		if (i >= iovcnt || off >= want)
+			break;
+		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
+			break;
+		__u64 n = v.iov_len;
+		if (n > want - off)
+			n = want - off;
+		if (n > PAYLOAD_MAX_CAPTURE)
+			n = PAYLOAD_MAX_CAPTURE;
+		if (bpf_probe_read_user(&s->data[off & (PAYLOAD_MAX_CAPTURE - 1)], n, v.iov_base))
+			break;
+		off += n;
+	}
+	return off;
+}
+
+static __always_inline void pl_capture(struct pt_regs *regs, __u32 nr, long ret, __u32 svc, __u64 now)
+{
+	__u8 dir = (nr == PL_NR_READ || nr == PL_NR_READV || nr == PL_NR_RECVFROM || nr == PL_NR_RECVMSG) ? PL_DIR_IN
+														: PL_DIR_OUT;
+	if ((nr == PL_NR_RECVFROM && (BPF_CORE_READ(regs, r10) & PL_MSG_PEEK)) ||
+	    (nr == PL_NR_RECVMSG && (BPF_CORE_READ(regs, dx) & PL_MSG_PEEK)))
+		return; /* the bytes stay queued: the next read reports them */
+	struct sock *sk = pl_fd_sock((int)BPF_CORE_READ(regs, di));
+	if (!sk)
+		return;
+	__u64 key = (__u64)sk;
+	__u8 flags = 0;
+	struct pl_conn *c = bpf_map_lookup_elem(&pl_conns, &key);
+	if (!c) {
+		if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE)
+			return; /* closed already: a new entry would never be removed */
+		struct pl_conn nc = {.id = __sync_fetch_and_add(&pl_next_id, 1) + 1, .service = svc};
+		if (bpf_map_update_elem(&pl_conns, &key, &nc, BPF_NOEXIST) == 0) {
+			flags = PL_F_NEW;
+			if (pl_midstream(sk, dir, ret))
+				flags |= PL_F_MIDSTREAM;
+		} else if (bpf_map_lookup_elem(&pl_conns, &key) == NULL) {
+			count_drop(&pl_drops, PL_DROP_CONN_MAP_FULL);
+			return;
+		}
+		c = bpf_map_lookup_elem(&pl_conns, &key);
+		if (!c)
+			return;
+	}
+	if (c->state != PL_CAPTURE)
+		return;
+	__u32 zero = 0;
+	struct pl_scratch *s = bpf_map_lookup_elem(&pl_scratch, &zero);
+	if (!s)
+		return;
+	__u32 want = capture_bytes;
+	if (want > PAYLOAD_MAX_CAPTURE)
+		want = PAYLOAD_MAX_CAPTURE;
+	if ((__u64)ret < want)
+		want = (__u32)ret;
+	__u64 got = pl_gather(s, nr, regs, want);
+	if (got > PAYLOAD_MAX_CAPTURE)
+		got = PAYLOAD_MAX_CAPTURE;
+	barrier_var(got);
+	got &= 2 * PAYLOAD_MAX_CAPTURE - 1; /* a no-op the verifier can see: the output stays inside s */
+	if (c->lost)
+		flags |= PL_F_LOST;
+	s->h.type = REC_PL_DATA;
+	s->h.service = c->service;
+	s->h.conn_id = c->id;
+	s->h.sk = key;
+	s->h.ts_ns = now;
+	s->h.len = ret > 0xffffffffL ? 0xffffffffu : (__u32)ret;
+	s->h.cap = (__u16)got;
+	s->h.dir = dir;
+	s->h.flags = flags;
+	if (bpf_ringbuf_output(&pl_events, s, sizeof(s->h) + got, 0)) {
+		c->lost = 1;
+		count_drop(&pl_drops, PL_DROP_RINGBUF);
+	} else {
+		c->lost = 0;
+	}
+}
+
+/* TCP_CLOSE ends a captured connection (also in softirq context: the sk is the key, not the task). */
+static __always_inline int pl_on_state(const struct sock *sk, int newstate)
+{
+	if (newstate != TCP_CLOSE)
+		return 0;
+	__u64 key = (__u64)sk;
+	struct pl_conn *c = bpf_map_lookup_elem(&pl_conns, &key);
+	if (!c)
+		return 0;
+	struct pl_hdr h = {.type = REC_PL_CLOSE, .service = c->service, .conn_id = c->id, .sk = key,
+			   .ts_ns = bpf_ktime_get_ns(), .flags = c->lost ? PL_F_LOST : 0};
+	if (c->state == PL_CAPTURE && bpf_ringbuf_output(&pl_events, &h, sizeof(h), 0))
+		count_drop(&pl_drops, PL_DROP_CLOSE_RINGBUF);
+	bpf_map_delete_elem(&pl_conns, &key);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(pl_state_btf, const struct sock *sk, int oldstate, int newstate) { return pl_on_state(sk, newstate); }
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(pl_state_raw, const struct sock *sk, int oldstate, int newstate) { return pl_on_state(sk, newstate); }
+
+#endif

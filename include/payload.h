@@ -1,0 +1,57 @@
+/* Payload capture: the first bytes of each read/write-family syscall on TCP sockets of target processes, for the
+ * userspace protocol parsers (src/payload.c). Shared by bpf/payload.bpf.h and src/payload.c. */
+#ifndef LOUPE_PAYLOAD_H
+#define LOUPE_PAYLOAD_H
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define PAYLOAD_DEFAULT_CAPTURE 256
+#define PAYLOAD_MAX_CAPTURE 1024 /* a power of two: the BPF side masks offsets with it */
+#define PAYLOAD_IOV_MAX 4	 /* iovecs of readv/writev/recvmsg/sendmsg gathered into one capture */
+
+enum payload_rec_type {
+	REC_PL_DATA = 32,  /* bytes one syscall transferred on a captured connection */
+	REC_PL_CLOSE = 33, /* a captured connection reached TCP_CLOSE */
+};
+
+enum payload_dir { PL_DIR_IN = 0, PL_DIR_OUT = 1 }; /* as enum flow_dir: read by the process / written */
+
+/* struct pl_hdr flags */
+#define PL_F_NEW 0x1	   /* first record of this connection */
+#define PL_F_MIDSTREAM 0x2 /* NEW, and bytes had moved on the connection before capture began */
+#define PL_F_LOST 0x4	   /* records of this connection were lost (ring buffer full) just before this one
+			    * (also on REC_PL_CLOSE) */
+
+/* Record header; REC_PL_DATA is followed by cap bytes. */
+struct pl_hdr {
+	__u32 type;
+	__u32 service;
+	__u64 conn_id; /* unique per captured connection (never reused) */
+	__u64 sk;      /* struct sock *: the key to stop its capture by */
+	__u64 ts_ns;   /* sys_exit of the call (CLOSE: the state change), CLOCK_MONOTONIC */
+	__u32 len;     /* bytes the call transferred (saturates) */
+	__u16 cap;     /* bytes captured, <= len */
+	__u8 dir;      /* enum payload_dir */
+	__u8 flags;    /* PL_F_* */
+};
+
+/* Per-connection capture state, kernel map pl_conns (sk -> state). */
+enum pl_state { PL_CAPTURE = 0, PL_STOPPED = 1 };
+
+struct pl_conn {
+	__u64 id;
+	__u32 service;
+	__u8 state; /* enum pl_state; userspace sets PL_STOPPED for connections no parser wants */
+	__u8 lost;  /* a record was dropped: the next one carries PL_F_LOST */
+	__u8 pad[2];
+};
+
+enum payload_drop {
+	PL_DROP_RINGBUF,       /* a data record did not fit in the ring buffer */
+	PL_DROP_CLOSE_RINGBUF, /* a close record did not fit (userspace expires the connection later) */
+	PL_DROP_CONN_MAP_FULL, /* no room for a new connection's state: not captured */
+	PL_DROP_NR,
+};
+
+#endif

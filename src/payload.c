@@ -1,0 +1,667 @@
+/* Payload collector: captured socket reads and writes of target processes (bpf/payload.bpf.h, inside the
+ * syscalls object) -> per-connection protocol parsers -> HTTP server RED metrics and WebSocket session metrics.
+ *
+ * Each captured connection gets one struct conn, found by the kernel's connection id. Its bytes go to the
+ * protocol it speaks, from a table of protocols (protos[] below): every connection starts in HTTP; an upgrade
+ * hands it to WebSocket; a connection no protocol claims (TLS, HTTP/2, a server speaking first, anything else) is
+ * marked PL_STOPPED in the kernel map, which then stops capturing it, and its state is freed.
+ *
+ * Privacy (DESIGN.md section 3): parsers see at most --capture-bytes of each call and keep no payload; the only
+ * text that leaves is a route template (src/route.c), admitted per service as follows: a template becomes a
+ * label value once a response with a status below 400 or from 500 up was seen for it, and at most
+ * --route-budget templates per service are admitted (then "_other"). A 4xx answer to a template not admitted
+ * yet is labelled "_unmatched": paths that only ever got 404 (scanners, typos, guessed secrets) never become
+ * labels and never use up the budget. loupe_redactions_total{kind} counts every abstraction. */
+#include "loupe.h"
+#include "bpf_util.h"
+#include "http.h"
+#include "log.h"
+#include "payload.h"
+#include "route.h"
+#include "websocket.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONN_BUCKETS 4096	 /* power of two */
+#define CONN_MAX 16384		 /* connections parsed at once; more are not captured (counted) */
+#define CONN_IDLE_NS (300ull * 1000000000ull) /* idle this long: ask the kernel whether it still exists */
+#define ROUTE_SLOTS 512		 /* per service, power of two, > the largest route budget allowed */
+#define ROUTE_UNMATCHED "_unmatched"
+
+enum proto_id { PROTO_HTTP, PROTO_WEBSOCKET, PROTO_NR };
+
+/* Why a connection was handed over or given up: loupe_payload_connections_total{protocol}. */
+enum conn_class {
+	CLASS_HTTP,	 /* a request line was seen */
+	CLASS_WEBSOCKET, /* upgraded */
+	CLASS_TLS,
+	CLASS_HTTP2,
+	CLASS_UNKNOWN, /* not a protocol loupe parses */
+	CLASS_NR,
+};
+static const char *const class_names[CLASS_NR] = {"http", "websocket", "tls", "http2", "unknown"};
+
+struct conn {
+	struct conn *next;
+	uint64_t id, sk;
+	uint64_t last_ns;
+	uint32_t service;
+	uint8_t proto;	/* enum proto_id */
+	uint8_t seen_request;
+	uint8_t stop;	/* set by a parser event: stop capturing after this call */
+	union {
+		struct http_conn http;
+		struct ws_conn ws;
+	} u;
+};
+
+struct route_set {
+	char (*slot)[ROUTE_MAX_LEN + 1]; /* ROUTE_SLOTS entries, "" = empty */
+	unsigned n;
+};
+
+struct svc_stats {
+	struct http_stats http;
+	struct ws_stats ws;
+	uint64_t records[2], bytes[2];
+	uint64_t lost_events;
+	uint64_t aborted;
+	uint64_t classes[CLASS_NR];
+	struct route_set routes;
+};
+
+struct payload {
+	struct loupe *L;
+	struct ring_buffer *rb;
+	int conns_fd, drops_fd;
+	struct conn *buckets[CONN_BUCKETS];
+	unsigned nconns;
+	uint64_t conn_table_full;
+	uint64_t last_sweep_ns;
+	uint64_t now_ns; /* ts of the record being handled */
+	struct route_stats route_stats;
+	uint64_t route_budget_hits, route_unmatched;
+	struct svc_stats svc[LOUPE_MAX_SERVICES + 1];
+	struct metric_family *req_duration, *active_requests;
+	struct metric_family *ws_opened, *ws_active, *ws_duration, *ws_messages, *ws_size, *ws_closes;
+	/* the record being parsed: the sinks' context */
+	struct conn *cur;
+	char upgrade_route[ROUTE_MAX_LEN + 1];
+	size_t upgrade_offset;
+	bool upgrade_in_lost;
+	uint64_t upgrade_ns;
+};
+
+static const char *const drop_reasons[PL_DROP_NR] = {
+	[PL_DROP_RINGBUF] = "ringbuf_full",
+	[PL_DROP_CLOSE_RINGBUF] = "close_ringbuf_full",
+	[PL_DROP_CONN_MAP_FULL] = "conn_map_full",
+};
+
+/* OpenTelemetry's advice for http.server.request.duration. */
+static const double request_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10};
+static const double session_bounds[] = {0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600};
+static const double size_bounds[] = {16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576};
+
+static const char *service_name(struct payload *p, uint32_t svc)
+{
+	return target_rules__service(&p->L->opt->rules, (int)svc);
+}
+
+/* ------------------------------------------------------------------------------------------- routes --- */
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+	return h;
+}
+
+/* The label value for a route template answered with status (see the header comment). */
+static const char *route_label(struct payload *p, struct svc_stats *st, const char *route, int status)
+{
+	struct route_set *rs = &st->routes;
+	if (!rs->slot && !(rs->slot = calloc(ROUTE_SLOTS, sizeof(*rs->slot))))
+		return REGISTRY_OTHER;
+	unsigned i = (unsigned)hash_str(route) & (ROUTE_SLOTS - 1);
+	while (rs->slot[i][0]) {
+		if (!strcmp(rs->slot[i], route))
+			return rs->slot[i];
+		i = (i + 1) & (ROUTE_SLOTS - 1);
+	}
+	if (status >= 400 && status < 500) {
+		p->route_unmatched++;
+		return ROUTE_UNMATCHED;
+	}
+	if (rs->n >= p->L->opt->route_budget) {
+		p->route_budget_hits++;
+		return REGISTRY_OTHER;
+	}
+	snprintf(rs->slot[i], sizeof(rs->slot[i]), "%s", route);
+	rs->n++;
+	return rs->slot[i];
+}
+
+/* ---------------------------------------------------------------------------------------- connections --- */
+
+static struct conn **conn_slot(struct payload *p, uint64_t id)
+{
+	struct conn **pp = &p->buckets[(id * 0x9E3779B97F4A7C15ull) >> 52 & (CONN_BUCKETS - 1)];
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* Ask the kernel to stop capturing a connection (when the entry still belongs to it). */
+static void stop_capture(struct payload *p, const struct conn *c)
+{
+	struct pl_conn v;
+	if (bpf_map_lookup_elem(p->conns_fd, &c->sk, &v) || v.id != c->id)
+		return;
+	v.state = PL_STOPPED;
+	bpf_map_update_elem(p->conns_fd, &c->sk, &v, BPF_EXIST);
+}
+
+static void http_event(void *ctx, const struct http_event *ev);
+static void ws_event(void *ctx, const struct ws_event *ev);
+
+static struct http_sink http_sink_of(struct payload *p, struct conn *c)
+{
+	return (struct http_sink){.event = http_event, .ctx = p, .stats = &p->svc[c->service].http,
+				  .routes = &p->route_stats};
+}
+
+static struct ws_sink ws_sink_of(struct payload *p, struct conn *c)
+{
+	return (struct ws_sink){.event = ws_event, .ctx = p, .stats = &p->svc[c->service].ws};
+}
+
+/* End a connection's parsing (closed, expired or given up) and free it. */
+static void conn_end(struct payload *p, struct conn **pp, uint64_t ts_ns)
+{
+	struct conn *c = *pp;
+	p->cur = c;
+	if (c->proto == PROTO_HTTP) {
+		struct http_sink s = http_sink_of(p, c);
+		http_conn_close(&c->u.http, ts_ns, &s);
+	} else if (c->proto == PROTO_WEBSOCKET) {
+		struct ws_sink s = ws_sink_of(p, c);
+		ws_conn_close(&c->u.ws, ts_ns, &s);
+	}
+	p->cur = NULL;
+	*pp = c->next;
+	free(c);
+	p->nconns--;
+}
+
+/* ------------------------------------------------------------------------------------------ parsers --- */
+
+static void http_event(void *ctx, const struct http_event *ev)
+{
+	struct payload *p = ctx;
+	struct conn *c = p->cur;
+	struct svc_stats *st = &p->svc[c->service];
+	const char *svc = service_name(p, c->service);
+	const char *active[] = {svc, ev->method};
+	char code[8];
+
+	switch (ev->type) {
+	case HTTP_EV_REQUEST_START:
+		if (!c->seen_request) {
+			c->seen_request = 1;
+			st->classes[CLASS_HTTP]++;
+		}
+		family__add(p->active_requests, active, 1);
+		break;
+	case HTTP_EV_RESPONSE: {
+		family__add(p->active_requests, active, -1);
+		snprintf(code, sizeof(code), "%d", ev->status);
+		const char *v[] = {svc, ev->method, route_label(p, st, ev->route, ev->status), code};
+		family__observe(p->req_duration, v, (double)(ev->end_ns - ev->start_ns) / 1e9);
+		break;
+	}
+	case HTTP_EV_REQUEST_ABORT:
+		family__add(p->active_requests, active, -1);
+		st->aborted++;
+		break;
+	case HTTP_EV_UPGRADE:
+		snprintf(p->upgrade_route, sizeof(p->upgrade_route), "%s", route_label(p, st, ev->route, 101));
+		p->upgrade_offset = ev->offset;
+		p->upgrade_in_lost = ev->in_lost;
+		p->upgrade_ns = ev->end_ns;
+		break;
+	case HTTP_EV_NOT_HTTP:
+		st->classes[ev->reason == HTTP_NOT_TLS ? CLASS_TLS
+			    : ev->reason == HTTP_NOT_VERSION ? CLASS_HTTP2
+							     : CLASS_UNKNOWN]++;
+		c->stop = 1;
+		break;
+	}
+}
+
+static void ws_event(void *ctx, const struct ws_event *ev)
+{
+	struct payload *p = ctx;
+	struct conn *c = p->cur;
+	const char *svc = service_name(p, c->service);
+	const char *dir = ev->dir == FLOW_IN ? "received" : "sent";
+	char code[8];
+
+	switch (ev->type) {
+	case WS_EV_MESSAGE: {
+		const char *op = ws_opcode_name(ev->opcode);
+		const char *v[] = {svc, ev->route, dir, op ? op : "reserved"};
+		family__add(p->ws_messages, v, 1);
+		const char *vs[] = {svc, ev->route, dir};
+		family__observe(p->ws_size, vs, (double)ev->size);
+		break;
+	}
+	case WS_EV_CLOSE: {
+		if (ev->code == WS_CLOSE_UNKNOWN)
+			snprintf(code, sizeof(code), "unknown");
+		else
+			snprintf(code, sizeof(code), "%u", ev->code);
+		const char *v[] = {svc, ev->route, ev->dir == FLOW_IN ? "client" : "server", code};
+		family__add(p->ws_closes, v, 1);
+		break;
+	}
+	case WS_EV_END: {
+		const char *v[] = {svc, ev->route};
+		family__add(p->ws_active, v, -1);
+		family__observe(p->ws_duration, v, (double)ev->duration_ns / 1e9);
+		break;
+	}
+	}
+}
+
+/* One protocol of the table: feed one call's view; returns the protocol to continue with, or -1 to stop. */
+struct proto {
+	const char *name;
+	int (*feed)(struct payload *p, struct conn *c, enum flow_dir dir, const uint8_t *data, size_t cap, size_t len);
+	void (*lost)(struct payload *p, struct conn *c);
+};
+
+static int ws_feed(struct payload *p, struct conn *c, enum flow_dir dir, const uint8_t *data, size_t cap, size_t len)
+{
+	struct ws_sink s = ws_sink_of(p, c);
+	ws_conn_feed(&c->u.ws, dir, data, cap, len, p->now_ns, &s);
+	return PROTO_WEBSOCKET;
+}
+
+static void ws_lost(struct payload *p, struct conn *c)
+{
+	struct ws_sink s = ws_sink_of(p, c);
+	ws_conn_lost(&c->u.ws, FLOW_IN, &s);
+	ws_conn_lost(&c->u.ws, FLOW_OUT, &s);
+}
+
+static int http_feed(struct payload *p, struct conn *c, enum flow_dir dir, const uint8_t *data, size_t cap,
+		     size_t len)
+{
+	struct http_sink s = http_sink_of(p, c);
+	int r = http_conn_feed(&c->u.http, dir, data, cap, len, p->now_ns, &s);
+	if (r == HTTP_FEED_NOT_HTTP)
+		return -1;
+	if (r != HTTP_FEED_UPGRADED)
+		return PROTO_HTTP;
+	/* The connection leaves HTTP: the rest of this call is the WebSocket stream's beginning. */
+	struct svc_stats *st = &p->svc[c->service];
+	st->classes[CLASS_WEBSOCKET]++;
+	size_t off = p->upgrade_offset;
+	bool in_lost = p->upgrade_in_lost;
+	ws_conn_init(&c->u.ws, p->upgrade_route, p->upgrade_ns);
+	c->proto = PROTO_WEBSOCKET;
+	const char *v[] = {service_name(p, c->service), p->upgrade_route};
+	family__add(p->ws_opened, v, 1);
+	family__add(p->ws_active, v, 1);
+	struct ws_sink ws = ws_sink_of(p, c);
+	if (in_lost)
+		ws_conn_lost(&c->u.ws, FLOW_IN, &ws);
+	if (off < len)
+		ws_conn_feed(&c->u.ws, dir, data + (off < cap ? off : cap), off < cap ? cap - off : 0, len - off,
+			     p->now_ns, &ws);
+	return PROTO_WEBSOCKET;
+}
+
+static void http_lost(struct payload *p, struct conn *c)
+{
+	struct http_sink s = http_sink_of(p, c);
+	http_conn_lost(&c->u.http, p->now_ns, &s);
+}
+
+static const struct proto protos[PROTO_NR] = {
+	[PROTO_HTTP] = {"http", http_feed, http_lost},
+	[PROTO_WEBSOCKET] = {"websocket", ws_feed, ws_lost},
+};
+
+/* -------------------------------------------------------------------------------------------- records --- */
+
+static int on_data(struct payload *p, const struct pl_hdr *h, const uint8_t *data, size_t cap)
+{
+	if (h->service < 1 || h->service > (uint32_t)p->L->opt->rules.nservices)
+		return 0;
+	struct svc_stats *st = &p->svc[h->service];
+	unsigned dir = h->dir ? 1 : 0;
+	st->records[dir]++;
+	st->bytes[dir] += cap;
+
+	struct conn **pp = conn_slot(p, h->conn_id);
+	struct conn *c = *pp;
+	if (!c) {
+		if (p->nconns >= CONN_MAX) {
+			p->conn_table_full++;
+			return 0;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		c->id = h->conn_id;
+		c->sk = h->sk;
+		c->service = h->service;
+		c->proto = PROTO_HTTP;
+		/* Without the connection's first record (lost, or capture began late) look for a boundary first. */
+		http_conn_init(&c->u.http, (h->flags & PL_F_NEW) && !(h->flags & PL_F_MIDSTREAM) ? 0
+											   : HTTP_CONN_MIDSTREAM);
+		*pp = c;
+		p->nconns++;
+	}
+	c->last_ns = h->ts_ns;
+	p->cur = c;
+	if (h->flags & PL_F_LOST) {
+		st->lost_events++;
+		protos[c->proto].lost(p, c);
+	}
+	int next = protos[c->proto].feed(p, c, dir ? FLOW_OUT : FLOW_IN, data, cap, h->len);
+	p->cur = NULL;
+	if (next < 0 || c->stop) {
+		stop_capture(p, c);
+		conn_end(p, conn_slot(p, c->id), h->ts_ns);
+	}
+	return 0;
+}
+
+static int on_record(void *ctx, void *data, size_t size)
+{
+	struct payload *p = ctx;
+	const struct pl_hdr *h = data;
+	if (size < sizeof(*h))
+		return 0;
+	p->now_ns = h->ts_ns;
+	if (h->type == REC_PL_CLOSE) {
+		struct conn **pp = conn_slot(p, h->conn_id);
+		if (!*pp)
+			return 0;
+		if (h->flags & PL_F_LOST) {
+			p->svc[(*pp)->service].lost_events++;
+			p->cur = *pp;
+			protos[(*pp)->proto].lost(p, *pp);
+			p->cur = NULL;
+		}
+		conn_end(p, pp, h->ts_ns);
+		return 0;
+	}
+	if (h->type != REC_PL_DATA)
+		return 0;
+	size_t cap = h->cap;
+	if (cap > size - sizeof(*h))
+		cap = size - sizeof(*h);
+	return on_data(p, h, (const uint8_t *)data + sizeof(*h), cap);
+}
+
+/* Connections idle for long whose kernel entry is gone (their close record was lost) are ended. */
+static void sweep(struct payload *p, uint64_t now)
+{
+	for (unsigned b = 0; b < CONN_BUCKETS; b++) {
+		struct conn **pp = &p->buckets[b];
+		while (*pp) {
+			struct conn *c = *pp;
+			struct pl_conn v;
+			if (now - c->last_ns > CONN_IDLE_NS &&
+			    (bpf_map_lookup_elem(p->conns_fd, &c->sk, &v) || v.id != c->id)) {
+				conn_end(p, pp, c->last_ns);
+				continue;
+			}
+			pp = &c->next;
+		}
+	}
+}
+
+/* ----------------------------------------------------------------------------------------- collector --- */
+
+static int payload_open(struct loupe *L, void **priv)
+{
+	if (!L->opt->capture_bytes) {
+		snprintf(L->opening->detail, sizeof(L->opening->detail), "off (--capture-bytes 0)");
+		return LOUPE_FEATURE_DISABLED;
+	}
+	if (!L->sys_obj) {
+		log_warn("payload_unavailable", "payload capture runs inside the syscalls feature, which did not load");
+		return -ENOENT;
+	}
+	struct bpf_map *events = bpf_object__find_map_by_name(L->sys_obj, "pl_events");
+	struct bpf_map *conns = bpf_object__find_map_by_name(L->sys_obj, "pl_conns");
+	struct bpf_map *drops = bpf_object__find_map_by_name(L->sys_obj, "pl_drops");
+	if (!events || !conns || !drops)
+		return -ENOENT;
+	struct payload *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->L = L;
+	p->conns_fd = bpf_map__fd(conns);
+	p->drops_fd = bpf_map__fd(drops);
+
+	struct registry *reg = L->reg;
+	static const char *const l_req[] = {"service_name", "http_request_method", "http_route",
+					    "http_response_status_code", NULL};
+	static const char *const l_active[] = {"service_name", "http_request_method", NULL};
+	static const char *const l_route[] = {"service_name", "http_route", NULL};
+	static const char *const l_msg[] = {"service_name", "http_route", "direction", "opcode", NULL};
+	static const char *const l_size[] = {"service_name", "http_route", "direction", NULL};
+	static const char *const l_close[] = {"service_name", "http_route", "sender", "code", NULL};
+	p->req_duration = registry__family(
+		reg, "http_server_request_duration_seconds",
+		"HTTP/1.x server requests, from the read of the request's first byte to the write of the response's "
+		"status line.",
+		METRIC_HISTOGRAM, l_req, 0, 0);
+	p->active_requests = registry__family(reg, "http_server_active_requests",
+					      "HTTP requests read and not answered yet.", METRIC_GAUGE, l_active, 0, 0);
+	p->ws_opened = registry__family(reg, "loupe_websocket_connections_total",
+					"WebSocket sessions opened (HTTP upgrade answered with 101).", METRIC_COUNTER,
+					l_route, 0, 0);
+	p->ws_active = registry__family(reg, "loupe_websocket_connections_active", "WebSocket sessions open now.",
+					METRIC_GAUGE, l_route, 0, 0);
+	p->ws_duration = registry__family(reg, "loupe_websocket_connection_duration_seconds",
+					  "WebSocket session lifetime, from the 101 response to the connection's close.",
+					  METRIC_HISTOGRAM, l_route, 0, 0);
+	p->ws_messages = registry__family(
+		reg, "loupe_websocket_messages_total",
+		"WebSocket messages (fragments joined) and control frames, by direction (received from or sent to "
+		"the client) and opcode.",
+		METRIC_COUNTER, l_msg, 0, 0);
+	p->ws_size = registry__family(reg, "loupe_websocket_message_size_bytes",
+				      "WebSocket message payload size (compressed size when permessage-deflate is on).",
+				      METRIC_HISTOGRAM, l_size, 0, 0);
+	p->ws_closes = registry__family(reg, "loupe_websocket_closes_total",
+					"WebSocket close frames by sender and status code (1005: none given; unknown: "
+					"not captured).",
+					METRIC_COUNTER, l_close, 0, 0);
+	if (!p->req_duration || !p->active_requests || !p->ws_opened || !p->ws_active || !p->ws_duration ||
+	    !p->ws_messages || !p->ws_size || !p->ws_closes) {
+		free(p);
+		return -ENOMEM;
+	}
+	family__set_buckets(p->req_duration, request_bounds, ARRAY_SIZE(request_bounds));
+	family__set_buckets(p->ws_duration, session_bounds, ARRAY_SIZE(session_bounds));
+	family__set_buckets(p->ws_size, size_bounds, ARRAY_SIZE(size_bounds));
+
+	p->rb = ring_buffer__new(bpf_map__fd(events), on_record, p, NULL);
+	if (!p->rb) {
+		int err = -errno;
+		free(p);
+		return err;
+	}
+	L->opening->hook = L->tp_flavour; /* its programs are the syscalls ones */
+	*priv = p;
+	return 0;
+}
+
+static int payload_attach(void *priv)
+{
+	(void)priv; /* the syscalls feature attached the programs */
+	return 0;
+}
+
+static int payload_poll(void *priv)
+{
+	struct payload *p = priv;
+	int n = ring_buffer__consume(p->rb);
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+	if (now - p->last_sweep_ns > 30ull * 1000000000ull) {
+		p->last_sweep_ns = now;
+		sweep(p, now);
+	}
+	return n < 0 ? n : 0;
+}
+
+static int payload_poll_fd(void *priv)
+{
+	struct payload *p = priv;
+	return ring_buffer__epoll_fd(p->rb);
+}
+
+static int payload_collect(void *priv, struct registry *reg)
+{
+	struct payload *p = priv;
+	payload_poll(p); /* what arrived since the last wakeup counts in this scrape */
+	static const char *const l_kind[] = {"kind", NULL};
+	static const char *const l_svc_kind[] = {"service_name", "kind", NULL};
+	static const char *const l_svc_dir[] = {"service_name", "direction", NULL};
+	static const char *const l_svc_proto[] = {"service_name", "protocol", NULL};
+	static const char *const l_svc[] = {"service_name", NULL};
+	struct metric_family *redactions = registry__family(
+		reg, "loupe_redactions_total",
+		"Values abstracted before export: route segments by what they looked like, query strings, authorities, "
+		"invalid or truncated targets, routes past the budget (route_budget) or never answered below 400 "
+		"(unmatched_route).",
+		METRIC_COUNTER, l_kind, 0, FAMILY_SNAPSHOT);
+	struct metric_family *anomalies = registry__family(
+		reg, "loupe_http_parser_anomalies_total",
+		"HTTP framing the parser had to recover from (truncated heads, lost records, unmatched responses).",
+		METRIC_COUNTER, l_svc_kind, 0, FAMILY_SNAPSHOT);
+	struct metric_family *ws_errors =
+		registry__family(reg, "loupe_websocket_protocol_errors_total",
+				 "WebSocket frames breaking RFC 6455, and frame sync lost or found again.",
+				 METRIC_COUNTER, l_svc_kind, 0, FAMILY_SNAPSHOT);
+	struct metric_family *aborted = registry__family(
+		reg, "loupe_http_requests_aborted_total",
+		"HTTP requests read that got no response loupe saw (connection closed, status not captured).",
+		METRIC_COUNTER, l_svc, 0, FAMILY_SNAPSHOT);
+	struct metric_family *records = registry__family(
+		reg, "loupe_payload_records_total",
+		"Socket reads (received) and writes (sent) of target processes captured for protocol parsing.",
+		METRIC_COUNTER, l_svc_dir, 0, FAMILY_SNAPSHOT);
+	struct metric_family *bytes = registry__family(reg, "loupe_payload_captured_bytes_total",
+						       "Bytes of socket reads and writes captured (at most "
+						       "--capture-bytes of each).",
+						       METRIC_COUNTER, l_svc_dir, 0, FAMILY_SNAPSHOT);
+	struct metric_family *classes = registry__family(
+		reg, "loupe_payload_connections_total",
+		"Captured connections by protocol found: http, websocket (upgraded), or tls, http2 and unknown, whose "
+		"capture then stops in the kernel.",
+		METRIC_COUNTER, l_svc_proto, 0, FAMILY_SNAPSHOT);
+	struct metric_family *lost = registry__family(
+		reg, "loupe_payload_records_lost_total",
+		"Times a connection's parser had to resynchronise because capture records were dropped (the records "
+		"are in loupe_events_dropped_total{feature=\"payload\"}).",
+		METRIC_COUNTER, l_svc, 0, FAMILY_SNAPSHOT);
+	struct metric_family *tracked = registry__family(reg, "loupe_payload_connections_parsed",
+							 "Connections whose protocol is being parsed now.", METRIC_GAUGE,
+							 NULL, 0, FAMILY_SNAPSHOT);
+	if (!redactions || !anomalies || !ws_errors || !aborted || !records || !bytes || !classes || !lost || !tracked)
+		return -ENOMEM;
+
+	for (int k = 0; k < ROUTE_KIND_MAX; k++) {
+		const char *v[] = {route_kind_name(k)};
+		family__add(redactions, v, (double)p->route_stats.n[k]);
+	}
+	const char *vb[] = {"route_budget"}, *vu[] = {"unmatched_route"};
+	family__add(redactions, vb, (double)p->route_budget_hits);
+	family__add(redactions, vu, (double)p->route_unmatched);
+	family__set(tracked, NULL, p->nconns);
+
+	for (int s = 1; s <= p->L->opt->rules.nservices; s++) {
+		struct svc_stats *st = &p->svc[s];
+		const char *svc = service_name(p, (uint32_t)s);
+		for (int k = 0; k < HTTP_AN_MAX; k++) {
+			const char *v[] = {svc, http_anomaly_name(k)};
+			family__add(anomalies, v, (double)st->http.n[k]);
+		}
+		for (int k = 0; k < WS_ERR_MAX; k++) {
+			const char *v[] = {svc, ws_error_name(k)};
+			family__add(ws_errors, v, (double)st->ws.errors[k]);
+		}
+		const char *vd[] = {svc, "desync"}, *vr[] = {svc, "resync"};
+		family__add(ws_errors, vd, (double)st->ws.desync);
+		family__add(ws_errors, vr, (double)st->ws.resync);
+		const char *v1[] = {svc};
+		family__add(aborted, v1, (double)st->aborted);
+		family__add(lost, v1, (double)st->lost_events);
+		for (int d = 0; d < 2; d++) {
+			const char *v[] = {svc, d ? "sent" : "received"};
+			family__add(records, v, (double)st->records[d]);
+			family__add(bytes, v, (double)st->bytes[d]);
+		}
+		for (int k = 0; k < CLASS_NR; k++) {
+			const char *v[] = {svc, class_names[k]};
+			family__add(classes, v, (double)st->classes[k]);
+		}
+	}
+	int err = loupe_export_drops(reg, "payload", p->drops_fd, drop_reasons, PL_DROP_NR);
+	if (err)
+		return err;
+	/* Userspace's own limit, next to the kernel's drops. */
+	const char *vf[] = {"payload", "conn_table_full"};
+	return family__add(loupe_drops_family(reg), vf, (double)p->conn_table_full);
+}
+
+static void payload_status(void *priv, struct buf *json)
+{
+	struct payload *p = priv;
+	buf__printf(json, "\"capture_bytes\":%u,\"route_budget\":%u,\"connections_parsed\":%u",
+		    p->L->opt->capture_bytes, p->L->opt->route_budget, p->nconns);
+}
+
+static void payload_close(void *priv)
+{
+	struct payload *p = priv;
+	if (!p)
+		return;
+	for (unsigned b = 0; b < CONN_BUCKETS; b++) {
+		while (p->buckets[b]) {
+			struct conn *c = p->buckets[b];
+			p->buckets[b] = c->next;
+			free(c);
+		}
+	}
+	for (int s = 0; s <= LOUPE_MAX_SERVICES; s++)
+		free(p->svc[s].routes.slot);
+	ring_buffer__free(p->rb);
+	free(p);
+}
+
+const struct collector payload_collector = {
+	.name = "payload",
+	.open = payload_open,
+	.attach = payload_attach,
+	.poll = payload_poll,
+	.poll_fd = payload_poll_fd,
+	.collect = payload_collect,
+	.status = payload_status,
+	.close = payload_close,
+};
