@@ -82,6 +82,7 @@ struct payload {
 	struct conn *buckets[CONN_BUCKETS];
 	unsigned nconns;
 	uint64_t conn_table_full;
+	uint64_t midstream; /* connections whose capture began after their first bytes */
 	uint64_t last_sweep_ns;
 	uint64_t now_ns; /* ts of the record being handled */
 	struct route_stats route_stats;
@@ -366,8 +367,9 @@ static int on_data(struct payload *p, const struct pl_hdr *h, const uint8_t *dat
 		c->service = h->service;
 		c->proto = PROTO_HTTP;
 		/* Without the connection's first record (lost, or capture began late) look for a boundary first. */
-		http_conn_init(&c->u.http, (h->flags & PL_F_NEW) && !(h->flags & PL_F_MIDSTREAM) ? 0
-											   : HTTP_CONN_MIDSTREAM);
+		bool fresh = (h->flags & PL_F_NEW) && !(h->flags & PL_F_MIDSTREAM);
+		p->midstream += !fresh;
+		http_conn_init(&c->u.http, fresh ? 0 : HTTP_CONN_MIDSTREAM);
 		*pp = c;
 		p->nconns++;
 	}
@@ -633,8 +635,9 @@ static int payload_collect(void *priv, struct registry *reg)
 static void payload_status(void *priv, struct buf *json)
 {
 	struct payload *p = priv;
-	buf__printf(json, "\"capture_bytes\":%u,\"route_budget\":%u,\"connections_parsed\":%u",
-		    p->L->opt->capture_bytes, p->L->opt->route_budget, p->nconns);
+	buf__printf(json,
+		    "\"capture_bytes\":%u,\"route_budget\":%u,\"connections_parsed\":%u,\"connections_midstream\":%llu",
+		    p->L->opt->capture_bytes, p->L->opt->route_budget, p->nconns, (unsigned long long)p->midstream);
 }
 
 static void payload_close(void *priv)
