@@ -1,7 +1,8 @@
 /* libFuzzer target for src/route.c. The input is a raw request-target; its first byte also picks the output
  * buffer's size, so writes past a small buffer are caught by ASan. Invariants: the template is printable ASCII,
  * starts with '/' (or is "*"), has no query, fragment, params or '@', fits its bounds, and templating it again
- * gives it back. */
+ * gives it back. No segment is a dot-segment, starts with '~', carries '=' or a '%' other than "%20", or has a
+ * word that is all digits. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,27 @@ static void check_template(const char *out, size_t n, size_t outn)
 		CHECK(out[i] != '?' && out[i] != '#' && out[i] != ';' && out[i] != '@');
 	}
 	CHECK(!strstr(out, "//"));
+	/* What src/route.h promises never to show literally. */
+	for (size_t i = 0; i < n; i++) {
+		CHECK(out[i] != '=');
+		CHECK(out[i] != '%' || (i + 2 < n && out[i + 1] == '2' && out[i + 2] == '0'));
+		if (out[i] == '/' && i + 1 < n) {
+			CHECK(out[i + 1] != '~');
+			CHECK(strncmp(out + i, "/.", 2) || (i + 2 < n && out[i + 2] != '/' &&
+							  (out[i + 2] != '.' || (i + 3 < n && out[i + 3] != '/'))));
+		}
+	}
+	for (size_t i = 0, w = 0, digits = 0; i <= n; i++) {
+		if (i == n || strchr("/-_.", out[i]) || (out[i] == '%' && i + 2 < n)) {
+			CHECK(!digits || digits < i - w); /* no all-digit word */
+			if (i < n && out[i] == '%')
+				i += 2;
+			w = i + 1;
+			digits = 0;
+		} else if (out[i] >= '0' && out[i] <= '9') {
+			digits++;
+		}
+	}
 }
 
 static void run(const char *path, size_t n, size_t outn, int prefix)
@@ -49,6 +71,34 @@ static void run(const char *path, size_t n, size_t outn, int prefix)
 	}
 	free(out);
 	free(again);
+}
+
+/* With LOUPE_FUZZ_SEEDS=DIR, write a few request-targets there (one file each), so a fresh corpus starts from
+ * paths with identifiers and secrets in them rather than from nothing. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	static const char *const seeds[] = {
+		"/memories/123e4567-e89b-12d3-a456-426614174000?x=1",
+		"/api/v1/graph/42/neighbors",
+		"/x/canary-7f3a9b2c/s3cr3t/user_12345/abc123xyz",
+		"/k/AKIAIOSFODNN7EXAMPLE/sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+		"/t/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc",
+		"/u/john.doe%40example.com/2024-01-31T10:00:00Z/+15551234567",
+		"/a/secret=abc/%2Fetc%2Fpasswd/../~root/./100%",
+		"/apis/apps/v2beta1/oauth2/ipv6/user-settings-2fa-enabled/hello%20world/555%20123",
+		"http://host:80/v1.2/id-7/a1b2c/x509;p=1#f",
+	};
+	const char *dir = getenv("LOUPE_FUZZ_SEEDS");
+	struct out o;
+
+	if (!dir)
+		return 0;
+	for (size_t k = 0; k < sizeof(seeds) / sizeof(seeds[0]); k++) {
+		o.n = strlen(seeds[k]);
+		memcpy(o.b, seeds[k], o.n);
+		seed_write(dir, (int)k, &o);
+	}
+	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -84,7 +84,11 @@ static void test_uuid_hex(void **state)
 	assert_string_equal(T("/addr/0x1f"), "/addr/{id}");
 	assert_int_equal(st.n[ROUTE_HEX], 1);
 	assert_string_equal(T("/a/cafe1234"), "/a/{id}"); /* 8 hex with a digit */
-	assert_string_equal(T("/a/cafe123"), "/a/cafe123"); /* 7: too short to call */
+	assert_int_equal(st.n[ROUTE_HEX], 1);
+	assert_string_equal(T("/a/cafe123"), "/a/{id}"); /* 7: too short for hex, but mixed */
+	assert_int_equal(st.n[ROUTE_HEX], 0);
+	assert_int_equal(st.n[ROUTE_MIXED], 1);
+	assert_string_equal(T("/a/cafe"), "/a/cafe");
 }
 
 static void test_token_email(void **state)
@@ -172,7 +176,10 @@ static void test_slashes(void **state)
 	assert_string_equal(T("//memories///1//"), "/memories/{id}/");
 	assert_string_equal(T("/memories/"), "/memories/");
 	assert_string_equal(T("//"), "/");
-	assert_string_equal(T("/./../a"), "/./../a");
+	/* Dot-segments are not resolved (a server may or may not), and never shown. */
+	assert_string_equal(T("/./../a"), "/{id}/{id}/a");
+	assert_int_equal(st.n[ROUTE_SPECIAL], 2);
+	assert_string_equal(T("/a/.../b"), "/a/.../b"); /* not a dot-segment: the truncation mark stays a fixed point */
 }
 
 static void test_truncation(void **state)
@@ -229,6 +236,103 @@ static void test_prefix(void **state)
 	assert_string_equal(P("x"), ROUTE_INVALID);
 }
 
+/* Template one segment after "/x/" and expect "/x/{id}", counted once, as kind. */
+static void expect_id(const char *seg, enum route_kind kind)
+{
+	char in[256];
+
+	snprintf(in, sizeof(in), "/x/%s", seg);
+	const char *r = T(in);
+	if (strcmp(r, "/x/{id}") || st.n[kind] != 1 || total() != 1)
+		fail_msg("\"%s\" -> \"%s\" (want /x/{id}, kind %s x1, total %llu)", seg, r, route_kind_name(kind),
+			 (unsigned long long)total());
+}
+
+static void expect_kept(const char *seg)
+{
+	char in[256];
+
+	snprintf(in, sizeof(in), "/x/%s", seg);
+	const char *r = T(in);
+	if (strcmp(r, in) || total())
+		fail_msg("\"%s\" -> \"%s\" (want it kept)", seg, r);
+}
+
+/* Canary secrets planted in path segments: none survives as route text. */
+static void test_secret_segments(void **state)
+{
+	static const struct {
+		const char *seg;
+		enum route_kind kind;
+	} cases[] = {
+		{ "canary-7f3a9b2c", ROUTE_MIXED },
+		{ "s3cr3t", ROUTE_MIXED },
+		{ "user_12345", ROUTE_MIXED },
+		{ "Bearer-abc123def", ROUTE_TOKEN },
+		{ "sk_live_4eC39HqLyjWDarjtT1zdp7dc", ROUTE_TOKEN },
+		{ "ghp_16C7e42F292c6912E7710c838347Ae178B4a", ROUTE_TOKEN },
+		{ "AKIAIOSFODNN7EXAMPLE", ROUTE_MIXED },
+		{ "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc", ROUTE_TOKEN },
+		{ "john.doe%40example.com", ROUTE_EMAIL },
+		{ "2024-01-31T10:00:00Z", ROUTE_NUMERIC },
+		{ "2024-01-31t10:00:00.5+02:00", ROUTE_NUMERIC },
+		{ "+15551234567", ROUTE_NUMERIC },
+		{ "555%20123%204567", ROUTE_NUMERIC },
+		{ "5f4dcc3b5aa765d61d8327deb882cf99", ROUTE_HEX },
+		{ "a1b2c3d4", ROUTE_HEX },
+		{ "secret=abc", ROUTE_SPECIAL },
+		{ "=", ROUTE_SPECIAL },
+		{ "%2Fetc%2Fpasswd", ROUTE_ENCODED },
+		{ "%2E%2E", ROUTE_ENCODED },
+		{ "%31%32%33", ROUTE_ENCODED }, /* "123", encoded */
+		{ "%7Eroot", ROUTE_ENCODED },
+		{ "100%", ROUTE_ENCODED }, /* a '%' that starts no escape */
+		{ "a%2", ROUTE_ENCODED },
+		{ "..", ROUTE_SPECIAL },
+		{ ".", ROUTE_SPECIAL },
+		{ "~root", ROUTE_SPECIAL },
+		{ "abc123xyz", ROUTE_MIXED },
+		{ "abc123", ROUTE_MIXED }, /* 3 trailing digits */
+		{ "id-7", ROUTE_MIXED }, /* a word that is a number, however short */
+		{ "order_42", ROUTE_MIXED },
+		{ "v1.2", ROUTE_MIXED },
+		{ "(555)1234567", ROUTE_MIXED },
+		{ "icon-32x32.png", ROUTE_MIXED },
+		{ "favicon-32x32.png", ROUTE_TOKEN }, /* >= 16 characters, 4 digits */
+		{ "ec2-s3-bucket", ROUTE_MIXED }, /* two words with digits */
+		{ "a1b2c3", ROUTE_MIXED },
+		{ "7f3a9b2", ROUTE_MIXED },
+		{ "v2beta1x", ROUTE_MIXED },
+		{ "v123beta1", ROUTE_MIXED },
+		{ "v2gamma1", ROUTE_MIXED },
+		{ "20240131T1000Z", ROUTE_MIXED }, /* basic format */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		expect_id(cases[i].seg, cases[i].kind);
+	/* Several in one target, and in a cut one. */
+	assert_string_equal(T("/u/s3cr3t/keys/AKIAIOSFODNN7EXAMPLE/~root/../a=b"), "/u/{id}/keys/{id}/{id}/{id}/{id}");
+	assert_int_equal(st.n[ROUTE_MIXED], 2);
+	assert_int_equal(st.n[ROUTE_SPECIAL], 3);
+	assert_string_equal(P("/u/s3cr3t/abc123xyz/x"), "/u/{id}/{id}/...");
+}
+
+/* Route words, version-like words, and short segments with a digit stay. */
+static void test_kept_words(void **state)
+{
+	static const char *const kept[] = {
+		"memories", "graph", "v1", "v2", "api", "ws", "neighbors", "close", "healthz", "slow", "search",
+		"edges", "oauth2", "h2", "s3", "ipv6", "2fa", "k8s", "i18n", "e2e", "x509", "base64", "http2",
+		"v2beta1", "v1alpha1", "V3RC2", "v10beta", "user-settings-2fa-enabled", "oauth2-callback",
+		"app.min.js", "a%20b", "hello%20world", "deadbeef", "cafe", "a1b2c", "...", "{id}", "a~b",
+	};
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		expect_kept(kept[i]);
+	assert_string_equal(T("/api/v1/graph/neighbors"), "/api/v1/graph/neighbors");
+	assert_string_equal(T("/ws/close/4000"), "/ws/close/{id}");
+	assert_string_equal(T("/api/oauth2/s3/ipv6/h2/v2"), "/api/oauth2/s3/ipv6/h2/v2");
+	assert_int_equal(total(), 0);
+}
+
 static void test_no_leak_canaries(void **state)
 {
 	static const char *const targets[] = {
@@ -240,6 +344,14 @@ static void test_no_leak_canaries(void **state)
 		"/CANARY%C3%A9",
 		"/c/CANARYCANARYCANARYCANARYCANARYCANARYCANARYCANARYCANARYCANARYCANARY",
 		"/t/CaNaRy0000000000000",
+		"/x/canary-7f3a9b2c",
+		"/x/canary=1",
+		"/x/~canary",
+		"/x/%63anary",
+		"/x/CANARY_12345",
+		"/x/canary.1",
+		"/x/1canary",
+		"/x/c4n4ry",
 	};
 	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
 		const char *r = T(targets[i]);
@@ -281,6 +393,9 @@ static void test_kind_names(void **state)
 {
 	assert_string_equal(route_kind_name(ROUTE_NUMERIC), "numeric");
 	assert_string_equal(route_kind_name(ROUTE_TRUNCATED), "truncated");
+	assert_string_equal(route_kind_name(ROUTE_MIXED), "mixed");
+	assert_string_equal(route_kind_name(ROUTE_ENCODED), "encoded");
+	assert_string_equal(route_kind_name(ROUTE_SPECIAL), "special");
 	for (int k = 0; k < ROUTE_KIND_MAX; k++)
 		assert_non_null(route_kind_name(k));
 	assert_null(route_kind_name(ROUTE_KIND_MAX));
@@ -299,6 +414,8 @@ int main(void)
 		cmocka_unit_test(test_slashes),
 		cmocka_unit_test(test_truncation),
 		cmocka_unit_test(test_prefix),
+		cmocka_unit_test(test_secret_segments),
+		cmocka_unit_test(test_kept_words),
 		cmocka_unit_test(test_no_leak_canaries),
 		cmocka_unit_test(test_invariants_random),
 		cmocka_unit_test(test_kind_names),
