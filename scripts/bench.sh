@@ -3,7 +3,7 @@
 #   scripts/bench.sh [--quick] [--out FILE] [--only PARTS] [--keep]
 #     --quick       fewer and shorter runs: a smoke test of the script, not figures to quote
 #     --out FILE    also write the results as JSON to FILE
-#     --only PARTS  run only some parts, e.g. --only a or --only bcd (default abcde; c and d need b, e needs a)
+#     --only PARTS  run only some parts, e.g. --only a or --only bcd (default abcdef; c and d need b, e needs a)
 #     --keep        keep the work directory (logs, raw records) instead of deleting it
 # Parts, all in one invocation:
 #   (a) added cost per syscall (getppid) over nothing attached, for: empty programs on sys_enter/sys_exit (the
@@ -12,12 +12,22 @@
 #       conditions alternate within each round, and the figures are medians over the rounds.
 #   (e) with (a): what loupe's untargeted path is made of: empty programs with BPF statistics on plus only the
 #       helper call, plus the tgid-indexed array lookup (loupe's path exactly), or a task-storage lookup instead.
-#   (b) throughput of the reference API (tests/workload) under wrk, loupe off vs on, alternating runs.
+#   (b) throughput of the reference API (tests/workload) under wrk, loupe off vs on, alternating runs; for the
+#       on-runs also what loupe's payload feature counted (HTTP requests vs wrk's, ring-buffer records/s, drops);
+#       then one more loupe-on run with --bpf-stats always, for BPF time per request only (not in the ratio).
 #   (c) loupe's CPU and peak RSS during the loupe-on runs of (b).
 #   (d) /metrics scrape time after the last loupe-on run, plain and gzip, idle and under load; then again with
 #       some 10k series (7 processes making ~50 distinct syscalls each, targeted as 7 services).
+#   (f) WebSocket message throughput of the same API (tests/workload/ws_client.py --throughput against /ws), loupe
+#       off vs on, alternating runs; for the on-runs the messages loupe counted against the client's.
 # Env: BUILD (build), LOUPE_BENCH_PORT (19476), LOUPE_BENCH_CPU (CPU for the syscall timer; default the last),
 #      LOUPE_BENCH_ARGS (extra options for every loupe it starts, e.g. --no-bpf-stats),
+#      LOUPE_BENCH_TARGETS (own, the default: the loupe-on runs of (b) and (f) target the bench's own API and
+#      PostgreSQL by pid, as services api and postgres, so that other uvicorn or postgres processes on a shared
+#      host are not counted; or "default": loupe's default targets, which match every uvicorn and postgres),
+#      LOUPE_BENCH_SETTLE (11: seconds a loupe-on run of (b) and (f) waits after loupe is ready before the load
+#      starts, so that the run falls after the 10 s start-up window of the sampled BPF statistics, as loupe runs
+#      in steady state; 0 = start at once, inside that window, i.e. with the statistics on throughout),
 #      and the workload's LOUPE_PG_PORT/LOUPE_PG_DIR/LOUPE_API_PORT/LOUPE_RUN_DIR, which default here to a
 #      private cluster and API (55532, /tmp/loupe-bench-pg, 18180, /tmp/loupe-bench-run) so a workload someone
 #      else runs on the default ports is left alone.
@@ -40,7 +50,7 @@ export LOUPE_API_PORT=${LOUPE_API_PORT:-18180}
 export LOUPE_RUN_DIR=${LOUPE_RUN_DIR:-/tmp/loupe-bench-run}
 export LOUPE_API_HOST=127.0.0.1 LOUPE_PG_HOST=127.0.0.1
 
-quick=0 out="" parts=abcde keep=0
+quick=0 out="" parts=abcdef keep=0
 while (($#)); do
 	case "$1" in
 	--quick) quick=1; shift ;;
@@ -51,7 +61,7 @@ while (($#)); do
 	*) echo "bench.sh: unknown argument '$1' (see scripts/bench.sh --help)" >&2; exit 2 ;;
 	esac
 done
-[[ $parts =~ ^[abcde]+$ ]] || { echo "bench.sh: --only takes letters from abcde (got '$parts')" >&2; exit 2; }
+[[ $parts =~ ^[abcdef]+$ ]] || { echo "bench.sh: --only takes letters from abcdef (got '$parts')" >&2; exit 2; }
 [[ $parts == *[cd]* && $parts != *b* ]] && parts+=b # (c) and (d) measure the loupe of (b)'s runs
 [[ $parts == *e* && $parts != *a* ]] && parts+=a    # (e) is part of (a)'s rounds
 want() { [[ $parts == *"$1"* ]]; }
@@ -60,12 +70,17 @@ if ((quick)); then
 	A_ROUNDS=2 SC_CALLS=50000 SC_REPS=3
 	B_RUNS=2 B_DURATION=3
 	D_SCRAPES=50
+	F_RUNS=2 F_DURATION=3
 else
 	A_ROUNDS=16 SC_CALLS=50000 SC_REPS=10
 	B_RUNS=9 B_DURATION=10
 	D_SCRAPES=200
+	F_RUNS=9 F_DURATION=10
 fi
 B_CONNS=10 B_THREADS=2 B_WARMUP=3 D_MIX_SERVICES=7
+F_SESSIONS=8 F_SIZE=32 F_WARMUP=3
+SETTLE=${LOUPE_BENCH_SETTLE:-11}
+[[ $SETTLE =~ ^[0-9]+$ ]] || { echo "bench.sh: LOUPE_BENCH_SETTLE must be whole seconds (got '$SETTLE')" >&2; exit 2; }
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -80,11 +95,12 @@ if [[ ! -x $LOUPE || ! -x $FLOOR || ! -x $SC || ! -x $MIX ]]; then
 	log "building loupe and the benchmark programs"
 	make -s "$LOUPE" bench-bins >&2 || die "build failed"
 fi
-if want b; then
-	command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
-	for f in pg-start.sh pg-stop.sh api-start.sh api-stop.sh seed.py mix.lua; do
-		[[ -e $WL/$f ]] || die "tests/workload/$f is missing: the reference workload is needed for (b), or use --only a"
+if want b || want f; then
+	want b && { command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"; }
+	for f in pg-start.sh pg-stop.sh api-start.sh api-stop.sh seed.py mix.lua ws_client.py; do
+		[[ -e $WL/$f ]] || die "tests/workload/$f is missing: the reference workload is needed for (b) and (f), or use --only a"
 	done
+	want f && { "$PY" -c 'import websockets' 2>/dev/null || die "$PY cannot import websockets (apt-get install python3-websockets)"; }
 fi
 if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz"; then
 	die "something already listens on 127.0.0.1:$PORT (set LOUPE_BENCH_PORT)"
@@ -93,7 +109,7 @@ fi
 work=$(mktemp -d /tmp/loupe-bench.XXXXXX)
 records=$work/records.jsonl
 : >"$records"
-LOUPE_PID="" FLOOR_PID="" BG_WRK_PID="" MIX_PIDS=() STARTED_PG=0 STARTED_API=0 PG_DIR_NEW=0 RUN_DIR_NEW=0
+WL_TARGETS=() LOUPE_PID="" FLOOR_PID="" BG_WRK_PID="" MIX_PIDS=() STARTED_PG=0 STARTED_API=0 PG_DIR_NEW=0 RUN_DIR_NEW=0
 
 stop_pid() { # pid: SIGTERM, wait up to 10 s, then SIGKILL
 	local pid=$1 i
@@ -179,8 +195,13 @@ record "$(jq -nc --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg kernel "$(u
 record "$(jq -nc --argjson quick "$quick" --argjson a_rounds "$A_ROUNDS" --argjson sc_calls "$SC_CALLS" \
 	--argjson sc_reps "$SC_REPS" --argjson b_runs "$B_RUNS" --argjson b_duration "$B_DURATION" \
 	--argjson b_conns "$B_CONNS" --argjson b_threads "$B_THREADS" --argjson d_scrapes "$D_SCRAPES" --arg parts "$parts" \
+	--argjson f_runs "$F_RUNS" --argjson f_duration "$F_DURATION" --argjson f_sessions "$F_SESSIONS" \
+	--argjson f_size "$F_SIZE" --argjson settle "$SETTLE" --arg loupe_args "${LOUPE_BENCH_ARGS:-}" \
+	--arg targets "${LOUPE_BENCH_TARGETS:-own}" \
 	'{part:"params",quick:($quick==1),a_rounds:$a_rounds,sc_calls:$sc_calls,sc_reps:$sc_reps,b_runs:$b_runs,
-	  b_duration:$b_duration,b_conns:$b_conns,b_threads:$b_threads,d_scrapes:$d_scrapes,parts:$parts}')"
+	  b_duration:$b_duration,b_conns:$b_conns,b_threads:$b_threads,d_scrapes:$d_scrapes,parts:$parts,
+	  f_runs:$f_runs,f_duration:$f_duration,f_sessions:$f_sessions,f_size:$f_size,settle_s:$settle,
+	  loupe_bench_args:$loupe_args,targets:$targets}')"
 log "$cpu_model, $(nproc) CPUs, $mem, Linux $(uname -r); work directory $work"
 [[ $(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo 0) == 0 ]] \
 	|| log "warning: kernel.bpf_stats_enabled is already 1 on this host: every condition of (a) pays for statistics"
@@ -296,13 +317,33 @@ wrk_run() { # duration outfile: the command line of tests/workload/load.sh --mix
 		-- mix "$SEED_IDS" >"$2" 2>&1
 }
 
-b_run() { # cond run
-	local cond=$1 run=$2 outf="$work/wrk-$1-$2.txt" p1 p2 b1 b2 t1 t2 rc=0 res
-	if [[ $cond == on ]]; then
-		loupe_start
-		p1=$("${LIB[@]}" proc "$LOUPE_PID")
-		b1=$("${LIB[@]}" progstats "$LOUPE_PID")
-	fi
+# A loupe-on run: start loupe (cond "stats": with --bpf-stats always), wait SETTLE s, then take the "before"
+# readings (loupe's CPU, its programs' run time, its payload counters); on_end takes the "after" readings.
+on_start() { # cond
+	if [[ $1 == stats ]]; then loupe_start "${WL_TARGETS[@]}" --bpf-stats always; else loupe_start "${WL_TARGETS[@]}"; fi
+	((SETTLE == 0)) || sleep "$SETTLE"
+	scrape "$work/on-before.txt" || die "scrape failed before a loupe-on run"
+	ON_SNAP1=$("${LIB[@]}" snapshot "$work/on-before.txt" api)
+	ON_P1=$("${LIB[@]}" proc "$LOUPE_PID")
+	ON_B1=$("${LIB[@]}" progstats "$LOUPE_PID")
+}
+on_end() { # -> ON_P2 ON_B2 ON_LOUPE (payload counters and BPF run time over the run, JSON)
+	ON_P2=$("${LIB[@]}" proc "$LOUPE_PID")
+	ON_B2=$("${LIB[@]}" progstats "$LOUPE_PID")
+	scrape "$work/on-after.txt" || die "scrape failed after a loupe-on run"
+	local d
+	d=$("${LIB[@]}" snapdiff "$ON_SNAP1" "$("${LIB[@]}" snapshot "$work/on-after.txt" api)")
+	ON_LOUPE=$(jq -c --argjson ba "$ON_B1" --argjson bb "$ON_B2" \
+		'. + {bpf_run_time_ns:($bb.total.run_time_ns - $ba.total.run_time_ns),
+		      bpf_runs:($bb.total.run_cnt - $ba.total.run_cnt), bpf_progs:$bb.total.progs,
+		      bpf_hooks:([("sys_enter", "sys_exit") as $h | select($bb[$h] and $ba[$h]) |
+		                  {key:$h, value:{run_time_ns:($bb[$h].run_time_ns - $ba[$h].run_time_ns),
+		                                  runs:($bb[$h].run_cnt - $ba[$h].run_cnt)}}] | from_entries)}' <<<"$d")
+}
+
+b_run() { # cond(off|on|stats) run [keep]
+	local cond=$1 run=$2 outf="$work/wrk-$1-$2.txt" t1 t2 rc=0 res wall
+	[[ $cond == off ]] || on_start "$cond"
 	# CPU the rest of the host used meanwhile (other people's work on a shared machine): host CPU minus the
 	# workload's process trees, loupe and wrk. It competes with the API, so it is recorded with every run.
 	local ours=("$(cat "$LOUPE_RUN_DIR/api.pid")" "$(head -n 1 "$LOUPE_PG_DIR/postmaster.pid")" ${LOUPE_PID:+"$LOUPE_PID"}) c1 c2
@@ -312,35 +353,91 @@ b_run() { # cond run
 	{ time wrk_run "$B_DURATION" "$outf"; } 2>"$work/wrk-$cond-$run.time" || rc=$?
 	t2=$(date +%s.%N)
 	c2=$("${LIB[@]}" cpu "${ours[@]}")
+	wall=$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.3f", b - a }')
 	res=$("${LIB[@]}" wrk "$outf")
 	[[ $res != '{}' ]] || { rc=1; res='{"rps":0}'; }
 	res=$(jq -c --arg cond "$cond" --argjson run "$run" --argjson rc "$rc" --argjson c1 "$c1" --argjson c2 "$c2" \
-		--argjson wrk_s "$(awk '{ print $1 + $2; exit }' "$work/wrk-$cond-$run.time")" \
-		--argjson wall "$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.3f", b - a }')" \
-		'. + {part:"b",cond:$cond,run:$run,failed:($rc != 0),wrk_cpu_pct:(100 * $wrk_s / $wall),
+		--argjson wrk_s "$(awk '{ print $1 + $2; exit }' "$work/wrk-$cond-$run.time")" --argjson wall "$wall" \
+		'. + {part:"b",cond:$cond,run:$run,failed:($rc != 0),wall_s:$wall,wrk_cpu_pct:(100 * $wrk_s / $wall),
 		      workload_cpu_pct:(100 * ($c2.ours_s - $c1.ours_s) / $wall),
 		      host_cpu_pct:(100 * ($c2.host_s - $c1.host_s) / $wall),
 		      foreign_cpu_pct:(100 * (($c2.host_s - $c1.host_s) - ($c2.ours_s - $c1.ours_s) - $wrk_s) / $wall)}' <<<"$res")
 	((rc == 0)) || log "warning: wrk failed (status $rc) in run $run ($cond): see $outf"
-	if [[ $cond == on ]]; then
-		p2=$("${LIB[@]}" proc "$LOUPE_PID")
-		b2=$("${LIB[@]}" progstats "$LOUPE_PID")
-		record "$(jq -nc --argjson run "$run" --argjson a "$p1" --argjson b "$p2" --argjson ba "$b1" --argjson bb "$b2" \
-			--argjson wall "$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.3f", b - a }')" \
+	if [[ $cond != off ]]; then
+		on_end
+		# (c) is about loupe with its default options: the --bpf-stats always run is not part of it.
+		[[ $cond == on ]] && record "$(jq -nc --argjson run "$run" --argjson a "$ON_P1" --argjson b "$ON_P2" \
+			--argjson ba "$ON_B1" --argjson bb "$ON_B2" --argjson wall "$wall" --argjson L "$ON_LOUPE" \
 			'{part:"c",run:$run,wall_s:$wall,cpu_s:($b.cpu_s - $a.cpu_s),cpu_pct:(100 * ($b.run_ns - $a.run_ns) / 1e9 / $wall),
 			  cpu_pct_ticks:(100 * ($b.cpu_s - $a.cpu_s) / $wall),
 			  bpf_cpu_pct:(100 * ($bb.total.run_time_ns - $ba.total.run_time_ns) / 1e9 / $wall),
+			  bpf_stats_enabled_s:$L.bpf_stats_enabled_s,
 			  bpf_runs:($bb.total.run_cnt - $ba.total.run_cnt),vmrss_kib:$b.vmrss_kib,vmhwm_kib:$b.vmhwm_kib}')"
 		# Ground truth: loupe must have seen the API's syscalls, or the run measured nothing.
-		scrape "$work/b-metrics.txt" || die "scrape failed after run $run"
 		local seen
-		seen=$("${LIB[@]}" sample "$work/b-metrics.txt" loupe_syscall_duration_seconds_count service_name=api)
-		res=$(jq -c --argjson seen "$seen" '. + {api_syscalls:$seen,api_observed:($seen > 0)}' <<<"$res")
+		seen=$("${LIB[@]}" sample "$work/on-after.txt" loupe_syscall_duration_seconds_count service_name=api)
+		res=$(jq -c --argjson seen "$seen" --argjson L "$ON_LOUPE" --argjson settle "$SETTLE" \
+			'. + {api_syscalls:$seen,api_observed:($seen > 0),loupe:$L,settle_s:$settle}' <<<"$res")
 		((seen > 0)) || log "warning: loupe saw no syscalls of service api in run $run"
 		[[ ${3:-} == keep ]] || loupe_stop
 	fi
 	record "$res"
-	log "(b) run $run loupe $(printf '%-3s' "$cond") $(jq -r '"\(.rps | floor) req/s, p99 \(.p99_ms // "?") ms; CPU % of one core: workload \(.workload_cpu_pct | floor), wrk \(.wrk_cpu_pct | floor), others \(.foreign_cpu_pct | floor)"' <<<"$res")"
+	log "(b) run $run loupe $(printf '%-5s' "$cond") $(jq -r '"\(.rps | floor) req/s, p99 \(.p99_ms // "?") ms; CPU % of one core: workload \(.workload_cpu_pct | floor), wrk \(.wrk_cpu_pct | floor), others \(.foreign_cpu_pct | floor)"' <<<"$res")$(
+		[[ $cond == off ]] || jq -r '"; loupe counted \(.loupe.http_requests) requests (wrk \(.requests // "?")), \(.loupe.payload_records) records, \(.loupe.payload_drops) drops"' <<<"$res")"
+}
+
+# (f): one run of ws_client.py in throughput mode against /ws.
+f_run() { # cond(off|on) run
+	local cond=$1 run=$2 outf="$work/ws-$1-$2.json" t1 t2 rc=0 res wall
+	[[ $cond == off ]] || on_start "$cond"
+	local ours=("$(cat "$LOUPE_RUN_DIR/api.pid")" "$(head -n 1 "$LOUPE_PG_DIR/postmaster.pid")" ${LOUPE_PID:+"$LOUPE_PID"}) c1 c2
+	c1=$("${LIB[@]}" cpu "${ours[@]}")
+	t1=$(date +%s.%N)
+	"$PY" "$WL/ws_client.py" --throughput --sessions "$F_SESSIONS" --duration "$F_DURATION" --size "$F_SIZE" \
+		--host "$LOUPE_API_HOST" --port "$LOUPE_API_PORT" >"$outf" 2>"$work/ws-$cond-$run.err" || rc=$?
+	t2=$(date +%s.%N)
+	c2=$("${LIB[@]}" cpu "${ours[@]}")
+	wall=$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.3f", b - a }')
+	res=$(jq -c 'select(.throughput)' "$outf" 2>/dev/null | tail -n 1)
+	[[ -n $res ]] || { ((rc)) || rc=1; res='{"throughput":{"messages_per_s":0,"client_cpu_s":0}}'; }
+	res=$(jq -c --arg cond "$cond" --argjson run "$run" --argjson rc "$rc" --argjson c1 "$c1" --argjson c2 "$c2" \
+		--argjson wall "$wall" \
+		'{part:"f",cond:$cond,run:$run,failed:($rc != 0),wall_s:$wall,messages_per_s:.throughput.messages_per_s,
+		  messages:.throughput.messages,window_s:.throughput.window_s,messages_sent:.messages_sent,
+		  messages_received:.messages_received,errors:.errors,close_codes:.close_codes,
+		  client_cpu_pct:(100 * .throughput.client_cpu_s / $wall),
+		  workload_cpu_pct:(100 * ($c2.ours_s - $c1.ours_s) / $wall),
+		  foreign_cpu_pct:(100 * (($c2.host_s - $c1.host_s) - ($c2.ours_s - $c1.ours_s) - .throughput.client_cpu_s) / $wall)}' <<<"$res")
+	((rc == 0)) || log "warning: ws_client.py failed (status $rc) in run $run ($cond): $(tail -n 2 "$work/ws-$cond-$run.err" | tr '\n' ' ')"
+	if [[ $cond != off ]]; then
+		on_end
+		res=$(jq -c --argjson L "$ON_LOUPE" --argjson settle "$SETTLE" --argjson a "$ON_P1" --argjson b "$ON_P2" \
+			'. + {loupe:$L,settle_s:$settle,loupe_cpu_pct:(100 * ($b.run_ns - $a.run_ns) / 1e9 / .wall_s)}' <<<"$res")
+		loupe_stop
+	fi
+	record "$res"
+	log "(f) run $run loupe $(printf '%-3s' "$cond") $(jq -r '"\(.messages_per_s | floor) messages/s (\(.messages_sent) sent); CPU % of one core: client \(.client_cpu_pct | floor), workload \(.workload_cpu_pct | floor), others \(.foreign_cpu_pct | floor)"' <<<"$res")$(
+		[[ $cond == off ]] || jq -r '"; loupe counted \((.loupe.ws_messages.received.text // 0) + (.loupe.ws_messages.received.binary // 0)) received, \((.loupe.ws_messages.sent.text // 0) + (.loupe.ws_messages.sent.binary // 0)) sent, \(.loupe.payload_drops) drops"' <<<"$res")"
+}
+
+# PostgreSQL and the API, for (b) and (f): started once, stopped on exit.
+workload_start() {
+	((STARTED_API)) && return 0
+	[[ -e $LOUPE_PG_DIR ]] || PG_DIR_NEW=1
+	[[ -e $LOUPE_RUN_DIR ]] || RUN_DIR_NEW=1
+	log "starting PostgreSQL (127.0.0.1:$LOUPE_PG_PORT, $LOUPE_PG_DIR) and the API ($WRK_URL)"
+	STARTED_PG=1
+	"$WL/pg-start.sh" >>"$work/workload.log" 2>&1 || { tail -n 5 "$work/workload.log" >&2; die "pg-start.sh failed"; }
+	STARTED_API=1
+	"$WL/api-start.sh" >>"$work/workload.log" 2>&1 || { tail -n 5 "$work/workload.log" >&2; die "api-start.sh failed"; }
+	SEED_IDS=$("$PY" "$WL/seed.py" --ids-only 2>>"$work/workload.log") || die "seed.py failed (see $work/workload.log)"
+	WL_TARGETS=()
+	case ${LOUPE_BENCH_TARGETS:-own} in
+	own) WL_TARGETS=(--target "api=pid:$(cat "$LOUPE_RUN_DIR/api.pid")"
+		--target "postgres=pid:$(head -n 1 "$LOUPE_PG_DIR/postmaster.pid")") ;;
+	default) ;;
+	*) die "LOUPE_BENCH_TARGETS must be own or default (got '$LOUPE_BENCH_TARGETS')" ;;
+	esac
 }
 
 d_scrapes() { # kind label [curl options...]
@@ -362,17 +459,11 @@ d_scrapes() { # kind label [curl options...]
 }
 
 if want b; then
-	[[ -e $LOUPE_PG_DIR ]] || PG_DIR_NEW=1
-	[[ -e $LOUPE_RUN_DIR ]] || RUN_DIR_NEW=1
-	log "(b) starting PostgreSQL (127.0.0.1:$LOUPE_PG_PORT, $LOUPE_PG_DIR) and the API ($WRK_URL)"
-	STARTED_PG=1
-	"$WL/pg-start.sh" >>"$work/workload.log" 2>&1 || { tail -n 5 "$work/workload.log" >&2; die "pg-start.sh failed"; }
-	STARTED_API=1
-	"$WL/api-start.sh" >>"$work/workload.log" 2>&1 || { tail -n 5 "$work/workload.log" >&2; die "api-start.sh failed"; }
-	SEED_IDS=$("$PY" "$WL/seed.py" --ids-only 2>>"$work/workload.log") || die "seed.py failed (see $work/workload.log)"
+	workload_start
 	log "(b) warm-up: wrk ${B_WARMUP}s (not counted)"
 	wrk_run "$B_WARMUP" "$work/wrk-warmup.txt" || die "warm-up wrk run failed: $(tail -n 3 "$work/wrk-warmup.txt")"
-	log "(b) $B_RUNS runs each of wrk ${B_DURATION}s, $B_CONNS connections, $B_THREADS threads, loupe off and on alternating"
+	log "(b) $B_RUNS runs each of wrk ${B_DURATION}s, $B_CONNS connections, $B_THREADS threads, loupe off and on alternating$(
+		((SETTLE)) && echo "; loupe-on runs start ${SETTLE}s after loupe is ready")"
 	for ((run = 1; run <= B_RUNS; run++)); do
 		# ABBA order: off,on then on,off, so a drift over time weighs on both conditions alike.
 		last=""
@@ -423,6 +514,29 @@ if want b; then
 		for pid in "${MIX_PIDS[@]}"; do stop_pid "$pid"; done
 		MIX_PIDS=()
 	fi
+
+	# BPF time per request needs the statistics on for the whole run: one more loupe-on run, with
+	# --bpf-stats always, used for that (and its records/s and drops) only, not in the throughput ratio.
+	log "(b) one more loupe-on run with --bpf-stats always, for BPF time per request (not in the ratio)"
+	b_run stats $((B_RUNS + 1))
+fi
+
+if want f; then
+	workload_start
+	log "(f) warm-up: ws_client.py ${F_WARMUP}s (not counted)"
+	"$PY" "$WL/ws_client.py" --throughput --sessions "$F_SESSIONS" --duration "$F_WARMUP" --size "$F_SIZE" \
+		--host "$LOUPE_API_HOST" --port "$LOUPE_API_PORT" >"$work/ws-warmup.json" 2>&1 \
+		|| die "warm-up ws_client.py run failed: $(tail -n 3 "$work/ws-warmup.json")"
+	log "(f) $F_RUNS runs each of ws_client.py --throughput ${F_DURATION}s, $F_SESSIONS sessions, loupe off and on alternating"
+	for ((run = 1; run <= F_RUNS; run++)); do
+		if ((run % 2)); then
+			f_run off "$run"
+			f_run on "$run"
+		else
+			f_run on "$run"
+			f_run off "$run"
+		fi
+	done
 fi
 
 echo >&2

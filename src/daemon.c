@@ -45,7 +45,7 @@ static const char run_usage[] =
 	"      --capture-bytes N      bytes of each socket read/write of a target captured for HTTP and WebSocket\n"
 	"                             parsing (default 256, at most 1024; 0 turns payload capture off)\n"
 	"      --route-budget N       HTTP route templates per service before they collapse into _other (default\n"
-	"                             100); only routes answered with a status below 400 or from 500 up count\n"
+	"                             100); only routes answered 1xx, 2xx or 5xx count (others: _unmatched)\n"
 	"      --series-budget N      series allowed per metric before label sets collapse into _other (default 2000)\n"
 	"      --log-level LEVEL      debug, info, warn or error (default info); logs are JSON lines on stderr\n"
 	"  -h, --help                 show this help\n"

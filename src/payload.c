@@ -8,10 +8,10 @@
  *
  * Privacy (DESIGN.md section 3): parsers see at most --capture-bytes of each call and keep no payload; the only
  * text that leaves is a route template (src/route.c), admitted per service as follows: a template becomes a
- * label value once a response with a status below 400 or from 500 up was seen for it, and at most
- * --route-budget templates per service are admitted (then "_other"). A 4xx answer to a template not admitted
- * yet is labelled "_unmatched": paths that only ever got 404 (scanners, typos, guessed secrets) never become
- * labels and never use up the budget. loupe_redactions_total{kind} counts every abstraction. */
+ * label value once a response with a status below 300 (1xx, 2xx) or from 500 up was seen for it, and at most
+ * --route-budget templates per service are admitted (then "_other"). A 3xx or 4xx answer to a template not
+ * admitted yet is labelled "_unmatched": paths that only ever got 404 or a redirect (scanners, typos, guessed
+ * secrets, trailing-slash redirects) never become labels and never use up the budget. loupe_redactions_total{kind} counts every abstraction. */
 #include "loupe.h"
 #include "bpf_util.h"
 #include "http.h"
@@ -136,7 +136,7 @@ static const char *route_label(struct payload *p, struct svc_stats *st, const ch
 			return rs->slot[i];
 		i = (i + 1) & (ROUTE_SLOTS - 1);
 	}
-	if (status >= 400 && status < 500) {
+	if (status >= 300 && status < 500) {
 		p->route_unmatched++;
 		return ROUTE_UNMATCHED;
 	}
@@ -549,8 +549,8 @@ static int payload_collect(void *priv, struct registry *reg)
 	struct metric_family *redactions = registry__family(
 		reg, "loupe_redactions_total",
 		"Values abstracted before export: route segments by what they looked like, query strings, authorities, "
-		"invalid or truncated targets, routes past the budget (route_budget) or never answered below 400 "
-		"(unmatched_route).",
+		"invalid or truncated targets, routes past the budget (route_budget) or answered 3xx/4xx before any 1xx, 2xx "
+		"or 5xx (unmatched_route).",
 		METRIC_COUNTER, l_kind, 0, FAMILY_SNAPSHOT);
 	struct metric_family *anomalies = registry__family(
 		reg, "loupe_http_parser_anomalies_total",

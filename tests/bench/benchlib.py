@@ -8,6 +8,11 @@
     benchlib.py times FILE              one duration in seconds a line -> JSON (n, median, p99, max in ms)
     benchlib.py sample FILE NAME K=V..  value of one sample of a Prometheus text exposition (0 if absent)
     benchlib.py exposition FILE         lines, samples (series), families and bytes of an exposition
+    benchlib.py snapshot FILE SERVICE   loupe's payload counters in an exposition -> JSON: HTTP requests of
+                                        SERVICE (by status), WebSocket messages of SERVICE (by direction and
+                                        opcode), payload records and bytes (all services), payload drops (by
+                                        reason), parser resyncs, seconds BPF statistics were on
+    benchlib.py snapdiff A B            B - A of two snapshots (JSON), key by key
     benchlib.py proc PID                utime+stime (s), run time of its threads (ns, schedstat), VmRSS and
                                         VmHWM (KiB) of PID
     benchlib.py cpu PID...              CPU time (s) of the whole host (non-idle, from /proc/stat) and of PIDs with
@@ -131,6 +136,59 @@ def sample(path, name, labels):
     return total or 0
 
 
+def series(path):
+    """Yield (name, labels dict, value) for every sample of a Prometheus text exposition."""
+    for line in open(path):
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(\{(.*)\})?\s+(\S+)", line)
+        if not m:
+            continue
+        try:
+            v = float(m.group(4))
+        except ValueError:
+            continue
+        yield m.group(1), dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or "")), v
+
+
+def snapshot(path, service):
+    """The counters bench.sh diffs over a run: what loupe's payload feature counted."""
+    out = {"http_requests": 0.0, "http_requests_by_status": {}, "ws_messages": {"received": {}, "sent": {}},
+           "payload_records": 0.0, "payload_records_service": 0.0, "payload_bytes": 0.0, "payload_drops": 0.0,
+           "payload_drops_by_reason": {}, "payload_records_lost": 0.0, "bpf_stats_enabled_s": 0.0}
+    for name, lb, v in series(path):
+        if name == "http_server_request_duration_seconds_count" and lb.get("service_name") == service:
+            out["http_requests"] += v
+            st = lb.get("http_response_status_code", "?")
+            out["http_requests_by_status"][st] = out["http_requests_by_status"].get(st, 0.0) + v
+        elif name == "loupe_websocket_messages_total" and lb.get("service_name") == service:
+            d = out["ws_messages"].setdefault(lb.get("direction", "?"), {})
+            d[lb.get("opcode", "?")] = d.get(lb.get("opcode", "?"), 0.0) + v
+        elif name == "loupe_payload_records_total":
+            out["payload_records"] += v
+            if lb.get("service_name") == service:
+                out["payload_records_service"] += v
+        elif name == "loupe_payload_captured_bytes_total":
+            out["payload_bytes"] += v
+        elif name == "loupe_events_dropped_total" and lb.get("feature") == "payload":
+            out["payload_drops"] += v
+            r = lb.get("reason", "?")
+            out["payload_drops_by_reason"][r] = out["payload_drops_by_reason"].get(r, 0.0) + v
+        elif name == "loupe_payload_records_lost_total":
+            out["payload_records_lost"] += v
+        elif name == "loupe_bpf_stats_enabled_seconds_total":
+            out["bpf_stats_enabled_s"] += v
+    return out
+
+
+def snapdiff(a, b):
+    """b - a, recursively (a key missing in a counts 0)."""
+    if isinstance(b, dict):
+        return {k: snapdiff(a.get(k, {} if isinstance(v, dict) else 0) if isinstance(a, dict) else 0, v)
+                for k, v in b.items()}
+    return b - (a or 0)
+
+
 def exposition(path):
     data = open(path, "rb").read()
     lines = data.decode(errors="replace").splitlines()
@@ -193,6 +251,29 @@ def fmt(v, spec=".1f", unit=""):
 
 def verdict(ok):
     return "n/a" if ok is None else ("MET" if ok else "NOT MET")
+
+
+def ab_ratio(off, on, key):
+    """Medians of key over the off and on runs, their ratio, the per-pair ratios (same run number) and a 95%
+    bootstrap interval of the ratio of medians, resampling the ABBA pairs (as (b) does)."""
+    m_off, m_on = med([r.get(key) for r in off]), med([r.get(key) for r in on])
+    ratio = m_on / m_off if m_off and m_on else None
+    pair_ratios = []
+    for r in on:
+        o = [x for x in off if x["run"] == r["run"]]
+        if o and o[0].get(key):
+            pair_ratios.append((r.get(key) or 0) / o[0][key])
+    runs = sorted({r["run"] for r in on} & {r["run"] for r in off})
+    rng = random.Random(1)
+    boot = []
+    for _ in range(2000 if len(runs) >= 3 else 0):
+        pick = [rng.choice(runs) for _ in runs]
+        mo = med([next(r.get(key) for r in off if r["run"] == k) for k in pick])
+        mn = med([next(r.get(key) for r in on if r["run"] == k) for k in pick])
+        boot.append(mn / mo if mo and mn is not None else None)
+    boot = sorted(x for x in boot if x is not None)
+    ci = [boot[int(0.025 * (len(boot) - 1))], boot[int(0.975 * (len(boot) - 1))]] if boot else None
+    return m_off, m_on, ratio, pair_ratios, ci
 
 
 def report(records_path, out_path=None):
@@ -376,9 +457,14 @@ def report(records_path, out_path=None):
             "on_runs_without_api_series": sum(1 for r in on if not r.get("api_observed")),
         }
         goals["API throughput ratio >= 0.97"] = (ratio, None if ratio is None else ratio >= 0.97)
+        tg = params.get("targets")
         rows.append(f"(b) reference API under wrk ({params.get('b_duration', '?')} s, "
                      f"{params.get('b_conns', '?')} connections, {params.get('b_threads', '?')} threads, mix.lua), "
                      f"{len(off)} + {len(on)} runs alternating (ABBA)")
+        if tg or params.get("settle_s") is not None:
+            rows.append(f"    loupe-on runs: targets {'the bench API and cluster by pid' if tg == 'own' else tg or '?'}"
+                         f"; load starts {params.get('settle_s', 0)} s after loupe is ready"
+                         f"{'; extra options ' + params['loupe_bench_args'] if params.get('loupe_bench_args') else ''}")
         t = res["throughput"]
         for k, name in (("off", "loupe off"), ("on", "loupe on")):
             rows.append(f"    {name:<10} median {fmt(t[k]['median_rps'])} req/s   p50 {fmt(t[k]['median_p50_ms'], '.2f')} ms"
@@ -394,18 +480,106 @@ def report(records_path, out_path=None):
         rows.append(f"    ratio on/off (of medians) = {fmt(ratio, '.3f')}{ci}  (goal >= 0.97: "
                      f"{verdict(goals['API throughput ratio >= 0.97'][1])}); per pair: "
                      f"{', '.join(f'{x:.3f}' for x in pair_ratios)} (median {fmt(t['median_pair_ratio'], '.3f')}){extra}")
+    # (b) what loupe's payload feature counted in its on-runs -------------------------------------------------
+    # HTTP requests loupe counted (http_server_request_duration_seconds_count of service api, every status) against
+    # the responses wrk counted; ring-buffer records per second and drops; BPF time per request. BPF statistics
+    # are sampled by default, so the exact BPF time per request comes from one extra loupe-on run with
+    # --bpf-stats always (cond "stats", not in the ratio); the on-runs give an estimate from their sampled windows
+    # (run time in the windows / the requests made in the windows, assuming a steady request rate).
+    bl = [r for r in b if r["cond"] in ("on", "stats") and "loupe" in r] if b else []
+    if bl:
+        def loupe_fig(r):
+            L, req = r["loupe"], r.get("requests")
+            wall = r.get("wall_s") or 0
+            f = {"run": r["run"], "cond": r["cond"], "rps": r.get("rps"), "wrk_requests": req,
+                 "loupe_requests": L["http_requests"], "loupe_requests_by_status": L["http_requests_by_status"],
+                 "requests_diff_pct": (100 * (L["http_requests"] - req) / req) if req else None,
+                 "payload_records": L["payload_records"], "payload_records_per_s": L["payload_records"] / wall
+                 if wall else None, "payload_bytes": L["payload_bytes"], "payload_drops": L["payload_drops"],
+                 "payload_drops_by_reason": {k: v for k, v in L["payload_drops_by_reason"].items() if v},
+                 "payload_records_lost": L["payload_records_lost"], "bpf_run_time_ns": L.get("bpf_run_time_ns"),
+                 "bpf_runs": L.get("bpf_runs"), "bpf_stats_enabled_s": L.get("bpf_stats_enabled_s"),
+                 "settle_s": r.get("settle_s")}
+            bns, en = L.get("bpf_run_time_ns") or 0, L.get("bpf_stats_enabled_s") or 0
+            if r["cond"] == "stats":
+                f["bpf_ns_per_request"] = bns / req if req else None
+                f["bpf_hooks"] = {h: {"ns_per_request": v["run_time_ns"] / req if req else None,
+                                      "ns_per_run": v["run_time_ns"] / v["runs"] if v["runs"] else None,
+                                      "runs_per_request": v["runs"] / req if req else None}
+                                  for h, v in (L.get("bpf_hooks") or {}).items()}
+            else:  # sampled windows: requests in the windows ~ requests * enabled / wall
+                f["bpf_ns_per_request_sampled"] = (bns / (req * min(en, wall) / wall)
+                                                   if req and wall and en > 0.2 and bns else None)
+            return f
+        figs = [loupe_fig(r) for r in bl]
+        bwall = {r["run"]: r.get("wall_s") for r in bl if r["cond"] == "stats"}
+        onf = [f for f in figs if f["cond"] == "on"]
+        stf = [f for f in figs if f["cond"] == "stats"]
+        top = max(onf, key=lambda f: f["rps"] or 0) if onf else None
+        pl = res["payload_b"] = {
+            "runs": figs,
+            "requests_diff_pct_median": med([f["requests_diff_pct"] for f in onf]),
+            "payload_records_per_s_median": med([f["payload_records_per_s"] for f in onf]),
+            "payload_drops_total": sum(f["payload_drops"] for f in onf),
+            "payload_records_lost_total": sum(f["payload_records_lost"] for f in onf),
+            "highest_load_run": top,
+            "bpf_ns_per_request": med([f.get("bpf_ns_per_request") for f in stf]),
+            "bpf_ns_per_request_sampled_median": med([f.get("bpf_ns_per_request_sampled") for f in onf]),
+        }
+        rows.append("    loupe-on runs: HTTP requests loupe counted (service api, all statuses) / wrk's responses:")
+        rows.append("        " + ", ".join(
+            f"{f['cond'] if f['cond'] != 'on' else ''}{f['run']}: {f['loupe_requests']:.0f}/{f['wrk_requests'] or 0:.0f}"
+            f" ({fmt(f['requests_diff_pct'], '+.2f')}%)" for f in figs))
+        statuses = {}
+        for f in onf:
+            for k, v in f["loupe_requests_by_status"].items():
+                statuses[k] = statuses.get(k, 0) + v
+        rows.append(f"        by status over the on-runs: "
+                     f"{', '.join(f'{k}: {v:.0f}' for k, v in sorted(statuses.items()) if v) or '-'}")
+        rows.append(f"    ring-buffer (payload) records/s median {fmt(pl['payload_records_per_s_median'], '.0f')}; "
+                     f"payload drops {pl['payload_drops_total']:.0f}, parser resyncs (records lost) "
+                     f"{pl['payload_records_lost_total']:.0f} over the on-runs")
+        if top:
+            rows.append(f"    at the highest load (on-run {top['run']}, {fmt(top['rps'], '.0f')} req/s): "
+                         f"{fmt(top['payload_records_per_s'], '.0f')} records/s, {top['payload_drops']:.0f} drops"
+                         + (f" ({', '.join(f'{k} {v:.0f}' for k, v in top['payload_drops_by_reason'].items())})"
+                            if top['payload_drops_by_reason'] else "")
+                         + f", {top['payload_records_lost']:.0f} resyncs")
+        for f in stf:
+            rows.append(f"    BPF time per request (all loupe programs, run with --bpf-stats always, not in the "
+                         f"ratio): {fmt(f['bpf_ns_per_request'], '.0f')} ns   ({fmt(f['rps'], '.0f')} req/s, "
+                         f"{f['bpf_runs'] or 0:.0f} program runs, "
+                         f"{fmt(100 * (f['bpf_run_time_ns'] or 0) / 1e9 / bwall[f['run']] if bwall.get(f['run']) else None, '.1f')}"
+                         f"% of one core, {fmt(f['payload_records_per_s'], '.0f')} records/s, "
+                         f"{f['payload_drops']:.0f} drops)")
+            for h, v in f.get("bpf_hooks", {}).items():
+                rows.append(f"        {h}: {fmt(v['ns_per_request'], '.0f')} ns per request = "
+                             f"{fmt(v['runs_per_request'], '.1f')} runs x {fmt(v['ns_per_run'], '.0f')} ns "
+                             "(runs on every syscall of the host, targets or not)")
+        rows.append(f"    BPF time per request estimated from the on-runs' sampled statistics windows: median "
+                     f"{fmt(pl['bpf_ns_per_request_sampled_median'], '.0f')} ns"
+                     f" ({sum(1 for f in onf if f.get('bpf_ns_per_request_sampled'))} of {len(onf)} runs had a window)")
+
     c = [r for r in recs if r["part"] == "c"]
     if c:
         cpu = med([r["cpu_pct"] for r in c])
         cpu_max = max(r["cpu_pct"] for r in c)
-        bpf = med([r.get("bpf_cpu_pct") for r in c])
+        # With sampled statistics (loupe's default) the programs' run time only grows in the windows: scale it to
+        # the time the statistics were on during the run (bpf_stats_enabled_s, from loupe's own counter).
+        for r in c:
+            en, wall = r.get("bpf_stats_enabled_s"), r.get("wall_s")
+            if en is not None and wall:
+                r["bpf_cpu_pct_in_windows"] = r["bpf_cpu_pct"] * wall / min(en, wall) if en > 0.2 else None
+        bpf = med([r.get("bpf_cpu_pct_in_windows", r.get("bpf_cpu_pct")) for r in c])
         rss = max(r["vmhwm_kib"] for r in c) / 1024
         res["agent"] = {"cpu_pct_median": cpu, "cpu_pct_max": cpu_max, "bpf_cpu_pct_median": bpf,
                         "rss_max_mib": rss, "runs": c}
         goals["RSS <= 64 MiB"] = (rss, rss <= 64)
         rows.append("(c) loupe during the loupe-on runs of (b)")
         rows.append(f"    daemon CPU {fmt(cpu, '.2f')} % of one core (median; max {fmt(cpu_max, '.2f')} %)"
-                     f"   BPF programs in the kernel {fmt(bpf, '.2f')} % of one core (bpf_stats)")
+                     f"   BPF programs in the kernel {fmt(bpf, '.2f')} % of one core (bpf_stats"
+                     + (", over the time they were on" if any("bpf_cpu_pct_in_windows" in r for r in c) else "")
+                     + ")")
         rows.append(f"    max RSS (VmHWM) {fmt(rss, '.1f')} MiB  (goal <= 64 MiB: {verdict(rss <= 64)})")
 
     # (d) scrape ---------------------------------------------------------------------------------------------
@@ -429,6 +603,70 @@ def report(records_path, out_path=None):
                 goals[name] = (worst, worst < 10)
                 rows.append(f"    {name}: worst idle median {fmt(worst, '.2f')} ms: {verdict(worst < 10)}"
                              f" (worst idle p99 {fmt(max(p99), '.2f')} ms)")
+
+    # (f) WebSocket message throughput -------------------------------------------------------------------------
+    f_all = [r for r in recs if r["part"] == "f"]
+    if f_all:
+        off = [r for r in f_all if r["cond"] == "off"]
+        on = [r for r in f_all if r["cond"] == "on"]
+        m_off, m_on, ratio, pair_ratios, ratio_ci = ab_ratio(off, on, "messages_per_s")
+        counted = []
+        for r in on:
+            L = r.get("loupe")
+            if not L:
+                continue
+            rcv, snt = L["ws_messages"].get("received", {}), L["ws_messages"].get("sent", {})
+            data_r = rcv.get("text", 0) + rcv.get("binary", 0)
+            data_s = snt.get("text", 0) + snt.get("binary", 0)
+            wall = r.get("wall_s") or 0
+            counted.append({"run": r["run"], "client_sent": r.get("messages_sent"),
+                            "client_received": r.get("messages_received"), "loupe_received": data_r,
+                            "loupe_sent": data_s,
+                            "loupe_control": {f"{d}_{k}": v for d, m in L["ws_messages"].items() for k, v in m.items()
+                                              if k not in ("text", "binary") and v},
+                            "payload_records_per_s": L["payload_records"] / wall if wall else None,
+                            "payload_drops": L["payload_drops"], "payload_records_lost": L["payload_records_lost"],
+                            "loupe_cpu_pct": r.get("loupe_cpu_pct")})
+        res["websocket"] = {
+            "off": {"runs_mps": [round(r.get("messages_per_s", 0), 1) for r in off], "median_mps": m_off,
+                    "client_cpu_pct": [round(r.get("client_cpu_pct", 0), 1) for r in off],
+                    "others_cpu_pct": [round(r.get("foreign_cpu_pct", 0), 1) for r in off]},
+            "on": {"runs_mps": [round(r.get("messages_per_s", 0), 1) for r in on], "median_mps": m_on,
+                   "client_cpu_pct": [round(r.get("client_cpu_pct", 0), 1) for r in on],
+                   "others_cpu_pct": [round(r.get("foreign_cpu_pct", 0), 1) for r in on]},
+            "ratio_on_off": ratio, "ratio_ci95": ratio_ci, "pair_ratios": [round(x, 3) for x in pair_ratios],
+            "median_pair_ratio": med(pair_ratios), "counted": counted,
+            "runs_with_errors": sum(1 for r in f_all if r.get("errors") or r.get("failed")),
+            "client_cpu_pct_median": med([r.get("client_cpu_pct") for r in f_all]),
+        }
+        goals["WebSocket throughput ratio >= 0.97"] = (ratio, None if ratio is None else ratio >= 0.97)
+        w = res["websocket"]
+        rows.append(f"(f) WebSocket echo throughput (ws_client.py --throughput, {params.get('f_sessions', '?')} sessions, "
+                     f"{params.get('f_duration', '?')} s, {params.get('f_size', '?')}-byte text messages, one round "
+                     f"trip at a time per session), {len(off)} + {len(on)} runs alternating (ABBA)")
+        for k, name in (("off", "loupe off"), ("on", "loupe on")):
+            rows.append(f"    {name:<10} median {fmt(w[k]['median_mps'])} messages/s   runs: "
+                         f"{', '.join(str(x) for x in w[k]['runs_mps'])}")
+            rows.append(f"    {'':<10} CPU % of one core: client {', '.join(str(x) for x in w[k]['client_cpu_pct'])};"
+                         f" others on the host {', '.join(str(x) for x in w[k]['others_cpu_pct'])}")
+        ci = f" [95% CI {ratio_ci[0]:.3f}, {ratio_ci[1]:.3f}]" if ratio_ci else ""
+        extra = f"  [{w['runs_with_errors']} runs with client errors]" if w["runs_with_errors"] else ""
+        if (w["client_cpu_pct_median"] or 0) >= 80:
+            extra += (f"  [the client took {w['client_cpu_pct_median']:.0f}% of a core (median): it, not the API, "
+                      "may bound the rate]")
+        rows.append(f"    ratio on/off (of medians) = {fmt(ratio, '.3f')}{ci}  (goal >= 0.97: "
+                     f"{verdict(goals['WebSocket throughput ratio >= 0.97'][1])}); per pair: "
+                     f"{', '.join(f'{x:.3f}' for x in pair_ratios)} (median {fmt(w['median_pair_ratio'], '.3f')}){extra}")
+        if counted:
+            rows.append("    loupe-on runs: data messages loupe counted received/sent (service api) vs the client's "
+                         "sent/received:")
+            for k in counted:
+                ctl = ", ".join(f"{a} {v:.0f}" for a, v in k["loupe_control"].items())
+                rows.append(f"        run {k['run']}: loupe {k['loupe_received']:.0f}/{k['loupe_sent']:.0f}, client "
+                             f"{k['client_sent']}/{k['client_received']}; control frames: {ctl or 'none'}; "
+                             f"{fmt(k['payload_records_per_s'], '.0f')} records/s, {k['payload_drops']:.0f} drops, "
+                             f"{k['payload_records_lost']:.0f} resyncs; loupe daemon CPU "
+                             f"{fmt(k['loupe_cpu_pct'], '.1f')} % of one core")
 
     res["goals"] = {k: {"value": v, "met": ok} for k, (v, ok) in goals.items()}
     print(f"Loupe benchmark — {machine.get('date', '?')}")
@@ -462,6 +700,10 @@ def main(argv):
     elif cmd == "sample":
         v = sample(args[0], args[1], args[2:])
         print(int(v) if v == int(v) else v)
+    elif cmd == "snapshot":
+        print(json.dumps(snapshot(args[0], args[1])))
+    elif cmd == "snapdiff":
+        print(json.dumps(snapdiff(json.loads(args[0]), json.loads(args[1]))))
     elif cmd == "exposition":
         print(json.dumps(exposition(args[0])))
     elif cmd == "proc":

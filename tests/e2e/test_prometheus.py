@@ -155,7 +155,8 @@ def main():
         try:
             L.start()
             wl.start()
-            load = wl.background([os.path.join(WORKLOAD, "demo-load.sh"), "-d", "120", "--rate", "20"])
+            load = wl.background([os.path.join(WORKLOAD, "demo-load.sh"), "-d", "120", "--rate", "20",
+                                  "--ws-reconnect", "3"])  # sessions close within the test: close-code panels
             prom = Prometheus(L.port)  # assigned first: stop() cleans up even if start() fails
             prom.start()
         except Exception as e:  # noqa: BLE001

@@ -398,13 +398,24 @@ def value_leaks(v, pids):
     return ""
 
 
+# Route templates of the reference app (tests/workload/app.py) as loupe must write them, and its placeholders.
+APP_ROUTES = {"/memories", "/memories/{id}", "/search", "/edges", "/graph/{id}/neighbors", "/slow", "/fail", "/cpu",
+              "/healthz", "/ws", "/ws/close/{id}", "_unmatched", "_other"}
+NUMERIC_LABELS = {"le", "http_response_status_code", "code"}  # numbers that are not pids even when equal to one
+
+
 def metrics_leaks(text, pids, secrets=()):
     """Privacy problems in a /metrics body: label values with paths, addresses or pids, and any of `secrets`
-    (concrete strings the test knows: data dirs, ports in context, ...) anywhere in the text."""
+    (concrete strings the test knows: data dirs, ports in context, ...) anywhere in the text. An http_route must
+    be one of the reference app's route templates (APP_ROUTES)."""
     problems = []
     for k, v in label_values(text):
+        if k == "http_route":
+            if v not in APP_ROUTES:
+                problems.append(f'label http_route="{v}" is not a route template of the reference app')
+            continue
         why = value_leaks(v, pids)
-        if why and k != "le":
+        if why and k not in NUMERIC_LABELS:
             problems.append(f'label {k}="{v}" {why}')
     for s in secrets:
         if s in text:
@@ -443,7 +454,160 @@ def loupe_version_revision():
     return (m.group(1), m.group(2)) if m else (None, None)
 
 
+
+# ---------------------------------------------------------------- raw HTTP/1.1 client ---
+
+class HttpResponse:
+    """One response read by HttpConn: status, lower-cased headers, body, and the interim (1xx) statuses before it."""
+
+    def __init__(self, status, reason, headers, body, interim):
+        self.status, self.reason, self.headers, self.body, self.interim = status, reason, headers, body, interim
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<HTTP {self.status} {self.body[:60]!r}>"
+
+
+class HttpConn:
+    """One raw HTTP/1.1 connection on loopback for exact ground truth: every byte the test sends is what the server
+    reads, in writes the test chooses (TCP_NODELAY, so a pause between two writes makes two reads): keep-alive,
+    pipelined requests in one write, a request split over several writes, chunked request bodies, 100-continue.
+    Responses are read by their framing (Content-Length, chunked, none for HEAD/1xx/204/304)."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=30.0, counter=None):
+        import socket
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.host, self.port = host, port
+        self.buf = b""
+        self.writes = 0
+        self.closed_by_server = False
+        if counter is not None:
+            counter.opened += 1
+
+    @staticmethod
+    def build(method, path, headers=None, body=None, host="127.0.0.1", chunks=None, version="HTTP/1.1"):
+        """The bytes of one request. body (bytes) gets a Content-Length unless chunks (a list of bytes) is given,
+        which sends the body with Transfer-Encoding: chunked. headers: a list of (name, value) or a dict."""
+        hs = list((headers or {}).items()) if isinstance(headers, dict) else list(headers or [])
+        names = {k.lower() for k, _ in hs}
+        if "host" not in names:
+            hs.insert(0, ("Host", host))
+        out = b""
+        if chunks is not None:
+            hs.append(("Transfer-Encoding", "chunked"))
+            for c in chunks:
+                out += b"%x\r\n" % len(c) + c + b"\r\n"
+            out += b"0\r\n\r\n"
+        elif body is not None:
+            if "content-length" not in names:
+                hs.append(("Content-Length", str(len(body))))
+            out = body
+        head = f"{method} {path} {version}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hs) + "\r\n"
+        return head.encode("latin-1") + out
+
+    def send(self, data):
+        self.sock.sendall(data)
+        self.writes += 1
+
+    def send_split(self, data, pieces, pause=0.02):
+        """Send data in `pieces` writes of about equal size with `pause` seconds between them."""
+        n = max(1, pieces)
+        step = max(1, -(-len(data) // n))
+        parts = [data[i:i + step] for i in range(0, len(data), step)]
+        for i, part in enumerate(parts):
+            if i:
+                time.sleep(pause)
+            self.send(part)
+        return len(parts)
+
+    def _fill(self):
+        d = self.sock.recv(65536)
+        if not d:
+            self.closed_by_server = True
+            raise ConnectionError(f"server closed the connection (buffered {self.buf[:80]!r})")
+        self.buf += d
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exactly(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_response(self, method="GET"):
+        interim = []
+        while True:
+            parts = self._line().decode("latin-1").split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+                raise ValueError(f"bad status line {parts!r}")
+            status, reason = int(parts[1]), (parts[2] if len(parts) > 2 else "")
+            headers = {}
+            while True:
+                line = self._line()
+                if not line:
+                    break
+                k, _, v = line.decode("latin-1").partition(":")
+                headers[k.strip().lower()] = v.strip()
+            if 100 <= status < 200 and status != 101:
+                interim.append(status)
+                continue
+            break
+        if method == "HEAD" or status in (101, 204, 304):
+            body = b""
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():
+                        pass
+                    break
+                body += self._exactly(size)
+                self._exactly(2)
+        elif "content-length" in headers:
+            body = self._exactly(int(headers["content-length"]))
+        else:  # read to close
+            try:
+                while True:
+                    self._fill()
+            except ConnectionError:
+                pass
+            body, self.buf = self.buf, b""
+        return HttpResponse(status, reason, headers, body, interim)
+
+    def request(self, method, path, headers=None, body=None, chunks=None):
+        self.send(self.build(method, path, headers, body, self.host, chunks))
+        return self.read_response(method)
+
+    def pipeline(self, reqs):
+        """Send every request of reqs [(method, path, headers, body)] in ONE write, then read their responses."""
+        data = b"".join(self.build(m, p, h, b, self.host) for m, p, h, b in reqs)
+        self.send(data)
+        return [self.read_response(m) for m, _, _, _ in reqs]
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class ConnCounter:
+    """Counts the TCP connections a test opened (pass as HttpConn(counter=...))."""
+
+    def __init__(self):
+        self.opened = 0
+
 __all__ = ["PY", "PG_BIN", "PG_POSTGRES", "HIST", "ERRS", "TOP", "missing_requirements", "require_build",
            "terminate_on_signals", "finish", "proc_table", "cmdline", "stable", "ere_escape", "Workload", "sc_count",
            "sc_slot", "sc_errors", "services", "label_values", "value_leaks", "metrics_leaks", "json_leaks",
-           "loupe_version_revision", "loupe_target_pids", "describe_pids"]
+           "loupe_version_revision", "loupe_target_pids", "describe_pids", "HttpConn", "HttpResponse",
+           "ConnCounter"]

@@ -1,23 +1,24 @@
 #!/bin/bash
 # Light, continuous, mixed load for demos (the API must be running: api-start.sh).
-#   demo-load.sh [-d SECONDS] [--rate RPS] [--ws-sessions N]
+#   demo-load.sh [-d SECONDS] [--rate RPS] [--ws-sessions N] [--ws-reconnect SECONDS]
 #     -d 0 (default): run until SIGINT/SIGTERM; otherwise stop after SECONDS.
 #   Runs, side by side:
 #     - wrk with mix.lua, 2 connections paced by LOUPE_WRK_DELAY_MS (~RPS requests/s, default 20)
 #     - ws_client.py: N WebSocket sessions (default 3), 2 messages/s each, subscribed to updates,
-#       reconnecting every 30 s
+#       reconnecting every 30 s (--ws-reconnect), so sessions close now and then
 #     - every ~5 s one GET /slow, and alternately GET /fail and GET /cpu (http_client.py)
 #   Child output goes to $LOUPE_RUN_DIR/demo-*.log; this script prints one line per minute.
 set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-duration=0 rate=20 ws_sessions=3
+duration=0 rate=20 ws_sessions=3 ws_reconnect=30
 while (($#)); do
     case "${1}" in
         -d|--duration) duration="${2:?-d needs SECONDS}"; shift 2 ;;
         --rate) rate="${2:?--rate needs RPS}"; shift 2 ;;
         --ws-sessions) ws_sessions="${2:?--ws-sessions needs N}"; shift 2 ;;
+        --ws-reconnect) ws_reconnect="${2:?--ws-reconnect needs SECONDS}"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument '${1}' (see demo-load.sh --help)" ;;
     esac
@@ -27,6 +28,9 @@ is_uint "${duration}" || die "-d must be a number of seconds (got '${duration}')
 if ! is_uint "${rate}" || ((10#${rate} == 0)); then die "--rate must be a positive integer (got '${rate}')"; fi
 rate=$((10#${rate}))
 is_uint "${ws_sessions}" || die "--ws-sessions must be an integer (got '${ws_sessions}')"
+if ! is_uint "${ws_reconnect}" || ((10#${ws_reconnect} == 0)); then
+    die "--ws-reconnect must be a positive integer (got '${ws_reconnect}')"
+fi
 require_loopback LOUPE_API_HOST "${LOUPE_API_HOST}"
 command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
 api_healthy || die "API not answering on $(api_url)/healthz (run api-start.sh first)"
@@ -70,7 +74,7 @@ LOUPE_WRK_DELAY_MS="${delay_ms}" run_loop wrk \
 
 if ((ws_sessions > 0)); then
     run_loop ws "${PYTHON}" "${WORKLOAD_DIR}/ws_client.py" --sessions "${ws_sessions}" \
-        --duration 0 --rate 2 --subscribe --reconnect-every 30
+        --duration 0 --rate 2 --subscribe --reconnect-every "${ws_reconnect}"
 fi
 
 # Every 5 s: GET /slow, then alternately GET /fail and GET /cpu.

@@ -12,6 +12,13 @@ SIGINT/SIGTERM), optionally reconnecting every N seconds; used by demo-load.sh.
 Close-code mode: each session connects to /ws/close/CODE and checks the server closes with CODE.
     ws_client.py --sessions 2 --expect-close 4001
 
+Throughput mode: M sessions connect, then each sends messages back to back for S seconds, awaiting (and
+checking) every echo before the next send; then they close with 1000. Used by scripts/bench.sh (f).
+    ws_client.py --sessions 8 --throughput --duration 10 [--size 32] [--binary]
+The summary then also has "throughput": {"messages":N (echoed round trips), "window_s":.., "messages_per_s":..,
+"client_cpu_s":..}: the window runs from the moment every session is connected to the last echo, so it leaves
+out the handshakes and closes; every message sent in it is echoed before the session closes.
+
 --subscribe sends the text "subscribe" first: the server then pushes
 {"event":"update","seq":k} every 100 ms, counted as updates_received.
 Pings are off and compression is not negotiated (--deflate to enable it), so every
@@ -51,6 +58,19 @@ class Summary:
         self.mismatches = 0
         self.errors = 0
         self.close_codes = {}
+        # throughput mode
+        self.echoes = 0
+        self.go = None
+        self.connected = 0
+        self.t_start = None
+        self.last_echo = 0.0
+
+    def ready(self):
+        """A throughput session is connected: when all are, start the clock and the sending."""
+        self.connected += 1
+        if self.connected == self.sessions:
+            self.t_start = time.monotonic()
+            self.go.set()
 
     def error(self, sid, msg):
         self.errors += 1
@@ -165,6 +185,26 @@ class Session:
             if self.s.errors:
                 return
 
+    async def run_throughput(self, ready, go):
+        """Connect, wait until every session is connected (go), then send back to back until stop."""
+        a = self.args
+        ws = await self.connect("/ws")
+        try:
+            await self.open_session(ws)
+            ready()
+            await go.wait()
+            i = 0
+            while not self.stop.is_set():
+                msg = make_message(a, self.sid, i)
+                i += 1
+                await self.send(ws, msg)
+                if not await self.recv_echo(ws, msg):
+                    break
+                self.s.echoes += 1
+            self.s.last_echo = max(self.s.last_echo, time.monotonic())
+        finally:
+            await self.close(ws)
+
     async def run_expect_close(self):
         code = self.args.expect_close
         ws = await self.connect(self.args.path or f"/ws/close/{code}")
@@ -183,6 +223,8 @@ class Session:
         try:
             if self.args.expect_close is not None:
                 await self.run_expect_close()
+            elif self.args.throughput:
+                await self.run_throughput(self.s.ready, self.s.go)
             elif self.args.duration is not None:
                 await self.run_continuous()
             else:
@@ -202,6 +244,19 @@ async def amain(args) -> Summary:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if args.throughput:
+        summary.go = asyncio.Event()
+        sessions = [Session(args, summary, sid, stop) for sid in range(args.sessions)]
+        runs = asyncio.gather(*(s.run() for s in sessions))
+        # The clock starts when every session is connected (or gives up after --timeout).
+        try:
+            await asyncio.wait_for(summary.go.wait(), args.timeout)
+        except asyncio.TimeoutError:
+            summary.go.set()
+            summary.t_start = summary.t_start or time.monotonic()
+        loop.call_later(args.duration, stop.set)
+        await runs
+        return summary
     if args.duration:
         loop.call_later(args.duration, stop.set)
     sessions = [Session(args, summary, sid, stop) for sid in range(args.sessions)]
@@ -221,6 +276,8 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=1.0, help="continuous mode: messages/s per session")
     ap.add_argument("--reconnect-every", type=float, default=0.0,
                     help="continuous mode: close and reopen each session every S seconds")
+    ap.add_argument("--throughput", action="store_true",
+                    help="throughput mode: send back to back (no --rate) for --duration S seconds")
     ap.add_argument("--expect-close", type=int, default=None, metavar="CODE",
                     help="connect to /ws/close/CODE and check the server's close code")
     ap.add_argument("--path", default=None, help="path for --expect-close (default /ws/close/CODE)")
@@ -235,13 +292,21 @@ def main() -> int:
         ap.error("--sessions must be >= 1, --messages >= 0, --size >= 1")
     if args.duration is not None and (args.duration < 0 or args.rate <= 0):
         ap.error("--duration must be >= 0 and --rate > 0")
+    if args.throughput and (not args.duration or args.duration <= 0 or args.expect_close is not None):
+        ap.error("--throughput needs --duration S > 0 (and no --expect-close)")
 
     t0 = time.monotonic()
+    cpu0 = time.process_time()
     s = asyncio.run(amain(args))
     out = {"sessions": s.sessions, "messages_sent": s.sent, "messages_received": s.received,
            "errors": s.errors, "echo_mismatches": s.mismatches, "updates_received": s.updates,
            "connections": s.connections, "close_codes": dict(sorted(s.close_codes.items())),
            "duration_s": round(time.monotonic() - t0, 3)}
+    if args.throughput:
+        window = (s.last_echo - s.t_start) if s.t_start and s.last_echo > s.t_start else 0.0
+        out["throughput"] = {"messages": s.echoes, "window_s": round(window, 3),
+                             "messages_per_s": round(s.echoes / window, 1) if window else 0.0,
+                             "client_cpu_s": round(time.process_time() - cpu0, 3)}
     print(json.dumps(out))
     return 1 if s.errors else 0
 
