@@ -63,33 +63,75 @@ struct {
 
 __u64 pl_next_id = 0;
 
+/* Records do not wake the reader one by one: a wakeup is an interrupt (a self-IPI, a VM exit on a guest) in the
+ * traced task's context, dearer than the capture. Userspace reads every PL_POLL_MS anyway; a wakeup is forced
+ * only when a quarter of the ring is waiting. */
+#define PL_WAKEUP_BYTES (1024 * 1024)
+
+static __always_inline __u64 pl_wakeup_flag(void)
+{
+	return bpf_ringbuf_query(&pl_events, BPF_RB_AVAIL_DATA) >= PL_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
+										    : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline bool pl_is_captured_nr(__u32 nr)
 {
 	return nr <= PL_NR_WRITE || nr == PL_NR_READV || nr == PL_NR_WRITEV ||
 	       (nr >= PL_NR_SENDTO && nr <= PL_NR_RECVMSG);
 }
 
+/* BTF-typed programs (tp_btf) read kernel memory with direct loads, which the JIT turns into plain loads with
+ * a fault handler; raw_tp programs must call bpf_probe_read_kernel() for each field (~100 ns each here,
+ * measured: scripts/bench.sh). PL_RD picks the form; `btf` is a constant in each program, so the other branch is
+ * compiled out. */
+#define PL_RD(btf, p, field) ((btf) ? (p)->field : BPF_CORE_READ(p, field))
+
+/* The kernel's read-only cast (6.2+): a scalar that holds a kernel pointer becomes a typed, untrusted pointer. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
 /* The TCP socket behind fd of the current task, or NULL. */
-static __always_inline struct sock *pl_fd_sock(int fd)
+static __always_inline struct sock *pl_fd_sock(int fd, const bool btf)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	struct file *f = NULL;
-	if (!fdt || fd < 0 || (unsigned)fd >= BPF_CORE_READ(fdt, max_fds))
+	struct socket *sock;
+	struct sock *sk;
+	if (fd < 0)
 		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-		return NULL;
-	if ((BPF_CORE_READ(f, f_inode, i_mode) & PL_S_IFMT) != PL_S_IFSOCK)
-		return NULL;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
-	if (!sock || BPF_CORE_READ(sock, file) != f)
-		return NULL;
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	if (!sk || BPF_CORE_READ(sk, sk_type) != PL_SOCK_STREAM ||
-	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
-		return NULL;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (btf) {
+		struct fdtable *fdt = bpf_get_current_task_btf()->files->fdt;
+		if ((unsigned)fd >= fdt->max_fds)
+			return NULL;
+		struct file **fds = fdt->fd; /* a pointer to pointers: a scalar to the verifier */
+		if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+			return NULL;
+		f = bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));
+		if ((f->f_inode->i_mode & PL_S_IFMT) != PL_S_IFSOCK)
+			return NULL;
+		sock = bpf_rdonly_cast(f->private_data, bpf_core_type_id_kernel(struct socket));
+		if (!sock || sock->file != f)
+			return NULL;
+		sk = sock->sk;
+		if (!sk || sk->sk_type != PL_SOCK_STREAM || BPF_CORE_READ_BITFIELD(sk, sk_protocol) != IPPROTO_TCP)
+			return NULL;
+	} else {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+		if (!fdt || (unsigned)fd >= BPF_CORE_READ(fdt, max_fds))
+			return NULL;
+		struct file **fds = BPF_CORE_READ(fdt, fd);
+		if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+			return NULL;
+		if ((BPF_CORE_READ(f, f_inode, i_mode) & PL_S_IFMT) != PL_S_IFSOCK)
+			return NULL;
+		sock = BPF_CORE_READ(f, private_data);
+		if (!sock || BPF_CORE_READ(sock, file) != f)
+			return NULL;
+		sk = BPF_CORE_READ(sock, sk);
+		if (!sk || BPF_CORE_READ(sk, sk_type) != PL_SOCK_STREAM ||
+		    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
+			return NULL;
+	}
+	__u16 family = PL_RD(btf, sk, __sk_common.skc_family);
 	if (family != PL_AF_INET && family != PL_AF_INET6)
 		return NULL;
 	return sk;
@@ -110,9 +152,10 @@ static __always_inline bool pl_midstream(struct sock *sk, __u8 dir, long ret)
 }
 
 /* Copy up to want bytes from the user buffers of the call into s->data; returns the bytes copied. */
-static __always_inline __u32 pl_gather(struct pl_scratch *s, __u32 nr, struct pt_regs *regs, __u32 want)
+static __always_inline __u32 pl_gather(struct pl_scratch *s, __u32 nr, struct pt_regs *regs, __u32 want,
+					const bool btf)
 {
-	unsigned long arg2 = BPF_CORE_READ(regs, si);
+	unsigned long arg2 = PL_RD(btf, regs, si);
 	struct iovec *iov;
 	__u64 iovcnt;
 	if (nr == PL_NR_READ || nr == PL_NR_WRITE || nr == PL_NR_RECVFROM || nr == PL_NR_SENDTO) {
@@ -122,7 +165,7 @@ static __always_inline __u32 pl_gather(struct pl_scratch *s, __u32 nr, struct pt
 	}
 	if (nr == PL_NR_READV || nr == PL_NR_WRITEV) {
 		iov = (struct iovec *)arg2;
-		iovcnt = BPF_CORE_READ(regs, dx);
+		iovcnt = PL_RD(btf, regs, dx);
 	} else { /* sendmsg, recvmsg */
 		struct user_msghdr m;
 		if (bpf_probe_read_user(&m, sizeof(m), (void *)arg2))
@@ -149,14 +192,15 @@ static __always_inline __u32 pl_gather(struct pl_scratch *s, __u32 nr, struct pt
 	return off;
 }
 
-static __always_inline void pl_capture(struct pt_regs *regs, __u32 nr, long ret, __u32 svc, __u64 now)
+static __always_inline void pl_capture(struct pt_regs *regs, __u32 nr, long ret, __u32 svc, __u64 now,
+				       const bool btf)
 {
 	__u8 dir = (nr == PL_NR_READ || nr == PL_NR_READV || nr == PL_NR_RECVFROM || nr == PL_NR_RECVMSG) ? PL_DIR_IN
 														: PL_DIR_OUT;
-	if ((nr == PL_NR_RECVFROM && (BPF_CORE_READ(regs, r10) & PL_MSG_PEEK)) ||
-	    (nr == PL_NR_RECVMSG && (BPF_CORE_READ(regs, dx) & PL_MSG_PEEK)))
+	if ((nr == PL_NR_RECVFROM && (PL_RD(btf, regs, r10) & PL_MSG_PEEK)) ||
+	    (nr == PL_NR_RECVMSG && (PL_RD(btf, regs, dx) & PL_MSG_PEEK)))
 		return; /* the bytes stay queued: the next read reports them */
-	struct sock *sk = pl_fd_sock((int)BPF_CORE_READ(regs, di));
+	struct sock *sk = pl_fd_sock((int)PL_RD(btf, regs, di), btf);
 	if (!sk)
 		return;
 	__u64 key = (__u64)sk;
@@ -189,7 +233,7 @@ static __always_inline void pl_capture(struct pt_regs *regs, __u32 nr, long ret,
 		want = PAYLOAD_MAX_CAPTURE;
 	if ((__u64)ret < want)
 		want = (__u32)ret;
-	__u64 got = pl_gather(s, nr, regs, want);
+	__u64 got = pl_gather(s, nr, regs, want, btf);
 	if (got > PAYLOAD_MAX_CAPTURE)
 		got = PAYLOAD_MAX_CAPTURE;
 	barrier_var(got);
@@ -205,7 +249,7 @@ static __always_inline void pl_capture(struct pt_regs *regs, __u32 nr, long ret,
 	s->h.cap = (__u16)got;
 	s->h.dir = dir;
 	s->h.flags = flags;
-	if (bpf_ringbuf_output(&pl_events, s, sizeof(s->h) + got, 0)) {
+	if (bpf_ringbuf_output(&pl_events, s, sizeof(s->h) + got, pl_wakeup_flag())) {
 		c->lost = 1;
 		count_drop(&pl_drops, PL_DROP_RINGBUF);
 	} else {
@@ -224,7 +268,7 @@ static __always_inline int pl_on_state(const struct sock *sk, int newstate)
 		return 0;
 	struct pl_hdr h = {.type = REC_PL_CLOSE, .service = c->service, .conn_id = c->id, .sk = key,
 			   .ts_ns = bpf_ktime_get_ns(), .flags = c->lost ? PL_F_LOST : 0};
-	if (c->state == PL_CAPTURE && bpf_ringbuf_output(&pl_events, &h, sizeof(h), 0))
+	if (c->state == PL_CAPTURE && bpf_ringbuf_output(&pl_events, &h, sizeof(h), pl_wakeup_flag()))
 		count_drop(&pl_drops, PL_DROP_CLOSE_RINGBUF);
 	bpf_map_delete_elem(&pl_conns, &key);
 	return 0;

@@ -58,7 +58,7 @@ static __always_inline int on_enter(long id)
 	return 0;
 }
 
-static __always_inline int on_exit(struct pt_regs *regs, long ret)
+static __always_inline int on_exit(struct pt_regs *regs, long ret, const bool btf)
 {
 	__u32 svc = target_service(bpf_get_current_pid_tgid() >> 32);
 	if (!svc)
@@ -99,7 +99,7 @@ static __always_inline int on_exit(struct pt_regs *regs, long ret)
 		}
 	}
 	if (capture_bytes && ret > 0 && pl_is_captured_nr(nr))
-		pl_capture(regs, nr, ret, svc, now);
+		pl_capture(regs, nr, ret, svc, now, btf);
 	return 0;
 }
 
@@ -109,6 +109,6 @@ SEC("raw_tp/sys_enter")
 int BPF_PROG(sys_enter_raw, struct pt_regs *regs, long id) { return on_enter(id); }
 
 SEC("tp_btf/sys_exit")
-int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret) { return on_exit(regs, ret); }
+int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret) { return on_exit(regs, ret, true); }
 SEC("raw_tp/sys_exit")
-int BPF_PROG(sys_exit_raw, struct pt_regs *regs, long ret) { return on_exit(regs, ret); }
+int BPF_PROG(sys_exit_raw, struct pt_regs *regs, long ret) { return on_exit(regs, ret, false); }

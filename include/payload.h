@@ -9,6 +9,7 @@
 #define PAYLOAD_DEFAULT_CAPTURE 256
 #define PAYLOAD_MAX_CAPTURE 1024 /* a power of two: the BPF side masks offsets with it */
 #define PAYLOAD_IOV_MAX 4	 /* iovecs of readv/writev/recvmsg/sendmsg gathered into one capture */
+#define PL_POLL_MS 100		 /* userspace reads the ring this often (records do not wake it up one by one) */
 
 enum payload_rec_type {
 	REC_PL_DATA = 32,  /* bytes one syscall transferred on a captured connection */

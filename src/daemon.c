@@ -303,6 +303,32 @@ static void bpf_stats_tick(struct loupe *L, uint64_t now)
 	}
 }
 
+static void poll_feature(struct feature *ft, uint64_t now)
+{
+	int err = ft->ops->poll(ft->priv);
+	if (err)
+		log_warn("poll_failed", "feature %s: reading its ring buffer failed: %s", ft->ops->name, strerror(-err));
+	if (ft->ops->poll_period_ms)
+		ft->next_poll_ns = now + ft->ops->poll_period_ms * 1000000ull;
+}
+
+/* epoll_wait timeout: the main loop turns at least once a second (heartbeat, BPF statistics windows), and when
+ * the next periodic poll is due. */
+static int poll_timeout_ms(const struct loupe *L)
+{
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+	int64_t ms = 1000;
+	for (int i = 0; i < L->nfeatures; i++) {
+		const struct feature *ft = &L->features[i];
+		if (ft->state != FEATURE_RUNNING || !ft->ops->poll_period_ms)
+			continue;
+		int64_t due = ft->next_poll_ns > now ? (int64_t)((ft->next_poll_ns - now + 999999) / 1000000) : 0;
+		if (due < ms)
+			ms = due;
+	}
+	return (int)ms;
+}
+
 static void open_features(struct loupe *L)
 {
 	for (int i = 0; i < L->nfeatures; i++) {
@@ -485,7 +511,7 @@ int cmd_run(int argc, char **argv)
 
 	for (;;) {
 		struct epoll_event events[16];
-		int n = epoll_wait(ep_fd, events, 16, 1000);
+		int n = epoll_wait(ep_fd, events, 16, poll_timeout_ms(&L));
 		uint64_t now = now_ns(CLOCK_MONOTONIC);
 		__atomic_store_n(&L.heartbeat_ns, now, __ATOMIC_RELAXED);
 		bpf_stats_tick(&L, now);
@@ -505,11 +531,12 @@ int cmd_run(int argc, char **argv)
 				}
 				continue;
 			}
-			struct feature *ft = &L.features[events[i].data.u32];
-			int perr = ft->ops->poll(ft->priv);
-			if (perr)
-				log_warn("poll_failed", "feature %s: reading its ring buffer failed: %s", ft->ops->name,
-					 strerror(-perr));
+			poll_feature(&L.features[events[i].data.u32], now);
+		}
+		for (int i = 0; i < L.nfeatures; i++) {
+			struct feature *ft = &L.features[i];
+			if (ft->state == FEATURE_RUNNING && ft->ops->poll_period_ms && now >= ft->next_poll_ns)
+				poll_feature(ft, now);
 		}
 		pthread_mutex_unlock(&L.lock);
 		if (stop)

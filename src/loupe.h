@@ -26,6 +26,9 @@ struct collector {
 	int (*poll)(void *priv);
 	/* Epoll fd of its ring buffers, or -1. May be NULL. */
 	int (*poll_fd)(void *priv);
+	/* Also call poll() this often (ms), wakeups or not: for ring buffers whose producers skip most wakeups.
+	 * 0: only on wakeups. */
+	unsigned poll_period_ms;
 	/* Add its series to the registry (called under the daemon lock on every scrape). */
 	int (*collect)(void *priv, struct registry *reg);
 	/* Extra JSON members for /status (without braces, may be empty). May be NULL. */
@@ -40,6 +43,7 @@ struct feature {
 	void *priv;
 	enum feature_state state;
 	const char *hook;   /* tp_btf, raw_tp ... */
+	uint64_t next_poll_ns; /* poll_period_ms: when poll() is due */
 	char detail[200];   /* why it failed */
 };
 

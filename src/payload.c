@@ -664,6 +664,7 @@ const struct collector payload_collector = {
 	.attach = payload_attach,
 	.poll = payload_poll,
 	.poll_fd = payload_poll_fd,
+	.poll_period_ms = PL_POLL_MS, /* the BPF side wakes the reader only when the ring fills up */
 	.collect = payload_collect,
 	.status = payload_status,
 	.close = payload_close,

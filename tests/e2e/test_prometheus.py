@@ -149,7 +149,9 @@ def main():
     require_build(t)
     terminate_on_signals()
     wl = Workload("prom")
-    L = Loupe()
+    # Kernel BPF statistics on all along: with the default sampled windows, the test's few scrapes can all fall
+    # between windows, and the per-run cost panel then has nothing to show.
+    L = Loupe("--bpf-stats", "always")
     prom = None
     try:
         try:
