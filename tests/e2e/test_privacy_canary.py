@@ -29,9 +29,8 @@ import traceback
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from loupe_test import Loupe, Tap, select, value, wait_for  # noqa: E402
-from e2e_support import (ConnCounter, HttpConn, Workload, missing_requirements, require_build,  # noqa: E402
-                         skip_all, stop_all, terminate_on_signals)
+from loupe_test import Loupe, select, value, wait_for  # noqa: E402
+from e2e_support import ConnCounter, HttpConn, Workload, begin, stop_all  # noqa: E402
 
 SVC = "api"
 HTTP_COUNT = "http_server_request_duration_seconds_count"
@@ -102,12 +101,7 @@ async def ws_session(port, cn, headers):
 
 
 def main():
-    t = Tap()
-    why = missing_requirements()
-    if why:
-        skip_all(t, why, SKIP_NAMES)
-    require_build(t)
-    terminate_on_signals()
+    t = begin(SKIP_NAMES)
     wl = Workload("canary")
     L = None
     cn = {

@@ -37,10 +37,10 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from loupe_test import Loupe, Tap, TOP, value, wait_for  # noqa: E402
-from e2e_support import (PG_BIN, PG_POSTGRES, Workload, describe_pids, json_leaks,  # noqa: E402
-                         loupe_target_pids, metrics_leaks, missing_requirements, proc_table, require_build,
-                         sc_count, sc_errors, sc_slot, skip_all, stable, stop_all, terminate_on_signals)
+from loupe_test import Loupe, TOP, value, wait_for  # noqa: E402
+from e2e_support import (PG_BIN, PG_POSTGRES, Workload, begin, describe_pids, json_leaks,  # noqa: E402
+                         loupe_target_pids, metrics_leaks, proc_table, sc_count, sc_errors, sc_slot, stable,
+                         stop_all)
 
 MS = 1000000
 K_SLOW = 5          # GET /slow requests (200 ms each)
@@ -310,12 +310,7 @@ def check_privacy(t, L_own, L_def, wl):
 
 
 def main():
-    t = Tap()
-    why = missing_requirements()
-    if why:
-        skip_all(t, why, SKIP_NAMES)
-    require_build(t)
-    terminate_on_signals()
+    t = begin(SKIP_NAMES)
     wl = Workload("workload", api_workers=API_WORKERS)
     L_def, L_own = Loupe(), Loupe(*wl.own_targets())
     try:

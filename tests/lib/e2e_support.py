@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 
-from loupe_test import LOUPE, TOP, WORKLOAD, free_port, hist_le, select, value
+from loupe_test import LOUPE, TOP, WORKLOAD, Tap, free_port, hist_le, select, value
 
 PY = "/usr/bin/python3"  # Debian's python: the one that sees fastapi, uvicorn, psycopg2, websockets
 PG_BIN = os.environ.get("LOUPE_PG_BIN", "/usr/lib/postgresql/15/bin")
@@ -81,6 +81,18 @@ def skip_all(t, why, names):
     for n in names:
         t.skip(n, why)
     t.done()
+
+
+def begin(names, why=None):
+    """Start an e2e test: a Tap; every named check skipped (and the test ended) when a requirement is missing
+    (`why`, else missing_requirements()); a failure when build/loupe is missing; signals turned into cleanup."""
+    t = Tap()
+    why = missing_requirements() if why is None else why
+    if why:
+        skip_all(t, why, names)
+    require_build(t)
+    terminate_on_signals()
+    return t
 
 
 def stop_all(t, wl, *procs):
@@ -607,7 +619,7 @@ class ConnCounter:
         self.opened = 0
 
 __all__ = ["PY", "PG_BIN", "PG_POSTGRES", "HIST", "ERRS", "TOP", "missing_requirements", "require_build",
-           "terminate_on_signals", "finish", "proc_table", "cmdline", "stable", "ere_escape", "Workload", "sc_count",
+           "terminate_on_signals", "finish", "begin", "proc_table", "cmdline", "stable", "ere_escape", "Workload", "sc_count",
            "sc_slot", "sc_errors", "services", "label_values", "value_leaks", "metrics_leaks", "json_leaks",
            "loupe_version_revision", "loupe_target_pids", "describe_pids", "HttpConn", "HttpResponse",
            "ConnCounter"]
