@@ -2,7 +2,8 @@
  * targeted path only, so capture adds no program run to the host's other syscalls.
  *
  * For read, readv, recvfrom, recvmsg, write, writev, sendto and sendmsg of a target process that moved bytes on a
- * TCP socket, the first capture_bytes of them (gathered over up to PAYLOAD_IOV_MAX iovecs) go to userspace
+ * TCP socket, the first capture_bytes of them (gathered over up to PAYLOAD_IOV_MAX iovecs), and for longer
+ * single-buffer calls also their last PAYLOAD_TAIL bytes, go to userspace
  * through pl_events, with the connection's identity, the byte count and a timestamp. pl_conns holds each
  * captured connection's state from its first such call to TCP_CLOSE; userspace marks the ones no protocol
  * parser wants as PL_STOPPED, and from then on their calls cost a lookup and nothing else. */
@@ -44,7 +45,8 @@ struct {
 
 struct pl_scratch {
 	struct pl_hdr h;
-	__u8 data[2 * PAYLOAD_MAX_CAPTURE]; /* twice: an offset masked to the capture plus a read of it fits */
+	/* An offset masked to the capture plus a read of the capture (or of the tail) fits. */
+	__u8 data[2 * PAYLOAD_MAX_CAPTURE + 2 * PAYLOAD_TAIL];
 };
 
 struct {
@@ -237,7 +239,21 @@ static __always_inline void pl_capture(struct pt_regs *regs, __u32 nr, long ret,
 	if (got > PAYLOAD_MAX_CAPTURE)
 		got = PAYLOAD_MAX_CAPTURE;
 	barrier_var(got);
-	got &= 2 * PAYLOAD_MAX_CAPTURE - 1; /* a no-op the verifier can see: the output stays inside s */
+	got &= PAYLOAD_MAX_CAPTURE * 2 - 1; /* a no-op the verifier can see: the output stays inside s */
+	/* The end of a longer single-buffer call (read, write, recvfrom, sendto), after the head. */
+	__u64 tail = 0;
+	if (got == want && (__u64)ret > got && !(nr == PL_NR_READV || nr == PL_NR_WRITEV || nr == PL_NR_SENDMSG ||
+						  nr == PL_NR_RECVMSG)) {
+		tail = (__u64)ret - got;
+		if (tail > PAYLOAD_TAIL)
+			tail = PAYLOAD_TAIL;
+		const char *buf = (const char *)PL_RD(btf, regs, si);
+		if (bpf_probe_read_user(&s->data[got & (PAYLOAD_MAX_CAPTURE - 1)], tail & (PAYLOAD_TAIL * 2 - 1),
+					buf + ret - tail))
+			tail = 0;
+	}
+	barrier_var(tail);
+	tail &= PAYLOAD_TAIL * 2 - 1;
 	if (c->lost)
 		flags |= PL_F_LOST;
 	s->h.type = REC_PL_DATA;
@@ -249,7 +265,8 @@ static __always_inline void pl_capture(struct pt_regs *regs, __u32 nr, long ret,
 	s->h.cap = (__u16)got;
 	s->h.dir = dir;
 	s->h.flags = flags;
-	if (bpf_ringbuf_output(&pl_events, s, sizeof(s->h) + got, pl_wakeup_flag())) {
+	s->h.tail = (__u16)tail;
+	if (bpf_ringbuf_output(&pl_events, s, sizeof(s->h) + got + tail, pl_wakeup_flag())) {
 		c->lost = 1;
 		count_drop(&pl_drops, PL_DROP_RINGBUF);
 	} else {

@@ -10,6 +10,8 @@
 #define PAYLOAD_MAX_CAPTURE 1024 /* a power of two: the BPF side masks offsets with it */
 #define PAYLOAD_IOV_MAX 4	 /* iovecs of readv/writev/recvmsg/sendmsg gathered into one capture */
 #define PL_POLL_MS 100		 /* userspace reads the ring this often (records do not wake it up one by one) */
+#define PAYLOAD_TAIL 64		 /* also the last bytes of longer single-buffer calls: where a PostgreSQL backend's
+				  * write ends with CommandComplete and ReadyForQuery */
 
 enum payload_rec_type {
 	REC_PL_DATA = 32,  /* bytes one syscall transferred on a captured connection */
@@ -24,7 +26,8 @@ enum payload_dir { PL_DIR_IN = 0, PL_DIR_OUT = 1 }; /* as enum flow_dir: read by
 #define PL_F_LOST 0x4	   /* records of this connection were lost (ring buffer full) just before this one
 			    * (also on REC_PL_CLOSE) */
 
-/* Record header; REC_PL_DATA is followed by cap bytes. */
+/* Record header; REC_PL_DATA is followed by cap bytes (the call's first bytes), then tail bytes (its last ones:
+ * bytes len - tail .. len, never overlapping the first cap). */
 struct pl_hdr {
 	__u32 type;
 	__u32 service;
@@ -35,6 +38,8 @@ struct pl_hdr {
 	__u16 cap;     /* bytes captured, <= len */
 	__u8 dir;      /* enum payload_dir */
 	__u8 flags;    /* PL_F_* */
+	__u16 tail;    /* bytes of the call's end captured after the cap first ones */
+	__u16 pad[3];
 };
 
 /* Per-connection capture state, kernel map pl_conns (sk -> state). */

@@ -18,6 +18,7 @@ struct feature_need {
 	const char *feature, *what;
 	bool ok;
 	const char *why;
+	const char *hook; /* NULL: the tracepoint flavour */
 };
 
 int cmd_check(int argc, char **argv)
@@ -48,6 +49,8 @@ int cmd_check(int argc, char **argv)
 	struct kfeatures kf;
 	kfeatures__probe(&kf);
 	const char *tp = kfeatures__tp_flavour(&kf);
+	char pg_detail[120];
+	bool pg_ok = pgusdt__check(pg_detail, sizeof(pg_detail));
 	struct feature_need feats[] = {
 		{"targets", "process tracking (sched_process_fork/exec/exit)",
 		 tp && kf.r[KF_BTF].ok && kf.r[KF_RINGBUF].ok,
@@ -60,6 +63,8 @@ int cmd_check(int argc, char **argv)
 		{"payload", "HTTP and WebSocket from socket read/write payloads (in the syscalls programs)",
 		 tp && kf.r[KF_BTF].ok && kf.r[KF_RINGBUF].ok,
 		 !tp ? "needs tp_btf or raw_tp" : !kf.r[KF_BTF].ok ? "needs BTF (CO-RE)" : "needs ring buffers"},
+		{"pg_usdt", "PostgreSQL lock waits, deadlocks, checkpoints, aborts (USDT probes of the postgres binary)",
+		 kf.r[KF_UPROBE].ok && pg_ok, !kf.r[KF_UPROBE].ok ? "needs uprobes" : pg_detail, "uprobe"},
 	};
 	bool can_run = feats[0].ok; /* the same conditions `loupe run` requires at start */
 	if (json) {
@@ -74,7 +79,7 @@ int cmd_check(int argc, char **argv)
 		printf("},\"features\":{");
 		for (size_t i = 0; i < ARRAY_SIZE(feats); i++)
 			printf("%s\"%s\":{\"runs\":%s,\"hook\":\"%s\"}", i ? "," : "", feats[i].feature,
-			       feats[i].ok ? "true" : "false", feats[i].ok ? tp : "none");
+			       feats[i].ok ? "true" : "false", !feats[i].ok ? "none" : feats[i].hook ? feats[i].hook : tp);
 		printf("},\"can_run\":%s}\n", can_run ? "true" : "false");
 		return can_run ? 0 : 1;
 	}
@@ -84,7 +89,7 @@ int cmd_check(int argc, char **argv)
 		       kf.r[k].ok ? "" : kf.r[k].detail);
 	printf("\nLoupe features:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(feats); i++)
-		printf("  %-10s %-8s %s%s%s\n", feats[i].feature, feats[i].ok ? tp : "off", feats[i].what,
+		printf("  %-10s %-8s %s%s%s\n", feats[i].feature, !feats[i].ok ? "off" : feats[i].hook ? feats[i].hook : tp, feats[i].what,
 		       feats[i].ok ? "" : ": ", feats[i].ok ? "" : feats[i].why);
 	printf("\n%s\n", can_run ? "loupe can run on this kernel." : "loupe cannot run on this kernel.");
 	return can_run ? 0 : 1;

@@ -13,6 +13,7 @@ const struct collector *const collectors[] = {
 	&syscalls_collector,
 	&tcp_collector,
 	&payload_collector, /* after syscalls, whose object carries the capture */
+	&pgusdt_collector, /* after targets: finds postgres binaries among running targets */
 };
 const int ncollectors = ARRAY_SIZE(collectors);
 

@@ -62,6 +62,7 @@ struct loupe_options {
 	const char *tracepoints; /* forced flavour (tp_btf, raw_tp) or NULL for auto */
 	unsigned capture_bytes;	 /* payload bytes captured per socket call (0: capture off) */
 	unsigned route_budget;	 /* HTTP route templates per service before "_other" */
+	bool pg_usdt_query;	 /* per-query PostgreSQL USDT probes (a trap per query: off by default) */
 };
 
 struct loupe {
@@ -107,6 +108,8 @@ extern const struct collector targets_collector;
 extern const struct collector syscalls_collector;
 extern const struct collector tcp_collector;
 extern const struct collector payload_collector;
+extern const struct collector pgusdt_collector;
+bool pgusdt__check(char *detail, size_t len); /* loupe check: an installed or running postgres has USDT probes */
 extern const struct collector *const collectors[];
 extern const int ncollectors;
 

@@ -33,7 +33,14 @@
 #define ROUTE_SLOTS 512		 /* per service, power of two, > the largest route budget allowed */
 #define ROUTE_UNMATCHED "_unmatched"
 
-enum proto_id { PROTO_HTTP, PROTO_WEBSOCKET, PROTO_NR };
+enum proto_id { PROTO_DETECT, PROTO_HTTP, PROTO_WEBSOCKET, PROTO_NR };
+
+/* One syscall's view of a connection: the first cap and the last tailn of the len bytes it moved. */
+struct view {
+	enum flow_dir dir;
+	const uint8_t *data, *tail;
+	size_t cap, len, tailn;
+};
 
 /* Why a connection was handed over or given up: loupe_payload_connections_total{protocol}. */
 enum conn_class {
@@ -54,6 +61,8 @@ struct conn {
 	uint8_t proto;	/* enum proto_id */
 	uint8_t seen_request;
 	uint8_t stop;	/* set by a parser event: stop capturing after this call */
+	uint8_t midstream; /* capture began after the connection's first bytes */
+	uint16_t detect_calls; /* PROTO_DETECT: calls seen without a protocol found */
 	union {
 		struct http_conn http;
 		struct ws_conn ws;
@@ -188,7 +197,7 @@ static void conn_end(struct payload *p, struct conn **pp, uint64_t ts_ns)
 {
 	struct conn *c = *pp;
 	p->cur = c;
-	if (c->proto == PROTO_HTTP) {
+	if (c->proto == PROTO_HTTP) { /* PROTO_DETECT: no parser state yet */
 		struct http_sink s = http_sink_of(p, c);
 		http_conn_close(&c->u.http, ts_ns, &s);
 	} else if (c->proto == PROTO_WEBSOCKET) {
@@ -284,14 +293,14 @@ static void ws_event(void *ctx, const struct ws_event *ev)
 /* One protocol of the table: feed one call's view; returns the protocol to continue with, or -1 to stop. */
 struct proto {
 	const char *name;
-	int (*feed)(struct payload *p, struct conn *c, enum flow_dir dir, const uint8_t *data, size_t cap, size_t len);
+	int (*feed)(struct payload *p, struct conn *c, const struct view *v);
 	void (*lost)(struct payload *p, struct conn *c);
 };
 
-static int ws_feed(struct payload *p, struct conn *c, enum flow_dir dir, const uint8_t *data, size_t cap, size_t len)
+static int ws_feed(struct payload *p, struct conn *c, const struct view *v)
 {
 	struct ws_sink s = ws_sink_of(p, c);
-	ws_conn_feed(&c->u.ws, dir, data, cap, len, p->now_ns, &s);
+	ws_conn_feed(&c->u.ws, v->dir, v->data, v->cap, v->len, p->now_ns, &s);
 	return PROTO_WEBSOCKET;
 }
 
@@ -302,10 +311,12 @@ static void ws_lost(struct payload *p, struct conn *c)
 	ws_conn_lost(&c->u.ws, FLOW_OUT, &s);
 }
 
-static int http_feed(struct payload *p, struct conn *c, enum flow_dir dir, const uint8_t *data, size_t cap,
-		     size_t len)
+static int http_feed(struct payload *p, struct conn *c, const struct view *v)
 {
 	struct http_sink s = http_sink_of(p, c);
+	enum flow_dir dir = v->dir;
+	const uint8_t *data = v->data;
+	size_t cap = v->cap, len = v->len;
 	int r = http_conn_feed(&c->u.http, dir, data, cap, len, p->now_ns, &s);
 	if (r == HTTP_FEED_NOT_HTTP)
 		return -1;
@@ -318,9 +329,9 @@ static int http_feed(struct payload *p, struct conn *c, enum flow_dir dir, const
 	bool in_lost = p->upgrade_in_lost;
 	ws_conn_init(&c->u.ws, p->upgrade_route, p->upgrade_ns);
 	c->proto = PROTO_WEBSOCKET;
-	const char *v[] = {service_name(p, c->service), p->upgrade_route};
-	family__add(p->ws_opened, v, 1);
-	family__add(p->ws_active, v, 1);
+	const char *lv[] = {service_name(p, c->service), p->upgrade_route};
+	family__add(p->ws_opened, lv, 1);
+	family__add(p->ws_active, lv, 1);
 	struct ws_sink ws = ws_sink_of(p, c);
 	if (in_lost)
 		ws_conn_lost(&c->u.ws, FLOW_IN, &ws);
@@ -336,14 +347,48 @@ static void http_lost(struct payload *p, struct conn *c)
 	http_conn_lost(&c->u.http, p->now_ns, &s);
 }
 
+/* A call that begins with an HTTP/1.x request line's method and a space (RFC 9110 token characters). */
+static bool looks_like_request(const struct view *v)
+{
+	size_t i = 0;
+	while (i < v->cap && i < HTTP_METHOD_MAX && v->data[i] >= 'A' && v->data[i] <= 'Z')
+		i++;
+	return i > 0 && i < v->cap && v->data[i] == ' ';
+}
+
+static int detect_feed(struct payload *p, struct conn *c, const struct view *v);
+static void detect_lost(struct payload *p, struct conn *c)
+{
+	(void)p;
+	(void)c;
+}
+
 static const struct proto protos[PROTO_NR] = {
+	[PROTO_DETECT] = {"detect", detect_feed, detect_lost},
 	[PROTO_HTTP] = {"http", http_feed, http_lost},
 	[PROTO_WEBSOCKET] = {"websocket", ws_feed, ws_lost},
 };
 
+/* The first calls of a connection choose its protocol. A fresh connection is HTTP unless another protocol's
+ * opening is recognised (HTTP itself then decides whether it is HTTP). A connection captured mid-stream waits
+ * for a call that begins at a message boundary of some protocol, for up to HTTP_UNSYNCED_MAX calls. */
+static int detect_feed(struct payload *p, struct conn *c, const struct view *v)
+{
+	if (c->midstream && !looks_like_request(v)) {
+		if (++c->detect_calls < HTTP_UNSYNCED_MAX)
+			return PROTO_DETECT;
+		p->svc[c->service].classes[CLASS_UNKNOWN]++;
+		return -1;
+	}
+	http_conn_init(&c->u.http, c->midstream ? HTTP_CONN_MIDSTREAM : 0);
+	c->proto = PROTO_HTTP;
+	return protos[PROTO_HTTP].feed(p, c, v);
+}
+
 /* -------------------------------------------------------------------------------------------- records --- */
 
-static int on_data(struct payload *p, const struct pl_hdr *h, const uint8_t *data, size_t cap)
+static int on_data(struct payload *p, const struct pl_hdr *h, const uint8_t *data, size_t cap, const uint8_t *tail,
+		   size_t tailn)
 {
 	if (h->service < 1 || h->service > (uint32_t)p->L->opt->rules.nservices)
 		return 0;
@@ -365,11 +410,10 @@ static int on_data(struct payload *p, const struct pl_hdr *h, const uint8_t *dat
 		c->id = h->conn_id;
 		c->sk = h->sk;
 		c->service = h->service;
-		c->proto = PROTO_HTTP;
+		c->proto = PROTO_DETECT;
 		/* Without the connection's first record (lost, or capture began late) look for a boundary first. */
-		bool fresh = (h->flags & PL_F_NEW) && !(h->flags & PL_F_MIDSTREAM);
-		p->midstream += !fresh;
-		http_conn_init(&c->u.http, fresh ? 0 : HTTP_CONN_MIDSTREAM);
+		c->midstream = !(h->flags & PL_F_NEW) || (h->flags & PL_F_MIDSTREAM);
+		p->midstream += c->midstream;
 		*pp = c;
 		p->nconns++;
 	}
@@ -379,7 +423,9 @@ static int on_data(struct payload *p, const struct pl_hdr *h, const uint8_t *dat
 		st->lost_events++;
 		protos[c->proto].lost(p, c);
 	}
-	int next = protos[c->proto].feed(p, c, dir ? FLOW_OUT : FLOW_IN, data, cap, h->len);
+	struct view v = {.dir = dir ? FLOW_OUT : FLOW_IN, .data = data, .cap = cap, .len = h->len, .tail = tail,
+			 .tailn = tailn};
+	int next = protos[c->proto].feed(p, c, &v);
 	p->cur = NULL;
 	if (next < 0 || c->stop) {
 		stop_capture(p, c);
@@ -410,10 +456,13 @@ static int on_record(void *ctx, void *data, size_t size)
 	}
 	if (h->type != REC_PL_DATA)
 		return 0;
-	size_t cap = h->cap;
+	size_t cap = h->cap, tail = h->tail;
 	if (cap > size - sizeof(*h))
 		cap = size - sizeof(*h);
-	return on_data(p, h, (const uint8_t *)data + sizeof(*h), cap);
+	if (tail > size - sizeof(*h) - cap)
+		tail = size - sizeof(*h) - cap;
+	const uint8_t *bytes = (const uint8_t *)data + sizeof(*h);
+	return on_data(p, h, bytes, cap, tail ? bytes + cap : NULL, tail);
 }
 
 /* Connections idle for long whose kernel entry is gone (their close record was lost) are ended. */

@@ -56,7 +56,8 @@ def test_flavour(t, w, tag, flavour, kernel):
         with Loupe(*args) as L:
             st = L.status()
             feats = {x["name"]: x for x in st["features"]}
-            t.ok(set(feats) >= set(FEATURES) and all(x["state"] == "running" for x in st["features"]),
+            # pg_usdt is off here (no postgres among the targets): tests/e2e/test_pgusdt.py covers it
+            t.ok(set(feats) >= set(FEATURES) and all(feats[n]["state"] == "running" for n in FEATURES),
                  f"{label}: /status reports every feature running", st["features"])
             t.ok(all(feats.get(n, {}).get("hook") == want for n in FEATURES), f"{label}: /status hook is {want}",
                  st["features"])

@@ -286,7 +286,10 @@ LOUPE_PROG_NAMES = {
     for flavour, names, suffix in (("tp_btf", CORE_PROG_NAMES["tp_btf"], "btf"),
                                    ("raw_tp", CORE_PROG_NAMES["raw_tp"], "raw"))
 }
-ALL_LOUPE_NAMES = set().union(*LOUPE_PROG_NAMES.values())
+# pg_usdt (bpf/pgusdt.bpf.c): uprobes on the postgres binary, loaded only when loupe finds one for its targets.
+PGUSDT_PROG_NAMES = {"pg_lock_start", "pg_lock_done", "pg_ckpt_start", "pg_ckpt_done", "pg_deadlock", "pg_xact_abort",
+                     "pg_query_start", "pg_query_done", "pg_xact_commit"}
+ALL_LOUPE_NAMES = set().union(*LOUPE_PROG_NAMES.values()) | PGUSDT_PROG_NAMES
 
 
 def held_bpf_ids():
