@@ -52,6 +52,8 @@ static const char run_usage[] =
 	"                             query: +20 us on a 42 us SELECT 1, docs/postgres-usdt.md). The rare-event\n"
 	"                             probes (lock waits, deadlocks, checkpoints, aborts) are on whenever the\n"
 	"                             postgres binary has them\n"
+	"      --fingerprint-budget N SQL fingerprints per service before statements collapse into _other (default\n"
+	"                             50; the first ones seen are kept)\n"
 	"      --series-budget N      series allowed per metric before label sets collapse into _other (default 2000)\n"
 	"      --log-level LEVEL      debug, info, warn or error (default info); logs are JSON lines on stderr\n"
 	"  -h, --help                 show this help\n"
@@ -77,7 +79,7 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
 		{"series-budget", required_argument, NULL, 'B'}, {"log-level", required_argument, NULL, 'L'},
 		{"tracepoints", required_argument, NULL, 'T'}, {"no-bpf-stats", no_argument, NULL, 'S'},
 		{"bpf-stats", required_argument, NULL, 'P'}, {"capture-bytes", required_argument, NULL, 'C'},
-		{"route-budget", required_argument, NULL, 'R'},
+		{"route-budget", required_argument, NULL, 'R'}, {"fingerprint-budget", required_argument, NULL, 'F'},
 		{"pg-usdt-query", no_argument, NULL, 'Q'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -106,19 +108,17 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
 			break;
 		}
 		case 'C':
-		case 'R': {
+		case 'R':
+		case 'F': {
 			char *end;
 			long n = strtol(optarg, &end, 10);
 			long lo = c == 'C' ? 0 : 1, hi = c == 'C' ? PAYLOAD_MAX_CAPTURE : 500;
+			const char *name = c == 'C' ? "capture-bytes" : c == 'R' ? "route-budget" : "fingerprint-budget";
 			if (!*optarg || *end || n < lo || n > hi) {
-				usage_error("run", "bad --%s '%s': expected %ld..%ld", c == 'C' ? "capture-bytes" : "route-budget",
-					    optarg, lo, hi);
+				usage_error("run", "bad --%s '%s': expected %ld..%ld", name, optarg, lo, hi);
 				return 2;
 			}
-			if (c == 'C')
-				opt->capture_bytes = (unsigned)n;
-			else
-				opt->route_budget = (unsigned)n;
+			*(c == 'C' ? &opt->capture_bytes : c == 'R' ? &opt->route_budget : &opt->fingerprint_budget) = (unsigned)n;
 			break;
 		}
 		case 'L': {
@@ -387,7 +387,8 @@ int cmd_run(int argc, char **argv)
 	struct loupe_options opt = {.listen = "127.0.0.1:9476",
 				    .series_budget = 2000,
 				    .capture_bytes = PAYLOAD_DEFAULT_CAPTURE,
-				    .route_budget = 100};
+				    .route_budget = 100,
+				    .fingerprint_budget = 50};
 	struct loupe L = {.opt = &opt, .target_svc_fd = -1, .bpf_stats_fd = -1};
 	struct httpd *httpd = NULL;
 	int listen_fd = -1, sig_fd = -1, ep_fd = -1, err = 0;

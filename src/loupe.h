@@ -62,6 +62,7 @@ struct loupe_options {
 	const char *tracepoints; /* forced flavour (tp_btf, raw_tp) or NULL for auto */
 	unsigned capture_bytes;	 /* payload bytes captured per socket call (0: capture off) */
 	unsigned route_budget;	 /* HTTP route templates per service before "_other" */
+	unsigned fingerprint_budget; /* SQL fingerprints per service before "_other" */
 	bool pg_usdt_query;	 /* per-query PostgreSQL USDT probes (a trap per query: off by default) */
 };
 

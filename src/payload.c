@@ -17,7 +17,9 @@
 #include "http.h"
 #include "log.h"
 #include "payload.h"
+#include "pgwire.h"
 #include "route.h"
+#include "sql.h"
 #include "websocket.h"
 
 #include <bpf/bpf.h>
@@ -33,7 +35,7 @@
 #define ROUTE_SLOTS 512		 /* per service, power of two, > the largest route budget allowed */
 #define ROUTE_UNMATCHED "_unmatched"
 
-enum proto_id { PROTO_DETECT, PROTO_HTTP, PROTO_WEBSOCKET, PROTO_NR };
+enum proto_id { PROTO_DETECT, PROTO_HTTP, PROTO_WEBSOCKET, PROTO_POSTGRES, PROTO_NR };
 
 /* One syscall's view of a connection: the first cap and the last tailn of the len bytes it moved. */
 struct view {
@@ -49,9 +51,12 @@ enum conn_class {
 	CLASS_TLS,
 	CLASS_HTTP2,
 	CLASS_UNKNOWN, /* not a protocol loupe parses */
+	CLASS_POSTGRES,
+	CLASS_POSTGRES_ENCRYPTED, /* SSLRequest or GSSENCRequest accepted: skipped */
 	CLASS_NR,
 };
-static const char *const class_names[CLASS_NR] = {"http", "websocket", "tls", "http2", "unknown"};
+static const char *const class_names[CLASS_NR] = {"http", "websocket", "tls", "http2", "unknown", "postgresql",
+						   "postgresql_encrypted"};
 
 struct conn {
 	struct conn *next;
@@ -67,6 +72,8 @@ struct conn {
 		struct http_conn http;
 		struct ws_conn ws;
 	} u;
+	struct pg_conn *pg; /* PROTO_POSTGRES (allocated: larger than the others) */
+	uint8_t pg_role;
 };
 
 struct route_set {
@@ -77,6 +84,9 @@ struct route_set {
 struct svc_stats {
 	struct http_stats http;
 	struct ws_stats ws;
+	struct pg_stats pg;
+	uint64_t pg_aborted[2]; /* by role */
+	struct route_set fingerprints; /* admitted fingerprint ids (hex), like routes */
 	uint64_t records[2], bytes[2];
 	uint64_t lost_events;
 	uint64_t aborted;
@@ -99,6 +109,10 @@ struct payload {
 	struct svc_stats svc[LOUPE_MAX_SERVICES + 1];
 	struct metric_family *req_duration, *active_requests;
 	struct metric_family *ws_opened, *ws_active, *ws_duration, *ws_messages, *ws_size, *ws_closes;
+	struct metric_family *pg_query, *db_client, *pg_info, *pg_errors, *pg_txn, *pg_txn_duration, *pg_idle;
+	struct sql_cache *sql;
+	struct sql_stats sql_stats;
+	uint64_t fingerprint_budget_hits;
 	/* the record being parsed: the sinks' context */
 	struct conn *cur;
 	char upgrade_route[ROUTE_MAX_LEN + 1];
@@ -117,6 +131,8 @@ static const char *const drop_reasons[PL_DROP_NR] = {
 static const double request_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10};
 static const double session_bounds[] = {0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600};
 static const double size_bounds[] = {16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576};
+static const double query_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+static const double txn_bounds[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300};
 
 static const char *service_name(struct payload *p, uint32_t svc)
 {
@@ -133,29 +149,56 @@ static uint64_t hash_str(const char *s)
 	return h;
 }
 
+/* Find key in a label set; *slot_out is its slot or the empty slot it would take. NULL when out of memory. */
+static char *set_find(struct route_set *rs, const char *key, bool *found)
+{
+	if (!rs->slot && !(rs->slot = calloc(ROUTE_SLOTS, sizeof(*rs->slot))))
+		return NULL;
+	unsigned i = (unsigned)hash_str(key) & (ROUTE_SLOTS - 1);
+	while (rs->slot[i][0]) {
+		if (!strcmp(rs->slot[i], key)) {
+			*found = true;
+			return rs->slot[i];
+		}
+		i = (i + 1) & (ROUTE_SLOTS - 1);
+	}
+	*found = false;
+	return rs->slot[i];
+}
+
+/* Admit key into the set (budget permitting): the admitted copy, or NULL past the budget. */
+static const char *set_admit(struct route_set *rs, const char *key, unsigned budget, bool *added)
+{
+	bool found;
+	char *slot = set_find(rs, key, &found);
+	*added = false;
+	if (found || !slot)
+		return slot;
+	if (rs->n >= budget)
+		return NULL;
+	snprintf(slot, ROUTE_MAX_LEN + 1, "%s", key);
+	rs->n++;
+	*added = true;
+	return slot;
+}
+
 /* The label value for a route template answered with status (see the header comment). */
 static const char *route_label(struct payload *p, struct svc_stats *st, const char *route, int status)
 {
-	struct route_set *rs = &st->routes;
-	if (!rs->slot && !(rs->slot = calloc(ROUTE_SLOTS, sizeof(*rs->slot))))
+	bool found, added;
+	const char *slot = set_find(&st->routes, route, &found);
+	if (!slot)
 		return REGISTRY_OTHER;
-	unsigned i = (unsigned)hash_str(route) & (ROUTE_SLOTS - 1);
-	while (rs->slot[i][0]) {
-		if (!strcmp(rs->slot[i], route))
-			return rs->slot[i];
-		i = (i + 1) & (ROUTE_SLOTS - 1);
-	}
+	if (found)
+		return slot;
 	if (status >= 300 && status < 500) {
 		p->route_unmatched++;
 		return ROUTE_UNMATCHED;
 	}
-	if (rs->n >= p->L->opt->route_budget) {
+	slot = set_admit(&st->routes, route, p->L->opt->route_budget, &added);
+	if (!slot)
 		p->route_budget_hits++;
-		return REGISTRY_OTHER;
-	}
-	snprintf(rs->slot[i], sizeof(rs->slot[i]), "%s", route);
-	rs->n++;
-	return rs->slot[i];
+	return slot ? slot : REGISTRY_OTHER;
 }
 
 /* ---------------------------------------------------------------------------------------- connections --- */
@@ -180,6 +223,7 @@ static void stop_capture(struct payload *p, const struct conn *c)
 
 static void http_event(void *ctx, const struct http_event *ev);
 static void ws_event(void *ctx, const struct ws_event *ev);
+static struct pg_sink pg_sink_of(struct payload *p, struct conn *c);
 
 static struct http_sink http_sink_of(struct payload *p, struct conn *c)
 {
@@ -203,7 +247,11 @@ static void conn_end(struct payload *p, struct conn **pp, uint64_t ts_ns)
 	} else if (c->proto == PROTO_WEBSOCKET) {
 		struct ws_sink s = ws_sink_of(p, c);
 		ws_conn_close(&c->u.ws, ts_ns, &s);
+	} else if (c->proto == PROTO_POSTGRES) {
+		struct pg_sink s = pg_sink_of(p, c);
+		pg_conn_close(c->pg, ts_ns, &s);
 	}
+	free(c->pg);
 	p->cur = NULL;
 	*pp = c->next;
 	free(c);
@@ -347,6 +395,140 @@ static void http_lost(struct payload *p, struct conn *c)
 	http_conn_lost(&c->u.http, p->now_ns, &s);
 }
 
+/* PostgreSQL (src/pgwire.c): queries timed on the backend (role server) and in the application (role client). */
+static const char *const pg_side[] = {[PG_ROLE_SERVER] = "server", [PG_ROLE_CLIENT] = "client"};
+
+/* The fingerprint label of a statement: its id while the service's budget of fingerprints lasts (the normalised
+ * text then goes to loupe_postgres_statement_info), else "_other". */
+static const char *fingerprint_label(struct payload *p, struct svc_stats *st, const char *svc, const struct sql_fp *fp)
+{
+	bool added;
+	const char *slot = set_admit(&st->fingerprints, fp->hex, p->L->opt->fingerprint_budget, &added);
+	if (!slot) {
+		p->fingerprint_budget_hits++;
+		return REGISTRY_OTHER;
+	}
+	if (added) {
+		const char *v[] = {svc, slot, fp->operation, fp->normalized};
+		family__set(p->pg_info, v, 1);
+	}
+	return slot;
+}
+
+static void pg_event(void *ctx, const struct pg_event *ev)
+{
+	struct payload *p = ctx;
+	struct conn *c = p->cur;
+	struct svc_stats *st = &p->svc[c->service];
+	const char *svc = service_name(p, c->service);
+	const char *side = pg_side[c->pg_role];
+	char cls[3];
+
+	switch (ev->type) {
+	case PG_EV_QUERY: {
+		if (ev->aborted) {
+			st->pg_aborted[c->pg_role]++;
+			break;
+		}
+		/* The operation comes from the server's CommandComplete tag when there is one, else from the
+		 * fingerprinter's fixed list: never from the query's own words (a failed statement's could be anything). */
+		struct sql_fp fp;
+		const char *fingerprint = "unknown", *op = ev->tag ? ev->operation : "UNKNOWN";
+		if (ev->query && !sql_cache__lookup(p->sql, ev->query, ev->query_len, ev->truncated, &fp, &p->sql_stats)) {
+			fingerprint = fingerprint_label(p, st, svc, &fp);
+			if (!ev->tag)
+				op = fp.operation;
+		}
+		double secs = (double)ev->duration_ns / 1e9;
+		if (c->pg_role == PG_ROLE_SERVER) {
+			const char *v[] = {svc, op, fingerprint};
+			family__observe(p->pg_query, v, secs);
+		} else {
+			const char *v[] = {svc, "postgresql", op, fingerprint};
+			family__observe(p->db_client, v, secs);
+		}
+		if (ev->sqlstate[0]) {
+			snprintf(cls, sizeof(cls), "%.2s", ev->sqlstate);
+			const char *v[] = {svc, side, cls};
+			family__add(p->pg_errors, v, 1);
+		}
+		break;
+	}
+	case PG_EV_TXN: {
+		const char *v[] = {svc, side, ev->committed ? "committed" : "rolled_back"};
+		family__add(p->pg_txn, v, 1);
+		family__observe(p->pg_txn_duration, v, (double)ev->duration_ns / 1e9);
+		break;
+	}
+	case PG_EV_IDLE_IN_TXN: {
+		const char *v[] = {svc, side};
+		family__observe(p->pg_idle, v, (double)ev->duration_ns / 1e9);
+		break;
+	}
+	case PG_EV_STARTUP:
+		break;
+	case PG_EV_ENCRYPTED:
+		st->classes[CLASS_POSTGRES_ENCRYPTED]++;
+		break;
+	case PG_EV_CANCEL:
+	case PG_EV_NOT_PG:
+		break;
+	}
+}
+
+static struct pg_sink pg_sink_of(struct payload *p, struct conn *c)
+{
+	return (struct pg_sink){.event = pg_event, .ctx = p, .stats = &p->svc[c->service].pg};
+}
+
+static int pg_feed(struct payload *p, struct conn *c, const struct view *v)
+{
+	struct pg_sink s = pg_sink_of(p, c);
+	return pg_conn_feed(c->pg, v->dir, v->data, v->cap, v->len, v->tail, v->tailn, p->now_ns, &s) == PG_FEED_DONE
+		       ? -1
+		       : PROTO_POSTGRES;
+}
+
+static void pg_lost(struct payload *p, struct conn *c)
+{
+	struct pg_sink s = pg_sink_of(p, c);
+	pg_conn_lost(c->pg, p->now_ns, &s);
+}
+
+static uint32_t be32(const uint8_t *b)
+{
+	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+/* The role in which this call shows a PostgreSQL connection, or -1: a startup packet (fresh connections), or
+ * (mid-stream) a call that begins with a message only one side sends. */
+static int pg_detect(const struct view *v, bool midstream)
+{
+	if (v->cap >= 8 && !midstream) {
+		uint32_t len = be32(v->data), code = be32(v->data + 4);
+		bool startup = (code >> 16) == 3 && len >= 8 && len <= 10000;
+		bool special = (code == PG_SSL_CODE || code == PG_GSSENC_CODE) ? len == 8 : code == PG_CANCEL_CODE && len == 16;
+		if (startup || special)
+			return v->dir == FLOW_IN ? PG_ROLE_SERVER : PG_ROLE_CLIENT;
+		return -1;
+	}
+	if (!midstream || v->cap < 5)
+		return -1;
+	uint8_t t = v->data[0];
+	uint32_t len = be32(v->data + 1);
+	if (len < 4 || len > (1u << 30))
+		return -1;
+	bool frontend = (t == 'Q' || t == 'P' || t == 'B') && len >= 5;
+	bool backend = (t == 'Z' && len == 5 && v->cap >= 6 &&
+			(v->data[5] == 'I' || v->data[5] == 'T' || v->data[5] == 'E')) ||
+		       ((t == '1' || t == '2') && len == 4);
+	if (frontend)
+		return v->dir == FLOW_IN ? PG_ROLE_SERVER : PG_ROLE_CLIENT;
+	if (backend)
+		return v->dir == FLOW_OUT ? PG_ROLE_SERVER : PG_ROLE_CLIENT;
+	return -1;
+}
+
 /* A call that begins with an HTTP/1.x request line's method and a space (RFC 9110 token characters). */
 static bool looks_like_request(const struct view *v)
 {
@@ -367,6 +549,7 @@ static const struct proto protos[PROTO_NR] = {
 	[PROTO_DETECT] = {"detect", detect_feed, detect_lost},
 	[PROTO_HTTP] = {"http", http_feed, http_lost},
 	[PROTO_WEBSOCKET] = {"websocket", ws_feed, ws_lost},
+	[PROTO_POSTGRES] = {"postgresql", pg_feed, pg_lost},
 };
 
 /* The first calls of a connection choose its protocol. A fresh connection is HTTP unless another protocol's
@@ -374,6 +557,16 @@ static const struct proto protos[PROTO_NR] = {
  * for a call that begins at a message boundary of some protocol, for up to HTTP_UNSYNCED_MAX calls. */
 static int detect_feed(struct payload *p, struct conn *c, const struct view *v)
 {
+	int role = pg_detect(v, c->midstream);
+	if (role >= 0) {
+		if (!(c->pg = malloc(sizeof(*c->pg))))
+			return -1;
+		pg_conn_init(c->pg, (enum pg_role)role, c->midstream ? PG_CONN_MIDSTREAM : 0);
+		c->pg_role = (uint8_t)role;
+		c->proto = PROTO_POSTGRES;
+		p->svc[c->service].classes[CLASS_POSTGRES]++;
+		return protos[PROTO_POSTGRES].feed(p, c, v);
+	}
 	if (c->midstream && !looks_like_request(v)) {
 		if (++c->detect_calls < HTTP_UNSYNCED_MAX)
 			return PROTO_DETECT;
@@ -542,11 +735,51 @@ static int payload_open(struct loupe *L, void **priv)
 					"WebSocket close frames by sender and status code (1005: none given; unknown: "
 					"not captured).",
 					METRIC_COUNTER, l_close, 0, 0);
+	static const char *const l_pgq[] = {"service_name", "operation", "fingerprint", NULL};
+	static const char *const l_dbc[] = {"service_name", "db_system_name", "db_operation_name", "fingerprint", NULL};
+	static const char *const l_info[] = {"service_name", "fingerprint", "operation", "query", NULL};
+	static const char *const l_err[] = {"service_name", "side", "sqlstate_class", NULL};
+	static const char *const l_txn[] = {"service_name", "side", "outcome", NULL};
+	static const char *const l_side[] = {"service_name", "side", NULL};
+	p->pg_query = registry__family(
+		reg, "loupe_postgres_query_duration_seconds",
+		"PostgreSQL statements as the backend sees them: from reading the query (Q, or the first Parse/Bind/Execute "
+		"of its batch) to writing its CommandComplete or ErrorResponse. fingerprint: see "
+		"loupe_postgres_statement_info.",
+		METRIC_HISTOGRAM, l_pgq, 0, 0);
+	p->db_client = registry__family(
+		reg, "db_client_operation_duration_seconds",
+		"Database operations as the application sees them: from writing the query to reading its result.",
+		METRIC_HISTOGRAM, l_dbc, 0, 0);
+	p->pg_info = registry__family(reg, "loupe_postgres_statement_info",
+				      "The normalised text (literals replaced by $n) of each fingerprint, always 1.",
+				      METRIC_GAUGE, l_info, 0, 0);
+	p->pg_errors = registry__family(reg, "loupe_postgres_errors_total",
+					"PostgreSQL statements answered with ErrorResponse, by SQLSTATE class (first two "
+					"characters; ?? when not captured).",
+					METRIC_COUNTER, l_err, 0, 0);
+	p->pg_txn = registry__family(reg, "loupe_postgres_transactions_total",
+				     "Transactions ended (ReadyForQuery back to idle), committed or rolled back.",
+				     METRIC_COUNTER, l_txn, 0, 0);
+	p->pg_txn_duration = registry__family(reg, "loupe_postgres_transaction_duration_seconds",
+					      "Transactions from their first statement to their end.", METRIC_HISTOGRAM,
+					      l_txn, 0, 0);
+	p->pg_idle = registry__family(reg, "loupe_postgres_idle_in_transaction_seconds",
+				      "Time connections spent idle inside a transaction, between a ReadyForQuery in a "
+				      "transaction and the next client message.",
+				      METRIC_HISTOGRAM, l_side, 0, 0);
+	p->sql = sql_cache__new(0);
 	if (!p->req_duration || !p->active_requests || !p->ws_opened || !p->ws_active || !p->ws_duration ||
-	    !p->ws_messages || !p->ws_size || !p->ws_closes) {
+	    !p->ws_messages || !p->ws_size || !p->ws_closes || !p->pg_query || !p->db_client || !p->pg_info ||
+	    !p->pg_errors || !p->pg_txn || !p->pg_txn_duration || !p->pg_idle || !p->sql) {
+		sql_cache__free(p->sql);
 		free(p);
 		return -ENOMEM;
 	}
+	family__set_buckets(p->pg_query, query_bounds, ARRAY_SIZE(query_bounds));
+	family__set_buckets(p->db_client, query_bounds, ARRAY_SIZE(query_bounds));
+	family__set_buckets(p->pg_txn_duration, txn_bounds, ARRAY_SIZE(txn_bounds));
+	family__set_buckets(p->pg_idle, txn_bounds, ARRAY_SIZE(txn_bounds));
 	family__set_buckets(p->req_duration, request_bounds, ARRAY_SIZE(request_bounds));
 	family__set_buckets(p->ws_duration, session_bounds, ARRAY_SIZE(session_bounds));
 	family__set_buckets(p->ws_size, size_bounds, ARRAY_SIZE(size_bounds));
@@ -634,16 +867,30 @@ static int payload_collect(void *priv, struct registry *reg)
 	struct metric_family *tracked = registry__family(reg, "loupe_payload_connections_parsed",
 							 "Connections whose protocol is being parsed now.", METRIC_GAUGE,
 							 NULL, 0, FAMILY_SNAPSHOT);
-	if (!redactions || !anomalies || !ws_errors || !aborted || !records || !bytes || !classes || !lost || !tracked)
+	static const char *const l_svc_side[] = {"service_name", "side", NULL};
+	struct metric_family *pg_anomalies = registry__family(
+		reg, "loupe_postgres_parser_anomalies_total",
+		"PostgreSQL protocol framing the parser had to recover from (capture cut a message header, records lost).",
+		METRIC_COUNTER, l_svc_kind, 0, FAMILY_SNAPSHOT);
+	struct metric_family *pg_aborted = registry__family(
+		reg, "loupe_postgres_queries_unanswered_total",
+		"Statement executions with no result seen: skipped after an error in their batch, connection closed, or "
+		"the result hidden by the capture.",
+		METRIC_COUNTER, l_svc_side, 0, FAMILY_SNAPSHOT);
+	if (!redactions || !anomalies || !ws_errors || !aborted || !records || !bytes || !classes || !lost || !tracked ||
+	    !pg_anomalies || !pg_aborted)
 		return -ENOMEM;
 
 	for (int k = 0; k < ROUTE_KIND_MAX; k++) {
 		const char *v[] = {route_kind_name(k)};
 		family__add(redactions, v, (double)p->route_stats.n[k]);
 	}
-	const char *vb[] = {"route_budget"}, *vu[] = {"unmatched_route"};
+	const char *vb[] = {"route_budget"}, *vu[] = {"unmatched_route"}, *vl[] = {"sql_literal"},
+		   *vfb[] = {"fingerprint_budget"};
 	family__add(redactions, vb, (double)p->route_budget_hits);
 	family__add(redactions, vu, (double)p->route_unmatched);
+	family__add(redactions, vl, (double)p->sql_stats.literals);
+	family__add(redactions, vfb, (double)p->fingerprint_budget_hits);
 	family__set(tracked, NULL, p->nconns);
 
 	for (int s = 1; s <= p->L->opt->rules.nservices; s++) {
@@ -652,6 +899,14 @@ static int payload_collect(void *priv, struct registry *reg)
 		for (int k = 0; k < HTTP_AN_MAX; k++) {
 			const char *v[] = {svc, http_anomaly_name(k)};
 			family__add(anomalies, v, (double)st->http.n[k]);
+		}
+		for (int k = 0; k < PG_AN_MAX; k++) {
+			const char *v[] = {svc, pg_anomaly_name(k)};
+			family__add(pg_anomalies, v, (double)st->pg.n[k]);
+		}
+		for (int r = 0; r < 2; r++) {
+			const char *v[] = {svc, pg_side[r]};
+			family__add(pg_aborted, v, (double)st->pg_aborted[r]);
 		}
 		for (int k = 0; k < WS_ERR_MAX; k++) {
 			const char *v[] = {svc, ws_error_name(k)};
@@ -698,11 +953,16 @@ static void payload_close(void *priv)
 		while (p->buckets[b]) {
 			struct conn *c = p->buckets[b];
 			p->buckets[b] = c->next;
+			free(c->pg);
 			free(c);
 		}
 	}
-	for (int s = 0; s <= LOUPE_MAX_SERVICES; s++)
+	for (int s = 0; s <= LOUPE_MAX_SERVICES; s++) {
 		free(p->svc[s].routes.slot);
+		free(p->svc[s].fingerprints.slot);
+	}
+	sql_cache__free(p->sql);
+	sql_thread_exit();
 	ring_buffer__free(p->rb);
 	free(p);
 }

@@ -1,6 +1,6 @@
 # libFuzzer targets for the parsers of untrusted bytes (DESIGN.md section 6), included by the main Makefile
 # (-include tests/fuzz/fuzz.mk). Each target is built with clang from the modules it fuzzes, with ASan and UBSan.
-#   make fuzz-bins                 build build/fuzz/fuzz_{route,http,websocket}
+#   make fuzz-bins                 build build/fuzz/fuzz_{route,http,websocket,pgwire}
 #   make fuzz [FUZZ_SECONDS=60]    run each target for FUZZ_SECONDS; the corpus grows in build/fuzz/corpus/NAME,
 #                                  crashes land in build/fuzz/artifacts/ (reproduce: build/fuzz/fuzz_NAME FILE)
 #   make fuzz-smoke                a few seconds each (FUZZ_SMOKE_SECONDS=5); what the test suite runs
@@ -12,9 +12,9 @@ FUZZ_CC            ?= clang
 FUZZ_SECONDS       ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
 FUZZ_DIR           := $(BUILD)/fuzz
-FUZZ_TARGETS       := route http websocket
+FUZZ_TARGETS       := route http websocket pgwire sql
 FUZZ_BINS          := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
-FUZZ_MODULES       := src/route.c src/http.c src/websocket.c
+FUZZ_MODULES       := src/route.c src/http.c src/websocket.c src/pgwire.c src/sql.c
 FUZZ_CFLAGS        := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                       -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
                       -D_GNU_SOURCE -Isrc
@@ -22,9 +22,10 @@ FUZZ_CFLAGS        := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-r
 .PHONY: fuzz fuzz-bins fuzz-smoke
 fuzz-bins: $(FUZZ_BINS)
 
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_MODULES) src/route.h src/http.h src/websocket.h | $(FUZZ_DIR)
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_MODULES) src/route.h src/http.h src/websocket.h src/sql.h \
+                     src/pgwire.h | $(FUZZ_DIR)
 	$(call msg,FUZZ-CC,$@)
-	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_MODULES)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_MODULES) -lpg_query
 
 $(FUZZ_DIR):
 	$(Q)mkdir -p $@ $@/artifacts
