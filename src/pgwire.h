@@ -39,7 +39,9 @@
  *    execution gets the tail's result (or is aborted when there is none), earlier ones still without a result
  *    are aborted, and the stream is in sync after the call (PG_AN_RESYNC_TAIL). The tail is also parsed
  *    forward when the message being read ends inside it.
- * Frontend bytes lost while executions could hide in them are represented by a placeholder that absorbs the
+ * A frontend call that loses sync and whose tail ends with "Execute Sync" (how libpq ends a batch) is taken to
+ * end with one execution of that portal and a Sync, timed from the batch's first message (PG_AN_RESYNC_TAIL).
+ * Other frontend bytes lost while executions could hide in them are represented by a placeholder that absorbs the
  * results up to the next ReadyForQuery: the lost bytes are taken to end their batch with one Sync. When that
  * guess is wrong, results can be matched to the wrong executions until a ReadyForQuery finds no batch
  * waiting; the anomaly counters say how often framing was guessed.

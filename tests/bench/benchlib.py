@@ -6,12 +6,17 @@
     benchlib.py foreign PID...          how many sys_enter/sys_exit links on the host are held by none of PIDs
     benchlib.py wrk FILE                wrk --latency output (with mix.lua's "loupe-wrk:" line) -> JSON
     benchlib.py times FILE              one duration in seconds a line -> JSON (n, median, p99, max in ms)
+    benchlib.py pgbench FILE            pgbench's output -> JSON (tps without initial connection time,
+                                        transactions processed and failed, latency, connection time)
     benchlib.py sample FILE NAME K=V..  value of one sample of a Prometheus text exposition (0 if absent)
     benchlib.py exposition FILE         lines, samples (series), families and bytes of an exposition
     benchlib.py snapshot FILE SERVICE   loupe's payload counters in an exposition -> JSON: HTTP requests of
                                         SERVICE (by status), WebSocket messages of SERVICE (by direction and
                                         opcode), payload records and bytes (all services), payload drops (by
-                                        reason), parser resyncs, seconds BPF statistics were on
+                                        reason), parser resyncs, seconds BPF statistics were on; and the
+                                        PostgreSQL statements (by operation and by normalised text),
+                                        transactions (by outcome), errors, parser anomalies and unanswered
+                                        queries of SERVICE
     benchlib.py snapdiff A B            B - A of two snapshots (JSON), key by key
     benchlib.py proc PID                utime+stime (s), run time of its threads (ns, schedstat), VmRSS and
                                         VmHWM (KiB) of PID
@@ -121,6 +126,30 @@ def times(path):
             "max_ms": max(vals), "min_ms": min(vals)}
 
 
+def parse_pgbench(path):
+    """pgbench's summary (PostgreSQL 15): tps without the initial connection time, transactions processed and
+    failed, average latency and initial connection time."""
+    text = open(path).read()
+    out = {}
+    for key, pat, conv in (("tps", r"^tps = ([\d.]+) \(without initial connection time\)", float),
+                           ("transactions", r"^number of transactions actually processed: (\d+)", int),
+                           ("failed_transactions", r"^number of failed transactions: (\d+)", int),
+                           ("latency_ms", r"^latency average = ([\d.]+) ms", float),
+                           ("connection_ms", r"^initial connection time = ([\d.]+) ms", float),
+                           ("clients", r"^number of clients: (\d+)", int),
+                           ("duration_s", r"^duration: (\d+) s", int),
+                           ("scale", r"^scaling factor: (\d+)", int)):
+        m = re.search(pat, text, re.M)
+        if m:
+            out[key] = conv(m.group(1))
+    return out
+
+
+# pgbench's own start-up queries (the scale from pgbench_branches, the partitioning from pg_catalog), which are not
+# part of its transactions: the built-in scripts have no count(...) and no pg_catalog.
+PGBENCH_STARTUP = re.compile(r"count\(|pg_catalog", re.I)
+
+
 def sample(path, name, labels):
     want = dict(kv.split("=", 1) for kv in labels)
     total = None
@@ -155,8 +184,31 @@ def snapshot(path, service):
     """The counters bench.sh diffs over a run: what loupe's payload feature counted."""
     out = {"http_requests": 0.0, "http_requests_by_status": {}, "ws_messages": {"received": {}, "sent": {}},
            "payload_records": 0.0, "payload_records_service": 0.0, "payload_bytes": 0.0, "payload_drops": 0.0,
-           "payload_drops_by_reason": {}, "payload_records_lost": 0.0, "bpf_stats_enabled_s": 0.0}
-    for name, lb, v in series(path):
+           "payload_drops_by_reason": {}, "payload_records_lost": 0.0, "bpf_stats_enabled_s": 0.0,
+           "pg_statements": 0.0, "pg_statements_by_operation": {}, "pg_statements_by_query": {},
+           "pg_transactions": {}, "pg_errors": 0.0, "pg_parser_anomalies": 0.0, "pg_queries_unanswered": 0.0}
+    samples = list(series(path))
+    # Normalised text of each fingerprint of SERVICE (loupe_postgres_statement_info), to key statements by.
+    texts = {lb.get("fingerprint"): lb.get("query", "") for name, lb, _ in samples
+             if name == "loupe_postgres_statement_info" and lb.get("service_name") == service}
+    for name, lb, v in samples:
+        if lb.get("service_name") == service and name.startswith("loupe_postgres_"):
+            if name == "loupe_postgres_query_duration_seconds_count":
+                out["pg_statements"] += v
+                op = lb.get("operation", "?")
+                out["pg_statements_by_operation"][op] = out["pg_statements_by_operation"].get(op, 0.0) + v
+                q = texts.get(lb.get("fingerprint")) or f"fingerprint {lb.get('fingerprint', '?')} ({op})"
+                out["pg_statements_by_query"][q] = out["pg_statements_by_query"].get(q, 0.0) + v
+            elif name == "loupe_postgres_transactions_total":
+                o = lb.get("outcome", "?")
+                out["pg_transactions"][o] = out["pg_transactions"].get(o, 0.0) + v
+            elif name == "loupe_postgres_errors_total":
+                out["pg_errors"] += v
+            elif name == "loupe_postgres_parser_anomalies_total":
+                out["pg_parser_anomalies"] += v
+            elif name == "loupe_postgres_queries_unanswered_total":
+                out["pg_queries_unanswered"] += v
+            continue
         if name == "http_server_request_duration_seconds_count" and lb.get("service_name") == service:
             out["http_requests"] += v
             st = lb.get("http_response_status_code", "?")
@@ -668,6 +720,100 @@ def report(records_path, out_path=None):
                              f"{k['payload_records_lost']:.0f} resyncs; loupe daemon CPU "
                              f"{fmt(k['loupe_cpu_pct'], '.1f')} % of one core")
 
+    # (g) pgbench TPS ---------------------------------------------------------------------------------------------
+    # Per mode, as in (b): ratio of the medians (the goal), a 95% bootstrap interval resampling the ABBA pairs, the
+    # per-pair ratios. For every on-run, what loupe counted on the server side (service postgres) against pgbench:
+    # statements of pgbench's script (its start-up queries apart) vs transactions x statements per transaction,
+    # committed transactions vs pgbench's (TPC-B: one each; select-only: none, no explicit transaction).
+    g_all = [r for r in recs if r["part"] == "g"]
+    if g_all:
+        modes = (("select", "select-only", "select_only", 1, 0), ("tpcb", "TPC-B-like", "tpcb", 7, 1))
+        res["pgbench"] = {}
+        rows.append(f"(g) pgbench against the bench's cluster (scale {params.get('g_scale', '?')}, -M prepared, "
+                     f"{params.get('g_clients', '?')} clients, {params.get('g_threads', '?')} threads, "
+                     f"{params.get('g_duration', '?')} s, TCP), loupe off vs on, ABBA pairs; loupe-on runs target "
+                     f"{'the cluster by pid' if params.get('targets', 'own') == 'own' else params.get('targets')}"
+                     f" and start the load {params.get('settle_s', 0)} s after loupe is ready")
+        for mode, label, key, per_tx, commits_per_tx in modes:
+            gm = [r for r in g_all if r.get("mode") == mode]
+            if not gm:
+                continue
+            off = [r for r in gm if r["cond"] == "off"]
+            on = [r for r in gm if r["cond"] == "on"]
+            m_off, m_on, ratio, pair_ratios, ratio_ci = ab_ratio(off, on, "tps")
+            counted = []
+            for r in on:
+                L = r.get("loupe")
+                if not L:
+                    continue
+                byq = L.get("pg_statements_by_query", {})
+                startup = sum(v for q, v in byq.items() if PGBENCH_STARTUP.search(q))
+                script = L.get("pg_statements", 0) - startup
+                tx = r.get("transactions")
+                want = tx * per_tx if tx is not None else None
+                txn = L.get("pg_transactions", {})
+                wall = r.get("wall_s") or 0
+                counted.append({
+                    "run": r["run"], "pgbench_transactions": tx, "pgbench_failed": r.get("failed_transactions"),
+                    "statements_per_transaction": per_tx, "expected_statements": want,
+                    "loupe_statements": script, "loupe_statements_startup": startup,
+                    "loupe_statements_by_operation": {k: v for k, v in L.get("pg_statements_by_operation", {}).items()
+                                                      if v},
+                    "statements_diff": script - want if want is not None else None,
+                    "expected_committed": tx * commits_per_tx if tx is not None else None,
+                    "loupe_committed": txn.get("committed", 0), "loupe_rolled_back": txn.get("rolled_back", 0),
+                    "loupe_errors": L.get("pg_errors", 0), "loupe_parser_anomalies": L.get("pg_parser_anomalies", 0),
+                    "loupe_queries_unanswered": L.get("pg_queries_unanswered", 0),
+                    "payload_records_per_s": L["payload_records"] / wall if wall else None,
+                    "payload_drops": L["payload_drops"],
+                    "payload_drops_by_reason": {k: v for k, v in L["payload_drops_by_reason"].items() if v},
+                    "payload_records_lost": L["payload_records_lost"], "loupe_cpu_pct": r.get("loupe_cpu_pct")})
+            g = res["pgbench"][key] = {
+                "off": {"runs_tps": [round(r.get("tps") or 0, 1) for r in off], "median_tps": m_off,
+                        "pgbench_cpu_pct": [round(r.get("pgbench_cpu_pct", 0), 1) for r in off],
+                        "others_cpu_pct": [round(r.get("foreign_cpu_pct", 0), 1) for r in off]},
+                "on": {"runs_tps": [round(r.get("tps") or 0, 1) for r in on], "median_tps": m_on,
+                       "pgbench_cpu_pct": [round(r.get("pgbench_cpu_pct", 0), 1) for r in on],
+                       "others_cpu_pct": [round(r.get("foreign_cpu_pct", 0), 1) for r in on]},
+                "ratio_on_off": ratio, "ratio_ci95": ratio_ci, "pair_ratios": [round(x, 3) for x in pair_ratios],
+                "median_pair_ratio": med(pair_ratios), "counted": counted,
+                "runs_failed": sum(1 for r in gm if r.get("failed") or r.get("failed_transactions")),
+                "median_latency_ms": {"off": med([r.get("latency_ms") for r in off]),
+                                      "on": med([r.get("latency_ms") for r in on])},
+            }
+            gname = f"pgbench {'select-only' if mode == 'select' else 'TPC-B'} TPS ratio >= 0.97"
+            goals[gname] = (ratio, None if ratio is None else ratio >= 0.97)
+            rows.append(f"    {label}: {len(off)} + {len(on)} runs")
+            for k, name in (("off", "loupe off"), ("on", "loupe on")):
+                rows.append(f"        {name:<10} median {fmt(g[k]['median_tps'])} tps   latency "
+                             f"{fmt(g['median_latency_ms'][k], '.3f')} ms   runs: "
+                             f"{', '.join(str(x) for x in g[k]['runs_tps'])}")
+                rows.append(f"        {'':<10} CPU % of one core: pgbench "
+                             f"{', '.join(str(x) for x in g[k]['pgbench_cpu_pct'])}; others on the host "
+                             f"{', '.join(str(x) for x in g[k]['others_cpu_pct'])}")
+            ci = f" [95% CI {ratio_ci[0]:.3f}, {ratio_ci[1]:.3f}]" if ratio_ci else ""
+            extra = f"  [{g['runs_failed']} runs failed or with failed transactions]" if g["runs_failed"] else ""
+            rows.append(f"        ratio on/off (of medians) = {fmt(ratio, '.3f')}{ci}  (goal >= 0.97: "
+                         f"{verdict(goals[gname][1])}); per pair: {', '.join(f'{x:.3f}' for x in pair_ratios)}"
+                         f" (median {fmt(g['median_pair_ratio'], '.3f')}){extra}")
+            if counted:
+                rows.append(f"        loupe-on runs: statements loupe counted (service postgres, pgbench's script) "
+                             f"vs pgbench's transactions x {per_tx}; committed transactions vs {commits_per_tx} "
+                             "per transaction:")
+                for k in counted:
+                    dr = ", ".join(f"{a} {v:.0f}" for a, v in k["payload_drops_by_reason"].items())
+                    odd = ", ".join(f"{n} {k[f'loupe_{n}']:.0f}" for n in ("rolled_back", "errors", "parser_anomalies",
+                                                                             "queries_unanswered")
+                                    if k[f"loupe_{n}"])
+                    rows.append(f"            run {k['run']}: statements {k['loupe_statements']:.0f} / "
+                                 f"{fmt(k['expected_statements'], '.0f')} ({fmt(k['statements_diff'], '+.0f')}; "
+                                 f"+{k['loupe_statements_startup']:.0f} start-up), committed "
+                                 f"{k['loupe_committed']:.0f} / {fmt(k['expected_committed'], '.0f')}"
+                                 f"{'; ' + odd if odd else ''}; {fmt(k['payload_records_per_s'], '.0f')} records/s, "
+                                 f"{k['payload_drops']:.0f} drops{' (' + dr + ')' if dr else ''}, "
+                                 f"{k['payload_records_lost']:.0f} resyncs; loupe daemon CPU "
+                                 f"{fmt(k['loupe_cpu_pct'], '.1f')} % of one core")
+
     res["goals"] = {k: {"value": v, "met": ok} for k, (v, ok) in goals.items()}
     print(f"Loupe benchmark — {machine.get('date', '?')}")
     print(f"machine: {machine.get('cpu', '?')}, {machine.get('nproc', '?')} CPUs, {machine.get('mem', '?')} RAM, "
@@ -676,8 +822,9 @@ def report(records_path, out_path=None):
     for text in rows:
         print(text)
     print("goals:")
+    width = max([34] + [len(k) for k in goals])
     for k, (v, ok) in goals.items():
-        print(f"    {k:<34} {verdict(ok)}")
+        print(f"    {k:<{width}} {verdict(ok)}")
     if out_path:
         with open(out_path, "w") as f:
             json.dump(res, f, indent=2, sort_keys=True)
@@ -697,6 +844,8 @@ def main(argv):
         print(json.dumps(parse_wrk(args[0])))
     elif cmd == "times":
         print(json.dumps(times(args[0])))
+    elif cmd == "pgbench":
+        print(json.dumps(parse_pgbench(args[0])))
     elif cmd == "sample":
         v = sample(args[0], args[1], args[2:])
         print(int(v) if v == int(v) else v)

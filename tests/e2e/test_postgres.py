@@ -13,6 +13,8 @@ is traffic this test makes itself:
   - pgbench (TCP, -M prepared and -M extended: the extended protocol, named and unnamed statements) with known
     transaction counts: select-only (1 statement a transaction) and TPC-B-like (BEGIN, 3 UPDATE, SELECT,
     INSERT, END a transaction) -> loupe's counts equal pgbench's;
+  - a connection that negotiates TLS (SSLRequest answered 'S', the cluster switched to ssl=on at the end) is
+    counted as postgresql_encrypted and no longer captured;
   - no literal of these statements appears in /metrics.
 """
 import os
@@ -21,7 +23,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from loupe_test import Loupe, select, value  # noqa: E402
+from loupe_test import Loupe, select, value, wait_for  # noqa: E402
 from e2e_support import PG_BIN, Workload, begin, stop_all  # noqa: E402
 
 Q = "loupe_postgres_query_duration_seconds"
@@ -36,7 +38,7 @@ SKIP_NAMES = [
     "transactions: committed and rolled back", "API requests: BEGIN, SELECT, COMMIT counted on the api side",
     "API requests: the same statements counted on the backend side, same fingerprints",
     "pgbench select-only (-M prepared): one SELECT per transaction", "pgbench TPC-B-like (-M extended): statements "
-    "and committed transactions equal pgbench's", "no literal in /metrics", "pgbench runs: only capture cuts of results, each found again from the write's tail",
+    "and committed transactions equal pgbench's", "an encrypted connection is recognised, counted and skipped", "no literal in /metrics", "pgbench runs: only capture cuts of results, each found again from the write's tail",
 ]
 
 
@@ -46,6 +48,31 @@ def fp_of(m, service, needle):
         if needle in d.get("query", ""):
             return d["fingerprint"]
     return None
+
+
+def enable_ssl(wl):
+    """Turn TLS on in the private cluster (a self-signed certificate): "" or why not."""
+    if not os.access("/usr/bin/openssl", os.X_OK):
+        return "/usr/bin/openssl missing (apt-get install openssl)"
+    crt, key = os.path.join(wl.pg_dir, "e2e.crt"), os.path.join(wl.pg_dir, "e2e.key")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                        "/CN=localhost", "-keyout", key, "-out", crt], capture_output=True)
+    if r.returncode:
+        return f"openssl failed: {r.stderr[-200:]}"
+    for f in (crt, key):
+        os.chmod(f, 0o600)
+        subprocess.run(["chown", "postgres:postgres", f], check=True)
+    import psycopg2
+    su = psycopg2.connect(host="127.0.0.1", port=wl.pg_port, dbname="loupe", user="postgres")  # initdb -U postgres
+    su.autocommit = True
+    cur = su.cursor()
+    cur.execute(f"ALTER SYSTEM SET ssl_cert_file = '{crt}'")
+    cur.execute(f"ALTER SYSTEM SET ssl_key_file = '{key}'")
+    cur.execute("ALTER SYSTEM SET ssl = on")
+    cur.execute("SELECT pg_reload_conf()")
+    su.close()
+    time.sleep(0.5)
+    return ""
 
 
 def fp_text(m, fp):
@@ -191,6 +218,37 @@ def main():
              "pgbench TPC-B-like (-M extended): statements and committed transactions equal pgbench's",
              f"pgbench rc {r.returncode}: {r.stdout[-300:]}\nloupe statements {ops}, want {want_ops}; "
              f"committed {txc}, want {n_tx}")
+
+        # --- TLS: the server accepts an SSLRequest ('S'); loupe counts the connection and stops capturing it
+        tls_why = enable_ssl(wl)
+        if tls_why:
+            t.skip("an encrypted connection is recognised, counted and skipped", tls_why)
+        else:
+            b = L.scrape()
+            import psycopg2
+            c2 = psycopg2.connect(host="127.0.0.1", port=wl.pg_port, dbname="loupe", user="loupe", sslmode="require")
+            c2.autocommit = True
+            k2 = c2.cursor()
+            ssl_on = c2.info.ssl_in_use
+
+            def enc_delta(m):
+                return value(m, "loupe_payload_connections_total", service_name="postgres",
+                             protocol="postgresql_encrypted") - value(b, "loupe_payload_connections_total",
+                                                                      service_name="postgres",
+                                                                      protocol="postgresql_encrypted")
+            classified = wait_for(lambda: enc_delta(L.scrape()) == 1, timeout=5)
+            m0 = L.scrape()
+            for _ in range(5):
+                k2.execute("SELECT 'tlslit' || 1")
+            c2.close()
+            time.sleep(0.3)
+            a = L.scrape()
+            recs = value(a, "loupe_payload_records_total", service_name="postgres", direction="received") - value(
+                m0, "loupe_payload_records_total", service_name="postgres", direction="received")
+            t.ok(ssl_on and classified and enc_delta(a) == 1 and recs == 0,
+                 "an encrypted connection is recognised, counted and skipped",
+                 f"ssl in use {ssl_on}; postgresql_encrypted +{enc_delta(a)} (want 1); backend reads captured after "
+                 f"the classification {recs} (want 0)")
 
         text = L.scrape_text()
         leaks = [s for s in ("lit0zz", "needle0qq", "98765") if s in text]

@@ -6,7 +6,7 @@
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
-targets=(route http websocket)
+targets=(route http websocket pgwire sql)
 secs=${FUZZ_SMOKE_SECONDS:-5}
 build=${BUILD:-build}
 fuzzdir=$build/fuzz

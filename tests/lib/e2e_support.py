@@ -12,8 +12,10 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+import traceback
 
 from loupe_test import LOUPE, TOP, WORKLOAD, Tap, free_port, hist_le, select, value
 
@@ -70,9 +72,13 @@ def terminate_on_signals():
 
 
 def finish(t):
-    """t.done(), after reporting a failure if a signal cut the test short (its plan would look complete)."""
+    """t.done(), after reporting a failure if a signal or an exception cut the test short (its plan would look
+    complete, and t.done()'s exit would swallow the exception). Call it from a `finally`."""
+    exc = sys.exc_info()[1]
     if _terminated:
         t.ok(False, "test ran to the end", f"terminated by signal {_terminated[0]}; cleaned up")
+    elif exc is not None and not isinstance(exc, SystemExit):
+        t.ok(False, "test ran to the end", "".join(traceback.format_exception(exc))[-3000:])
     t.done()
 
 

@@ -76,7 +76,8 @@ static void test_same_shape(void **state)
 		  "insert into t (a, b) values ($1, $2)", NULL },
 		{ "SELECT ARRAY[1, 2, 3] && tags FROM m", "SELECT ARRAY[4] && tags FROM m",
 		  "SELECT ARRAY['a', 'b'] && tags FROM m", NULL },
-		{ "UPDATE m SET content = 'x', n = 1.5e10 WHERE id = 3", "UPDATE m SET content = E'y\\'z', n = 0 WHERE id = 99",
+		{ "UPDATE m SET content = 'x', n = 1.5e10 WHERE id = 3",
+		  "UPDATE m SET content = E'y\\'z', n = 0 WHERE id = 99",
 		  "UPDATE m SET content = $tag$x'y$tag$, n = -.5 WHERE id = 1", NULL },
 		{ "SELECT true AND x", "SELECT false AND x", NULL },
 	};
@@ -182,7 +183,8 @@ static void test_no_literal_canary(void **state)
 	/* What libpg_query alone leaves is gone. */
 	assert_string_equal(F("COPY t FROM '/home/canary/secret.csv'")->normalized, "COPY t FROM $1");
 	assert_false(fp.fallback);
-	assert_string_equal(F("ALTER TABLE t SET (fillfactor = 98)")->normalized, "ALTER TABLE t SET (fillfactor = $1)");
+	assert_string_equal(F("ALTER TABLE t SET (fillfactor = 98)")->normalized,
+			    "ALTER TABLE t SET (fillfactor = $1)");
 }
 
 /* Every cut of statements with constants: no character of a constant appears. Each statement comes with the
@@ -243,7 +245,8 @@ static void test_app_queries(void **state)
 		  "INSERT", "33d3b4fd1c65a79f", NULL },
 		{ { "SELECT id, content, tags, created_at FROM memories ORDER BY id LIMIT 20 OFFSET 0",
 		    "SELECT id, content, tags, created_at FROM memories ORDER BY id LIMIT 1000 OFFSET 40" },
-		  "SELECT", "c6e86a8bf8f64d71", "SELECT id, content, tags, created_at FROM memories ORDER BY id LIMIT $1 OFFSET $2" },
+		  "SELECT", "c6e86a8bf8f64d71",
+		  "SELECT id, content, tags, created_at FROM memories ORDER BY id LIMIT $1 OFFSET $2" },
 		{ { "SELECT id, content, tags, created_at FROM memories WHERE id = 1",
 		    "SELECT id, content, tags, created_at FROM memories WHERE id = 424242" },
 		  "SELECT", "f8e5c6969e88c330", NULL },
@@ -252,26 +255,29 @@ static void test_app_queries(void **state)
 		    "UPDATE memories SET content = COALESCE('other', content), tags = COALESCE(NULL, tags) WHERE "
 		    "id = 6 RETURNING id, content, tags, created_at" },
 		  "UPDATE", "304edee49297232b", NULL },
-		{ { "DELETE FROM memories WHERE id = 5", "DELETE FROM memories WHERE id = 77" }, "DELETE", "06184546b0ce4e67",
-		  "DELETE FROM memories WHERE id = $1" },
-		{ { "SELECT id, content, tags, created_at FROM memories WHERE content ILIKE '%cat%' ORDER BY id LIMIT 20",
+		{ { "DELETE FROM memories WHERE id = 5", "DELETE FROM memories WHERE id = 77" },
+		  "DELETE", "06184546b0ce4e67", "DELETE FROM memories WHERE id = $1" },
+		{ { "SELECT id, content, tags, created_at FROM memories WHERE content ILIKE '%cat%' "
+		    "ORDER BY id LIMIT 20",
 		    "SELECT id, content, tags, created_at FROM memories WHERE content ILIKE '%50\\%%' ORDER BY id "
 		    "LIMIT 3" },
 		  "SELECT", "d51fd3b6cf709aab", NULL },
 		{ { "INSERT INTO edges (src, dst, relation) VALUES (1, 2, 'knows') ON CONFLICT DO NOTHING",
 		    "INSERT INTO edges (src, dst, relation) VALUES (30, 40, 'likes') ON CONFLICT DO NOTHING" },
-		  "INSERT", "1ebf160f7caedcd7", "INSERT INTO edges(src, dst, relation) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING" },
-		{ { "SELECT 1 FROM memories WHERE id = 5", "SELECT 1 FROM memories WHERE id = 6" }, "SELECT", "0435315da3c5ba68",
-		  NULL },
+		  "INSERT", "1ebf160f7caedcd7",
+		  "INSERT INTO edges(src, dst, relation) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING" },
+		{ { "SELECT 1 FROM memories WHERE id = 5", "SELECT 1 FROM memories WHERE id = 6" },
+		  "SELECT", "0435315da3c5ba68", NULL },
 		{ { "\n            SELECT m.id, m.content, e.relation, 'out' AS direction\n              FROM edges e "
 		    "JOIN memories m ON m.id = e.dst WHERE e.src = 5\n            UNION ALL\n            SELECT m.id, "
 		    "m.content, e.relation, 'in' AS direction\n              FROM edges e JOIN memories m ON m.id = "
 		    "e.src WHERE e.dst = 5\n            ORDER BY 1, 3\n            ",
 		    "SELECT m.id, m.content, e.relation, 'out' AS direction FROM edges e JOIN memories m ON m.id = "
-		    "e.dst WHERE e.src = 9 UNION ALL SELECT m.id, m.content, e.relation, 'in' AS direction FROM edges e "
-		    "JOIN memories m ON m.id = e.src WHERE e.dst = 9 ORDER BY 1, 3" },
+		    "e.dst WHERE e.src = 9 UNION ALL SELECT m.id, m.content, e.relation, 'in' AS direction "
+		    "FROM edges e JOIN memories m ON m.id = e.src WHERE e.dst = 9 ORDER BY 1, 3" },
 		  "SELECT", "d789a0ce576643b5", NULL },
-		{ { "SELECT pg_advisory_xact_lock(4318)", "SELECT pg_advisory_xact_lock(1)" }, "SELECT", "3acf898503aab384", NULL },
+		{ { "SELECT pg_advisory_xact_lock(4318)", "SELECT pg_advisory_xact_lock(1)" },
+		  "SELECT", "3acf898503aab384", NULL },
 		{ { "SELECT pg_sleep(0.2)", "SELECT pg_sleep(0.5)" }, "SELECT", "07681e575f3d174e",
 		  "SELECT pg_sleep($1)" },
 	};
