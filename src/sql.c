@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pg_query.h>
+
+/* pg_query_exit() on a thread that never called libpg_query dereferences its missing memory context. */
+static __thread bool pg_query_used;
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -794,6 +797,7 @@ static bool fingerprint_pg(const char *text, size_t n, struct sql_fp *out, int *
 	}
 	memcpy(z, text, n);
 	z[n] = '\0';
+	pg_query_used = true;
 	PgQueryFingerprintResult f = pg_query_fingerprint(z);
 	if (!f.error) {
 		PgQueryNormalizeResult r = pg_query_normalize(z);
@@ -857,7 +861,9 @@ int sql_fingerprint(const char *text, size_t n, bool truncated, struct sql_fp *o
 
 void sql_thread_exit(void)
 {
-	pg_query_exit();
+	if (pg_query_used)
+		pg_query_exit();
+	pg_query_used = false;
 }
 
 /* ---- cache ---- */

@@ -17,7 +17,7 @@ import tempfile
 import time
 import traceback
 
-from loupe_test import LOUPE, TOP, WORKLOAD, Tap, free_port, hist_le, select, value
+from loupe_test import CRASH_SIGNALS, LOUPE, TOP, WORKLOAD, Loupe, Tap, free_port, hist_le, select, value
 
 PY = "/usr/bin/python3"  # Debian's python: the one that sees fastapi, uvicorn, psycopg2, websockets
 PG_BIN = os.environ.get("LOUPE_PG_BIN", "/usr/lib/postgresql/15/bin")
@@ -105,7 +105,9 @@ def stop_all(t, wl, *procs):
     """Stop what a test started (None entries are skipped), then the workload; report cleanup problems; finish."""
     for p in procs:
         if p:
-            p.stop()
+            code = p.stop()
+            if isinstance(p, Loupe) and code is not None and -code in CRASH_SIGNALS:
+                t.ok(False, "loupe exited without crashing", f"loupe died of signal {-code}")
     problems = wl.stop()
     if problems:
         t.note("cleanup: " + "; ".join(problems))

@@ -118,8 +118,11 @@ def hist_le(ns):
     return up, low
 
 
+CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL, signal.SIGFPE}
+
+
 class Loupe:
-    """A running `loupe run`. Use as a context manager."""
+    """A running `loupe run`. Use as a context manager (which raises when loupe crashed)."""
 
     def __init__(self, *args, port=None, log_level="info"):
         self.port = port or free_port()
@@ -191,7 +194,9 @@ class Loupe:
         return self.start()
 
     def __exit__(self, *exc):
-        self.stop()
+        code = self.stop()
+        if exc[0] is None and code is not None and -code in CRASH_SIGNALS:
+            raise RuntimeError(f"loupe crashed: signal {-code} (log: {self.log.name})")
 
 
 def wait_for(cond, timeout=10, interval=0.1):
