@@ -3,7 +3,7 @@
 #   scripts/bench.sh [--quick] [--out FILE] [--only PARTS] [--keep]
 #     --quick       fewer and shorter runs: a smoke test of the script, not figures to quote
 #     --out FILE    also write the results as JSON to FILE
-#     --only PARTS  run only some parts, e.g. --only a or --only bcd (default abcdef; c and d need b, e needs a)
+#     --only PARTS  run only some parts, e.g. --only a or --only bcd (default abcdefg; c and d need b, e needs a)
 #     --keep        keep the work directory (logs, raw records) instead of deleting it
 # Parts, all in one invocation:
 #   (a) added cost per syscall (getppid) over nothing attached, for: empty programs on sys_enter/sys_exit (the
@@ -20,12 +20,16 @@
 #       some 10k series (7 processes making ~50 distinct syscalls each, targeted as 7 services).
 #   (f) WebSocket message throughput of the same API (tests/workload/ws_client.py --throughput against /ws), loupe
 #       off vs on, alternating runs; for the on-runs the messages loupe counted against the client's.
+#   (g) pgbench TPS against the bench's PostgreSQL cluster (pgbench -i -s 10 once, then select-only and the default
+#       TPC-B-like script, -M prepared, 4 clients, 2 threads, over TCP), loupe off vs on, alternating runs; for the
+#       on-runs the statements and committed transactions loupe counted on the server side against pgbench's.
 # Env: BUILD (build), LOUPE_BENCH_PORT (19476), LOUPE_BENCH_CPU (CPU for the syscall timer; default the last),
 #      LOUPE_BENCH_ARGS (extra options for every loupe it starts, e.g. --no-bpf-stats),
 #      LOUPE_BENCH_TARGETS (own, the default: the loupe-on runs of (b) and (f) target the bench's own API and
-#      PostgreSQL by pid, as services api and postgres, so that other uvicorn or postgres processes on a shared
-#      host are not counted; or "default": loupe's default targets, which match every uvicorn and postgres),
-#      LOUPE_BENCH_SETTLE (11: seconds a loupe-on run of (b) and (f) waits after loupe is ready before the load
+#      PostgreSQL by pid, as services api and postgres, and those of (g) the cluster alone, so that other uvicorn
+#      or postgres processes on a shared host are not counted; or "default": loupe's default targets, which match
+#      every uvicorn and postgres),
+#      LOUPE_BENCH_SETTLE (11: seconds a loupe-on run of (b), (f) and (g) waits after loupe is ready before the load
 #      starts, so that the run falls after the 10 s start-up window of the sampled BPF statistics, as loupe runs
 #      in steady state; 0 = start at once, inside that window, i.e. with the statistics on throughout),
 #      and the workload's LOUPE_PG_PORT/LOUPE_PG_DIR/LOUPE_API_PORT/LOUPE_RUN_DIR, which default here to a
@@ -50,7 +54,7 @@ export LOUPE_API_PORT=${LOUPE_API_PORT:-18180}
 export LOUPE_RUN_DIR=${LOUPE_RUN_DIR:-/tmp/loupe-bench-run}
 export LOUPE_API_HOST=127.0.0.1 LOUPE_PG_HOST=127.0.0.1
 
-quick=0 out="" parts=abcdef keep=0
+quick=0 out="" parts=abcdefg keep=0
 while (($#)); do
 	case "$1" in
 	--quick) quick=1; shift ;;
@@ -61,7 +65,7 @@ while (($#)); do
 	*) echo "bench.sh: unknown argument '$1' (see scripts/bench.sh --help)" >&2; exit 2 ;;
 	esac
 done
-[[ $parts =~ ^[abcdef]+$ ]] || { echo "bench.sh: --only takes letters from abcdef (got '$parts')" >&2; exit 2; }
+[[ $parts =~ ^[abcdefg]+$ ]] || { echo "bench.sh: --only takes letters from abcdefg (got '$parts')" >&2; exit 2; }
 [[ $parts == *[cd]* && $parts != *b* ]] && parts+=b # (c) and (d) measure the loupe of (b)'s runs
 [[ $parts == *e* && $parts != *a* ]] && parts+=a    # (e) is part of (a)'s rounds
 want() { [[ $parts == *"$1"* ]]; }
@@ -71,16 +75,21 @@ if ((quick)); then
 	B_RUNS=2 B_DURATION=3
 	D_SCRAPES=50
 	F_RUNS=2 F_DURATION=3
+	G_RUNS=2 G_DURATION=3
 else
 	A_ROUNDS=16 SC_CALLS=50000 SC_REPS=10
 	B_RUNS=9 B_DURATION=10
 	D_SCRAPES=200
 	F_RUNS=9 F_DURATION=10
+	G_RUNS=7 G_DURATION=10
 fi
 B_CONNS=10 B_THREADS=2 B_WARMUP=3 D_MIX_SERVICES=7
 F_SESSIONS=8 F_SIZE=32 F_WARMUP=3
+G_SCALE=10 G_CLIENTS=4 G_THREADS=2 G_WARMUP=3
 SETTLE=${LOUPE_BENCH_SETTLE:-11}
 [[ $SETTLE =~ ^[0-9]+$ ]] || { echo "bench.sh: LOUPE_BENCH_SETTLE must be whole seconds (got '$SETTLE')" >&2; exit 2; }
+[[ ${LOUPE_BENCH_TARGETS:-own} =~ ^(own|default)$ ]] \
+	|| { echo "bench.sh: LOUPE_BENCH_TARGETS must be own or default (got '$LOUPE_BENCH_TARGETS')" >&2; exit 2; }
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -102,6 +111,14 @@ if want b || want f; then
 	done
 	want f && { "$PY" -c 'import websockets' 2>/dev/null || die "$PY cannot import websockets (apt-get install python3-websockets)"; }
 fi
+if want g; then
+	for f in pg-start.sh pg-stop.sh; do
+		[[ -e $WL/$f ]] || die "tests/workload/$f is missing: the bench's PostgreSQL cluster is needed for (g)"
+	done
+	# The cluster's own version (tests/workload/common.sh's LOUPE_PG_BIN), else whatever pgbench is on PATH.
+	PGBENCH=${LOUPE_PG_BIN:-/usr/lib/postgresql/15/bin}/pgbench
+	[[ -x $PGBENCH ]] || PGBENCH=$(command -v pgbench) || die "pgbench not found (apt-get install postgresql-15)"
+fi
 if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz"; then
 	die "something already listens on 127.0.0.1:$PORT (set LOUPE_BENCH_PORT)"
 fi
@@ -109,7 +126,7 @@ fi
 work=$(mktemp -d /tmp/loupe-bench.XXXXXX)
 records=$work/records.jsonl
 : >"$records"
-WL_TARGETS=() LOUPE_PID="" FLOOR_PID="" BG_WRK_PID="" MIX_PIDS=() STARTED_PG=0 STARTED_API=0 PG_DIR_NEW=0 RUN_DIR_NEW=0
+WL_TARGETS=() G_TARGETS=() PG_PID="" LOUPE_PID="" FLOOR_PID="" BG_WRK_PID="" MIX_PIDS=() STARTED_PG=0 STARTED_API=0 PG_DIR_NEW=0 RUN_DIR_NEW=0
 
 stop_pid() { # pid: SIGTERM, wait up to 10 s, then SIGKILL
 	local pid=$1 i
@@ -197,11 +214,13 @@ record "$(jq -nc --argjson quick "$quick" --argjson a_rounds "$A_ROUNDS" --argjs
 	--argjson b_conns "$B_CONNS" --argjson b_threads "$B_THREADS" --argjson d_scrapes "$D_SCRAPES" --arg parts "$parts" \
 	--argjson f_runs "$F_RUNS" --argjson f_duration "$F_DURATION" --argjson f_sessions "$F_SESSIONS" \
 	--argjson f_size "$F_SIZE" --argjson settle "$SETTLE" --arg loupe_args "${LOUPE_BENCH_ARGS:-}" \
-	--arg targets "${LOUPE_BENCH_TARGETS:-own}" \
+	--arg targets "${LOUPE_BENCH_TARGETS:-own}" --argjson g_runs "$G_RUNS" --argjson g_duration "$G_DURATION" \
+	--argjson g_scale "$G_SCALE" --argjson g_clients "$G_CLIENTS" --argjson g_threads "$G_THREADS" \
 	'{part:"params",quick:($quick==1),a_rounds:$a_rounds,sc_calls:$sc_calls,sc_reps:$sc_reps,b_runs:$b_runs,
 	  b_duration:$b_duration,b_conns:$b_conns,b_threads:$b_threads,d_scrapes:$d_scrapes,parts:$parts,
 	  f_runs:$f_runs,f_duration:$f_duration,f_sessions:$f_sessions,f_size:$f_size,settle_s:$settle,
-	  loupe_bench_args:$loupe_args,targets:$targets}')"
+	  loupe_bench_args:$loupe_args,targets:$targets,g_runs:$g_runs,g_duration:$g_duration,g_scale:$g_scale,
+	  g_clients:$g_clients,g_threads:$g_threads}')"
 log "$cpu_model, $(nproc) CPUs, $mem, Linux $(uname -r); work directory $work"
 [[ $(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo 0) == 0 ]] \
 	|| log "warning: kernel.bpf_stats_enabled is already 1 on this host: every condition of (a) pays for statistics"
@@ -317,13 +336,17 @@ wrk_run() { # duration outfile: the command line of tests/workload/load.sh --mix
 		-- mix "$SEED_IDS" >"$2" 2>&1
 }
 
-# A loupe-on run: start loupe (cond "stats": with --bpf-stats always), wait SETTLE s, then take the "before"
-# readings (loupe's CPU, its programs' run time, its payload counters); on_end takes the "after" readings.
-on_start() { # cond
-	if [[ $1 == stats ]]; then loupe_start "${WL_TARGETS[@]}" --bpf-stats always; else loupe_start "${WL_TARGETS[@]}"; fi
+# A loupe-on run: start loupe with the given targets (cond "stats": with --bpf-stats always), wait SETTLE s, then
+# take the "before" readings (loupe's CPU, its programs' run time, its payload counters of SERVICE); on_end takes
+# the "after" readings.
+on_start() { # cond service [loupe options...]
+	local cond=$1
+	ON_SVC=$2
+	shift 2
+	if [[ $cond == stats ]]; then loupe_start "$@" --bpf-stats always; else loupe_start "$@"; fi
 	((SETTLE == 0)) || sleep "$SETTLE"
 	scrape "$work/on-before.txt" || die "scrape failed before a loupe-on run"
-	ON_SNAP1=$("${LIB[@]}" snapshot "$work/on-before.txt" api)
+	ON_SNAP1=$("${LIB[@]}" snapshot "$work/on-before.txt" "$ON_SVC")
 	ON_P1=$("${LIB[@]}" proc "$LOUPE_PID")
 	ON_B1=$("${LIB[@]}" progstats "$LOUPE_PID")
 }
@@ -332,7 +355,7 @@ on_end() { # -> ON_P2 ON_B2 ON_LOUPE (payload counters and BPF run time over the
 	ON_B2=$("${LIB[@]}" progstats "$LOUPE_PID")
 	scrape "$work/on-after.txt" || die "scrape failed after a loupe-on run"
 	local d
-	d=$("${LIB[@]}" snapdiff "$ON_SNAP1" "$("${LIB[@]}" snapshot "$work/on-after.txt" api)")
+	d=$("${LIB[@]}" snapdiff "$ON_SNAP1" "$("${LIB[@]}" snapshot "$work/on-after.txt" "$ON_SVC")")
 	ON_LOUPE=$(jq -c --argjson ba "$ON_B1" --argjson bb "$ON_B2" \
 		'. + {bpf_run_time_ns:($bb.total.run_time_ns - $ba.total.run_time_ns),
 		      bpf_runs:($bb.total.run_cnt - $ba.total.run_cnt), bpf_progs:$bb.total.progs,
@@ -343,7 +366,7 @@ on_end() { # -> ON_P2 ON_B2 ON_LOUPE (payload counters and BPF run time over the
 
 b_run() { # cond(off|on|stats) run [keep]
 	local cond=$1 run=$2 outf="$work/wrk-$1-$2.txt" t1 t2 rc=0 res wall
-	[[ $cond == off ]] || on_start "$cond"
+	[[ $cond == off ]] || on_start "$cond" api "${WL_TARGETS[@]}"
 	# CPU the rest of the host used meanwhile (other people's work on a shared machine): host CPU minus the
 	# workload's process trees, loupe and wrk. It competes with the API, so it is recorded with every run.
 	local ours=("$(cat "$LOUPE_RUN_DIR/api.pid")" "$(head -n 1 "$LOUPE_PG_DIR/postmaster.pid")" ${LOUPE_PID:+"$LOUPE_PID"}) c1 c2
@@ -389,7 +412,7 @@ b_run() { # cond(off|on|stats) run [keep]
 # (f): one run of ws_client.py in throughput mode against /ws.
 f_run() { # cond(off|on) run
 	local cond=$1 run=$2 outf="$work/ws-$1-$2.json" t1 t2 rc=0 res wall
-	[[ $cond == off ]] || on_start "$cond"
+	[[ $cond == off ]] || on_start "$cond" api "${WL_TARGETS[@]}"
 	local ours=("$(cat "$LOUPE_RUN_DIR/api.pid")" "$(head -n 1 "$LOUPE_PG_DIR/postmaster.pid")" ${LOUPE_PID:+"$LOUPE_PID"}) c1 c2
 	c1=$("${LIB[@]}" cpu "${ours[@]}")
 	t1=$(date +%s.%N)
@@ -420,24 +443,33 @@ f_run() { # cond(off|on) run
 		[[ $cond == off ]] || jq -r '"; loupe counted \((.loupe.ws_messages.received.text // 0) + (.loupe.ws_messages.received.binary // 0)) received, \((.loupe.ws_messages.sent.text // 0) + (.loupe.ws_messages.sent.binary // 0)) sent, \(.loupe.payload_drops) drops"' <<<"$res")"
 }
 
+# The bench's PostgreSQL cluster, for (b), (f) and (g): started once, stopped on exit.
+pg_start() {
+	((STARTED_PG)) && return 0
+	[[ -e $LOUPE_PG_DIR ]] || PG_DIR_NEW=1
+	log "starting PostgreSQL (127.0.0.1:$LOUPE_PG_PORT, $LOUPE_PG_DIR)"
+	STARTED_PG=1
+	"$WL/pg-start.sh" >>"$work/workload.log" 2>&1 || { tail -n 5 "$work/workload.log" >&2; die "pg-start.sh failed"; }
+	PG_PID=$(head -n 1 "$LOUPE_PG_DIR/postmaster.pid")
+}
+
+# Loupe's targets for the loupe-on runs (LOUPE_BENCH_TARGETS): own = the given services by pid, default = none.
+targets_for() { # service=pid...
+	case ${LOUPE_BENCH_TARGETS:-own} in
+	own) local t; for t in "$@"; do printf -- '--target\n%s=pid:%s\n' "${t%%=*}" "${t#*=}"; done ;;
+	esac
+}
+
 # PostgreSQL and the API, for (b) and (f): started once, stopped on exit.
 workload_start() {
 	((STARTED_API)) && return 0
-	[[ -e $LOUPE_PG_DIR ]] || PG_DIR_NEW=1
+	pg_start
 	[[ -e $LOUPE_RUN_DIR ]] || RUN_DIR_NEW=1
-	log "starting PostgreSQL (127.0.0.1:$LOUPE_PG_PORT, $LOUPE_PG_DIR) and the API ($WRK_URL)"
-	STARTED_PG=1
-	"$WL/pg-start.sh" >>"$work/workload.log" 2>&1 || { tail -n 5 "$work/workload.log" >&2; die "pg-start.sh failed"; }
+	log "starting the API ($WRK_URL)"
 	STARTED_API=1
 	"$WL/api-start.sh" >>"$work/workload.log" 2>&1 || { tail -n 5 "$work/workload.log" >&2; die "api-start.sh failed"; }
 	SEED_IDS=$("$PY" "$WL/seed.py" --ids-only 2>>"$work/workload.log") || die "seed.py failed (see $work/workload.log)"
-	WL_TARGETS=()
-	case ${LOUPE_BENCH_TARGETS:-own} in
-	own) WL_TARGETS=(--target "api=pid:$(cat "$LOUPE_RUN_DIR/api.pid")"
-		--target "postgres=pid:$(head -n 1 "$LOUPE_PG_DIR/postmaster.pid")") ;;
-	default) ;;
-	*) die "LOUPE_BENCH_TARGETS must be own or default (got '$LOUPE_BENCH_TARGETS')" ;;
-	esac
+	mapfile -t WL_TARGETS < <(targets_for "api=$(cat "$LOUPE_RUN_DIR/api.pid")" "postgres=$PG_PID")
 }
 
 d_scrapes() { # kind label [curl options...]
@@ -537,6 +569,76 @@ if want f; then
 			f_run off "$run"
 		fi
 	done
+fi
+
+# ------------------------------------------------------------------------------------------------ (g)
+# pgbench over TCP against the bench's cluster, as user and database loupe (trust auth on 127.0.0.1).
+G_ENV=(PGHOST=127.0.0.1 "PGPORT=$LOUPE_PG_PORT" PGUSER=loupe PGDATABASE=loupe)
+pgbench_run() { # mode(select|tpcb) duration outfile
+	local script=()
+	[[ $1 == select ]] && script=(-S)
+	env "${G_ENV[@]}" "$PGBENCH" -n "${script[@]}" -M prepared -c "$G_CLIENTS" -j "$G_THREADS" -T "$2" >"$3" 2>&1
+}
+
+g_run() { # mode(select|tpcb) cond(off|on) run
+	local mode=$1 cond=$2 run=$3 outf="$work/pgbench-$1-$2-$3.txt" t1 t2 rc=0 res wall
+	[[ $cond == off ]] || on_start "$cond" postgres "${G_TARGETS[@]}"
+	local ours=("$PG_PID" ${LOUPE_PID:+"$LOUPE_PID"}) c1 c2
+	local TIMEFORMAT='%3U %3S'
+	c1=$("${LIB[@]}" cpu "${ours[@]}")
+	t1=$(date +%s.%N)
+	{ time pgbench_run "$mode" "$G_DURATION" "$outf"; } 2>"$work/pgbench-$mode-$cond-$run.time" || rc=$?
+	t2=$(date +%s.%N)
+	c2=$("${LIB[@]}" cpu "${ours[@]}")
+	wall=$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.3f", b - a }')
+	res=$("${LIB[@]}" pgbench "$outf")
+	jq -e 'has("tps")' <<<"$res" >/dev/null || { ((rc)) || rc=1; res=$(jq -c '. + {tps:0}' <<<"$res"); }
+	res=$(jq -c --arg mode "$mode" --arg cond "$cond" --argjson run "$run" --argjson rc "$rc" --argjson c1 "$c1" \
+		--argjson c2 "$c2" --argjson pgb_s "$(awk '{ print $1 + $2; exit }' "$work/pgbench-$mode-$cond-$run.time")" \
+		--argjson wall "$wall" \
+		'. + {part:"g",mode:$mode,cond:$cond,run:$run,failed:($rc != 0),wall_s:$wall,
+		      pgbench_cpu_pct:(100 * $pgb_s / $wall), workload_cpu_pct:(100 * ($c2.ours_s - $c1.ours_s) / $wall),
+		      foreign_cpu_pct:(100 * (($c2.host_s - $c1.host_s) - ($c2.ours_s - $c1.ours_s) - $pgb_s) / $wall)}' <<<"$res")
+	((rc == 0)) || log "warning: pgbench failed (status $rc) in $mode run $run ($cond): $(tail -n 2 "$outf" | tr '\n' ' ')"
+	if [[ $cond != off ]]; then
+		on_end
+		res=$(jq -c --argjson L "$ON_LOUPE" --argjson settle "$SETTLE" --argjson a "$ON_P1" --argjson b "$ON_P2" \
+			'. + {loupe:$L,settle_s:$settle,loupe_cpu_pct:(100 * ($b.run_ns - $a.run_ns) / 1e9 / .wall_s)}' <<<"$res")
+		loupe_stop
+	fi
+	record "$res"
+	# Statements of pgbench's script: all but its start-up queries (count(*) of pgbench_branches, pg_catalog).
+	log "(g) $(printf '%-11s' "$mode") run $run loupe $(printf '%-3s' "$cond") $(jq -r '"\(.tps | floor) tps (\(.transactions // "?") transactions); CPU % of one core: pgbench \(.pgbench_cpu_pct | floor), postgres \(.workload_cpu_pct | floor), others \(.foreign_cpu_pct | floor)"' <<<"$res")$(
+		[[ $cond == off ]] || jq -r '"; loupe counted \([.loupe.pg_statements_by_query | to_entries[] | select(.key | test("count\\(|pg_catalog"; "i") | not) | .value] | add // 0) statements, \(.loupe.pg_transactions.committed // 0) committed, \(.loupe.payload_records / .wall_s | floor) records/s, \(.loupe.payload_drops) drops"' <<<"$res")"
+}
+
+if want g; then
+	pg_start
+	mapfile -t G_TARGETS < <(targets_for "postgres=$PG_PID")
+	log "(g) pgbench -i -s $G_SCALE (127.0.0.1:$LOUPE_PG_PORT, user and database loupe)"
+	env "${G_ENV[@]}" "$PGBENCH" -i -q -s "$G_SCALE" >"$work/pgbench-init.txt" 2>&1 \
+		|| die "pgbench -i failed: $(tail -n 3 "$work/pgbench-init.txt")"
+	for mode in select tpcb; do
+		label=$([[ $mode == select ]] && echo "select-only (-S)" || echo "TPC-B-like (default script)")
+		log "(g) $label: warm-up ${G_WARMUP}s (not counted)"
+		pgbench_run "$mode" "$G_WARMUP" "$work/pgbench-$mode-warmup.txt" \
+			|| die "warm-up pgbench run failed: $(tail -n 3 "$work/pgbench-$mode-warmup.txt")"
+		log "(g) $label: $G_RUNS runs each of pgbench -M prepared -c $G_CLIENTS -j $G_THREADS -T $G_DURATION, loupe off and on alternating$(
+			((SETTLE)) && echo "; loupe-on runs start ${SETTLE}s after loupe is ready")"
+		for ((run = 1; run <= G_RUNS; run++)); do
+			# ABBA order, as in (b).
+			if ((run % 2)); then
+				g_run "$mode" off "$run"
+				g_run "$mode" on "$run"
+			else
+				g_run "$mode" on "$run"
+				g_run "$mode" off "$run"
+			fi
+		done
+	done
+	# A cluster this run did not create (it is purged otherwise) keeps no pgbench tables.
+	((PG_DIR_NEW)) || env "${G_ENV[@]}" "$PGBENCH" -i -I d >>"$work/pgbench-init.txt" 2>&1 \
+		|| log "warning: dropping the pgbench tables failed (see $work/pgbench-init.txt)"
 fi
 
 echo >&2

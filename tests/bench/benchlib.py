@@ -21,7 +21,8 @@
     benchlib.py proc PID                utime+stime (s), run time of its threads (ns, schedstat), VmRSS and
                                         VmHWM (KiB) of PID
     benchlib.py cpu PID...              CPU time (s) of the whole host (non-idle, from /proc/stat) and of PIDs with
-                                        their children and grandchildren (utime+stime)
+                                        their children and grandchildren (utime+stime, and cutime+cstime: the
+                                        children they reaped)
     benchlib.py report RECORDS [--out FILE]
                                         results table on stdout (and JSON in FILE) from bench.sh's records
 
@@ -186,7 +187,8 @@ def snapshot(path, service):
            "payload_records": 0.0, "payload_records_service": 0.0, "payload_bytes": 0.0, "payload_drops": 0.0,
            "payload_drops_by_reason": {}, "payload_records_lost": 0.0, "bpf_stats_enabled_s": 0.0,
            "pg_statements": 0.0, "pg_statements_by_operation": {}, "pg_statements_by_query": {},
-           "pg_transactions": {}, "pg_errors": 0.0, "pg_parser_anomalies": 0.0, "pg_queries_unanswered": 0.0}
+           "pg_transactions": {}, "pg_errors": 0.0, "pg_parser_anomalies": 0.0, "pg_parser_anomalies_by_kind": {},
+           "pg_queries_unanswered": 0.0}
     samples = list(series(path))
     # Normalised text of each fingerprint of SERVICE (loupe_postgres_statement_info), to key statements by.
     texts = {lb.get("fingerprint"): lb.get("query", "") for name, lb, _ in samples
@@ -206,6 +208,8 @@ def snapshot(path, service):
                 out["pg_errors"] += v
             elif name == "loupe_postgres_parser_anomalies_total":
                 out["pg_parser_anomalies"] += v
+                k = lb.get("kind", "?")
+                out["pg_parser_anomalies_by_kind"][k] = out["pg_parser_anomalies_by_kind"].get(k, 0.0) + v
             elif name == "loupe_postgres_queries_unanswered_total":
                 out["pg_queries_unanswered"] += v
             continue
@@ -283,7 +287,9 @@ def cpu(pids):
             except OSError:
                 continue
             fields = st[st.rindex(")") + 2:].split()
-            stats[int(d)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tck)
+            # utime+stime, plus cutime+cstime: the children it reaped (pgbench's backends come and go within a
+            # run; their CPU then shows in the postmaster's cutime/cstime, not in any live process).
+            stats[int(d)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / tck)
     tree = set(p for p in pids if p in stats)
     for _ in range(2):  # children and grandchildren (postgres backends, uvicorn workers)
         tree |= {p for p, (ppid, _) in stats.items() if ppid in tree}
@@ -763,6 +769,8 @@ def report(records_path, out_path=None):
                     "expected_committed": tx * commits_per_tx if tx is not None else None,
                     "loupe_committed": txn.get("committed", 0), "loupe_rolled_back": txn.get("rolled_back", 0),
                     "loupe_errors": L.get("pg_errors", 0), "loupe_parser_anomalies": L.get("pg_parser_anomalies", 0),
+                    "loupe_parser_anomalies_by_kind": {k: v for k, v in
+                                                       L.get("pg_parser_anomalies_by_kind", {}).items() if v},
                     "loupe_queries_unanswered": L.get("pg_queries_unanswered", 0),
                     "payload_records_per_s": L["payload_records"] / wall if wall else None,
                     "payload_drops": L["payload_drops"],
@@ -797,19 +805,23 @@ def report(records_path, out_path=None):
                          f"{verdict(goals[gname][1])}); per pair: {', '.join(f'{x:.3f}' for x in pair_ratios)}"
                          f" (median {fmt(g['median_pair_ratio'], '.3f')}){extra}")
             if counted:
-                rows.append(f"        loupe-on runs: statements loupe counted (service postgres, pgbench's script) "
-                             f"vs pgbench's transactions x {per_tx}; committed transactions vs {commits_per_tx} "
-                             "per transaction:")
+                rows.append(f"        loupe-on runs: statements loupe counted (service postgres, pgbench's script, "
+                             f"apart from its start-up queries) / pgbench's transactions x {per_tx}; committed "
+                             "transactions loupe counted / "
+                             + ("pgbench's transactions (one each):" if commits_per_tx
+                                else "none expected (no explicit transaction block):"))
                 for k in counted:
                     dr = ", ".join(f"{a} {v:.0f}" for a, v in k["payload_drops_by_reason"].items())
-                    odd = ", ".join(f"{n} {k[f'loupe_{n}']:.0f}" for n in ("rolled_back", "errors", "parser_anomalies",
-                                                                             "queries_unanswered")
-                                    if k[f"loupe_{n}"])
+                    odd = ", ".join(f"{n.replace('_', ' ')} {k[f'loupe_{n}']:.0f}"
+                                    for n in ("rolled_back", "errors", "queries_unanswered") if k[f"loupe_{n}"])
+                    an = (", ".join(f"{a} {v:.0f}" for a, v in k["loupe_parser_anomalies_by_kind"].items())
+                          or (f"{k['loupe_parser_anomalies']:.0f}" if k["loupe_parser_anomalies"] else ""))
                     rows.append(f"            run {k['run']}: statements {k['loupe_statements']:.0f} / "
                                  f"{fmt(k['expected_statements'], '.0f')} ({fmt(k['statements_diff'], '+.0f')}; "
                                  f"+{k['loupe_statements_startup']:.0f} start-up), committed "
                                  f"{k['loupe_committed']:.0f} / {fmt(k['expected_committed'], '.0f')}"
-                                 f"{'; ' + odd if odd else ''}; {fmt(k['payload_records_per_s'], '.0f')} records/s, "
+                                 f"{'; ' + odd if odd else ''}; parser anomalies {an or 'none'}; "
+                                 f"{fmt(k['payload_records_per_s'], '.0f')} records/s, "
                                  f"{k['payload_drops']:.0f} drops{' (' + dr + ')' if dr else ''}, "
                                  f"{k['payload_records_lost']:.0f} resyncs; loupe daemon CPU "
                                  f"{fmt(k['loupe_cpu_pct'], '.1f')} % of one core")
