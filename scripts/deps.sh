@@ -10,7 +10,7 @@ build_pkgs=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-
 # FastAPI/uvicorn/websockets reference API and wrk for end-to-end tests; Prometheus (and promtool) to scrape loupe;
 # util-linux for setpriv/unshare; strace (ground truth of a BPF test); jq for the benchmark.
 test_pkgs=(libcmocka-dev libclang-rt-14-dev postgresql python3 python3-fastapi python3-uvicorn python3-websockets
-	python3-psycopg2 python3-prometheus-client wrk prometheus util-linux procps iproute2 valgrind jq strace)
+	python3-psycopg2 python3-prometheus-client wrk prometheus util-linux procps iproute2 valgrind jq strace openssl)
 
 case "$what" in
 build) pkgs=("${build_pkgs[@]}") ;;
