@@ -60,7 +60,7 @@ int cmd_check(int argc, char **argv)
 		{"tcp", "TCP lifecycle (inet_sock_set_state, tcp_retransmit_skb, tcp_send/receive_reset)",
 		 tp && kf.r[KF_BTF].ok && kf.r[KF_RINGBUF].ok,
 		 !tp ? "needs tp_btf or raw_tp" : !kf.r[KF_BTF].ok ? "needs BTF (CO-RE)" : "needs ring buffers"},
-		{"payload", "HTTP and WebSocket from socket read/write payloads (in the syscalls programs)",
+		{"payload", "HTTP, WebSocket and PostgreSQL from socket read/write payloads (in the syscalls programs)",
 		 tp && kf.r[KF_BTF].ok && kf.r[KF_RINGBUF].ok,
 		 !tp ? "needs tp_btf or raw_tp" : !kf.r[KF_BTF].ok ? "needs BTF (CO-RE)" : "needs ring buffers"},
 		{"pg_usdt", "PostgreSQL lock waits, deadlocks, checkpoints, aborts (USDT probes of the postgres binary)",
