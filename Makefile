@@ -40,6 +40,17 @@ OBJS       := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
 LIB_OBJS   := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 GEN_HDRS   := $(BUILD)/syscall_names.h $(BUILD)/version.h
 
+# Protocol buffers (proto/*.proto: the pprof schema): protoc-c generates C into $(BUILD)/proto at build time,
+# compiled like a module; nothing generated is committed.
+PROTOC_C   ?= protoc-c
+PROTOS     := $(wildcard proto/*.proto)
+PROTO_OBJS := $(patsubst proto/%.proto,$(BUILD)/obj/%.pb-c.o,$(PROTOS))
+OBJS       += $(PROTO_OBJS)
+LIB_OBJS   += $(PROTO_OBJS)
+GEN_HDRS   += $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.h,$(PROTOS))
+INCLUDES   += -I$(BUILD)/proto
+LDLIBS     += -lprotobuf-c
+
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 HELPER_SRCS := $(wildcard tests/helpers/*.c)
@@ -75,6 +86,18 @@ FORCE:
 $(BUILD)/syscall_names.h: scripts/gen-syscall-names.sh | $(BUILD)
 	$(call msg,GEN,$@)
 	$(Q)scripts/gen-syscall-names.sh > $@
+
+# One protoc-c run writes both files (a pattern rule with two targets is one grouped recipe).
+$(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto | $(BUILD)/proto
+	$(call msg,PROTOC,$@)
+	$(Q)$(PROTOC_C) --proto_path=proto --c_out=$(BUILD)/proto $<
+
+$(BUILD)/obj/%.pb-c.o: $(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h | $(BUILD)/obj
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(INCLUDES) -c -o $@ $<
+
+$(BUILD)/proto:
+	$(Q)mkdir -p $@
 
 # Unit tests: cmocka, linked against every module but main.o.
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS) | $(BUILD)/tests
