@@ -65,6 +65,9 @@ int cmd_check(int argc, char **argv)
 		 !tp ? "needs tp_btf or raw_tp" : !kf.r[KF_BTF].ok ? "needs BTF (CO-RE)" : "needs ring buffers"},
 		{"pg_usdt", "PostgreSQL lock waits, deadlocks, checkpoints, aborts (USDT probes of the postgres binary)",
 		 kf.r[KF_UPROBE].ok && pg_ok, !kf.r[KF_UPROBE].ok ? "needs uprobes" : pg_detail, "uprobe"},
+		{"profiler", "CPU samples (perf_event cpu-clock) and, with --offcpu, blocked time (sched_switch)",
+		 kf.r[KF_PERF_EVENT].ok && kf.r[KF_RINGBUF].ok,
+		 !kf.r[KF_PERF_EVENT].ok ? "needs perf_event programs" : "needs ring buffers", "perf_event"},
 	};
 	bool can_run = feats[0].ok; /* the same conditions `loupe run` requires at start */
 	if (json) {
@@ -89,7 +92,7 @@ int cmd_check(int argc, char **argv)
 		       kf.r[k].ok ? "" : kf.r[k].detail);
 	printf("\nLoupe features:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(feats); i++)
-		printf("  %-10s %-8s %s%s%s\n", feats[i].feature, !feats[i].ok ? "off" : feats[i].hook ? feats[i].hook : tp, feats[i].what,
+		printf("  %-10s %-10s %s%s%s\n", feats[i].feature, !feats[i].ok ? "off" : feats[i].hook ? feats[i].hook : tp, feats[i].what,
 		       feats[i].ok ? "" : ": ", feats[i].ok ? "" : feats[i].why);
 	printf("\n%s\n", can_run ? "loupe can run on this kernel." : "loupe cannot run on this kernel.");
 	return can_run ? 0 : 1;

@@ -14,6 +14,7 @@ const struct collector *const collectors[] = {
 	&tcp_collector,
 	&payload_collector, /* after syscalls, whose object carries the capture */
 	&pgusdt_collector, /* after targets: finds postgres binaries among running targets */
+	&profiler_collector,
 };
 const int ncollectors = ARRAY_SIZE(collectors);
 

@@ -55,6 +55,8 @@ static const char run_usage[] =
 	"                             postgres binary has them\n"
 	"      --fingerprint-budget N SQL fingerprints per service before statements collapse into _other (default\n"
 	"                             50; the first ones seen are kept)\n"
+	"      --profile-hz N         CPU samples per second on every CPU, of target threads (default 19; 0: off)\n"
+	"      --offcpu               also measure the time target threads spend blocked (sched_switch)\n"
 	"      --series-budget N      series allowed per metric before label sets collapse into _other (default 2000)\n"
 	"      --log-level LEVEL      debug, info, warn or error (default info); logs are JSON lines on stderr\n"
 	"  -h, --help                 show this help\n"
@@ -81,7 +83,8 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
 		{"tracepoints", required_argument, NULL, 'T'}, {"no-bpf-stats", no_argument, NULL, 'S'},
 		{"bpf-stats", required_argument, NULL, 'P'}, {"capture-bytes", required_argument, NULL, 'C'},
 		{"route-budget", required_argument, NULL, 'R'}, {"fingerprint-budget", required_argument, NULL, 'F'},
-		{"pg-usdt-query", no_argument, NULL, 'Q'},
+		{"pg-usdt-query", no_argument, NULL, 'Q'}, {"profile-hz", required_argument, NULL, 'H'},
+		{"offcpu", no_argument, NULL, 'O'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -140,6 +143,17 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
 			break;
 		case 'S': opt->bpf_stats = BPF_STATS_OFF; break;
 		case 'Q': opt->pg_usdt_query = true; break;
+		case 'O': opt->offcpu = true; break;
+		case 'H': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (!*optarg || *end || n < 0 || n > 1000) {
+				usage_error("run", "bad --profile-hz '%s': expected 0..1000", optarg);
+				return 2;
+			}
+			opt->profile_hz = (unsigned)n;
+			break;
+		}
 		case 'P':
 			if (!strcmp(optarg, "sampled"))
 				opt->bpf_stats = BPF_STATS_SAMPLED;
@@ -389,7 +403,8 @@ int cmd_run(int argc, char **argv)
 				    .series_budget = 2000,
 				    .capture_bytes = PAYLOAD_DEFAULT_CAPTURE,
 				    .route_budget = 100,
-				    .fingerprint_budget = 50};
+				    .fingerprint_budget = 50,
+				    .profile_hz = 19};
 	struct loupe L = {.opt = &opt, .target_svc_fd = -1, .bpf_stats_fd = -1};
 	struct httpd *httpd = NULL;
 	int listen_fd = -1, sig_fd = -1, ep_fd = -1, err = 0;

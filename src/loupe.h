@@ -64,6 +64,8 @@ struct loupe_options {
 	unsigned route_budget;	 /* HTTP route templates per service before "_other" */
 	unsigned fingerprint_budget; /* SQL fingerprints per service before "_other" */
 	bool pg_usdt_query;	 /* per-query PostgreSQL USDT probes (a trap per query: off by default) */
+	unsigned profile_hz;	 /* continuous CPU sampling frequency (0: off) */
+	bool offcpu;		 /* off-CPU time of target threads (sched_switch) */
 };
 
 struct loupe {
@@ -110,6 +112,7 @@ extern const struct collector syscalls_collector;
 extern const struct collector tcp_collector;
 extern const struct collector payload_collector;
 extern const struct collector pgusdt_collector;
+extern const struct collector profiler_collector;
 bool pgusdt__check(char *detail, size_t len); /* loupe check: an installed or running postgres has USDT probes */
 extern const struct collector *const collectors[];
 extern const int ncollectors;

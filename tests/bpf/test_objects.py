@@ -18,6 +18,7 @@ from bpf_support import (BLOCKER, CORE_PROG_NAMES, LOUPE_PROG_NAMES, Blocker, Wo
 TRACEPOINTS = {"sched_process_fork", "sched_process_exec", "sched_process_exit", "sys_enter", "sys_exit",
                "inet_sock_set_state", "tcp_retransmit_skb", "tcp_send_reset", "tcp_receive_reset"}
 FEATURES = ("targets", "syscalls", "tcp", "payload")
+PERF_EVENT_PROGS = {"prof_sample"}
 
 
 def test_check(t):
@@ -74,9 +75,15 @@ def test_flavour(t, w, tag, flavour, kernel):
             t.ok(names == LOUPE_PROG_NAMES[want],
                  f"{label}: loupe holds exactly the {want} programs {sorted(LOUPE_PROG_NAMES[want])}", sorted(names))
             lk = [ll[i] for i in links if i in ll]
-            tps = {l.get("tp_name") for l in lk}
-            t.ok(len(lk) == len(names) and tps == TRACEPOINTS and all(l.get("prog_id") in progs for l in lk),
-                 f"{label}: one link per program, to the tracepoints {sorted(TRACEPOINTS)}", lk)
+            perf = [l for l in lk if l.get("type") == "perf_event"]  # the profiler's cpu-clock events
+            tpl = [l for l in lk if l.get("type") != "perf_event"]
+            tps = {l.get("tp_name") for l in tpl}
+            t.ok(len(tpl) == len(names - PERF_EVENT_PROGS) and tps == TRACEPOINTS and
+                 all(l.get("prog_id") in progs for l in lk),
+                 f"{label}: one link per tracepoint program, to the tracepoints {sorted(TRACEPOINTS)}", tpl)
+            t.ok(len(perf) == len(os.sched_getaffinity(0)) and
+                 {lp.get(l.get("prog_id"), {}).get("name") for l in perf} == PERF_EVENT_PROGS,
+                 f"{label}: the CPU profiler is attached to one perf event per CPU", perf)
 
             # Make every hook fire for a target: fork (child), exec (the blocker itself), exit, syscalls.
             p = Blocker(w.link(comm), "--fork", "--count", 1)

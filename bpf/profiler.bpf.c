@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: GPL-2.0
+/* CPU and off-CPU profiling of target threads.
+ *  - prof_sample: perf_event cpu-clock on every CPU (userspace opens one event per CPU at --profile-hz); a sample
+ *    of a target thread (or of any thread with profile_all) sends its kernel and user stacks to prof_events.
+ *  - offcpu_switch_*: sched_switch, which runs in the task being switched out. A target thread leaving the CPU
+ *    while not runnable (it blocked) keeps its switch-out time and the ids of its stacks (prof_stacks, taken
+ *    there, since user stacks can only be walked in the task itself) in task storage; when it is switched in
+ *    again after at least offcpu_min_ns, one record carries the time blocked and the stack ids. Untargeted
+ *    switches cost two array lookups. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "bits.bpf.h"
+#include "targets.bpf.h"
+#include "profiler.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+const volatile bool profile_all = false;
+const volatile __u64 offcpu_min_ns = 1000000;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 2 * 1024 * 1024);
+} prof_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct offcpu_start);
+} offcpu_start SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__uint(value_size, PROF_STACK_MAX * sizeof(__u64));
+} prof_stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PROF_DROP_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} prof_drops SEC(".maps");
+
+static __always_inline struct prof_rec *rec_new(__u32 type, __u32 svc, __u64 pid_tgid)
+{
+	struct prof_rec *r = bpf_ringbuf_reserve(&prof_events, sizeof(*r), 0);
+	if (!r) {
+		count_drop(&prof_drops, PROF_DROP_RINGBUF);
+		return NULL;
+	}
+	r->type = type;
+	r->service = svc;
+	r->tgid = pid_tgid >> 32;
+	r->tid = (__u32)pid_tgid;
+	r->ts_ns = bpf_ktime_get_ns();
+	r->value_ns = 0;
+	bpf_get_current_comm(r->comm, sizeof(r->comm));
+	return r;
+}
+
+SEC("perf_event")
+int prof_sample(struct bpf_perf_event_data *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 svc = target_service(id >> 32);
+	if ((!svc && !profile_all) || !(id >> 32))
+		return 0; /* not a target, or the idle task */
+	struct prof_rec *r = rec_new(REC_PROF_SAMPLE, svc, id);
+	if (!r)
+		return 0;
+	r->kstack_bytes = bpf_get_stack(ctx, r->kstack, sizeof(r->kstack), 0);
+	r->ustack_bytes = bpf_get_stack(ctx, r->ustack, sizeof(r->ustack), BPF_F_USER_STACK);
+	r->ustack_id = r->kstack_id = -1;
+	bpf_ringbuf_submit(r, 0);
+	return 0;
+}
+
+static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct task_struct *next)
+{
+	__u32 prev_tgid = BPF_CORE_READ(prev, tgid), next_tgid = BPF_CORE_READ(next, tgid);
+	/* prev (the current task) blocked, rather than being preempted while runnable: remember when and where */
+	if (target_service(prev_tgid) && BPF_CORE_READ(prev, __state) != 0) {
+		struct offcpu_start *st =
+			bpf_task_storage_get(&offcpu_start, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (st) {
+			st->ts_ns = bpf_ktime_get_ns();
+			st->kstack_id = bpf_get_stackid(ctx, &prof_stacks, 0);
+			st->ustack_id = bpf_get_stackid(ctx, &prof_stacks, BPF_F_USER_STACK);
+		} else {
+			count_drop(&prof_drops, PROF_DROP_STORAGE);
+		}
+	}
+	__u32 svc = target_service(next_tgid);
+	if (!svc)
+		return 0;
+	struct offcpu_start *st = bpf_task_storage_get(&offcpu_start, next, 0, 0);
+	if (!st || !st->ts_ns)
+		return 0;
+	__u64 now = bpf_ktime_get_ns(), delta = now - st->ts_ns;
+	st->ts_ns = 0;
+	if (delta < offcpu_min_ns)
+		return 0;
+	struct prof_rec *r = bpf_ringbuf_reserve(&prof_events, sizeof(*r), 0);
+	if (!r) {
+		count_drop(&prof_drops, PROF_DROP_RINGBUF);
+		return 0;
+	}
+	r->type = REC_PROF_OFFCPU;
+	r->service = svc;
+	r->tgid = next_tgid;
+	r->tid = BPF_CORE_READ(next, pid);
+	r->ts_ns = now;
+	r->value_ns = delta;
+	r->ustack_bytes = r->kstack_bytes = 0;
+	r->ustack_id = st->ustack_id;
+	r->kstack_id = st->kstack_id;
+	BPF_CORE_READ_STR_INTO(&r->comm, next, comm);
+	bpf_ringbuf_submit(r, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(offcpu_switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	return on_switch(ctx, prev, next);
+}
+SEC("raw_tp/sched_switch")
+int BPF_PROG(offcpu_switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	return on_switch(ctx, prev, next);
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/python3
+"""Profiler sampling against ground truth (groundwork of the profiling issue): a target thread that spins for a
+known time gets cpu-clock samples at the chosen rate, a target thread that sleeps a known time is counted off CPU
+for that time, and an untargeted spinner is not sampled.
+
+    spinner: busy loop for SPIN_S seconds -> loupe_profile_samples_total = SPIN_S x HZ (within 15%: the perf
+             event's frequency mode adjusts its period as it goes)
+    sleeper: N sleeps of SLEEP_MS -> loupe_offcpu_seconds_total = N x SLEEP_MS (within 10%, and at least it)
+"""
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from loupe_test import Loupe, Tap, is_root, value, wait_for  # noqa: E402
+from bpf_support import new_tag  # noqa: E402
+
+PY = "/usr/bin/python3"
+HZ, SPIN_S, N, SLEEP_MS = 49, 3.0, 10, 100
+SPIN = "import sys, time\nsys.stdin.readline()\nt = time.time()\nwhile time.time() - t < %f: pass\n"
+SLEEP = "import sys, time\nsys.stdin.readline()\nfor _ in range(%d): time.sleep(%f)\n"
+
+
+def spawn(code, tag):
+    return subprocess.Popen([PY, "-c", code, tag], stdin=subprocess.PIPE, text=True)
+
+
+def main():
+    t = Tap()
+    if not is_root():
+        for n in ("samples of a spinning target", "no samples of an untargeted spinner", "off-CPU time of a sleeper"):
+            t.skip(n, "needs root to load BPF programs and open perf events")
+        t.done()
+    tag = new_tag()
+    spin, sleep_, other = f"spin-{tag}", f"sleep-{tag}", f"other-{tag}"
+    procs = [spawn(SPIN % SPIN_S, spin), spawn(SLEEP % (N, SLEEP_MS / 1000), sleep_), spawn(SPIN % SPIN_S, other)]
+    try:
+        with Loupe("--target", f"spin=cmdline:^{PY} -c .* {spin}$", "--target",
+                   f"sleep=cmdline:^{PY} -c .* {sleep_}$", "--profile-hz", str(HZ), "--offcpu") as L:
+            ok = wait_for(lambda: value(L.scrape(), "loupe_targets", service_name="spin") == 1 and
+                          value(L.scrape(), "loupe_targets", service_name="sleep") == 1, timeout=10)
+            t.ok(ok, "spinner and sleeper are targets")
+            for p in procs:
+                p.stdin.write("go\n")
+                p.stdin.flush()
+            for p in procs:
+                p.wait(timeout=30)
+            time.sleep(0.3)
+            m = L.scrape()
+            got = value(m, "loupe_profile_samples_total", service_name="spin")
+            want = SPIN_S * HZ
+            t.ok(abs(got - want) <= 0.15 * want, "samples of a spinning target",
+                 f"{got:.0f} samples for {SPIN_S} s at {HZ} Hz, want {want:.0f} +-15%")
+            total = sum(value(m, "loupe_profile_samples_total", service_name=s) for s in ("spin", "sleep"))
+            t.ok(total - got <= 2, "no samples of an untargeted spinner",
+                 f"samples of other services: {total - got:.0f} (the sleeper may be caught once or twice)")
+            off = value(m, "loupe_offcpu_seconds_total", service_name="sleep")
+            want_off = N * SLEEP_MS / 1000
+            t.ok(want_off <= off <= 1.1 * want_off, "off-CPU time of a sleeper",
+                 f"{off:.3f} s for {N} x {SLEEP_MS} ms, want {want_off} .. {1.1 * want_off:.2f}")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    t.done()
+
+
+if __name__ == "__main__":
+    main()
