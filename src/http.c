@@ -568,6 +568,34 @@ static bool parse_chunk_size(const char *l, size_t n, uint64_t *out)
 	return true;
 }
 
+/* ST_CHUNK_SIZE, ST_CHUNK_END (RFC 9112 section 7.1): gather the chunk-size line, or the empty line after a chunk's
+ * data, in either direction. Returns the bytes used. */
+static size_t chunk_line(struct feed *f, struct http_side *s, char *line, size_t max, const uint8_t *p, size_t n,
+			 enum http_anomaly desync)
+{
+	bool done;
+	size_t used = line_take(s, line, max, p, n, &done);
+	if (!done)
+		return used;
+	size_t ln = line_strip(s, line);
+	if (s->state == ST_CHUNK_END) {
+		if (ln || s->overflow) {
+			anomaly(f, desync);
+			lost(s);
+			return used;
+		}
+		s->state = ST_CHUNK_SIZE;
+	} else if (!parse_chunk_size(line, ln, &s->remaining)) {
+		anomaly(f, desync);
+		lost(s);
+		return used;
+	} else {
+		s->state = s->remaining ? ST_CHUNK_DATA : ST_TRAILERS;
+	}
+	line_reset(s);
+	return used;
+}
+
 /* ---- request side ---- */
 
 static void request_done(struct feed *f)
@@ -680,26 +708,7 @@ static size_t request_step(struct feed *f, const uint8_t *p, size_t n)
 
 	case ST_CHUNK_SIZE:
 	case ST_CHUNK_END:
-		used = line_take(s, c->rq_line, sizeof(c->rq_line), p, n, &done);
-		if (!done)
-			return used;
-		ln = line_strip(s, c->rq_line);
-		if (s->state == ST_CHUNK_END) {
-			if (ln || s->overflow) {
-				anomaly(f, HTTP_AN_REQ_DESYNC);
-				lost(s);
-				return used;
-			}
-			s->state = ST_CHUNK_SIZE;
-		} else if (!parse_chunk_size(c->rq_line, ln, &s->remaining)) {
-			anomaly(f, HTTP_AN_REQ_DESYNC);
-			lost(s);
-			return used;
-		} else {
-			s->state = s->remaining ? ST_CHUNK_DATA : ST_TRAILERS;
-		}
-		line_reset(s);
-		return used;
+		return chunk_line(f, s, c->rq_line, sizeof(c->rq_line), p, n, HTTP_AN_REQ_DESYNC);
 
 	case ST_BODY:
 	case ST_CHUNK_DATA:
@@ -1028,26 +1037,8 @@ static size_t response_step(struct feed *f, const uint8_t *p, size_t n)
 
 	case ST_CHUNK_SIZE:
 	case ST_CHUNK_END:
-		used = line_take(s, c->rs_line, sizeof(c->rs_line), p, n, &done);
+		used = chunk_line(f, s, c->rs_line, sizeof(c->rs_line), p, n, HTTP_AN_RESP_DESYNC);
 		f->pos += used;
-		if (!done)
-			return used;
-		ln = line_strip(s, c->rs_line);
-		if (s->state == ST_CHUNK_END) {
-			if (ln || s->overflow) {
-				anomaly(f, HTTP_AN_RESP_DESYNC);
-				lost(s);
-				return used;
-			}
-			s->state = ST_CHUNK_SIZE;
-		} else if (!parse_chunk_size(c->rs_line, ln, &s->remaining)) {
-			anomaly(f, HTTP_AN_RESP_DESYNC);
-			lost(s);
-			return used;
-		} else {
-			s->state = s->remaining ? ST_CHUNK_DATA : ST_TRAILERS;
-		}
-		line_reset(s);
 		return used;
 
 	case ST_BODY:
