@@ -138,11 +138,76 @@ static enum MHD_Result serve_metrics(struct httpd *h, struct MHD_Connection *c)
 		     body.p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT, NULL);
 }
 
+/* "90", "90s", "5m": seconds into *out; false when not a duration of 1 s .. 10 min (the continuous profile kept). */
+static bool parse_window(const char *v, unsigned *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long n = strtoul(v, &end, 10);
+	if (end == v || errno || v[0] == '-')
+		return false;
+	if (*end == 'm')
+		n *= 60, end++;
+	else if (*end == 's')
+		end++;
+	if (*end || n < 1 || n > 600)
+		return false;
+	*out = (unsigned)n;
+	return true;
+}
+
+/* /debug/pprof/profile, /debug/pprof/offcpu (pprof, or ?format=folded) and /flamegraph.svg?kind=cpu|offcpu:
+ * the continuous profile of the last ?window= (default 1m), optionally of one ?service=. */
+static enum MHD_Result serve_profile(struct httpd *h, struct MHD_Connection *c, const char *url)
+{
+	struct profile_request q = {.kind = 0, .format = PROFILE_FORMAT_PPROF, .window_s = 60};
+	char err[200];
+	const char *v;
+	if (!strcmp(url, "/debug/pprof/offcpu"))
+		q.kind = 1;
+	if (!strcmp(url, "/flamegraph.svg")) {
+		q.format = PROFILE_FORMAT_SVG;
+		if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "kind"))) {
+			if (strcmp(v, "cpu") && strcmp(v, "offcpu"))
+				return reply_text(c, 400, "bad kind: expected cpu or offcpu\n");
+			q.kind = !strcmp(v, "offcpu");
+		}
+	} else if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format"))) {
+		if (strcmp(v, "pprof") && strcmp(v, "folded"))
+			return reply_text(c, 400, "bad format: expected pprof or folded\n");
+		q.format = strcmp(v, "folded") ? PROFILE_FORMAT_PPROF : PROFILE_FORMAT_FOLDED;
+	}
+	if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "seconds"))
+		return reply_text(c, 501, "on-demand sessions (?seconds=) are not implemented yet: use ?window= for "
+					  "the continuous profile of the last minutes\n");
+	if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "window")) && !parse_window(v, &q.window_s))
+		return reply_text(c, 400, "bad window: expected 1s .. 10m, e.g. 90s or 5m\n");
+	q.service = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "service");
+	struct buf body = {0};
+	const char *ctype = "application/octet-stream";
+	int status = loupe__profile(h->L, &q, &body, &ctype, err, sizeof(err));
+	if (status != 200 || body.oom) {
+		buf__free(&body);
+		if (status == 200)
+			snprintf(err, sizeof(err), "out of memory");
+		size_t n = strlen(err);
+		if (n + 1 < sizeof(err))
+			err[n] = '\n', err[n + 1] = 0;
+		return reply_text(c, status == 200 ? 500 : (unsigned)status, err);
+	}
+	return reply(c, 200, ctype, body.p ? body.p : (char *)"", body.len,
+		     body.p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT, NULL);
+}
+
 static const char index_page[] = "loupe " LOUPE_VERSION "\n"
 				 "  /metrics   Prometheus metrics (text 0.0.4; OpenMetrics on Accept; gzip)\n"
 				 "  /healthz   liveness\n"
 				 "  /readyz    readiness (BPF programs attached)\n"
-				 "  /status    features, drops and targets per service (JSON)\n";
+				 "  /status    features, drops and targets per service (JSON)\n"
+				 "  /debug/pprof/profile?window=5m&service=S   CPU profile of the last minutes (pprof, gzip;\n"
+				 "                                             &format=folded for folded stacks)\n"
+				 "  /debug/pprof/offcpu?window=5m&service=S    off-CPU profile (needs --offcpu)\n"
+				 "  /flamegraph.svg?window=5m&service=S&kind=cpu|offcpu   flame graph\n";
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 			      const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
@@ -178,6 +243,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		}
 		return reply(c, 200, "application/json", body.p, body.len, MHD_RESPMEM_MUST_FREE, NULL);
 	}
+	if (!strcmp(url, "/debug/pprof/profile") || !strcmp(url, "/debug/pprof/offcpu") || !strcmp(url, "/flamegraph.svg"))
+		return serve_profile(h, c, url);
 	if (!strcmp(url, "/"))
 		return reply_text(c, 200, index_page);
 	return reply_text(c, 404, "not found: see / for the endpoints\n");

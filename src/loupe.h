@@ -123,6 +123,18 @@ struct metric_family *loupe_drops_family(struct registry *reg);
 int loupe_export_drops(struct registry *reg, const char *feature, int map_fd, const char *const *reasons,
 		       unsigned nreasons);
 
+/* A profile request of the HTTP endpoints (src/httpd.c) for src/profiler.c. */
+enum profile_format { PROFILE_FORMAT_PPROF, PROFILE_FORMAT_SVG, PROFILE_FORMAT_FOLDED };
+struct profile_request {
+	int kind;		/* enum profile_kind: PROFILE_CPU or PROFILE_OFFCPU */
+	enum profile_format format;
+	unsigned window_s;	/* the continuous profile of the last window_s seconds (rounded up to minutes) */
+	const char *service;	/* NULL: every service */
+};
+/* Build the profile asked for into out: an HTTP status (200, or 400/503/500 with err set). */
+int loupe__profile(struct loupe *L, const struct profile_request *q, struct buf *out, const char **ctype, char *err,
+		   size_t errlen);
+
 /* Scrape: collect every feature into the registry and render it (takes the lock). */
 void loupe__scrape(struct loupe *L, enum expo_format fmt, struct buf *out);
 /* /status document. */

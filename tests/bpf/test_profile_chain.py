@@ -1,0 +1,101 @@
+#!/usr/bin/python3
+"""Symbolised CPU profiles against a known call chain: build/tests/chain (frame pointers) spins in
+main -> chain_alpha -> chain_beta -> chain_gamma; loupe samples it at 99 Hz and serves the continuous profile.
+
+  - /debug/pprof/profile?window=1m&service=chain&format=folded: at least 90% of the service's samples carry that
+    exact chain, root to leaf, ending in chain_gamma;
+  - /debug/pprof/profile (pprof, gzip) decoded by an independent decoder, protoc --decode with proto/profile.proto:
+    the functions are named, sample types are samples/count and cpu/nanoseconds, the service label is set;
+  - /flamegraph.svg is well-formed XML (xmllint) and names the frames;
+  - bad parameters get a 400 with the reason; ?seconds= (on-demand sessions) a 501 until they exist.
+"""
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from loupe_test import TOP, Loupe, Tap, is_root, value, wait_for  # noqa: E402
+from bpf_support import new_tag  # noqa: E402
+
+CHAIN = os.path.join(TOP, "build", "tests", "chain")
+PROTO = os.path.join(TOP, "proto", "profile.proto")
+HZ, SPIN_S = 99, 3
+WANT = "main;chain_alpha;chain_beta;chain_gamma"
+NAMES = ["the chain is a target", f"at least 90% of its samples show {WANT}",
+         "pprof decoded by protoc --decode: functions, sample types, service label",
+         "flame graph: well-formed SVG naming the frames", "bad window: 400 with the reason",
+         "?seconds=: 501 (on-demand sessions not there yet)"]
+
+
+def get(L, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{L.port}{path}", timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def main():
+    t = Tap()
+    if not is_root():
+        for n in NAMES:
+            t.skip(n, "needs root to load BPF programs and open perf events")
+        t.done()
+    tag = new_tag()
+    d = tempfile.mkdtemp(prefix="loupe-chain-")
+    exe = os.path.join(d, f"chain-{tag}")
+    shutil.copy(CHAIN, exe)
+    p = subprocess.Popen([exe, str(SPIN_S)], stdin=subprocess.PIPE, text=True)
+    try:
+        with Loupe("--target", f"chain=pid:{p.pid}", "--profile-hz", str(HZ)) as L:
+            t.ok(wait_for(lambda: value(L.scrape(), "loupe_targets", service_name="chain") == 1, timeout=10),
+                 NAMES[0])
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            p.wait(timeout=30)
+            time.sleep(0.3)
+            st, body = get(L, "/debug/pprof/profile?window=1m&service=chain&format=folded")
+            lines = [ln.rsplit(" ", 1) for ln in body.decode().splitlines() if ln.strip()]
+            total = sum(int(n) for _, n in lines)
+            good = sum(int(n) for stack, n in lines if stack.endswith(WANT))
+            t.ok(st == 200 and total >= SPIN_S * HZ * 0.8 and good >= 0.9 * total, NAMES[1],
+                 f"HTTP {st}; {good} of {total} samples end in {WANT}; folded:\n" + body.decode()[:1500])
+
+            st, body = get(L, "/debug/pprof/profile?window=1m")
+            if not shutil.which("protoc"):
+                t.skip(NAMES[2], "protoc missing (apt-get install protobuf-compiler)")
+            else:
+                r = subprocess.run(["protoc", f"--proto_path={os.path.dirname(PROTO)}",
+                                    "--decode=perftools.profiles.Profile", os.path.basename(PROTO)],
+                                   input=gzip.decompress(body) if st == 200 else b"", capture_output=True)
+                text = r.stdout.decode(errors="replace")
+                t.ok(st == 200 and r.returncode == 0 and all(f'"{n}"' in text for n in
+                     ("chain_gamma", "chain_beta", "chain_alpha", "samples", "count", "cpu", "nanoseconds",
+                      "service_name", "chain")), NAMES[2], f"HTTP {st}; protoc rc {r.returncode} "
+                     f"{r.stderr.decode()[-300:]}\n{text[:800]}")
+
+            st, body = get(L, "/flamegraph.svg?window=1m&service=chain")
+            xml_ok = True
+            if shutil.which("xmllint"):
+                xml_ok = subprocess.run(["xmllint", "--noout", "-"], input=body, capture_output=True).returncode == 0
+            t.ok(st == 200 and xml_ok and b"<svg" in body and b"chain_gamma" in body, NAMES[3],
+                 f"HTTP {st}, xmllint ok {xml_ok}, {len(body)} bytes")
+            st, body = get(L, "/debug/pprof/profile?window=20m")
+            t.ok(st == 400 and b"window" in body, NAMES[4], f"HTTP {st}: {body[:200]!r}")
+            st, body = get(L, "/debug/pprof/profile?seconds=5")
+            t.ok(st == 501, NAMES[5], f"HTTP {st}: {body[:200]!r}")
+    finally:
+        if p.poll() is None:
+            p.kill()
+        shutil.rmtree(d, ignore_errors=True)
+    t.done()
+
+
+if __name__ == "__main__":
+    main()
