@@ -356,6 +356,10 @@ static void open_features(struct loupe *L)
 {
 	for (int i = 0; i < L->nfeatures; i++) {
 		struct feature *ft = &L->features[i];
+		if (L->opt->only_features && !strstr(L->opt->only_features, ft->ops->name)) {
+			ft->state = FEATURE_OFF; /* not part of this session (loupe profile) */
+			continue;
+		}
 		L->opening = ft;
 		int err = ft->ops->open(L, &ft->priv);
 		L->opening = NULL;
@@ -397,25 +401,81 @@ static void close_features(struct loupe *L)
 	}
 }
 
+static const struct loupe_options default_options = {.listen = "127.0.0.1:9476",
+						       .series_budget = 2000,
+						       .capture_bytes = PAYLOAD_DEFAULT_CAPTURE,
+						       .route_budget = 100,
+						       .fingerprint_budget = 50,
+						       .profile_hz = 19};
+
+/* A bounded profiling session (loupe profile) instead of the daemon: no HTTP server, a deadline, a progress bar
+ * on a terminal, and the profile written at the end. */
+struct session {
+	unsigned seconds;
+	struct profile_request q;
+	const char *out_path; /* "-": stdout */
+};
+
+static void progress(const struct session *s, uint64_t start, uint64_t now, bool done)
+{
+	const int width = 30;
+	double frac = done ? 1.0 : (double)(now - start) / ((double)s->seconds * 1e9);
+	if (frac > 1)
+		frac = 1;
+	int fill = (int)(frac * width + 0.5);
+	unsigned left = done ? 0 : (unsigned)((1.0 - frac) * s->seconds + 0.999);
+	fprintf(stderr, "\rprofiling [%.*s%*s] %3u%%  %us left ", fill, "##############################", width - fill, "",
+		(unsigned)(frac * 100), left);
+	if (done)
+		fputc('\n', stderr);
+	fflush(stderr);
+}
+
+/* Write the session's profile to its file; 0 or 1 (error logged). */
+static int session_write(struct loupe *L, const struct session *s)
+{
+	struct buf out = {0};
+	const char *ctype;
+	char err[200];
+	int status = loupe__profile(L, &s->q, &out, &ctype, err, sizeof(err));
+	if (status != 200) {
+		fprintf(stderr, "loupe profile: %s\n", err);
+		buf__free(&out);
+		return 1;
+	}
+	FILE *f = strcmp(s->out_path, "-") ? fopen(s->out_path, "wb") : stdout;
+	bool ok = f && fwrite(out.p ? out.p : "", 1, out.len, f) == out.len;
+	if (f && f != stdout)
+		ok = !fclose(f) && ok;
+	else if (f)
+		ok = !fflush(f) && ok;
+	if (!ok)
+		fprintf(stderr, "loupe profile: cannot write %s: %s\n", s->out_path, strerror(errno));
+	buf__free(&out);
+	return ok ? 0 : 1;
+}
+
+static int run_loupe(struct loupe_options *opt, const struct session *sess);
+
 int cmd_run(int argc, char **argv)
 {
-	struct loupe_options opt = {.listen = "127.0.0.1:9476",
-				    .series_budget = 2000,
-				    .capture_bytes = PAYLOAD_DEFAULT_CAPTURE,
-				    .route_budget = 100,
-				    .fingerprint_budget = 50,
-				    .profile_hz = 19};
-	struct loupe L = {.opt = &opt, .target_svc_fd = -1, .bpf_stats_fd = -1};
-	struct httpd *httpd = NULL;
-	int listen_fd = -1, sig_fd = -1, ep_fd = -1, err = 0;
-	char msg[300];
-
+	struct loupe_options opt = default_options;
 	target_rules__init(&opt.rules);
 	int rc = parse_run_args(argc, argv, &opt);
 	if (rc) {
 		target_rules__free(&opt.rules);
 		return rc < 0 ? 0 : rc;
 	}
+	return run_loupe(&opt, NULL);
+}
+
+static int run_loupe(struct loupe_options *opt_, const struct session *sess)
+{
+	struct loupe_options opt = *opt_;
+	struct loupe L = {.opt = &opt, .target_svc_fd = -1, .bpf_stats_fd = -1};
+	struct httpd *httpd = NULL;
+	int listen_fd = -1, sig_fd = -1, ep_fd = -1, err = 0;
+	char msg[300];
 	/* Signals go to a signalfd; block them first, before any thread (libmicrohttpd's) exists and before a
 	 * signal during start-up could kill us with nothing cleaned up. */
 	sigset_t mask;
@@ -445,8 +505,7 @@ int cmd_run(int argc, char **argv)
 		err = 1;
 		goto out;
 	}
-	listen_fd = httpd_listen(opt.listen, msg, sizeof(msg));
-	if (listen_fd < 0) {
+	if (!sess && (listen_fd = httpd_listen(opt.listen, msg, sizeof(msg))) < 0) {
 		log_error("listen_failed", "%s", msg);
 		err = 1;
 		goto out;
@@ -513,15 +572,20 @@ int cmd_run(int argc, char **argv)
 		epoll_ctl(ep_fd, EPOLL_CTL_ADD, fd, &ev);
 	}
 
-	httpd = httpd__start(&L, listen_fd);
-	if (!httpd) {
-		log_error("http_failed", "cannot start the HTTP server on %s", opt.listen);
-		err = 1;
-		goto out;
+	if (!sess) {
+		httpd = httpd__start(&L, listen_fd);
+		if (!httpd) {
+			log_error("http_failed", "cannot start the HTTP server on %s", opt.listen);
+			err = 1;
+			goto out;
+		}
+		listen_fd = -1; /* owned by libmicrohttpd now */
+		log_info("listening", "serving http://%s/metrics (also /healthz /readyz /status)", opt.listen);
 	}
-	listen_fd = -1; /* owned by libmicrohttpd now */
 	L.ready = true;
-	log_info("listening", "serving http://%s/metrics (also /healthz /readyz /status)", opt.listen);
+	bool tty = sess && isatty(STDERR_FILENO);
+	uint64_t sess_start = now_ns(CLOCK_MONOTONIC), sess_end = sess_start + (sess ? sess->seconds : 0) * 1000000000ull;
+	uint64_t next_bar = sess_start;
 
 	unsigned total = 0;
 	{
@@ -536,8 +600,17 @@ int cmd_run(int argc, char **argv)
 
 	for (;;) {
 		struct epoll_event events[16];
-		int n = epoll_wait(ep_fd, events, 16, poll_timeout_ms(&L));
+		int timeout = poll_timeout_ms(&L);
+		if (sess && timeout > 200)
+			timeout = 200;
+		int n = epoll_wait(ep_fd, events, 16, timeout);
 		uint64_t now = now_ns(CLOCK_MONOTONIC);
+		if (sess && now >= sess_end)
+			break;
+		if (tty && now >= next_bar) {
+			progress(sess, sess_start, now, false);
+			next_bar = now + 1000000000ull;
+		}
 		__atomic_store_n(&L.heartbeat_ns, now, __ATOMIC_RELAXED);
 		bpf_stats_tick(&L, now);
 		if (n < 0 && errno != EINTR) {
@@ -568,6 +641,11 @@ int cmd_run(int argc, char **argv)
 			break;
 	}
 
+	if (sess && !err) {
+		if (tty)
+			progress(sess, sess_start, now_ns(CLOCK_MONOTONIC), true);
+		err = session_write(&L, sess);
+	}
 out:
 	httpd__stop(httpd);
 	close_features(&L);
@@ -584,4 +662,150 @@ out:
 	if (!err)
 		log_info("stopped", "all BPF programs detached");
 	return err;
+}
+
+static const char profile_usage[] =
+	"Usage: loupe profile (--service NAME | --pid N) [OPTIONS] -o FILE\n"
+	"\n"
+	"Profile a service or a process for a while, standalone (no daemon needed), and write the profile.\n"
+	"\n"
+	"Options:\n"
+	"      --service NAME       a service of the target rules (default rules: api, postgres; or --target)\n"
+	"      --pid N              one process (and its children)\n"
+	"  -t, --target NAME=SEL    target rules, as for loupe run (with --service)\n"
+	"      --seconds N          how long to sample (default 30, at most 600)\n"
+	"      --hz H               samples per second on every CPU (default 99)\n"
+	"      --kind KIND          cpu (default) or offcpu (time blocked, by where threads blocked)\n"
+	"      --format FORMAT      pprof (default; gzip), folded or svg\n"
+	"  -o, --output FILE        where to write it (- for stdout)\n"
+	"      --log-level LEVEL    default warn\n"
+	"  -h, --help               show this help\n"
+	"\n"
+	"On a terminal a progress bar shows the time left; otherwise loupe profile prints nothing but errors.\n";
+
+int cmd_profile(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"service", required_argument, NULL, 's'}, {"pid", required_argument, NULL, 'p'},
+		{"target", required_argument, NULL, 't'},  {"seconds", required_argument, NULL, 'S'},
+		{"hz", required_argument, NULL, 'H'},	   {"kind", required_argument, NULL, 'k'},
+		{"format", required_argument, NULL, 'f'},  {"output", required_argument, NULL, 'o'},
+		{"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct loupe_options opt = default_options;
+	struct session sess = {.seconds = 30, .q = {.kind = 0, .format = PROFILE_FORMAT_PPROF}};
+	const char *service = NULL, *pid = NULL;
+	char err[300];
+	int c, rc = 2;
+	long n;
+	char *end;
+	target_rules__init(&opt.rules);
+	opt.profile_hz = 99;
+	opt.only_features = "targets profiler";
+	opt.bpf_stats = BPF_STATS_OFF;
+	log_set_level(LOG_WARN);
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":t:o:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': service = optarg; break;
+		case 'p': pid = optarg; break;
+		case 't':
+			if (target_rules__add(&opt.rules, optarg, err, sizeof(err))) {
+				usage_error("profile", "%s", err);
+				goto out;
+			}
+			break;
+		case 'S':
+		case 'H':
+			n = strtol(optarg, &end, 10);
+			if (!*optarg || *end || n < 1 || n > (c == 'S' ? 600 : 1000)) {
+				usage_error("profile", "bad --%s '%s': expected 1..%d", c == 'S' ? "seconds" : "hz", optarg,
+					    c == 'S' ? 600 : 1000);
+				goto out;
+			}
+			if (c == 'S')
+				sess.seconds = (unsigned)n;
+			else
+				opt.profile_hz = (unsigned)n;
+			break;
+		case 'k':
+			if (strcmp(optarg, "cpu") && strcmp(optarg, "offcpu")) {
+				usage_error("profile", "bad --kind '%s': expected cpu or offcpu", optarg);
+				goto out;
+			}
+			sess.q.kind = !strcmp(optarg, "offcpu");
+			break;
+		case 'f':
+			if (!strcmp(optarg, "pprof"))
+				sess.q.format = PROFILE_FORMAT_PPROF;
+			else if (!strcmp(optarg, "folded"))
+				sess.q.format = PROFILE_FORMAT_FOLDED;
+			else if (!strcmp(optarg, "svg"))
+				sess.q.format = PROFILE_FORMAT_SVG;
+			else {
+				usage_error("profile", "bad --format '%s': expected pprof, folded or svg", optarg);
+				goto out;
+			}
+			break;
+		case 'o': sess.out_path = optarg; break;
+		case 'L': {
+			enum log_level lvl;
+			if (log_level_parse(optarg, &lvl)) {
+				usage_error("profile", "bad --log-level '%s': expected debug, info, warn or error", optarg);
+				goto out;
+			}
+			log_set_level(lvl);
+			break;
+		}
+		case 'h': fputs(profile_usage, stdout); rc = 0; goto out;
+		case ':': usage_error("profile", "option '%s' needs a value", argv[optind - 1]); goto out;
+		default: usage_error("profile", "unknown option '%s'", argv[optind - 1]); goto out;
+		}
+	}
+	if (optind < argc) {
+		usage_error("profile", "unexpected argument '%s'", argv[optind]);
+		goto out;
+	}
+	if (!service == !pid) {
+		usage_error("profile", "give one of --service NAME or --pid N");
+		goto out;
+	}
+	if (!sess.out_path) {
+		usage_error("profile", "-o FILE is required (- for stdout)");
+		goto out;
+	}
+	if (pid) {
+		char rule[64];
+		snprintf(rule, sizeof(rule), "pid-%.20s=pid:%.20s", pid, pid);
+		target_rules__free(&opt.rules);
+		target_rules__init(&opt.rules);
+		if (target_rules__add(&opt.rules, rule, err, sizeof(err))) {
+			usage_error("profile", "bad --pid '%s': %s", pid, err);
+			goto out;
+		}
+		if (target_rules__pin_pids(&opt.rules)) {
+			fprintf(stderr, "loupe profile: no process with pid %s\n", pid);
+			rc = 1;
+			goto out;
+		}
+	} else {
+		if (!opt.rules.nrules)
+			target_rules__add_defaults(&opt.rules);
+		bool found = false;
+		for (int s = 1; s <= opt.rules.nservices; s++)
+			found |= !strcmp(target_rules__service(&opt.rules, s), service);
+		if (!found) {
+			usage_error("profile", "no service named '%s' in the target rules", service);
+			goto out;
+		}
+	}
+	opt.offcpu = sess.q.kind == 1;
+	sess.q.window_s = sess.seconds;
+	sess.q.service = service ? service : target_rules__service(&opt.rules, 1);
+	return run_loupe(&opt, &sess); /* frees the rules */
+out:
+	target_rules__free(&opt.rules);
+	return rc;
 }

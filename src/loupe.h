@@ -66,6 +66,7 @@ struct loupe_options {
 	bool pg_usdt_query;	 /* per-query PostgreSQL USDT probes (a trap per query: off by default) */
 	unsigned profile_hz;	 /* continuous CPU sampling frequency (0: off) */
 	bool offcpu;		 /* off-CPU time of target threads (sched_switch) */
+	const char *only_features; /* names of the features to run (loupe profile), or NULL: all */
 };
 
 struct loupe {
@@ -142,5 +143,6 @@ void loupe__status(struct loupe *L, struct buf *out);
 
 int cmd_run(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ static const char usage[] =
 	"Commands:\n"
 	"  run      run the daemon: metrics and health over HTTP (the default command)\n"
 	"  check    report what this kernel supports and which features will run\n"
+	"  profile  profile a service or a process for a while and write pprof, folded stacks or an SVG\n"
 	"\n"
 	"Options:\n"
 	"  -h, --help     show this help ('loupe COMMAND --help' for a command's options)\n"
@@ -24,6 +25,7 @@ static const struct {
 } commands[] = {
 	{"run", cmd_run},
 	{"check", cmd_check},
+	{"profile", cmd_profile},
 };
 
 int main(int argc, char **argv)

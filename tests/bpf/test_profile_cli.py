@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""`loupe profile` (standalone, no daemon) against ground truth:
+  - CPU: build/tests/chain spins in main -> chain_alpha -> chain_beta -> chain_gamma: >= 90% of the samples of a
+    --pid session carry that chain (folded output), and about seconds x hz samples are taken;
+  - off-CPU: build/tests/blockers sleeps 10 x 50 ms in block_alpha and 10 x 100 ms in block_beta: the off-CPU
+    profile gives each function its blocked time within 10%;
+  - pprof output decoded by protoc --decode (the published format's schema in proto/), SVG checked by xmllint;
+  - not on a terminal it prints nothing; on a terminal (script(1) gives it a pty) a progress bar with time left;
+  - bad arguments exit 2 with one line naming the problem; a pid that does not exist exits 1.
+"""
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from loupe_test import LOUPE, TOP, Tap, is_root  # noqa: E402
+
+HELPERS = os.path.join(TOP, "build", "tests")
+PROTO = os.path.join(TOP, "proto", "profile.proto")
+HZ, SECS = 99, 3
+CHAIN = "main;chain_alpha;chain_beta;chain_gamma"
+NAMES = [f"cpu: >= 90% of the samples show {CHAIN}", "cpu: about seconds x hz samples",
+         "not on a terminal: nothing on stderr", "off-CPU: block_alpha's blocked time within 10% of 0.5 s",
+         "off-CPU: block_beta's blocked time within 10% of 1.0 s", "pprof output decoded by protoc --decode",
+         "svg output is well-formed XML naming the frames", "on a terminal: a progress bar with time left",
+         "bad arguments: exit 2 and one line", "a pid that does not exist: exit 1"]
+
+
+class Held:
+    """A helper process waiting for a line on stdin."""
+
+    def __init__(self, name, *args):
+        self.p = subprocess.Popen([os.path.join(HELPERS, name), *map(str, args)], stdin=subprocess.PIPE, text=True)
+
+    def go(self):
+        self.p.stdin.write("go\n")
+        self.p.stdin.flush()
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+
+
+def profile(pid, out, *args, delay_go=None, held=None):
+    """Run loupe profile; when delay_go, release held that many seconds after the start (attach takes a moment)."""
+    proc = subprocess.Popen([LOUPE, "profile", "--pid", str(pid), "-o", out, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    if delay_go is not None:
+        time.sleep(delay_go)
+        held.go()
+    so, se = proc.communicate(timeout=60)
+    return proc.returncode, se
+
+
+def folded(path):
+    rows = []
+    with open(path) as f:
+        for ln in f:
+            stack, _, n = ln.rstrip("\n").rpartition(" ")
+            if stack:
+                rows.append((stack, int(n)))
+    return rows
+
+
+def main():
+    t = Tap()
+    if not is_root():
+        for n in NAMES:
+            t.skip(n, "needs root to load BPF programs and open perf events")
+        t.done()
+    d = tempfile.mkdtemp(prefix="loupe-profile-cli-")
+    procs = []
+    try:
+        chain = Held("chain", SECS + 3)
+        procs.append(chain)
+        out = os.path.join(d, "cpu.folded")
+        rc, se = profile(chain.p.pid, out, "--seconds", SECS, "--hz", HZ, "--format", "folded", delay_go=1.0,
+                         held=chain)
+        rows = folded(out) if rc == 0 else []
+        total = sum(n for _, n in rows)
+        good = sum(n for s, n in rows if s.endswith(CHAIN))
+        t.ok(rc == 0 and total and good >= 0.9 * total, NAMES[0], f"rc {rc} {se[-300:]}; {good} of {total}")
+        want = (SECS - 1.0) * HZ  # the chain spins from 1 s into the session
+        t.ok(abs(total - want) <= 0.2 * want, NAMES[1], f"{total} samples, want about {want:.0f}")
+        t.ok(rc == 0 and se == "", NAMES[2], repr(se[-300:]))
+
+        blk = Held("blockers", 10)
+        procs.append(blk)
+        out = os.path.join(d, "off.folded")
+        rc, se = profile(blk.p.pid, out, "--seconds", 4, "--kind", "offcpu", "--format", "folded", delay_go=1.5,
+                         held=blk)
+        rows = folded(out) if rc == 0 else []
+        alpha = sum(n for s, n in rows if ";block_alpha;" in s) / 1e9
+        beta = sum(n for s, n in rows if ";block_beta;" in s) / 1e9
+        t.ok(abs(alpha - 0.5) <= 0.05, NAMES[3], f"rc {rc} {se[-200:]}; {alpha:.3f} s")
+        t.ok(abs(beta - 1.0) <= 0.10, NAMES[4], f"{beta:.3f} s")
+
+        chain2 = Held("chain", 4)
+        procs.append(chain2)
+        chain2.go()
+        out = os.path.join(d, "cpu.pb.gz")
+        rc, se = profile(chain2.p.pid, out, "--seconds", 2, "--format", "pprof")
+        if not shutil.which("protoc"):
+            t.skip(NAMES[5], "protoc missing (apt-get install protobuf-compiler)")
+        else:
+            data = open(out, "rb").read() if rc == 0 else b""
+            r = subprocess.run(["protoc", f"--proto_path={os.path.dirname(PROTO)}",
+                                "--decode=perftools.profiles.Profile", os.path.basename(PROTO)],
+                               input=gzip.decompress(data) if data else b"", capture_output=True)
+            text = r.stdout.decode(errors="replace")
+            t.ok(rc == 0 and r.returncode == 0 and '"chain_gamma"' in text and '"cpu"' in text, NAMES[5],
+                 f"rc {rc}; protoc {r.returncode} {r.stderr.decode()[-200:]}; {text[:300]}")
+        out = os.path.join(d, "cpu.svg")
+        rc, se = profile(chain2.p.pid, out, "--seconds", 1, "--format", "svg")
+        body = open(out, "rb").read() if rc == 0 else b""
+        xml_ok = not shutil.which("xmllint") or subprocess.run(["xmllint", "--noout", out]).returncode == 0
+        t.ok(rc == 0 and xml_ok and b"chain_gamma" in body, NAMES[6], f"rc {rc} {se[-200:]}, xmllint {xml_ok}")
+
+        if not shutil.which("script"):
+            t.skip(NAMES[7], "script(1) missing (apt-get install util-linux)")
+        else:
+            cmd = f"{LOUPE} profile --pid {chain2.p.pid} --seconds 2 --format folded -o {os.path.join(d, 'tty')}"
+            r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=60)
+            t.ok(r.returncode == 0 and "left" in r.stdout and "100%" in r.stdout, NAMES[7], repr(r.stdout[-300:]))
+
+        bad = [["--pid", "1", "--seconds", "0", "-o", "x"], ["--pid", "1", "--kind", "wall", "-o", "x"],
+               ["--pid", "1", "--format", "png", "-o", "x"], ["--seconds", "1", "-o", "x"], ["--pid", "1"]]
+        res = [subprocess.run([LOUPE, "profile", *a], capture_output=True, text=True) for a in bad]
+        t.ok(all(r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("loupe profile:")
+                 for r in res), NAMES[8], [(r.returncode, r.stderr) for r in res])
+        gone = next(str(n) for n in range(30000, 300, -1) if not os.path.exists(f"/proc/{n}"))
+        r = subprocess.run([LOUPE, "profile", "--pid", gone, "-o", os.path.join(d, "x")], capture_output=True,
+                           text=True)
+        t.ok(r.returncode == 1 and gone in r.stderr, NAMES[9], (r.returncode, r.stderr))
+    finally:
+        for p in procs:
+            p.kill()
+        shutil.rmtree(d, ignore_errors=True)
+    t.done()
+
+
+if __name__ == "__main__":
+    main()

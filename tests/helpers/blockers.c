@@ -1,0 +1,41 @@
+/* A process that blocks for known times in known functions, for the off-CPU profiler test: once a line arrives
+ * on stdin, block_alpha sleeps argv[1] times 50 ms and block_beta argv[1] times 100 ms. The sleeps are raw
+ * nanosleep syscalls inlined into each function (a libc wrapper has no frame pointer, and the frame-pointer walk
+ * would then skip the function that called it). Built with frame pointers (the Makefile's helper rule). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+static inline __attribute__((always_inline)) void raw_sleep_ms(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+	long ret;
+	__asm__ volatile("syscall" : "=a"(ret) : "a"((long)SYS_nanosleep), "D"(&ts), "S"(0L) : "rcx", "r11", "memory");
+	(void)ret;
+}
+
+__attribute__((noinline)) void block_alpha(int n)
+{
+	for (int i = 0; i < n; i++)
+		raw_sleep_ms(50);
+	__asm__ volatile("");
+}
+
+__attribute__((noinline)) void block_beta(int n)
+{
+	for (int i = 0; i < n; i++)
+		raw_sleep_ms(100);
+	__asm__ volatile("");
+}
+
+int main(int argc, char **argv)
+{
+	int n = argc > 1 ? atoi(argv[1]) : 10;
+	if (getchar() == EOF)
+		return 1;
+	block_alpha(n);
+	block_beta(n);
+	__asm__ volatile("");
+	return 0;
+}
