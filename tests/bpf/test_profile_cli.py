@@ -4,12 +4,14 @@
     --pid session carry that chain (folded output), and about seconds x hz samples are taken;
   - off-CPU: build/tests/blockers sleeps 10 x 50 ms in block_alpha and 10 x 100 ms in block_beta: the off-CPU
     profile gives each function its blocked time within 10%;
-  - pprof output decoded by protoc --decode (the published format's schema in proto/), SVG checked by xmllint;
+  - pprof output decoded by protoc --decode (the published format's schema in proto/), SVG checked by xmllint and
+    opened in headless Chromium, whose run of the SVG's script (search by ?s=) must find the chain;
   - not on a terminal it prints nothing; on a terminal (script(1) gives it a pty) a progress bar with time left;
   - bad arguments exit 2 with one line naming the problem; a pid that does not exist exits 1.
 """
 import gzip
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +29,8 @@ NAMES = [f"cpu: >= 90% of the samples show {CHAIN}", "cpu: about seconds x hz sa
          "not on a terminal: nothing on stderr", "off-CPU: block_alpha's blocked time within 10% of 0.5 s",
          "off-CPU: block_beta's blocked time within 10% of 1.0 s", "pprof output decoded by protoc --decode",
          "svg output is well-formed XML naming the frames", "on a terminal: a progress bar with time left",
-         "bad arguments: exit 2 and one line", "a pid that does not exist: exit 1"]
+         "bad arguments: exit 2 and one line", "a pid that does not exist: exit 1",
+         "headless Chromium renders the flame graph: frame names, and its search finds chain_beta in >= 90%"]
 
 
 class Held:
@@ -119,6 +122,17 @@ def main():
         body = open(out, "rb").read() if rc == 0 else b""
         xml_ok = not shutil.which("xmllint") or subprocess.run(["xmllint", "--noout", out]).returncode == 0
         t.ok(rc == 0 and xml_ok and b"chain_gamma" in body, NAMES[6], f"rc {rc} {se[-200:]}, xmllint {xml_ok}")
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if not chromium:
+            t.skip(NAMES[10], "chromium missing (apt-get install chromium)")
+        else:
+            # The SVG's own script searches ?s= on load: a browser that ran it shows the matched share.
+            r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                                f"file://{out}?s=chain_beta"], capture_output=True, text=True, timeout=120)
+            m = re.search(r"Matched: ([0-9.]+)%", r.stdout)
+            t.ok(r.returncode == 0 and all(n in r.stdout for n in ("chain_alpha", "chain_beta", "chain_gamma"))
+                 and m and float(m.group(1)) >= 90, NAMES[10],
+                 f"rc {r.returncode}; matched {m.group(1) if m else None}; {r.stdout[:300]!r}")
 
         if not shutil.which("script"):
             t.skip(NAMES[7], "script(1) missing (apt-get install util-linux)")
