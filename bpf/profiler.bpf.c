@@ -63,14 +63,13 @@ static __always_inline struct prof_rec *rec_new(__u32 type, __u32 svc, __u64 pid
 	return r;
 }
 
-SEC("perf_event")
-int prof_sample(struct bpf_perf_event_data *ctx)
+static __always_inline int on_sample(struct bpf_perf_event_data *ctx, __u32 type)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 svc = target_service(id >> 32);
 	if ((!svc && !profile_all) || !(id >> 32))
 		return 0; /* not a target, or the idle task */
-	struct prof_rec *r = rec_new(REC_PROF_SAMPLE, svc, id);
+	struct prof_rec *r = rec_new(type, svc, id);
 	if (!r)
 		return 0;
 	r->kstack_bytes = bpf_get_stack(ctx, r->kstack, sizeof(r->kstack), 0);
@@ -79,6 +78,14 @@ int prof_sample(struct bpf_perf_event_data *ctx)
 	bpf_ringbuf_submit(r, 0);
 	return 0;
 }
+
+/* The continuous profile's events (--profile-hz). */
+SEC("perf_event")
+int prof_sample(struct bpf_perf_event_data *ctx) { return on_sample(ctx, REC_PROF_SAMPLE); }
+
+/* An on-demand session's events (their own frequency, for as long as the session lasts). */
+SEC("perf_event")
+int prof_session(struct bpf_perf_event_data *ctx) { return on_sample(ctx, REC_PROF_SESSION); }
 
 static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct task_struct *next)
 {

@@ -10,6 +10,7 @@
 enum prof_rec_type {
 	REC_PROF_SAMPLE = 48, /* a cpu-clock sample of a target thread: its stacks */
 	REC_PROF_OFFCPU = 49, /* a target thread ran again after blocking: how long, and where it blocked */
+	REC_PROF_SESSION = 50, /* a sample of an on-demand session's perf events */
 };
 
 /* Off-CPU state of a blocked target thread (task storage): when and where it blocked. */

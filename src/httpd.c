@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,10 +16,22 @@
 #include <time.h>
 #include <unistd.h>
 
+#define MAX_SUSPENDED 8
+
+/* A connection waiting for an on-demand profiling session (suspended until the main loop finishes it). */
+struct pending {
+	struct httpd *h;
+	struct MHD_Connection *c;
+	int session;
+	bool resumed; /* the session finished (or loupe is stopping): answer on the next call */
+};
+
 struct httpd {
 	struct loupe *L;
 	struct MHD_Daemon *mhd;
 	unsigned long requests;
+	pthread_mutex_t lock; /* suspended[] */
+	struct pending *suspended[MAX_SUSPENDED];
 };
 
 int httpd_listen(const char *addr, char *err, size_t errlen)
@@ -158,7 +171,103 @@ static bool parse_window(const char *v, unsigned *out)
 
 /* /debug/pprof/profile, /debug/pprof/offcpu (pprof, or ?format=folded) and /flamegraph.svg?kind=cpu|offcpu:
  * the continuous profile of the last ?window= (default 1m), optionally of one ?service=. */
-static enum MHD_Result serve_profile(struct httpd *h, struct MHD_Connection *c, const char *url)
+static void session_done(void *arg)
+{
+	struct pending *pd = arg;
+	pthread_mutex_lock(&pd->h->lock);
+	if (!pd->resumed) {
+		pd->resumed = true;
+		MHD_resume_connection(pd->c);
+	}
+	pthread_mutex_unlock(&pd->h->lock);
+}
+
+/* ?seconds=N[&hz=H]: start a session and suspend the connection until it ends (net/http/pprof's semantics). */
+static enum MHD_Result start_session(struct httpd *h, struct MHD_Connection *c, const struct profile_request *q,
+				     const char *seconds, const char *hz, void **con_cls)
+{
+	char *end, err[200];
+	unsigned long secs = strtoul(seconds, &end, 10), rate = 99;
+	if (!*seconds || *end || seconds[0] == '-' || secs < 1 || secs > 600)
+		return reply_text(c, 400, "bad seconds: expected 1 .. 600\n");
+	if (hz && (rate = strtoul(hz, &end, 10), !*hz || *end || hz[0] == '-' || rate < 1 || rate > 1000))
+		return reply_text(c, 400, "bad hz: expected 1 .. 1000\n");
+	struct pending *pd = calloc(1, sizeof(*pd));
+	if (!pd)
+		return reply_text(c, 500, "out of memory\n");
+	pd->h = h;
+	pd->c = c;
+	pthread_mutex_lock(&h->lock);
+	int slot = -1;
+	for (int i = 0; i < MAX_SUSPENDED && slot < 0; i++)
+		if (!h->suspended[i])
+			slot = i;
+	if (slot >= 0)
+		h->suspended[slot] = pd;
+	pthread_mutex_unlock(&h->lock);
+	if (slot < 0) {
+		free(pd);
+		return reply_text(c, 503, "too many profiling sessions waiting: try again later\n");
+	}
+	MHD_suspend_connection(c); /* before the session can end and resume it */
+	*con_cls = pd;
+	pd->session = loupe__profile_session(h->L, q, (unsigned)secs, (unsigned)rate, session_done, pd, err, sizeof(err));
+	if (pd->session < 0) {
+		pthread_mutex_lock(&h->lock);
+		h->suspended[slot] = NULL;
+		pthread_mutex_unlock(&h->lock);
+		*con_cls = (void *)1;
+		MHD_resume_connection(c);
+		int status = -pd->session;
+		free(pd);
+		size_t n = strlen(err);
+		if (n + 1 < sizeof(err))
+			err[n] = '\n', err[n + 1] = 0;
+		return reply_text(c, (unsigned)status, err);
+	}
+	return MHD_YES;
+}
+
+/* The second call for a resumed connection: answer with the session's result. */
+static enum MHD_Result finish_session(struct httpd *h, struct MHD_Connection *c, struct pending *pd)
+{
+	struct buf body = {0};
+	const char *ctype = "application/octet-stream";
+	char err[200];
+	int status = loupe__profile_session_take(h->L, pd->session, &body, &ctype, err, sizeof(err));
+	pd->session = -1; /* taken */
+	if (status != 200 || body.oom) {
+		buf__free(&body);
+		size_t n = strlen(err);
+		if (n + 1 < sizeof(err))
+			err[n] = '\n', err[n + 1] = 0;
+		return reply_text(c, status == 200 ? 500 : (unsigned)status, err);
+	}
+	return reply(c, 200, ctype, body.p ? body.p : (char *)"", body.len,
+		     body.p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT, NULL);
+}
+
+/* A request is over: forget its pending session (taking an unanswered result, e.g. the client went away). */
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct httpd *h = cls;
+	(void)c;
+	(void)toe;
+	if (!*con_cls || *con_cls == (void *)1)
+		return;
+	struct pending *pd = *con_cls;
+	pthread_mutex_lock(&h->lock);
+	for (int i = 0; i < MAX_SUSPENDED; i++)
+		if (h->suspended[i] == pd)
+			h->suspended[i] = NULL;
+	pthread_mutex_unlock(&h->lock);
+	if (pd->session >= 0)
+		loupe__profile_session_take(h->L, pd->session, NULL, NULL, (char[8]){0}, 8);
+	free(pd);
+	*con_cls = NULL;
+}
+
+static enum MHD_Result serve_profile(struct httpd *h, struct MHD_Connection *c, const char *url, void **con_cls)
 {
 	struct profile_request q = {.kind = 0, .format = PROFILE_FORMAT_PPROF, .window_s = 60};
 	char err[200];
@@ -177,12 +286,11 @@ static enum MHD_Result serve_profile(struct httpd *h, struct MHD_Connection *c, 
 			return reply_text(c, 400, "bad format: expected pprof or folded\n");
 		q.format = strcmp(v, "folded") ? PROFILE_FORMAT_PPROF : PROFILE_FORMAT_FOLDED;
 	}
-	if (MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "seconds"))
-		return reply_text(c, 501, "on-demand sessions (?seconds=) are not implemented yet: use ?window= for "
-					  "the continuous profile of the last minutes\n");
+	q.service = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "service");
+	if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "seconds")))
+		return start_session(h, c, &q, v, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "hz"), con_cls);
 	if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "window")) && !parse_window(v, &q.window_s))
 		return reply_text(c, 400, "bad window: expected 1s .. 10m, e.g. 90s or 5m\n");
-	q.service = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "service");
 	struct buf body = {0};
 	const char *ctype = "application/octet-stream";
 	int status = loupe__profile(h->L, &q, &body, &ctype, err, sizeof(err));
@@ -206,6 +314,7 @@ static const char index_page[] = "loupe " LOUPE_VERSION "\n"
 				 "  /status    features, drops and targets per service (JSON)\n"
 				 "  /debug/pprof/profile?window=5m&service=S   CPU profile of the last minutes (pprof, gzip;\n"
 				 "                                             &format=folded for folded stacks)\n"
+				 "  /debug/pprof/profile?seconds=30&hz=99       an on-demand session: answers when it ends\n"
 				 "  /debug/pprof/offcpu?window=5m&service=S    off-CPU profile (needs --offcpu)\n"
 				 "  /flamegraph.svg?window=5m&service=S&kind=cpu|offcpu   flame graph\n";
 
@@ -216,6 +325,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	if (!*con_cls) { /* first call: headers only */
 		*con_cls = (void *)1;
 		return MHD_YES;
+	}
+	if (*con_cls != (void *)1) { /* a profiling session's connection, resumed */
+		struct pending *pd = *con_cls;
+		return pd->resumed ? finish_session(h, c, pd) : MHD_YES;
 	}
 	if (*upload_size) { /* we take no bodies */
 		*upload_size = 0;
@@ -244,7 +357,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return reply(c, 200, "application/json", body.p, body.len, MHD_RESPMEM_MUST_FREE, NULL);
 	}
 	if (!strcmp(url, "/debug/pprof/profile") || !strcmp(url, "/debug/pprof/offcpu") || !strcmp(url, "/flamegraph.svg"))
-		return serve_profile(h, c, url);
+		return serve_profile(h, c, url, con_cls);
 	if (!strcmp(url, "/"))
 		return reply_text(c, 200, index_page);
 	return reply_text(c, 404, "not found: see / for the endpoints\n");
@@ -263,8 +376,11 @@ struct httpd *httpd__start(struct loupe *L, int listen_fd)
 	if (!h)
 		return NULL;
 	h->L = L;
-	h->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-				  handle, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
+	pthread_mutex_init(&h->lock, NULL);
+	h->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+					  MHD_ALLOW_SUSPEND_RESUME,
+				  0, NULL, NULL, handle, h, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
+				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
 				  listen_fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
 				  (unsigned)64, MHD_OPTION_END);
 	if (!h->mhd) {
@@ -279,6 +395,17 @@ void httpd__stop(struct httpd *h)
 {
 	if (!h)
 		return;
+	/* Suspended connections must be resumed before the daemon stops; they are answered 503. */
+	pthread_mutex_lock(&h->lock);
+	for (int i = 0; i < MAX_SUSPENDED; i++) {
+		struct pending *pd = h->suspended[i];
+		if (pd && !pd->resumed) {
+			pd->resumed = true;
+			MHD_resume_connection(pd->c);
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
 	MHD_stop_daemon(h->mhd);
+	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

@@ -136,6 +136,13 @@ struct profile_request {
 int loupe__profile(struct loupe *L, const struct profile_request *q, struct buf *out, const char **ctype, char *err,
 		   size_t errlen);
 
+/* Start an on-demand session (?seconds=N): the session id, or -HTTP status with err set. done(arg) is called
+ * from the main loop when the result is ready (then take it). */
+int loupe__profile_session(struct loupe *L, const struct profile_request *q, unsigned seconds, unsigned hz,
+			   void (*done)(void *arg), void *arg, char *err, size_t errlen);
+/* The finished session's result (out NULL: discard it): an HTTP status, err set unless 200. */
+int loupe__profile_session_take(struct loupe *L, int id, struct buf *out, const char **ctype, char *err, size_t errlen);
+
 /* Scrape: collect every feature into the registry and render it (takes the lock). */
 void loupe__scrape(struct loupe *L, enum expo_format fmt, struct buf *out);
 /* /status document. */

@@ -25,6 +25,27 @@
 
 #define PROF_SLOTS 10   /* minutes of continuous profile kept: ?window= up to 10m */
 #define PROF_PIDS 1024  /* processes whose mappings are kept (open addressing; the oldest go first) */
+#define PROF_SESSIONS 4 /* on-demand sessions at once */
+
+/* An on-demand session (?seconds=N): its own perf events at its own frequency (cpu), or the off-CPU records of
+ * its window, into its own profile; finished by the poll after its deadline, then taken by the HTTP server. */
+struct prof_session {
+	bool used, done;
+	int kind;
+	char service[SERVICE_NAME_MAX]; /* "" = all */
+	enum profile_format format;
+	unsigned hz;
+	uint64_t deadline_ns, start_unix_ns;
+	struct profile *p;
+	int *pfds;
+	struct bpf_link **links;
+	struct buf out;
+	int status;
+	char err[200];
+	const char *ctype;
+	void (*done_cb)(void *arg);
+	void *arg;
+};
 
 struct profiler {
 	struct loupe *L;
@@ -46,6 +67,7 @@ struct profiler {
 	/* Profiles of the last PROF_SLOTS minutes, [kind][minute % PROF_SLOTS]; minute[] says which minute. */
 	struct profile *slot[2][PROF_SLOTS];
 	uint64_t minute[2][PROF_SLOTS];
+	struct prof_session sess[PROF_SESSIONS];
 };
 
 static const char *const drop_reasons[PROF_DROP_NR] = {
@@ -161,6 +183,56 @@ static int stack_of(struct profiler *pr, int32_t id, __u64 *buf)
 	return n;
 }
 
+/* A symbolised record (frames in pr->pf) into the running sessions of its kind and service. */
+static void session_add(struct profiler *pr, int kind, const char *svc, const char *comm, size_t n, uint64_t ns)
+{
+	for (int i = 0; i < PROF_SESSIONS; i++) {
+		struct prof_session *ps = &pr->sess[i];
+		if (!ps->used || ps->done || ps->kind != kind || (ps->service[0] && strcmp(ps->service, svc)))
+			continue;
+		profile__add(ps->p, svc, comm, pr->pf, n, 1, kind == PROFILE_CPU ? 1000000000ull / ps->hz : ns);
+	}
+}
+
+static void session_detach(struct profiler *pr, struct prof_session *ps)
+{
+	for (int cpu = 0; ps->links && cpu < pr->ncpus; cpu++)
+		bpf_link__destroy(ps->links[cpu]);
+	for (int cpu = 0; ps->pfds && cpu < pr->ncpus; cpu++)
+		if (ps->pfds[cpu] > 0)
+			close(ps->pfds[cpu]);
+	free(ps->links);
+	free(ps->pfds);
+	ps->links = NULL;
+	ps->pfds = NULL;
+}
+
+static int render(struct profile *p, enum profile_format format, const char *service, struct buf *out,
+		  const char **ctype);
+
+/* Sessions past their deadline: stop sampling, render, tell the HTTP server. */
+static void sessions_tick(struct profiler *pr)
+{
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+	for (int i = 0; i < PROF_SESSIONS; i++) {
+		struct prof_session *ps = &pr->sess[i];
+		if (!ps->used || ps->done || now < ps->deadline_ns)
+			continue;
+		session_detach(pr, ps);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		profile__set_time(ps->p, ps->start_unix_ns,
+				  (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec - ps->start_unix_ns);
+		int rc = render(ps->p, ps->format, ps->service[0] ? ps->service : NULL, &ps->out, &ps->ctype);
+		ps->status = rc ? 500 : 200;
+		if (rc)
+			snprintf(ps->err, sizeof(ps->err), "could not build the profile: %s", strerror(-rc));
+		ps->done = true;
+		if (ps->done_cb)
+			ps->done_cb(ps->arg);
+	}
+}
+
 static int on_record(void *ctx, void *data, size_t size)
 {
 	struct profiler *pr = ctx;
@@ -187,6 +259,11 @@ static int on_record(void *ctx, void *data, size_t size)
 		struct profile *p = current_profile(pr, PROFILE_OFFCPU);
 		if (p)
 			profile__add(p, svc, comm, pr->pf, n, 1, r->value_ns);
+		session_add(pr, PROFILE_OFFCPU, svc, comm, n, r->value_ns);
+	} else if (r->type == REC_PROF_SESSION) {
+		int kn = r->kstack_bytes > 0 ? r->kstack_bytes / 8 : 0, un = r->ustack_bytes > 0 ? r->ustack_bytes / 8 : 0;
+		size_t n = symbolise(pr, r, r->kstack, kn, r->ustack, un);
+		session_add(pr, PROFILE_CPU, svc, comm, n, 0);
 	}
 	return 0;
 }
@@ -238,6 +315,7 @@ static int profiler_poll(void *priv)
 {
 	struct profiler *pr = priv;
 	int n = ring_buffer__consume(pr->rb);
+	sessions_tick(pr);
 	return n < 0 ? n : 0;
 }
 
@@ -284,6 +362,11 @@ static void profiler_close(void *priv)
 	if (!pr)
 		return;
 	ring_buffer__free(pr->rb);
+	for (int i = 0; i < PROF_SESSIONS; i++) {
+		session_detach(pr, &pr->sess[i]);
+		profile__free(pr->sess[i].p);
+		buf__free(&pr->sess[i].out);
+	}
 	for (int cpu = 0; pr->links && cpu < pr->ncpus; cpu++)
 		bpf_link__destroy(pr->links[cpu]);
 	for (int cpu = 0; pr->pfds && cpu < pr->ncpus; cpu++)
@@ -301,31 +384,143 @@ static void profiler_close(void *priv)
 	free(pr);
 }
 
-int loupe__profile(struct loupe *L, const struct profile_request *q, struct buf *out, const char **ctype, char *err,
-		   size_t errlen)
+static int render(struct profile *p, enum profile_format format, const char *service, struct buf *out,
+		  const char **ctype)
+{
+	if (format == PROFILE_FORMAT_SVG) {
+		struct flamegraph_opts o = {.service = service, .flags = service ? 0 : PROFILE_FOLD_SERVICE};
+		*ctype = "image/svg+xml";
+		return flamegraph_svg(p, &o, out);
+	}
+	if (format == PROFILE_FORMAT_FOLDED) {
+		*ctype = "text/plain; charset=utf-8";
+		return profile__folded(p, PROFILE_VALUE_DEFAULT, service ? 0 : PROFILE_FOLD_SERVICE, out);
+	}
+	*ctype = "application/octet-stream";
+	return pprof_encode(p, out);
+}
+
+/* The running profiler, or NULL with err and the HTTP status set. */
+static struct profiler *running_profiler(struct loupe *L, const struct profile_request *q, int *status, char *err,
+					 size_t errlen)
 {
 	struct profiler *pr = NULL;
 	for (int i = 0; i < L->nfeatures; i++)
 		if (L->features[i].ops == &profiler_collector && L->features[i].state == FEATURE_RUNNING)
 			pr = L->features[i].priv;
+	*status = 503;
 	if (!pr) {
 		snprintf(err, errlen, "the profiler is not running (see /status)");
-		return 503;
+		return NULL;
 	}
 	if (q->kind == PROFILE_OFFCPU && !L->opt->offcpu) {
 		snprintf(err, errlen, "off-CPU profiling is off: start loupe with --offcpu");
-		return 503;
+		return NULL;
 	}
-	int svc = 0;
 	if (q->service) {
+		bool found = false;
 		for (int s = 1; s <= L->opt->rules.nservices; s++)
-			if (!strcmp(target_rules__service(&L->opt->rules, s), q->service))
-				svc = s;
-		if (!svc) {
+			found |= !strcmp(target_rules__service(&L->opt->rules, s), q->service);
+		if (!found) {
 			snprintf(err, errlen, "no service named '%.64s' (see /status)", q->service);
-			return 400;
+			*status = 400;
+			return NULL;
 		}
 	}
+	return pr;
+}
+
+int loupe__profile_session(struct loupe *L, const struct profile_request *q, unsigned seconds, unsigned hz,
+			   void (*done)(void *arg), void *arg, char *err, size_t errlen)
+{
+	int status;
+	struct profiler *pr = running_profiler(L, q, &status, err, errlen);
+	if (!pr)
+		return -status;
+	pthread_mutex_lock(&L->lock);
+	int id = -1;
+	for (int i = 0; i < PROF_SESSIONS && id < 0; i++)
+		if (!pr->sess[i].used)
+			id = i;
+	struct prof_session *ps = id >= 0 ? &pr->sess[id] : NULL;
+	if (!ps) {
+		pthread_mutex_unlock(&L->lock);
+		snprintf(err, errlen, "%d profiling sessions are running already: try again later", PROF_SESSIONS);
+		return -503;
+	}
+	*ps = (struct prof_session){.used = true, .kind = q->kind, .format = q->format, .hz = hz, .done_cb = done,
+				    .arg = arg};
+	snprintf(ps->service, sizeof(ps->service), "%s", q->service ? q->service : "");
+	ps->p = profile__new(q->kind, q->kind == PROFILE_CPU ? hz : 0);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ps->start_unix_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	ps->deadline_ns = now_ns(CLOCK_MONOTONIC) + seconds * 1000000000ull;
+	int attached = q->kind == PROFILE_CPU ? 0 : 1; /* off-CPU sessions use the sched_switch records */
+	if (q->kind == PROFILE_CPU && ps->p) {
+		struct perf_event_attr attr = {.type = PERF_TYPE_SOFTWARE, .size = sizeof(attr),
+					       .config = PERF_COUNT_SW_CPU_CLOCK, .freq = 1, .sample_freq = hz};
+		ps->pfds = calloc((size_t)pr->ncpus, sizeof(*ps->pfds));
+		ps->links = calloc((size_t)pr->ncpus, sizeof(*ps->links));
+		for (int cpu = 0; ps->pfds && ps->links && cpu < pr->ncpus; cpu++) {
+			ps->pfds[cpu] = (int)syscall(__NR_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+			if (ps->pfds[cpu] < 0)
+				continue;
+			ps->links[cpu] = bpf_program__attach_perf_event(pr->skel->progs.prof_session, ps->pfds[cpu]);
+			attached += ps->links[cpu] != NULL;
+		}
+	}
+	if (!ps->p || !attached) {
+		session_detach(pr, ps);
+		profile__free(ps->p);
+		*ps = (struct prof_session){0};
+		pthread_mutex_unlock(&L->lock);
+		snprintf(err, errlen, "could not start the session (perf events: %s)", strerror(errno));
+		return -500;
+	}
+	pthread_mutex_unlock(&L->lock);
+	return id;
+}
+
+int loupe__profile_session_take(struct loupe *L, int id, struct buf *out, const char **ctype, char *err, size_t errlen)
+{
+	int status = 503;
+	pthread_mutex_lock(&L->lock);
+	struct profiler *pr = NULL;
+	for (int i = 0; i < L->nfeatures; i++)
+		if (L->features[i].ops == &profiler_collector && L->features[i].state == FEATURE_RUNNING)
+			pr = L->features[i].priv;
+	struct prof_session *ps = pr && id >= 0 && id < PROF_SESSIONS ? &pr->sess[id] : NULL;
+	if (!ps || !ps->used) {
+		snprintf(err, errlen, "no such session");
+	} else if (!ps->done) {
+		snprintf(err, errlen, "loupe is stopping: the session did not finish");
+	} else {
+		status = ps->status;
+		snprintf(err, errlen, "%s", ps->err);
+		if (out) {
+			*out = ps->out;
+			*ctype = ps->ctype;
+			ps->out = (struct buf){0};
+		}
+	}
+	if (ps && ps->used && (ps->done || !out)) {
+		session_detach(pr, ps);
+		profile__free(ps->p);
+		buf__free(&ps->out);
+		*ps = (struct prof_session){0};
+	}
+	pthread_mutex_unlock(&L->lock);
+	return status;
+}
+
+int loupe__profile(struct loupe *L, const struct profile_request *q, struct buf *out, const char **ctype, char *err,
+		   size_t errlen)
+{
+	int status;
+	struct profiler *pr = running_profiler(L, q, &status, err, errlen);
+	if (!pr)
+		return status;
 	pthread_mutex_lock(&L->lock);
 	profiler_poll(pr);
 	struct timespec ts;
@@ -342,17 +537,7 @@ int loupe__profile(struct loupe *L, const struct profile_request *q, struct buf 
 	if (!rc) {
 		profile__set_time(p, (now_min + 1 - minutes) * 60 * 1000000000ull, (uint64_t)ts.tv_sec * 1000000000ull +
 				  (uint64_t)ts.tv_nsec - (now_min + 1 - minutes) * 60 * 1000000000ull);
-		if (q->format == PROFILE_FORMAT_SVG) {
-			struct flamegraph_opts o = {.service = q->service, .flags = q->service ? 0 : PROFILE_FOLD_SERVICE};
-			rc = flamegraph_svg(p, &o, out);
-			*ctype = "image/svg+xml";
-		} else if (q->format == PROFILE_FORMAT_FOLDED) {
-			rc = profile__folded(p, PROFILE_VALUE_DEFAULT, q->service ? 0 : PROFILE_FOLD_SERVICE, out);
-			*ctype = "text/plain; charset=utf-8";
-		} else {
-			rc = pprof_encode(p, out);
-			*ctype = "application/octet-stream";
-		}
+		rc = render(p, q->format, q->service, out, ctype);
 	}
 	profile__free(p);
 	if (rc) {
@@ -368,6 +553,7 @@ const struct collector profiler_collector = {
 	.attach = profiler_attach,
 	.poll = profiler_poll,
 	.poll_fd = profiler_poll_fd,
+	.poll_period_ms = 100, /* sessions end on time */
 	.collect = profiler_collect,
 	.status = profiler_status,
 	.close = profiler_close,

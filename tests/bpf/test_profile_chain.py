@@ -7,14 +7,19 @@ main -> chain_alpha -> chain_beta -> chain_gamma; loupe samples it at 99 Hz and 
   - /debug/pprof/profile (pprof, gzip) decoded by an independent decoder, protoc --decode with proto/profile.proto:
     the functions are named, sample types are samples/count and cpu/nanoseconds, the service label is set;
   - /flamegraph.svg is well-formed XML (xmllint) and names the frames;
-  - bad parameters get a 400 with the reason; ?seconds= (on-demand sessions) a 501 until they exist.
+  - an on-demand session, /debug/pprof/profile?seconds=2&hz=99 (net/http/pprof's semantics: the answer comes when
+    the session ends), sampled at its own rate while the continuous profile goes on: >= 90% of the chain, about
+    2 x 99 samples; /healthz answers meanwhile;
+  - bad parameters get a 400 with the reason.
 """
 import gzip
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,12 +30,14 @@ from bpf_support import new_tag  # noqa: E402
 
 CHAIN = os.path.join(TOP, "build", "tests", "chain")
 PROTO = os.path.join(TOP, "proto", "profile.proto")
-HZ, SPIN_S = 99, 3
+HZ, SPIN_S = 99, 4
 WANT = "main;chain_alpha;chain_beta;chain_gamma"
 NAMES = ["the chain is a target", f"at least 90% of its samples show {WANT}",
          "pprof decoded by protoc --decode: functions, sample types, service label",
          "flame graph: well-formed SVG naming the frames", "bad window: 400 with the reason",
-         "?seconds=: 501 (on-demand sessions not there yet)"]
+         "on-demand session (?seconds=2&hz=99): answered after 2 s, >= 90% of the chain, about 198 samples",
+         "/healthz answers while a session runs", "bad seconds or hz: 400 with the reason",
+         "SIGTERM during a session: loupe exits 0 within 2 s"]
 
 
 def get(L, path):
@@ -58,6 +65,19 @@ def main():
                  NAMES[0])
             p.stdin.write("go\n")
             p.stdin.flush()
+            session = {}
+
+            def run_session():
+                t0 = time.time()
+                session["resp"] = get(L, "/debug/pprof/profile?seconds=2&hz=99&service=chain&format=folded")
+                session["secs"] = time.time() - t0
+            th = threading.Thread(target=run_session)
+            th.start()
+            time.sleep(0.5)
+            t0 = time.time()
+            hz_status, _ = get(L, "/healthz")
+            health_s = time.time() - t0
+            th.join(timeout=30)
             p.wait(timeout=30)
             time.sleep(0.3)
             st, body = get(L, "/debug/pprof/profile?window=1m&service=chain&format=folded")
@@ -88,8 +108,30 @@ def main():
                  f"HTTP {st}, xmllint ok {xml_ok}, {len(body)} bytes")
             st, body = get(L, "/debug/pprof/profile?window=20m")
             t.ok(st == 400 and b"window" in body, NAMES[4], f"HTTP {st}: {body[:200]!r}")
-            st, body = get(L, "/debug/pprof/profile?seconds=5")
-            t.ok(st == 501, NAMES[5], f"HTTP {st}: {body[:200]!r}")
+            st, body = session.get("resp", (0, b""))
+            lines = [ln.rsplit(" ", 1) for ln in body.decode().splitlines() if ln.strip()]
+            total = sum(int(n) for _, n in lines)
+            good = sum(int(n) for stack, n in lines if stack.endswith(WANT))
+            t.ok(st == 200 and session["secs"] >= 2 and total and good >= 0.9 * total and abs(total - 198) <= 40,
+                 NAMES[5], f"HTTP {st} after {session.get('secs', 0):.2f} s; {good} of {total} samples")
+            t.ok(hz_status == 200 and health_s < 1, NAMES[6], f"HTTP {hz_status} in {health_s:.3f} s")
+            res = [get(L, q) for q in ("/debug/pprof/profile?seconds=0", "/debug/pprof/profile?seconds=1&hz=5000")]
+            t.ok(all(st == 400 and (b"seconds" in b or b"hz" in b) for st, b in res), NAMES[7], res)
+
+            # SIGTERM while a session's connection is suspended: loupe still stops at once and cleanly.
+            late = {}
+            th = threading.Thread(target=lambda: late.update(r=get(L, "/debug/pprof/profile?seconds=30")))
+            th.start()
+            time.sleep(0.5)
+            t0 = time.time()
+            L.proc.send_signal(signal.SIGTERM)
+            try:
+                code = L.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                code = None
+            took = time.time() - t0
+            th.join(timeout=10)
+            t.ok(code == 0 and took < 2, NAMES[8], f"exit {code} after {took:.2f} s; the client got {late.get('r')}")
     finally:
         if p.poll() is None:
             p.kill()
