@@ -1,0 +1,138 @@
+#!/bin/bash
+# Profiler benchmark (issue 5, point 8). Needs root; only loopback traffic.
+#   scripts/bench-profile.sh [--quick] [--out FILE]
+# The reference API (tests/workload, private ports) under wrk (mix.lua, 10 connections, 2 threads), ABBA pairs:
+#   (1) off vs continuous 19 Hz profiling of the api service, (2) off vs a 99 Hz session, both as
+#       `loupe profile --service api --hz H` running through the whole wrk run (the profiler and target tracking
+#       only: the cost of profiling, not of loupe's other features);
+#   (3) loupe's CPU during the profiled runs (utime + stime of the loupe profile process / wall time);
+#   (4) time from the end of a 30 s on-demand session (`loupe run`, /debug/pprof/profile?seconds=30) to the pprof
+#       being served: curl's total time minus 30 s.
+# Prints one JSON line per run and a summary; --out FILE writes the summary as JSON.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$top/build}
+LOUPE=$BUILD/loupe
+WL=$top/tests/workload
+PY=/usr/bin/python3
+quick=0 out=""
+while (($#)); do
+	case $1 in
+	--quick) quick=1; shift ;;
+	--out) out=${2:?--out needs a file}; shift 2 ;;
+	-h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+	*) echo "bench-profile.sh: unknown argument '$1'" >&2; exit 2 ;;
+	esac
+done
+((EUID == 0)) || { echo "bench-profile.sh: needs root (BPF, perf events)" >&2; exit 1; }
+[[ -x $LOUPE ]] || { echo "bench-profile.sh: $LOUPE missing: run make" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "bench-profile.sh: wrk missing (apt-get install wrk)" >&2; exit 1; }
+RUNS=5 DUR=10 SESSION=30
+((quick)) && RUNS=1 DUR=3 SESSION=5
+
+export LOUPE_PG_PORT=${LOUPE_PG_PORT:-55632} LOUPE_PG_DIR=${LOUPE_PG_DIR:-/tmp/loupe-benchprof-pg}
+export LOUPE_API_PORT=${LOUPE_API_PORT:-18280} LOUPE_RUN_DIR=${LOUPE_RUN_DIR:-/tmp/loupe-benchprof-run}
+PORT=${LOUPE_BENCH_PORT:-19481}
+work=$(mktemp -d /tmp/loupe-benchprof.XXXXXX)
+log() { printf '[bench-profile %s] %s\n' "$(date +%T)" "$*" >&2; }
+cleanup() {
+	"$WL/api-stop.sh" >/dev/null 2>&1 || true
+	"$WL/pg-stop.sh" >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+log "starting PostgreSQL and the API (127.0.0.1:$LOUPE_API_PORT)"
+"$WL/pg-start.sh" >"$work/wl.log" 2>&1
+"$WL/api-start.sh" >>"$work/wl.log" 2>&1
+API_PID=$(cat "$LOUPE_RUN_DIR/api.pid")
+IDS=$("$PY" "$WL/seed.py" --ids-only 2>>"$work/wl.log")
+URL="http://127.0.0.1:$LOUPE_API_PORT"
+
+wrk_rps() { # seconds -> requests/s
+	wrk -d "${1}s" -c 10 -t 2 --timeout 10s -s "$WL/mix.lua" "$URL" -- mix "$IDS" 2>&1 |
+		awk '/^Requests\/sec/ { print $2 }'
+}
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+run() { # cond(off|19|99) -> one JSON line
+	local cond=$1 rps lp=""
+	if [[ $cond != off ]]; then
+		# long enough to cover the settling and the run; stopped (SIGTERM) when wrk is done
+		"$LOUPE" profile --pid "$API_PID" --hz "$cond" --seconds $((DUR + 20)) --format folded \
+			-o "$work/p-$cond.folded" 2>"$work/loupe-$cond.err" &
+		lp=$!
+		sleep 2 # attach
+	fi
+	local t0 c0=0 c1=0
+	[[ -n $lp ]] && c0=$(cpu_ticks "$lp")
+	t0=$(date +%s.%N)
+	rps=$(wrk_rps "$DUR")
+	local wall
+	wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+	if [[ -n $lp ]]; then
+		c1=$(cpu_ticks "$lp")
+		kill -TERM "$lp" 2>/dev/null || true
+		wait "$lp" 2>/dev/null || true
+	fi
+	local hz
+	hz=$(getconf CLK_TCK)
+	printf '{"cond":"%s","rps":%s,"loupe_cpu_pct":%s}\n' "$cond" "${rps:-0}" \
+		"$(awk -v c=$((c1 - c0)) -v hz="$hz" -v w="$wall" 'BEGIN { printf "%.2f", 100 * c / hz / w }')"
+}
+
+log "warm-up"
+wrk_rps 3 >/dev/null
+: >"$work/runs.jsonl"
+for mode in 19 99; do
+	for ((r = 1; r <= RUNS; r++)); do
+		if ((r % 2)); then order=(off "$mode"); else order=("$mode" off); fi
+		for c in "${order[@]}"; do
+			line=$(run "$c")
+			echo "$line" | tee -a "$work/runs.jsonl"
+			echo "{\"mode\":$mode,\"pair\":$r,$(echo "$line" | cut -c2-)" >>"$work/pairs.jsonl"
+		done
+	done
+done
+
+log "on-demand session: $SESSION s at 99 Hz, time to the pprof after its end"
+"$LOUPE" run --listen "127.0.0.1:$PORT" --target "api=pid:$API_PID" --log-level warn 2>"$work/daemon.err" &
+DP=$!
+for _ in $(seq 50); do curl -sf "127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
+wrk -d $((SESSION + 5))s -c 10 -t 2 -s "$WL/mix.lua" "$URL" -- mix "$IDS" >/dev/null 2>&1 &
+WP=$!
+total=$(curl -s -o "$work/session.pb.gz" -w '%{time_total}' "127.0.0.1:$PORT/debug/pprof/profile?seconds=$SESSION&hz=99&service=api")
+kill "$WP" 2>/dev/null || true
+wait "$WP" 2>/dev/null || true
+kill -TERM "$DP"
+wait "$DP" || true
+size=$(stat -c %s "$work/session.pb.gz")
+
+"$PY" - "$work/pairs.jsonl" "$total" "$SESSION" "$size" "${out:-}" <<'EOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+total, session, size, out = float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+res = {}
+for mode in (19, 99):
+    on = [r["rps"] for r in rows if r["mode"] == mode and r["cond"] != "off"]
+    off = [r["rps"] for r in rows if r["mode"] == mode and r["cond"] == "off"]
+    pairs = {}
+    for r in rows:
+        if r["mode"] == mode:
+            pairs.setdefault(r["pair"], {})["on" if r["cond"] != "off" else "off"] = r["rps"]
+    ratios = [p["on"] / p["off"] for p in pairs.values() if p.get("off")]
+    cpu = [r["loupe_cpu_pct"] for r in rows if r["mode"] == mode and r["cond"] != "off"]
+    res[mode] = {"off_median": statistics.median(off), "on_median": statistics.median(on),
+                 "ratio": statistics.median(on) / statistics.median(off), "pair_ratios": ratios,
+                 "loupe_cpu_pct_median": statistics.median(cpu)}
+res["session"] = {"seconds": session, "served_after_end_s": round(total - session, 3), "pprof_bytes": size}
+goal = {19: 0.995, 99: 0.98}
+for mode in (19, 99):
+    r = res[mode]
+    print(f"{mode} Hz: API {r['off_median']:.0f} req/s off, {r['on_median']:.0f} on: ratio {r['ratio']:.3f} "
+          f"(goal >= {goal[mode]}: {'MET' if r['ratio'] >= goal[mode] else 'NOT MET'}); per pair "
+          f"{', '.join(f'{x:.3f}' for x in r['pair_ratios'])}; loupe CPU {r['loupe_cpu_pct_median']:.2f}% of a core")
+print(f"on-demand session of {session} s: pprof served {res['session']['served_after_end_s']:.3f} s after its end "
+      f"({size} bytes)")
+if out:
+    json.dump(res, open(out, "w"), indent=1)
+EOF
