@@ -57,6 +57,7 @@ static const char run_usage[] =
 	"                             50; the first ones seen are kept)\n"
 	"      --profile-hz N         CPU samples per second on every CPU, of target threads (default 19; 0: off)\n"
 	"      --offcpu               also measure the time target threads spend blocked (sched_switch)\n"
+	"      --profile-all          CPU profiles of every process, not only targets (others: _untargeted)\n"
 	"      --series-budget N      series allowed per metric before label sets collapse into _other (default 2000)\n"
 	"      --log-level LEVEL      debug, info, warn or error (default info); logs are JSON lines on stderr\n"
 	"  -h, --help                 show this help\n"
@@ -84,7 +85,7 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
 		{"bpf-stats", required_argument, NULL, 'P'}, {"capture-bytes", required_argument, NULL, 'C'},
 		{"route-budget", required_argument, NULL, 'R'}, {"fingerprint-budget", required_argument, NULL, 'F'},
 		{"pg-usdt-query", no_argument, NULL, 'Q'}, {"profile-hz", required_argument, NULL, 'H'},
-		{"offcpu", no_argument, NULL, 'O'},
+		{"offcpu", no_argument, NULL, 'O'}, {"profile-all", no_argument, NULL, 'A'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -144,6 +145,7 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt)
 		case 'S': opt->bpf_stats = BPF_STATS_OFF; break;
 		case 'Q': opt->pg_usdt_query = true; break;
 		case 'O': opt->offcpu = true; break;
+		case 'A': opt->scope = SCOPE_ALL; break;
 		case 'H': {
 			char *end;
 			long n = strtol(optarg, &end, 10);

@@ -239,7 +239,8 @@ static int on_record(void *ctx, void *data, size_t size)
 	const struct prof_rec *r = data;
 	if (size < sizeof(*r) || r->service > LOUPE_MAX_SERVICES)
 		return 0;
-	const char *svc = target_rules__service(&pr->L->opt->rules, (int)r->service);
+	/* With --profile-all, threads of no target service are profiled too, under "_untargeted". */
+	const char *svc = r->service ? target_rules__service(&pr->L->opt->rules, (int)r->service) : "_untargeted";
 	char comm[sizeof(r->comm) + 1];
 	memcpy(comm, r->comm, sizeof(r->comm));
 	comm[sizeof(r->comm)] = 0;
@@ -417,7 +418,7 @@ static struct profiler *running_profiler(struct loupe *L, const struct profile_r
 		snprintf(err, errlen, "off-CPU profiling is off: start loupe with --offcpu");
 		return NULL;
 	}
-	if (q->service) {
+	if (q->service && !(L->opt->scope == SCOPE_ALL && !strcmp(q->service, "_untargeted"))) {
 		bool found = false;
 		for (int s = 1; s <= L->opt->rules.nservices; s++)
 			found |= !strcmp(target_rules__service(&L->opt->rules, s), q->service);

@@ -29,7 +29,9 @@ def spawn(code, tag):
 def main():
     t = Tap()
     if not is_root():
-        for n in ("samples of a spinning target", "no samples of an untargeted spinner", "off-CPU time of a sleeper"):
+        for n in ("samples of a spinning target", "no samples of an untargeted spinner",
+                  "without --profile-all: untargeted threads are not profiled", "off-CPU time of a sleeper",
+                  "with --profile-all: an untargeted spinner is sampled"):
             t.skip(n, "needs root to load BPF programs and open perf events")
         t.done()
     tag = new_tag()
@@ -55,10 +57,23 @@ def main():
             total = sum(value(m, "loupe_profile_samples_total", service_name=s) for s in ("spin", "sleep"))
             t.ok(total - got <= 2, "no samples of an untargeted spinner",
                  f"samples of other services: {total - got:.0f} (the sleeper may be caught once or twice)")
+            st, _, body = L.get("/debug/pprof/profile?window=1m&service=_untargeted&format=folded")
+            t.ok(st == 400, "without --profile-all: untargeted threads are not profiled", f"HTTP {st}")
             off = value(m, "loupe_offcpu_seconds_total", service_name="sleep")
             want_off = N * SLEEP_MS / 1000
             t.ok(want_off <= off <= 1.1 * want_off, "off-CPU time of a sleeper",
                  f"{off:.3f} s for {N} x {SLEEP_MS} ms, want {want_off} .. {1.1 * want_off:.2f}")
+        # --profile-all: every process is sampled; threads of no service under _untargeted.
+        lone = spawn(SPIN % SPIN_S, f"lone-{tag}")
+        procs.append(lone)
+        with Loupe("--target", f"none=comm:^nothing-{tag}$", "--profile-all", "--profile-hz", str(HZ)) as L:
+            lone.stdin.write("go\n")
+            lone.stdin.flush()
+            lone.wait(timeout=30)
+            st, _, body = L.get("/debug/pprof/profile?window=1m&service=_untargeted&format=folded")
+            total = sum(int(ln.rsplit(" ", 1)[1]) for ln in body.decode().splitlines() if ln.strip()) if st == 200 else 0
+            t.ok(st == 200 and total >= 0.8 * SPIN_S * HZ, "with --profile-all: an untargeted spinner is sampled",
+                 f"HTTP {st}; {total} samples under _untargeted, want >= {0.8 * SPIN_S * HZ:.0f}")
     finally:
         for p in procs:
             if p.poll() is None:
