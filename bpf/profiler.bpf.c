@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-/* CPU and off-CPU profiling of target threads.
+/* CPU and off-CPU profiling of target threads (off-CPU state in task storage with tp_btf, in a hash by thread id
+ * with raw_tp, whose task pointers are not BTF-typed).
  *  - prof_sample: perf_event cpu-clock on every CPU (userspace opens one event per CPU at --profile-hz); a sample
  *    of a target thread (or of any thread with profile_all) sends its kernel and user stacks to prof_events.
  *  - offcpu_switch_*: sched_switch, which runs in the task being switched out. A target thread leaving the CPU
@@ -31,6 +32,14 @@ struct {
 	__type(key, int);
 	__type(value, struct offcpu_start);
 } offcpu_start SEC(".maps");
+
+/* The same for raw_tp, whose task pointers are not BTF-typed (no task storage): keyed by thread id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct offcpu_start);
+} offcpu_start_raw SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
@@ -87,13 +96,26 @@ int prof_sample(struct bpf_perf_event_data *ctx) { return on_sample(ctx, REC_PRO
 SEC("perf_event")
 int prof_session(struct bpf_perf_event_data *ctx) { return on_sample(ctx, REC_PROF_SESSION); }
 
-static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct task_struct *next)
+static __always_inline struct offcpu_start *start_of(struct task_struct *t, bool create, const bool btf)
+{
+	if (btf)
+		return bpf_task_storage_get(&offcpu_start, t, 0, create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	__u32 tid = BPF_CORE_READ(t, pid);
+	struct offcpu_start *st = bpf_map_lookup_elem(&offcpu_start_raw, &tid);
+	if (!st && create) {
+		struct offcpu_start zero = {};
+		bpf_map_update_elem(&offcpu_start_raw, &tid, &zero, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&offcpu_start_raw, &tid);
+	}
+	return st;
+}
+
+static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct task_struct *next, const bool btf)
 {
 	__u32 prev_tgid = BPF_CORE_READ(prev, tgid), next_tgid = BPF_CORE_READ(next, tgid);
 	/* prev (the current task) blocked, rather than being preempted while runnable: remember when and where */
 	if (target_service(prev_tgid) && BPF_CORE_READ(prev, __state) != 0) {
-		struct offcpu_start *st =
-			bpf_task_storage_get(&offcpu_start, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		struct offcpu_start *st = start_of(prev, true, btf);
 		if (st) {
 			st->ts_ns = bpf_ktime_get_ns();
 			st->kstack_id = bpf_get_stackid(ctx, &prof_stacks, 0);
@@ -105,11 +127,16 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
 	__u32 svc = target_service(next_tgid);
 	if (!svc)
 		return 0;
-	struct offcpu_start *st = bpf_task_storage_get(&offcpu_start, next, 0, 0);
+	struct offcpu_start *st = start_of(next, false, btf);
 	if (!st || !st->ts_ns)
 		return 0;
 	__u64 now = bpf_ktime_get_ns(), delta = now - st->ts_ns;
+	__s32 ustack_id = st->ustack_id, kstack_id = st->kstack_id;
 	st->ts_ns = 0;
+	if (!btf) { /* the hash holds blocked threads only: exited ones leave nothing behind */
+		__u32 tid = BPF_CORE_READ(next, pid);
+		bpf_map_delete_elem(&offcpu_start_raw, &tid);
+	}
 	if (delta < offcpu_min_ns)
 		return 0;
 	struct prof_rec *r = bpf_ringbuf_reserve(&prof_events, sizeof(*r), 0);
@@ -124,8 +151,8 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
 	r->ts_ns = now;
 	r->value_ns = delta;
 	r->ustack_bytes = r->kstack_bytes = 0;
-	r->ustack_id = st->ustack_id;
-	r->kstack_id = st->kstack_id;
+	r->ustack_id = ustack_id;
+	r->kstack_id = kstack_id;
 	BPF_CORE_READ_STR_INTO(&r->comm, next, comm);
 	bpf_ringbuf_submit(r, 0);
 	return 0;
@@ -134,10 +161,10 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
 SEC("tp_btf/sched_switch")
 int BPF_PROG(offcpu_switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	return on_switch(ctx, prev, next);
+	return on_switch(ctx, prev, next, true);
 }
 SEC("raw_tp/sched_switch")
 int BPF_PROG(offcpu_switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	return on_switch(ctx, prev, next);
+	return on_switch(ctx, prev, next, false);
 }

@@ -680,6 +680,7 @@ static const char profile_usage[] =
 	"      --kind KIND          cpu (default) or offcpu (time blocked, by where threads blocked)\n"
 	"      --format FORMAT      pprof (default; gzip), folded or svg\n"
 	"  -o, --output FILE        where to write it (- for stdout)\n"
+	"      --tracepoints KIND   auto (default), tp_btf or raw_tp (as for loupe run)\n"
 	"      --log-level LEVEL    default warn\n"
 	"  -h, --help               show this help\n"
 	"\n"
@@ -693,6 +694,7 @@ int cmd_profile(int argc, char **argv)
 		{"hz", required_argument, NULL, 'H'},	   {"kind", required_argument, NULL, 'k'},
 		{"format", required_argument, NULL, 'f'},  {"output", required_argument, NULL, 'o'},
 		{"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
+		{"tracepoints", required_argument, NULL, 'T'},
 		{0},
 	};
 	struct loupe_options opt = default_options;
@@ -752,6 +754,13 @@ int cmd_profile(int argc, char **argv)
 			}
 			break;
 		case 'o': sess.out_path = optarg; break;
+		case 'T':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "tp_btf") && strcmp(optarg, "raw_tp")) {
+				usage_error("profile", "bad --tracepoints '%s': expected auto, tp_btf or raw_tp", optarg);
+				goto out;
+			}
+			opt.tracepoints = strcmp(optarg, "auto") ? optarg : NULL;
+			break;
 		case 'L': {
 			enum log_level lvl;
 			if (log_level_parse(optarg, &lvl)) {

@@ -30,7 +30,8 @@ NAMES = [f"cpu: >= 90% of the samples show {CHAIN}", "cpu: about seconds x hz sa
          "off-CPU: block_beta's blocked time within 10% of 1.0 s", "pprof output decoded by protoc --decode",
          "svg output is well-formed XML naming the frames", "on a terminal: a progress bar with time left",
          "bad arguments: exit 2 and one line", "a pid that does not exist: exit 1",
-         "headless Chromium renders the flame graph: frame names, and its search finds chain_beta in >= 90%"]
+         "headless Chromium renders the flame graph: frame names, and its search finds chain_beta in >= 90%",
+         "off-CPU with --tracepoints raw_tp: both functions' blocked time within 10%"]
 
 
 class Held:
@@ -101,6 +102,17 @@ def main():
         beta = sum(n for s, n in rows if ";block_beta;" in s) / 1e9
         t.ok(abs(alpha - 0.5) <= 0.05, NAMES[3], f"rc {rc} {se[-200:]}; {alpha:.3f} s")
         t.ok(abs(beta - 1.0) <= 0.10, NAMES[4], f"{beta:.3f} s")
+        # The raw_tp fallback keeps blocked threads in a hash instead of task storage: the same figures.
+        blk2 = Held("blockers", 10)
+        procs.append(blk2)
+        out = os.path.join(d, "off-raw.folded")
+        rc, se = profile(blk2.p.pid, out, "--seconds", 4, "--kind", "offcpu", "--format", "folded",
+                         "--tracepoints", "raw_tp", delay_go=1.5, held=blk2)
+        rows = folded(out) if rc == 0 else []
+        alpha = sum(n for s, n in rows if ";block_alpha;" in s) / 1e9
+        beta = sum(n for s, n in rows if ";block_beta;" in s) / 1e9
+        t.ok(abs(alpha - 0.5) <= 0.05 and abs(beta - 1.0) <= 0.10, NAMES[11],
+             f"rc {rc} {se[-200:]}; alpha {alpha:.3f} s, beta {beta:.3f} s")
 
         chain2 = Held("chain", 4)
         procs.append(chain2)
