@@ -283,7 +283,7 @@ CORE_PROG_NAMES = {
 }
 LOUPE_PROG_NAMES = {
     flavour: names | {f"tcp_{p}_{suffix}" for p in ("state", "retx", "rst_tx", "rst_rx")} | {f"pl_state_{suffix}"}
-    | {"prof_sample"}
+    | {"prof_sample", "prof_session"}
     for flavour, names, suffix in (("tp_btf", CORE_PROG_NAMES["tp_btf"], "btf"),
                                    ("raw_tp", CORE_PROG_NAMES["raw_tp"], "raw"))
 }
