@@ -568,6 +568,18 @@ static bool parse_chunk_size(const char *l, size_t n, uint64_t *out)
 	return true;
 }
 
+/* ST_BODY, ST_CHUNK_DATA: pass up to n bytes of a body or chunk, captured or not, in either direction. A chunk's
+ * end moves on to its CRLF; *body_done says the message's body ended (the caller ends the message). */
+static uint64_t data_skip(struct http_side *s, uint64_t n, bool *body_done)
+{
+	uint64_t used = min_u64(n, s->remaining);
+	s->remaining -= used;
+	*body_done = !s->remaining && s->state == ST_BODY;
+	if (!s->remaining && s->state == ST_CHUNK_DATA)
+		s->state = ST_CHUNK_END;
+	return used;
+}
+
 /* ST_CHUNK_SIZE, ST_CHUNK_END (RFC 9112 section 7.1): gather the chunk-size line, or the empty line after a chunk's
  * data, in either direction. Returns the bytes used. */
 static size_t chunk_line(struct feed *f, struct http_side *s, char *line, size_t max, const uint8_t *p, size_t n,
@@ -712,14 +724,9 @@ static size_t request_step(struct feed *f, const uint8_t *p, size_t n)
 
 	case ST_BODY:
 	case ST_CHUNK_DATA:
-		used = (size_t)min_u64(n, s->remaining);
-		s->remaining -= used;
-		if (!s->remaining) {
-			if (s->state == ST_BODY)
-				request_done(f);
-			else
-				s->state = ST_CHUNK_END;
-		}
+		used = (size_t)data_skip(s, n, &done);
+		if (done)
+			request_done(f);
 		return used;
 
 	case ST_UPGRADE_WAIT:
@@ -744,15 +751,10 @@ static void request_gap(struct feed *f, uint64_t gap)
 		switch (s->state) {
 		case ST_BODY:
 		case ST_CHUNK_DATA: {
-			uint64_t t = min_u64(gap, s->remaining);
-			s->remaining -= t;
-			gap -= t;
-			if (!s->remaining) {
-				if (s->state == ST_BODY)
-					request_done(f);
-				else
-					s->state = ST_CHUNK_END;
-			}
+			bool done;
+			gap -= data_skip(s, gap, &done);
+			if (done)
+				request_done(f);
 			break;
 		}
 		case ST_LINE: {
@@ -1043,15 +1045,10 @@ static size_t response_step(struct feed *f, const uint8_t *p, size_t n)
 
 	case ST_BODY:
 	case ST_CHUNK_DATA:
-		used = (size_t)min_u64(n, s->remaining);
+		used = (size_t)data_skip(s, n, &done);
 		f->pos += used;
-		s->remaining -= used;
-		if (!s->remaining) {
-			if (s->state == ST_BODY)
-				response_done(s);
-			else
-				s->state = ST_CHUNK_END;
-		}
+		if (done)
+			response_done(s);
 		return used;
 
 	default: /* ST_UNTIL_CLOSE, ST_LOST */
@@ -1070,15 +1067,10 @@ static void response_gap(struct feed *f, uint64_t gap)
 		switch (s->state) {
 		case ST_BODY:
 		case ST_CHUNK_DATA: {
-			uint64_t t = min_u64(gap, s->remaining);
-			s->remaining -= t;
-			gap -= t;
-			if (!s->remaining) {
-				if (s->state == ST_BODY)
-					response_done(s);
-				else
-					s->state = ST_CHUNK_END;
-			}
+			bool done;
+			gap -= data_skip(s, gap, &done);
+			if (done)
+				response_done(s);
 			break;
 		}
 		case ST_LINE:

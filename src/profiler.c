@@ -401,14 +401,20 @@ static int render(struct profile *p, enum profile_format format, const char *ser
 	return pprof_encode(p, out);
 }
 
+/* The profiler feature's state when it runs, else NULL. */
+static struct profiler *find_profiler(struct loupe *L)
+{
+	for (int i = 0; i < L->nfeatures; i++)
+		if (L->features[i].ops == &profiler_collector && L->features[i].state == FEATURE_RUNNING)
+			return L->features[i].priv;
+	return NULL;
+}
+
 /* The running profiler, or NULL with err and the HTTP status set. */
 static struct profiler *running_profiler(struct loupe *L, const struct profile_request *q, int *status, char *err,
 					 size_t errlen)
 {
-	struct profiler *pr = NULL;
-	for (int i = 0; i < L->nfeatures; i++)
-		if (L->features[i].ops == &profiler_collector && L->features[i].state == FEATURE_RUNNING)
-			pr = L->features[i].priv;
+	struct profiler *pr = find_profiler(L);
 	*status = 503;
 	if (!pr) {
 		snprintf(err, errlen, "the profiler is not running (see /status)");
@@ -487,10 +493,7 @@ int loupe__profile_session_take(struct loupe *L, int id, struct buf *out, const 
 {
 	int status = 503;
 	pthread_mutex_lock(&L->lock);
-	struct profiler *pr = NULL;
-	for (int i = 0; i < L->nfeatures; i++)
-		if (L->features[i].ops == &profiler_collector && L->features[i].state == FEATURE_RUNNING)
-			pr = L->features[i].priv;
+	struct profiler *pr = find_profiler(L);
 	struct prof_session *ps = pr && id >= 0 && id < PROF_SESSIONS ? &pr->sess[id] : NULL;
 	if (!ps || !ps->used) {
 		snprintf(err, errlen, "no such session");

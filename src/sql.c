@@ -817,19 +817,26 @@ static bool fingerprint_pg(const char *text, size_t n, struct sql_fp *out, int *
 	return ok;
 }
 
+/* Check and trim an input statement: NULL only with length 0, and a protocol string ends at its NUL. */
+static int sql_input(const char **text, size_t *n)
+{
+	if (!*text && *n)
+		return -EINVAL;
+	if (!*text)
+		*text = "";
+	const char *nul = memchr(*text, '\0', *n);
+	if (nul)
+		*n = (size_t)(nul - *text);
+	return 0;
+}
+
 int sql_fingerprint(const char *text, size_t n, bool truncated, struct sql_fp *out, struct sql_stats *st)
 {
 	unsigned literals = 0;
 	int err = 0;
 
-	if (!out || (!text && n))
+	if (!out || sql_input(&text, &n))
 		return -EINVAL;
-	if (!text)
-		text = "";
-	/* A protocol string ends at its NUL. */
-	const char *nul = memchr(text, '\0', n);
-	if (nul)
-		n = (size_t)(nul - text);
 	memset(out, 0, sizeof(*out));
 	out->truncated = truncated;
 	snprintf(out->operation, sizeof(out->operation), "%s", sql_operation(text, n));
@@ -982,13 +989,8 @@ int sql_cache__lookup(struct sql_cache *c, const char *text, size_t n, bool trun
 
 	if (!c)
 		return sql_fingerprint(text, n, truncated, out, st);
-	if (!out || (!text && n))
+	if (!out || sql_input(&text, &n))
 		return -EINVAL;
-	if (!text)
-		text = "";
-	const char *nul = memchr(text, '\0', n);
-	if (nul)
-		n = (size_t)(nul - text);
 	digest(text, n, c->seed0 ^ truncated, c->seed1, &k0, &k1);
 	struct cache_entry *set = &c->e[(k0 & (c->sets - 1)) * CACHE_WAYS], *victim = set;
 	for (int w = 0; w < CACHE_WAYS; w++) {
