@@ -209,6 +209,20 @@ def wait_for(cond, timeout=10, interval=0.1):
     return v
 
 
+def cpu_seconds(pid):
+    """CPU time a live process's threads have had so far (/proc/PID/task/*/schedstat, first field, ns): the ground
+    truth for sample counts, since a spinner on a busy machine gets less CPU than its wall time."""
+    total = 0
+    base = f"/proc/{pid}/task"
+    for tid in os.listdir(base):
+        try:
+            with open(f"{base}/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / 1e9
+
+
 def loupe_bpf_programs():
     """Names of loaded BPF programs that look like loupe's (for leak checks)."""
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True)
