@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Syscall latency and errors of target processes. sys_enter/sys_exit run for every syscall on the host, so the
  * untargeted path is one inlined array lookup and a return (measured: scripts/bench.sh). Targeted threads keep
- * their start time in task local storage (no hash on the hot path) and count into per-CPU histograms. Their
- * socket reads and writes also feed the payload capture (payload.bpf.h). */
+ * their start time in task local storage (no hash on the hot path) and count into per-CPU histograms. Syscalls
+ * of the untimed set (--untimed-syscalls: futex, getpid, ... by default, the bulk of a Python service's calls
+ * and not worth two clock reads each) are only counted, at sys_exit, from the number in pt_regs. Their socket
+ * reads and writes also feed the payload capture (payload.bpf.h). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -20,6 +22,29 @@ struct {
 	__type(key, __u32);
 	__type(value, struct loupe_hist);
 } syscall_hist SEC(".maps");
+
+/* [service-1][syscall] -> calls of untimed syscalls; max_entries as syscall_hist. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SYSCALL_MAX_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} syscall_untimed SEC(".maps");
+
+/* Bitmap of the syscall numbers that are counted but not timed; set by userspace before load. */
+const volatile __u64 untimed_nr[SYSCALL_MAX_NR / 64] = {};
+
+static __always_inline bool is_untimed(__u32 nr)
+{
+	if (nr >= SYSCALL_MAX_NR)
+		return false;
+	/* The mask after the barrier keeps the index provably in bounds for the verifier: without it the compiler
+	 * recomputes nr / 64 from a register the range check did not narrow. */
+	__u32 word = nr / 64;
+	barrier_var(word);
+	word &= SYSCALL_MAX_NR / 64 - 1;
+	return (untimed_nr[word] >> (nr % 64)) & 1;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -45,7 +70,7 @@ struct {
 static __always_inline int on_enter(long id)
 {
 	__u32 svc = target_service(bpf_get_current_pid_tgid() >> 32);
-	if (!svc)
+	if (!svc || is_untimed((__u32)id))
 		return 0;
 	struct syscall_start *s = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0,
 						       BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -58,19 +83,54 @@ static __always_inline int on_enter(long id)
 	return 0;
 }
 
+static __always_inline void count_error(__u32 svc, __u32 nr, long ret)
+{
+	if (ret >= 0 || ret < -4095)
+		return;
+	struct syscall_err_key key = {.service = svc, .nr = nr, .err = (__u16)-ret};
+	__u64 *c = bpf_map_lookup_elem(&syscall_errors, &key);
+	if (c) {
+		(*c)++;
+		return;
+	}
+	__u64 one = 1;
+	/* -EEXIST: another CPU's copy was created first; this CPU's slot of it is ours. */
+	long err = bpf_map_update_elem(&syscall_errors, &key, &one, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		c = bpf_map_lookup_elem(&syscall_errors, &key);
+		if (c)
+			(*c)++;
+	} else if (err) {
+		count_drop(&syscall_drops, SYSCALL_DROP_ERRMAP_FULL);
+	}
+}
+
 static __always_inline int on_exit(struct pt_regs *regs, long ret, const bool btf)
 {
 	__u32 svc = target_service(bpf_get_current_pid_tgid() >> 32);
-	if (!svc)
+	if (!svc || svc > LOUPE_MAX_SERVICES)
 		return 0;
+	/* The syscall number, as the kernel's syscall_get_nr() reads it: untimed ones have no start time. */
+	__u32 nr = btf ? (__u32)regs->orig_ax : (__u32)BPF_CORE_READ(regs, orig_ax);
+	__u64 now;
+	if (is_untimed(nr)) {
+		__u32 idx = (svc - 1) * SYSCALL_MAX_NR + nr;
+		__u64 *n = bpf_map_lookup_elem(&syscall_untimed, &idx);
+		if (n)
+			(*n)++;
+		count_error(svc, nr, ret);
+		if (capture_bytes && ret > 0 && pl_is_captured_nr(nr))
+			pl_capture(regs, nr, ret, svc, bpf_ktime_get_ns(), btf);
+		return 0;
+	}
 	struct syscall_start *s = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0, 0);
 	if (!s || !s->ts) /* the thread became a target mid-syscall */
 		return 0;
-	__u64 now = bpf_ktime_get_ns();
+	now = bpf_ktime_get_ns();
 	__u64 delta = now - s->ts;
-	__u32 nr = s->nr;
+	nr = s->nr;
 	s->ts = 0;
-	if (nr >= SYSCALL_MAX_NR || svc > LOUPE_MAX_SERVICES)
+	if (nr >= SYSCALL_MAX_NR)
 		return 0;
 	__u32 idx = (svc - 1) * SYSCALL_MAX_NR + nr;
 	struct loupe_hist *h = bpf_map_lookup_elem(&syscall_hist, &idx);
@@ -80,24 +140,7 @@ static __always_inline int on_exit(struct pt_regs *regs, long ret, const bool bt
 			h->slots[slot]++;
 		h->sum_ns += delta;
 	}
-	if (ret < 0 && ret >= -4095) {
-		struct syscall_err_key key = {.service = svc, .nr = nr, .err = (__u16)-ret};
-		__u64 *c = bpf_map_lookup_elem(&syscall_errors, &key);
-		if (c) {
-			(*c)++;
-		} else {
-			__u64 one = 1;
-			/* -EEXIST: another CPU's copy was created first; this CPU's slot of it is ours. */
-			long err = bpf_map_update_elem(&syscall_errors, &key, &one, BPF_NOEXIST);
-			if (err == -EEXIST) {
-				c = bpf_map_lookup_elem(&syscall_errors, &key);
-				if (c)
-					(*c)++;
-			} else if (err) {
-				count_drop(&syscall_drops, SYSCALL_DROP_ERRMAP_FULL);
-			}
-		}
-	}
+	count_error(svc, nr, ret);
 	if (capture_bytes && ret > 0 && pl_is_captured_nr(nr))
 		pl_capture(regs, nr, ret, svc, now, btf);
 	return 0;

@@ -7,8 +7,9 @@
 #     --keep        keep the work directory (logs, raw records) instead of deleting it
 # Parts, all in one invocation:
 #   (a) added cost per syscall (getppid) over nothing attached, for: empty programs on sys_enter/sys_exit (the
-#       floor), the floor with BPF statistics on, loupe with the bench process untargeted, and targeted (both
-#       also with --no-bpf-stats, when loupe has it);
+#       floor), the floor with BPF statistics on, loupe with the bench process untargeted, and targeted with
+#       getppid timed (both also with --no-bpf-stats, when loupe has it), and targeted with getppid in loupe's
+#       default untimed set (counted only: --untimed-syscalls);
 #       conditions alternate within each round, and the figures are medians over the rounds.
 #   (e) with (a): what loupe's untargeted path is made of: empty programs with BPF statistics on plus only the
 #       helper call, plus the tgid-indexed array lookup (loupe's path exactly), or a task-storage lookup instead.
@@ -268,11 +269,12 @@ a_sample() { # cond round holder-pid final
 		((final)) || return 3
 	fi
 	if [[ $cond == targeted* ]]; then
-		# Ground truth: every timed call must be in the bench service's getppid histogram.
+		# Ground truth: every timed call must be in the bench service's getppid histogram (or, untimed, in its
+		# getppid counter).
 		scrape "$work/a-metrics.txt" || die "scrape failed during (a)"
-		local seen
-		seen=$("${LIB[@]}" sample "$work/a-metrics.txt" loupe_syscall_duration_seconds_count \
-			service_name=bench syscall=getppid)
+		local seen metric=loupe_syscall_duration_seconds_count
+		[[ $cond == targeted_untimed ]] && metric=loupe_syscall_untimed_total
+		seen=$("${LIB[@]}" sample "$work/a-metrics.txt" "$metric" service_name=bench syscall=getppid)
 		((seen >= SC_CALLS * SC_REPS)) || { ok=false; log "warning: loupe counted $seen getppid calls of the bench process, expected >= $((SC_CALLS * SC_REPS)): not targeted?"; }
 	fi
 	record "$(jq -c --arg cond "$cond" --argjson round "$round" --argjson foreign "$((f1 + f2))" --argjson ok $ok \
@@ -303,11 +305,15 @@ a_condition() { # cond round
 		floor_stats) floor_start --stats; a_sample floor_stats "$2" "$FLOOR_PID" $final || rc=$?; floor_stop ;;
 		stats_*) floor_start --stats --variant "${1#stats_}"; a_sample "$1" "$2" "$FLOOR_PID" $final || rc=$?; floor_stop ;;
 		untargeted) loupe_start; a_sample untargeted "$2" "$LOUPE_PID" $final || rc=$?; loupe_stop ;;
-		targeted) loupe_start --target "$BENCH_TARGET"; a_sample targeted "$2" "$LOUPE_PID" $final || rc=$?; loupe_stop ;;
+		targeted) # getppid timed (it is in the default untimed set: targeted_untimed measures that path)
+			loupe_start --target "$BENCH_TARGET" "${UNTIMED_NONE[@]}"; a_sample targeted "$2" "$LOUPE_PID" $final || rc=$?
+			loupe_stop ;;
+		targeted_untimed) loupe_start --target "$BENCH_TARGET"; a_sample "$1" "$2" "$LOUPE_PID" $final || rc=$?; loupe_stop ;;
 		untargeted_nostats)
 			loupe_start --no-bpf-stats; a_sample "$1" "$2" "$LOUPE_PID" $final || rc=$?; loupe_stop ;;
 		targeted_nostats)
-			loupe_start --no-bpf-stats --target "$BENCH_TARGET"; a_sample "$1" "$2" "$LOUPE_PID" $final || rc=$?
+			loupe_start --no-bpf-stats --target "$BENCH_TARGET" "${UNTIMED_NONE[@]}"
+			a_sample "$1" "$2" "$LOUPE_PID" $final || rc=$?
 			loupe_stop ;;
 		esac
 		((rc == 3)) || return "$rc"
@@ -318,6 +324,12 @@ if want a; then
 	conds=(baseline floor floor_stats untargeted targeted)
 	# loupe without its BPF statistics (--no-bpf-stats), when this loupe has the option.
 	"$LOUPE" run --help 2>/dev/null | grep -q -- --no-bpf-stats && conds+=(untargeted_nostats targeted_nostats)
+	# getppid counted but not timed (loupe's default untimed set), when this loupe has --untimed-syscalls.
+	UNTIMED_NONE=()
+	if "$LOUPE" run --help 2>/dev/null | grep -q -- --untimed-syscalls; then
+		UNTIMED_NONE=(--untimed-syscalls none)
+		conds+=(targeted_untimed)
+	fi
 	# (e) pieces of loupe's untargeted path alone, with BPF statistics on as under loupe: what the gap is made of.
 	want e && conds+=(stats_pidtgid stats_lookup stats_task)
 	log "(a) syscall cost: $A_ROUNDS rounds of ${#conds[@]} conditions, each $SC_REPS x $SC_CALLS getppid() calls"

@@ -53,6 +53,10 @@ struct feature {
 #define BPF_STATS_FIRST_WINDOW_S 10
 #define BPF_STATS_PERIOD_S 20
 
+/* Syscalls counted but not timed by default: the bulk of a Python service's calls (thread hand-offs, pid checks),
+ * whose latency says little and whose timing would cost two clock reads and two task-storage lookups each. */
+#define LOUPE_DEFAULT_UNTIMED "futex,getpid,gettid,getppid,sched_yield"
+
 struct loupe_options {
 	const char *listen;
 	struct target_rules rules;
@@ -61,6 +65,8 @@ struct loupe_options {
 	enum { BPF_STATS_SAMPLED, BPF_STATS_ALWAYS, BPF_STATS_OFF } bpf_stats;
 	const char *tracepoints; /* forced flavour (tp_btf, raw_tp) or NULL for auto */
 	unsigned capture_bytes;	 /* payload bytes captured per socket call (0: capture off) */
+	const char *untimed_syscalls; /* --untimed-syscalls as given (NULL: LOUPE_DEFAULT_UNTIMED) */
+	uint64_t untimed[8];	 /* its bitmap by syscall number (SYSCALL_MAX_NR bits) */
 	unsigned route_budget;	 /* HTTP route templates per service before "_other" */
 	unsigned fingerprint_budget; /* SQL fingerprints per service before "_other" */
 	bool pg_usdt_query;	 /* per-query PostgreSQL USDT probes (a trap per query: off by default) */

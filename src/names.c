@@ -13,6 +13,14 @@ const char *syscall_name(unsigned nr, char *tmp, size_t n)
 	return tmp;
 }
 
+int syscall_number(const char *name)
+{
+	for (size_t nr = 0; nr < ARRAY_SIZE(syscall_names); nr++)
+		if (syscall_names[nr] && !strcmp(syscall_names[nr], name))
+			return (int)nr;
+	return -1;
+}
+
 const char *errno_name(int err, char *tmp, size_t n)
 {
 	/* Kernel-internal codes seen at sys_exit when a signal interrupts a syscall (include/linux/errno.h): the

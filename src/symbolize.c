@@ -1027,8 +1027,8 @@ static void frame_copy(struct sym_frame *f, const char *name)
 int sym_resolve_user(struct sym_cache *c, struct proc_maps *m, uint64_t addr, struct sym_frame *f)
 {
 	const struct sym_mapping *mp = m ? proc_maps__find(m, addr) : NULL;
-	if (!mp && m && m->live && now_ns(CLOCK_MONOTONIC) - m->last_refresh_ns >= SYM_REFRESH_MIN_NS &&
-	    !proc_maps__refresh(m))
+	if (!mp && m && m->live && addr >= SYM_USER_ADDR_MIN && addr < SYM_USER_ADDR_END &&
+	    now_ns(CLOCK_MONOTONIC) - m->last_refresh_ns >= SYM_REFRESH_MIN_NS && !proc_maps__refresh(m))
 		mp = proc_maps__find(m, addr);
 
 	uint64_t off = 0, vaddr;

@@ -1,5 +1,6 @@
-/* Syscall latency collector: bpf/syscalls.bpf.c -> loupe_syscall_duration_seconds{service_name,syscall} and
- * loupe_syscall_errors_total{service_name,syscall,errno}. Kernel maps are cumulative and never cleared. The same
+/* Syscall latency collector: bpf/syscalls.bpf.c -> loupe_syscall_duration_seconds{service_name,syscall},
+ * loupe_syscall_untimed_total{service_name,syscall} (the --untimed-syscalls set: counted, not timed) and
+ * loupe_syscall_errors_total{service_name,syscall,errno} (both sets). Kernel maps are cumulative and never cleared. The same
  * object carries the payload capture (bpf/payload.bpf.h), whose records src/payload.c reads. */
 #include "loupe.h"
 #include "bpf_util.h"
@@ -22,6 +23,7 @@ struct syscalls {
 	struct syscalls_bpf *skel;
 	int nservices;
 	uint64_t *sums; /* scratch: summed histograms of every [service][syscall] */
+	uint64_t *calls; /* scratch: summed untimed calls of every [service][syscall] */
 };
 
 static const char *const drop_reasons[SYSCALL_DROP_NR] = {
@@ -39,7 +41,10 @@ static int syscalls_open(struct loupe *L, void **priv)
 	s->L = L;
 	s->nservices = L->opt->rules.nservices;
 	s->sums = calloc((size_t)s->nservices * SYSCALL_MAX_NR, sizeof(struct loupe_hist));
-	if (!s->sums) {
+	s->calls = calloc((size_t)s->nservices * SYSCALL_MAX_NR, sizeof(uint64_t));
+	if (!s->sums || !s->calls) {
+		free(s->sums);
+		free(s->calls);
 		free(s);
 		return -ENOMEM;
 	}
@@ -49,7 +54,10 @@ static int syscalls_open(struct loupe *L, void **priv)
 		goto fail;
 	}
 	s->skel->rodata->capture_bytes = L->opt->capture_bytes;
+	_Static_assert(sizeof(s->skel->rodata->untimed_nr) == sizeof(L->opt->untimed), "untimed bitmap size");
+	memcpy(s->skel->rodata->untimed_nr, L->opt->untimed, sizeof(L->opt->untimed));
 	if ((err = bpf_map__set_max_entries(s->skel->maps.syscall_hist, (__u32)s->nservices * SYSCALL_MAX_NR)) ||
+	    (err = bpf_map__set_max_entries(s->skel->maps.syscall_untimed, (__u32)s->nservices * SYSCALL_MAX_NR)) ||
 	    (err = bpf_map__set_max_entries(s->skel->maps.target_svc, L->pid_max)) ||
 	    (err = bpf_map__reuse_fd(s->skel->maps.target_svc, L->target_svc_fd)) ||
 	    (err = loupe__select_tp_flavour(L, s->skel->obj, &hook)))
@@ -67,6 +75,7 @@ static int syscalls_open(struct loupe *L, void **priv)
 fail:
 	syscalls_bpf__destroy(s->skel);
 	free(s->sums);
+	free(s->calls);
 	free(s);
 	return err;
 }
@@ -102,7 +111,12 @@ static int syscalls_collect(void *priv, struct registry *reg)
 	struct metric_family *errs = registry__family(reg, "loupe_syscall_errors_total",
 						      "System calls of target processes that returned an error, by errno.",
 						      METRIC_COUNTER, err_labels, 0, FAMILY_SNAPSHOT);
-	if (!hist || !errs)
+	static const char *const untimed_labels[] = {"service_name", "syscall", NULL};
+	struct metric_family *untimed = registry__family(
+		reg, "loupe_syscall_untimed_total",
+		"System calls of target processes in the --untimed-syscalls set: counted, not timed.", METRIC_COUNTER,
+		untimed_labels, 0, FAMILY_SNAPSHOT);
+	if (!hist || !errs || !untimed)
 		return -ENOMEM;
 
 	int fd = bpf_map__fd(s->skel->maps.syscall_hist);
@@ -121,6 +135,19 @@ static int syscalls_collect(void *priv, struct registry *reg)
 				continue;
 			const char *v[] = {rules->service[svc], syscall_name(nr, tmp, sizeof(tmp))};
 			family__observe_counts(hist, v, words, HIST_SLOTS, (double)words[HIST_SLOTS] / 1e9);
+		}
+	}
+
+	fd = bpf_map__fd(s->skel->maps.syscall_untimed);
+	if ((err = percpu_array_sum_all(fd, (uint32_t)s->nservices * SYSCALL_MAX_NR, 1, s->calls)))
+		return err;
+	for (int svc = 1; svc <= s->nservices; svc++) {
+		for (__u32 nr = 0; nr < SYSCALL_MAX_NR; nr++) {
+			uint64_t n = s->calls[(size_t)(svc - 1) * SYSCALL_MAX_NR + nr];
+			if (n) {
+				const char *v[] = {rules->service[svc], syscall_name(nr, tmp, sizeof(tmp))};
+				family__add(untimed, v, (double)n);
+			}
 		}
 	}
 
@@ -143,6 +170,13 @@ static int syscalls_collect(void *priv, struct registry *reg)
 				  SYSCALL_DROP_NR);
 }
 
+static void syscalls_status(void *priv, struct buf *json)
+{
+	struct syscalls *s = priv;
+	/* The option was checked against the syscall table: names only, nothing to escape. */
+	buf__printf(json, "\"untimed_syscalls\":\"%s\"", s->L->opt->untimed_syscalls ? s->L->opt->untimed_syscalls : "");
+}
+
 static void syscalls_close(void *priv)
 {
 	struct syscalls *s = priv;
@@ -152,6 +186,7 @@ static void syscalls_close(void *priv)
 		s->L->sys_obj = NULL;
 	syscalls_bpf__destroy(s->skel);
 	free(s->sums);
+	free(s->calls);
 	free(s);
 }
 
@@ -160,5 +195,6 @@ const struct collector syscalls_collector = {
 	.open = syscalls_open,
 	.attach = syscalls_attach,
 	.collect = syscalls_collect,
+	.status = syscalls_status,
 	.close = syscalls_close,
 };

@@ -351,8 +351,8 @@ def report(records_path, out_path=None):
     # Samples taken while someone else's programs were on the hooks are left out when enough clean ones remain.
     a_all = [r for r in recs if r["part"] == "a" and r.get("kind") == "sample"]
     if a_all:
-        conds = ["baseline", "floor", "floor_stats", "untargeted", "targeted", "untargeted_nostats",
-                 "targeted_nostats", "stats_pidtgid", "stats_lookup", "stats_task"]
+        conds = ["baseline", "floor", "floor_stats", "untargeted", "targeted", "targeted_untimed",
+                 "untargeted_nostats", "targeted_nostats", "stats_pidtgid", "stats_lookup", "stats_task"]
         est = {"median": "median_ns", "min": "min_ns", "wall": "wall_median_ns"}
         clean = [r for r in a_all if not r.get("foreign")]
         use_clean = all(sum(1 for r in clean if r["cond"] == c) >= 3
@@ -431,6 +431,7 @@ def report(records_path, out_path=None):
         labels = {"baseline": "nothing attached", "floor": "empty programs (floor)",
                   "floor_stats": "empty programs + BPF stats", "untargeted": "loupe, bench untargeted",
                   "targeted": "loupe, bench targeted",
+                  "targeted_untimed": "loupe targeted, untimed",
                   "untargeted_nostats": "loupe untargeted, no stats", "targeted_nostats": "loupe targeted, no stats",
                   "stats_pidtgid": "(e) stats + pid_tgid helper",
                   "stats_lookup": "(e) stats + helper + array", "stats_task": "(e) stats + task storage"}

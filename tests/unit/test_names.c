@@ -42,6 +42,28 @@ static void test_syscall_unknown(void **state)
 	assert_string_equal(syscall_name(100000, small, sizeof(small)), "syscall_");
 }
 
+static void test_syscall_number(void **state)
+{
+	/* The libc headers' numbers, again as the independent source. */
+	assert_int_equal(syscall_number("futex"), SYS_futex);
+	assert_int_equal(syscall_number("getpid"), SYS_getpid);
+	assert_int_equal(syscall_number("read"), 0);
+	assert_int_equal(syscall_number("io_uring_enter"), SYS_io_uring_enter);
+	/* Every known number maps back to itself. */
+	char tmp[32];
+	for (unsigned nr = 0; nr < 512; nr++) {
+		const char *n = syscall_name(nr, tmp, sizeof(tmp));
+		if (n != tmp)
+			assert_int_equal(syscall_number(n), (int)nr);
+	}
+	/* Unknown, empty, a prefix, a different case, the syscall_N spelling: not names. */
+	assert_int_equal(syscall_number("nosuchcall"), -1);
+	assert_int_equal(syscall_number(""), -1);
+	assert_int_equal(syscall_number("fute"), -1);
+	assert_int_equal(syscall_number("FUTEX"), -1);
+	assert_int_equal(syscall_number("syscall_335"), -1);
+}
+
 static void test_errno_known(void **state)
 {
 	char tmp[32];
@@ -80,6 +102,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_syscall_known),
 		cmocka_unit_test(test_syscall_unknown),
+		cmocka_unit_test(test_syscall_number),
 		cmocka_unit_test(test_errno_known),
 		cmocka_unit_test(test_errno_restart_codes),
 		cmocka_unit_test(test_errno_unknown),
