@@ -16,22 +16,11 @@
 
 #include "flamegraph.h"
 #include "profile.h"
+#include "profile_stacks.h"
 
-/* Add a stack given root first ("main;a;b"). */
 static void add(struct profile *p, const char *svc, const char *thr, const char *stack, uint64_t count, uint64_t ns)
 {
-	char copy[1024];
-	struct profile_frame f[64];
-	size_t n = 0;
-	snprintf(copy, sizeof(copy), "%s", stack);
-	for (char *save = NULL, *tok = strtok_r(copy, ";", &save); tok; tok = strtok_r(NULL, ";", &save))
-		f[n++] = (struct profile_frame){ .name = tok };
-	for (size_t i = 0; i < n / 2; i++) {
-		struct profile_frame t = f[i];
-		f[i] = f[n - 1 - i];
-		f[n - 1 - i] = t;
-	}
-	assert_int_equal(profile__add(p, svc, thr, f, n, count, ns), 0);
+	assert_int_equal(add_stack(p, svc, thr, stack, count, ns), 0);
 }
 
 /* --- A small XML 1.0 well-formedness checker: elements nest and close, attributes are quoted and unique,

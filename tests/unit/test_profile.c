@@ -11,23 +11,7 @@
 #include <cmocka.h>
 
 #include "profile.h"
-
-/* Add a stack given root first as "main;a;b" (the way people write stacks), stored leaf first as the API wants. */
-static int add(struct profile *p, const char *svc, const char *thr, const char *stack, uint64_t count, uint64_t ns)
-{
-	char copy[1024];
-	struct profile_frame f[64];
-	size_t n = 0;
-	snprintf(copy, sizeof(copy), "%s", stack);
-	for (char *save = NULL, *tok = strtok_r(copy, ";", &save); tok; tok = strtok_r(NULL, ";", &save))
-		f[n++] = (struct profile_frame){ .name = tok };
-	for (size_t i = 0; i < n / 2; i++) {
-		struct profile_frame t = f[i];
-		f[i] = f[n - 1 - i];
-		f[n - 1 - i] = t;
-	}
-	return profile__add(p, svc, thr, f, n, count, ns);
-}
+#include "profile_stacks.h"
 
 /* The sample of (svc, thr) whose stack, root first, is stack; NULL when absent. */
 static const struct profile_sample *find(const struct profile *p, const char *svc, const char *thr,
@@ -53,8 +37,8 @@ static void test_same_stack_merges(void **state)
 	struct profile *p = profile__new(PROFILE_CPU, 99);
 	assert_non_null(p);
 	for (int i = 0; i < 5; i++)
-		assert_int_equal(add(p, "api", "uvicorn", "main;serve;handler", 1, 10101010), 0);
-	assert_int_equal(add(p, "api", "uvicorn", "main;serve;handler", 3, 30303030), 0);
+		assert_int_equal(add_stack(p, "api", "uvicorn", "main;serve;handler", 1, 10101010), 0);
+	assert_int_equal(add_stack(p, "api", "uvicorn", "main;serve;handler", 3, 30303030), 0);
 	assert_int_equal(profile__sample_count(p), 1);
 	const struct profile_sample *s = find(p, "api", "uvicorn", "main;serve;handler");
 	assert_non_null(s);
@@ -73,12 +57,12 @@ static void test_same_stack_merges(void **state)
 static void test_keys_separate(void **state)
 {
 	struct profile *p = profile__new(PROFILE_CPU, 19);
-	assert_int_equal(add(p, "api", "uvicorn", "main;work", 2, 2), 0);
-	assert_int_equal(add(p, "postgres", "uvicorn", "main;work", 3, 3), 0);	/* other service */
-	assert_int_equal(add(p, "api", "worker-1", "main;work", 5, 5), 0);	/* other thread */
-	assert_int_equal(add(p, "api", "uvicorn", "main;work;leaf", 7, 7), 0);	/* deeper stack */
-	assert_int_equal(add(p, "api", "uvicorn", "work;main", 11, 11), 0);	/* same names, other order */
-	assert_int_equal(add(p, "api", "uvicorn", "main;work", 13, 13), 0);	/* merges with the first */
+	assert_int_equal(add_stack(p, "api", "uvicorn", "main;work", 2, 2), 0);
+	assert_int_equal(add_stack(p, "postgres", "uvicorn", "main;work", 3, 3), 0);	/* other service */
+	assert_int_equal(add_stack(p, "api", "worker-1", "main;work", 5, 5), 0);	/* other thread */
+	assert_int_equal(add_stack(p, "api", "uvicorn", "main;work;leaf", 7, 7), 0);	/* deeper stack */
+	assert_int_equal(add_stack(p, "api", "uvicorn", "work;main", 11, 11), 0);	/* same names, other order */
+	assert_int_equal(add_stack(p, "api", "uvicorn", "main;work", 13, 13), 0);	/* merges with the first */
 	assert_int_equal(profile__sample_count(p), 5);
 	assert_int_equal(find(p, "api", "uvicorn", "main;work")->count, 15);
 	assert_int_equal(find(p, "postgres", "uvicorn", "main;work")->count, 3);
@@ -132,14 +116,14 @@ static void test_stack_limit(void **state)
 {
 	struct profile *p = profile__new(PROFILE_CPU, 99);
 	profile__set_max_stacks(p, 3);
-	assert_int_equal(add(p, "api", "t1", "main;a", 1, 10), 0);
-	assert_int_equal(add(p, "api", "t1", "main;b", 1, 10), 0);
-	assert_int_equal(add(p, "db", "t2", "main;c", 1, 10), 0);
+	assert_int_equal(add_stack(p, "api", "t1", "main;a", 1, 10), 0);
+	assert_int_equal(add_stack(p, "api", "t1", "main;b", 1, 10), 0);
+	assert_int_equal(add_stack(p, "db", "t2", "main;c", 1, 10), 0);
 	/* Full: new stacks go to [other] of their service; known ones still merge. */
-	assert_int_equal(add(p, "api", "t1", "main;d", 2, 20), 0);
-	assert_int_equal(add(p, "api", "t9", "main;e", 3, 30), 0);
-	assert_int_equal(add(p, "db", "t2", "main;f", 4, 40), 0);
-	assert_int_equal(add(p, "api", "t1", "main;a", 5, 50), 0);
+	assert_int_equal(add_stack(p, "api", "t1", "main;d", 2, 20), 0);
+	assert_int_equal(add_stack(p, "api", "t9", "main;e", 3, 30), 0);
+	assert_int_equal(add_stack(p, "db", "t2", "main;f", 4, 40), 0);
+	assert_int_equal(add_stack(p, "api", "t1", "main;a", 5, 50), 0);
 	assert_int_equal(profile__sample_count(p), 5);
 	assert_int_equal(find(p, "api", "t1", "main;a")->count, 6);
 	assert_int_equal(find(p, "api", PROFILE_OTHER, PROFILE_OTHER)->count, 5);
@@ -181,7 +165,7 @@ static void test_many_stacks(void **state)
 	for (int round = 0; round < 2; round++)
 		for (int i = 0; i < 5000; i++) {
 			snprintf(stack, sizeof(stack), "main;fn%d;leaf%d", i % 700, i);
-			assert_int_equal(add(p, i % 2 ? "api" : "db", "t", stack, 1, (uint64_t)i), 0);
+			assert_int_equal(add_stack(p, i % 2 ? "api" : "db", "t", stack, 1, (uint64_t)i), 0);
 		}
 	assert_int_equal(profile__sample_count(p), 5000);
 	assert_int_equal(profile__frame_count(p), 1 + 700 + 5000);
@@ -198,8 +182,8 @@ static void test_merge(void **state)
 	struct profile *off = profile__new(PROFILE_OFFCPU, 0);
 	struct profile_frame f[2] = { { "leaf", "libx.so" }, { "main", NULL } };
 	assert_int_equal(profile__add(a, "api", "t", f, 2, 2, 20), 0);
-	assert_int_equal(add(a, "db", "t", "main;q", 3, 30), 0);
-	assert_int_equal(add(b, "api", "t", "main;leaf", 1, 10), 0);
+	assert_int_equal(add_stack(a, "db", "t", "main;q", 3, 30), 0);
+	assert_int_equal(add_stack(b, "api", "t", "main;leaf", 1, 10), 0);
 	assert_int_equal(profile__merge(b, a, "api"), 0);
 	assert_int_equal(profile__sample_count(b), 1);
 	assert_int_equal(find(b, "api", "t", "main;leaf")->count, 3);
@@ -237,12 +221,12 @@ static void test_kind_period(void **state)
 static struct profile *known(void)
 {
 	struct profile *p = profile__new(PROFILE_CPU, 99);
-	add(p, "api", "uvicorn", "main;serve;handler;json_dumps", 4, 40);
-	add(p, "api", "uvicorn", "main;serve;handler", 2, 20);
-	add(p, "api", "worker", "main;serve;handler", 1, 10);
-	add(p, "db", "postgres", "main;PostgresMain;exec_simple_query", 3, 30);
-	add(p, "db", "postgres", "main;zero", 0, 0);
-	add(p, "api", "uvicorn", "main;idle", 0, 7);
+	add_stack(p, "api", "uvicorn", "main;serve;handler;json_dumps", 4, 40);
+	add_stack(p, "api", "uvicorn", "main;serve;handler", 2, 20);
+	add_stack(p, "api", "worker", "main;serve;handler", 1, 10);
+	add_stack(p, "db", "postgres", "main;PostgresMain;exec_simple_query", 3, 30);
+	add_stack(p, "db", "postgres", "main;zero", 0, 0);
+	add_stack(p, "api", "uvicorn", "main;idle", 0, 7);
 	return p;
 }
 

@@ -311,16 +311,27 @@ static void test_debug_build_id(void **state)
 	run_debug("fx_bid", "debug");
 }
 
-/* A library dlopen()ed into this process: exported and static functions by name through /proc/self/maps. */
-static void test_dlopen_self(void **state)
+/* dlopen() one of the fixture libraries from dir; the run-time addresses of fx_names[] into addr. */
+static void *dlopen_fx(const char *lib, uint64_t addr[3])
 {
 	char p[128];
-	snprintf(p, sizeof(p), "%s/libfx.so", dir);
+	snprintf(p, sizeof(p), "%s/%s", dir, lib);
 	void *h = dlopen(p, RTLD_NOW | RTLD_LOCAL);
 	assert_non_null(h);
 	void *(*local_addr)(void) = (void *(*)(void))dlsym(h, "fx_local_addr");
 	assert_non_null(local_addr);
-	uint64_t addr[3] = {(uintptr_t)dlsym(h, "fx_alpha"), (uintptr_t)dlsym(h, "fx_beta"), (uintptr_t)local_addr()};
+	addr[0] = (uintptr_t)dlsym(h, "fx_alpha");
+	addr[1] = (uintptr_t)dlsym(h, "fx_beta");
+	addr[2] = (uintptr_t)local_addr();
+	return h;
+}
+
+/* A library dlopen()ed into this process: exported and static functions by name through /proc/self/maps. */
+static void test_dlopen_self(void **state)
+{
+	char p[128];
+	uint64_t addr[3];
+	void *h = dlopen_fx("libfx.so", addr);
 	struct sym_cache *c = sym_cache__new(NULL);
 	struct proc_maps *m = proc_maps__snapshot(c, getpid(), NULL);
 	assert_non_null(m);
@@ -357,13 +368,8 @@ static void test_dlopen_self(void **state)
 /* A library whose ELF addresses are not its file offsets (linked at base 0x7000000), wherever it is loaded. */
 static void test_dlopen_based(void **state)
 {
-	char p[128];
-	snprintf(p, sizeof(p), "%s/libfx_base.so", dir);
-	void *h = dlopen(p, RTLD_NOW | RTLD_LOCAL);
-	assert_non_null(h);
-	void *(*local_addr)(void) = (void *(*)(void))dlsym(h, "fx_local_addr");
-	assert_non_null(local_addr);
-	uint64_t addr[3] = {(uintptr_t)dlsym(h, "fx_alpha"), (uintptr_t)dlsym(h, "fx_beta"), (uintptr_t)local_addr()};
+	uint64_t addr[3];
+	void *h = dlopen_fx("libfx_base.so", addr);
 	struct sym_cache *c = sym_cache__new(NULL);
 	struct proc_maps *m = proc_maps__snapshot(c, getpid(), NULL);
 	assert_non_null(m);
