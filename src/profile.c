@@ -349,6 +349,12 @@ int profile__merge(struct profile *dst, const struct profile *src, const char *s
 	return 0;
 }
 
+uint64_t profile__first_minute(uint64_t now_s, uint64_t window_s, unsigned slots)
+{
+	uint64_t now_min = now_s / 60, first = (window_s < now_s ? now_s - window_s : 0) / 60;
+	return first + slots <= now_min ? now_min + 1 - slots : first;
+}
+
 void profile__set_time(struct profile *p, uint64_t start_unix_ns, uint64_t duration_ns)
 {
 	p->start_ns = start_unix_ns;

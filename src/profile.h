@@ -83,6 +83,10 @@ int profile__merge(struct profile *dst, const struct profile *src, const char *s
 /* The collection's start (Unix time, ns) and length, for pprof's time_nanos and duration_nanos and the flame
  * graph's subtitle. Both are 0 until set. */
 void profile__set_time(struct profile *p, uint64_t start_unix_ns, uint64_t duration_ns);
+
+/* Profiles kept per minute (unix seconds / 60): the first minute to merge so that minutes first..now cover the
+ * last window_s seconds before now_s (up to a minute more), and no more than `slots` minutes. */
+uint64_t profile__first_minute(uint64_t now_s, uint64_t window_s, unsigned slots);
 /* Limit the number of distinct stacks (at least 1); samples of new stacks past it go to [other]. */
 void profile__set_max_stacks(struct profile *p, size_t max_stacks);
 

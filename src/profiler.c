@@ -529,18 +529,22 @@ int loupe__profile(struct loupe *L, const struct profile_request *q, struct buf 
 	profiler_poll(pr);
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t now_min = (uint64_t)ts.tv_sec / 60, minutes = (q->window_s + 59) / 60;
+	/* Whole minutes, from the one holding (now - window) to the current one: the profile covers at least the
+	 * window, up to a minute more (a window counted in minutes from the current minute's start left out what
+	 * came before a minute boundary: a 5 s `loupe profile` across one lost its first part). */
+	uint64_t now_min = (uint64_t)ts.tv_sec / 60;
+	uint64_t first_min = profile__first_minute((uint64_t)ts.tv_sec, q->window_s, PROF_SLOTS);
 	struct profile *p = profile__new(q->kind, q->kind == PROFILE_CPU ? L->opt->profile_hz : 0);
 	int rc = p ? 0 : -ENOMEM;
-	for (uint64_t m = now_min + 1 - minutes; !rc && m <= now_min; m++) {
+	for (uint64_t m = first_min; !rc && m <= now_min; m++) {
 		unsigned i = (unsigned)(m % PROF_SLOTS);
 		if (pr->slot[q->kind][i] && pr->minute[q->kind][i] == m)
 			rc = profile__merge(p, pr->slot[q->kind][i], q->service);
 	}
 	pthread_mutex_unlock(&L->lock);
 	if (!rc) {
-		profile__set_time(p, (now_min + 1 - minutes) * 60 * 1000000000ull, (uint64_t)ts.tv_sec * 1000000000ull +
-				  (uint64_t)ts.tv_nsec - (now_min + 1 - minutes) * 60 * 1000000000ull);
+		profile__set_time(p, first_min * 60 * 1000000000ull, (uint64_t)ts.tv_sec * 1000000000ull +
+				  (uint64_t)ts.tv_nsec - first_min * 60 * 1000000000ull);
 		rc = render(p, q->format, q->service, out, ctype);
 	}
 	profile__free(p);

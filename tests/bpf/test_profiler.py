@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from loupe_test import Loupe, Tap, is_root, value, wait_for  # noqa: E402
+from loupe_test import Loupe, Tap, is_root, select, value, wait_for  # noqa: E402
 from bpf_support import new_tag  # noqa: E402
 
 PY = "/usr/bin/python3"
@@ -71,7 +71,8 @@ def main():
             off = value(m, "loupe_offcpu_seconds_total", service_name="sleep")
             want_off, took = N * SLEEP_MS / 1000, cpu[1]  # the sleeper prints the wall time its sleeps took
             t.ok(want_off <= off <= took + 0.005, "off-CPU time of a sleeper",
-                 f"{off:.3f} s for {N} x {SLEEP_MS} ms, want {want_off} .. {took + 0.005:.3f} (the time they took)")
+                 f"{off:.3f} s for {N} x {SLEEP_MS} ms, want {want_off} .. {took + 0.005:.3f} (the time they took); "
+                 f"profiler drops {select(m, 'loupe_events_dropped_total', feature='profiler')}")
         # --profile-all: every process is sampled; threads of no service under _untargeted.
         lone = spawn(SPIN % SPIN_S, f"lone-{tag}")
         procs.append(lone)

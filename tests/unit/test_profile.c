@@ -286,6 +286,22 @@ static void test_folded_offcpu_and_names(void **state)
 	profile__free(p);
 }
 
+/* ?window= over per-minute profiles: the minutes merged cover the whole window, across minute boundaries. */
+static void test_window_minutes(void **state)
+{
+	/* 2 s into minute 2 (unix second 122): a 5 s window reaches back into minute 1. The old computation
+	 * (whole minutes counted from the current one) gave minute 2 alone and lost 3 of the 5 seconds. */
+	assert_int_equal(profile__first_minute(122, 5, 10), 1);
+	assert_int_equal(profile__first_minute(179, 5, 10), 2);	/* well inside minute 2 */
+	assert_int_equal(profile__first_minute(180, 60, 10), 2);	/* 1m at a boundary: the whole previous minute */
+	assert_int_equal(profile__first_minute(181, 60, 10), 2);
+	assert_int_equal(profile__first_minute(3600, 300, 10), 55);	/* 5m: minutes 55..60 */
+	/* No more than the minutes kept; no underflow near the epoch. */
+	assert_int_equal(profile__first_minute(3600, 600, 10), 51);
+	assert_int_equal(profile__first_minute(3659, 600, 10), 51);
+	assert_int_equal(profile__first_minute(30, 600, 10), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -300,6 +316,7 @@ int main(void)
 		cmocka_unit_test(test_kind_period),
 		cmocka_unit_test(test_folded_exact),
 		cmocka_unit_test(test_folded_offcpu_and_names),
+		cmocka_unit_test(test_window_minutes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
