@@ -6,8 +6,9 @@
  *  - offcpu_switch_*: sched_switch, which runs in the task being switched out. A target thread leaving the CPU
  *    while not runnable (it blocked) keeps its switch-out time and the ids of its stacks (prof_stacks, taken
  *    there, since user stacks can only be walked in the task itself) in task storage; when it is switched in
- *    again after at least offcpu_min_ns, one record carries the time blocked and the stack ids. Untargeted
- *    switches cost two array lookups. */
+ *    again after at least offcpu_min_ns, one record carries the time blocked and the stack ids (or, when that
+ *    switch-in was not seen, at its next switch-out: see on_switch). Untargeted switches cost two array
+ *    lookups. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -110,55 +111,79 @@ static __always_inline struct offcpu_start *start_of(struct task_struct *t, bool
 	return st;
 }
 
+/* One off-CPU record for task t (a target thread of service svc): blocked for delta_ns where st says. */
+static __always_inline void offcpu_emit(struct task_struct *t, __u32 svc, const struct offcpu_start *st, __u64 now,
+					__u64 delta_ns, __u32 flags)
+{
+	if (delta_ns < offcpu_min_ns)
+		return;
+	struct prof_rec *r = bpf_ringbuf_reserve(&prof_events, sizeof(*r), 0);
+	if (!r) {
+		count_drop(&prof_drops, PROF_DROP_RINGBUF);
+		return;
+	}
+	r->type = REC_PROF_OFFCPU;
+	r->service = svc;
+	r->tgid = BPF_CORE_READ(t, tgid);
+	r->tid = BPF_CORE_READ(t, pid);
+	r->ts_ns = now;
+	r->value_ns = delta_ns;
+	r->ustack_bytes = r->kstack_bytes = 0;
+	r->ustack_id = st->ustack_id;
+	r->kstack_id = st->kstack_id;
+	r->flags = flags;
+	r->pad = 0;
+	BPF_CORE_READ_STR_INTO(&r->comm, t, comm);
+	bpf_ringbuf_submit(r, 0);
+}
+
 static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct task_struct *next,
 				     unsigned int prev_state, const bool btf)
 {
 	__u32 prev_tgid = BPF_CORE_READ(prev, tgid), next_tgid = BPF_CORE_READ(next, tgid);
-	/* prev (the current task) blocked, rather than being preempted while runnable: remember when and where.
-	 * prev_state is the state __schedule() decided on (prev->__state may have changed by now). Known issue:
-	 * under CPU contention about one run in ten of 20 sleeps loses one block, on tp_btf and raw_tp alike
-	 * (a switch-out or a switch-in of the sleeping thread not recognised; no recursion misses); cause open. */
-	if (target_service(prev_tgid) && prev_state != 0) {
-		struct offcpu_start *st = start_of(prev, true, btf);
-		if (st) {
-			st->ts_ns = bpf_ktime_get_ns();
-			st->kstack_id = bpf_get_stackid(ctx, &prof_stacks, 0);
-			st->ustack_id = bpf_get_stackid(ctx, &prof_stacks, BPF_F_USER_STACK);
-		} else {
-			count_drop(&prof_drops, PROF_DROP_STORAGE);
+	__u32 svc = target_service(prev_tgid);
+	if (svc) {
+		/* prev blocked (prev_state, the state __schedule() decided on, not prev->__state, which may have
+		 * changed by now) rather than being preempted while runnable: remember when, where, and its CPU time.
+		 * The switch-in that ends a block is not always seen: on 6.18 about one run in ten of 20 sleeps had a
+		 * switch-in the kernel counted (schedstat) with no sched_switch call for it, after a block with
+		 * EEVDF's delayed dequeue. Such a block is still open at the thread's next switch-out, which values
+		 * it exactly: the time since it blocked less the CPU time the thread has run since. */
+		struct offcpu_start *st = start_of(prev, prev_state != 0, btf);
+		if (st && st->ts_ns) {
+			__u64 now = bpf_ktime_get_ns(), ran = BPF_CORE_READ(prev, se.sum_exec_runtime) - st->runtime_ns;
+			__u64 gone = now - st->ts_ns;
+			st->ts_ns = 0;
+			offcpu_emit(prev, svc, st, now, gone > ran ? gone - ran : 0, PROF_REC_LATE);
+		}
+		if (prev_state != 0) {
+			if (st) {
+				st->ts_ns = bpf_ktime_get_ns();
+				st->runtime_ns = BPF_CORE_READ(prev, se.sum_exec_runtime);
+				st->kstack_id = bpf_get_stackid(ctx, &prof_stacks, 0);
+				st->ustack_id = bpf_get_stackid(ctx, &prof_stacks, BPF_F_USER_STACK);
+			} else {
+				count_drop(&prof_drops, PROF_DROP_STORAGE);
+			}
+		} else if (st && !btf) { /* the hash holds blocked threads only: exited ones leave nothing behind */
+			__u32 tid = BPF_CORE_READ(prev, pid);
+			bpf_map_delete_elem(&offcpu_start_raw, &tid);
 		}
 	}
-	__u32 svc = target_service(next_tgid);
+	svc = target_service(next_tgid);
 	if (!svc)
 		return 0;
 	struct offcpu_start *st = start_of(next, false, btf);
 	if (!st || !st->ts_ns)
 		return 0;
-	__u64 now = bpf_ktime_get_ns(), delta = now - st->ts_ns;
-	__s32 ustack_id = st->ustack_id, kstack_id = st->kstack_id;
+	__u64 now = bpf_ktime_get_ns();
+	struct offcpu_start blocked = *st;
 	st->ts_ns = 0;
-	if (!btf) { /* the hash holds blocked threads only: exited ones leave nothing behind */
+	if (!btf) {
 		__u32 tid = BPF_CORE_READ(next, pid);
 		bpf_map_delete_elem(&offcpu_start_raw, &tid);
 	}
-	if (delta < offcpu_min_ns)
-		return 0;
-	struct prof_rec *r = bpf_ringbuf_reserve(&prof_events, sizeof(*r), 0);
-	if (!r) {
-		count_drop(&prof_drops, PROF_DROP_RINGBUF);
-		return 0;
-	}
-	r->type = REC_PROF_OFFCPU;
-	r->service = svc;
-	r->tgid = next_tgid;
-	r->tid = BPF_CORE_READ(next, pid);
-	r->ts_ns = now;
-	r->value_ns = delta;
-	r->ustack_bytes = r->kstack_bytes = 0;
-	r->ustack_id = ustack_id;
-	r->kstack_id = kstack_id;
-	BPF_CORE_READ_STR_INTO(&r->comm, next, comm);
-	bpf_ringbuf_submit(r, 0);
+	offcpu_emit(next, svc, &blocked, now, now - blocked.ts_ns, 0);
 	return 0;
 }
 

@@ -13,12 +13,16 @@ enum prof_rec_type {
 	REC_PROF_SESSION = 50, /* a sample of an on-demand session's perf events */
 };
 
-/* Off-CPU state of a blocked target thread (task storage): when and where it blocked. */
+/* Off-CPU state of a blocked target thread (task storage): when and where it blocked, and its CPU time then. */
 struct offcpu_start {
 	__u64 ts_ns;
-	__s32 ustack_id; /* ids in the prof_stacks map (< 0: the helper's error) */
+	__u64 runtime_ns; /* the thread's se.sum_exec_runtime when it blocked */
+	__s32 ustack_id;  /* ids in the prof_stacks map (< 0: the helper's error) */
 	__s32 kstack_id;
 };
+
+/* prof_rec.flags */
+#define PROF_REC_LATE 1 /* OFFCPU: the hook did not see the switch-in; valued at the next switch-out (see bpf) */
 
 /* One record. SAMPLE: stacks are instruction pointers, leaf first, the lengths in bytes (< 0: the helper's
  * error). OFFCPU: the stacks are in prof_stacks under ustack_id and kstack_id, taken when the thread blocked. */
@@ -33,6 +37,8 @@ struct prof_rec {
 	__s32 kstack_bytes;
 	__s32 ustack_id;
 	__s32 kstack_id;
+	__u32 flags; /* PROF_REC_* */
+	__u32 pad;
 	char comm[16];
 	__u64 ustack[PROF_STACK_MAX];
 	__u64 kstack[PROF_STACK_MAX];

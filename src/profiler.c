@@ -56,6 +56,7 @@ struct profiler {
 	struct bpf_link **links;
 	uint64_t samples[LOUPE_MAX_SERVICES + 1];
 	uint64_t offcpu_ns[LOUPE_MAX_SERVICES + 1];
+	uint64_t offcpu_late[LOUPE_MAX_SERVICES + 1]; /* blocks valued at the next switch-out (PROF_REC_LATE) */
 	uint64_t stackless; /* samples whose user and kernel stacks both failed */
 	struct sym_cache *syms;
 	struct pid_maps {
@@ -254,6 +255,7 @@ static int on_record(void *ctx, void *data, size_t size)
 			profile__add(p, svc, comm, pr->pf, n, 1, 1000000000ull / pr->L->opt->profile_hz);
 	} else if (r->type == REC_PROF_OFFCPU) {
 		pr->offcpu_ns[r->service] += r->value_ns;
+		pr->offcpu_late[r->service] += !!(r->flags & PROF_REC_LATE);
 		static __u64 kbuf[PROF_STACK_MAX], ubuf[PROF_STACK_MAX];
 		int kn = stack_of(pr, r->kstack_id, kbuf), un = stack_of(pr, r->ustack_id, ubuf);
 		size_t n = symbolise(pr, r, kbuf, kn, ubuf, un);
@@ -339,13 +341,21 @@ static int profiler_collect(void *priv, struct registry *reg)
 		reg, "loupe_offcpu_seconds_total",
 		"Time target threads spent blocked (off CPU and not runnable), in blocks of at least 1 ms (--offcpu).",
 		METRIC_COUNTER, l_svc, 0, FAMILY_SNAPSHOT);
-	if (!samples || !offcpu)
+	struct metric_family *late = registry__family(
+		reg, "loupe_offcpu_late_blocks_total",
+		"Blocks of target threads whose switch-in the sched_switch hook did not see (the kernel switched the "
+		"thread in without calling it), valued at the thread's next switch-out: time since it blocked less the "
+		"CPU time it ran since.",
+		METRIC_COUNTER, l_svc, 0, FAMILY_SNAPSHOT);
+	if (!samples || !offcpu || !late)
 		return -ENOMEM;
 	for (int s = 1; s <= pr->L->opt->rules.nservices; s++) {
 		const char *v[] = {target_rules__service(&pr->L->opt->rules, s)};
 		family__add(samples, v, (double)pr->samples[s]);
-		if (pr->L->opt->offcpu)
+		if (pr->L->opt->offcpu) {
 			family__add(offcpu, v, (double)pr->offcpu_ns[s] / 1e9);
+			family__add(late, v, (double)pr->offcpu_late[s]);
+		}
 	}
 	return loupe_export_drops(reg, "profiler", bpf_map__fd(pr->skel->maps.prof_drops), drop_reasons,
 				  PROF_DROP_NR);

@@ -4,6 +4,10 @@
     --pid session carry that chain (folded output), and about seconds x hz samples are taken;
   - off-CPU: build/tests/blockers sleeps 10 x 50 ms in block_alpha and 10 x 100 ms in block_beta: the off-CPU
     profile gives each function its blocked time within 10%;
+  - every block counted: build/tests/sleepers' 4 threads sleep 400 x 2 ms each in block_gamma: the off-CPU pprof
+    (decoded by protoc) holds exactly 1,600 blocks under block_gamma, on tp_btf and raw_tp (a block whose
+    switch-in the kernel did not report to sched_switch is valued at the thread's next switch-out: without that,
+    every run of this size lost at least one block on 6.18);
   - pprof output decoded by protoc --decode (the published format's schema in proto/), SVG checked by xmllint and
     opened in headless Chromium, whose run of the SVG's script (search by ?s=) must find the chain;
   - not on a terminal it prints nothing; on a terminal (script(1) gives it a pty) a progress bar with time left;
@@ -31,7 +35,9 @@ NAMES = [f"cpu: >= 90% of the samples show {CHAIN}", "cpu: about the CPU seconds
          "svg output is well-formed XML naming the frames", "on a terminal: a progress bar with time left",
          "bad arguments: exit 2 and one line", "a pid that does not exist: exit 1",
          "headless Chromium renders the flame graph: frame names, and its search finds chain_beta in >= 90%",
-         "off-CPU with --tracepoints raw_tp: both functions' blocked time within 10%"]
+         "off-CPU with --tracepoints raw_tp: both functions' blocked time within 10%",
+         "off-CPU: exactly the 1600 blocks of 4 x 400 sleeps, and their time within 10% of the wall time",
+         "off-CPU with --tracepoints raw_tp: exactly the 1600 blocks, and their time within 10%"]
 
 
 class Held:
@@ -71,6 +77,32 @@ def profile(pid, out, *args, delay_go=None, held=None):
     if cpu0 is not None:
         held.cpu = cpu_seconds(held.p.pid) - cpu0  # CPU the held process got during the session (if still alive)
     return proc.returncode, se
+
+
+def pprof_text(path):
+    """The profile at path (gzipped profile.proto) as protoc --decode prints it; None without protoc."""
+    if not shutil.which("protoc"):
+        return None
+    data = open(path, "rb").read() if os.path.exists(path) else b""
+    r = subprocess.run(["protoc", f"--proto_path={os.path.dirname(PROTO)}", "--decode=perftools.profiles.Profile",
+                        os.path.basename(PROTO)], input=gzip.decompress(data) if data else b"", capture_output=True)
+    return r.stdout.decode(errors="replace") if r.returncode == 0 else ""
+
+
+def pprof_sum(text, function):
+    """Sum of each sample value over the samples whose stack holds function (by name), from protoc's text."""
+    strings = re.findall(r'^string_table: "(.*)"$', text, re.M)
+    funcs = {int(i): int(n) for i, n in re.findall(r"^function \{\s*id: (\d+)\s*name: (\d+)", text, re.M)}
+    locs = {int(i): {int(f) for f in re.findall(r"function_id: (\d+)", body)}
+            for i, body in re.findall(r"^location \{\s*id: (\d+)(.*?)^\}", text, re.M | re.S)}
+    want = {f for f, n in funcs.items() if n < len(strings) and strings[n] == function}
+    sums = []
+    for body in re.findall(r"^sample \{(.*?)^\}", text, re.M | re.S):
+        ids = [int(x) for x in re.findall(r"location_id: (\d+)", body)]
+        vals = [int(x) for x in re.findall(r"value: (-?\d+)", body)]
+        if any(locs.get(i, set()) & want for i in ids):
+            sums = [a + b for a, b in zip(sums, vals)] if sums else vals
+    return sums
 
 
 def folded(path):
@@ -130,6 +162,21 @@ def main():
         want_a, want_b = blk2.elapsed()
         t.ok(abs(alpha - want_a) <= 0.1 * want_a and abs(beta - want_b) <= 0.1 * want_b, NAMES[11],
              f"rc {rc} {se[-200:]}; alpha {alpha:.3f} s (took {want_a:.3f}), beta {beta:.3f} s (took {want_b:.3f})")
+
+        for name, extra in ((NAMES[12], []), (NAMES[13], ["--tracepoints", "raw_tp"])):
+            sl = Held("sleepers", 4, 400, 2000)
+            procs.append(sl)
+            out = os.path.join(d, "sleepers.pb.gz")
+            rc, se = profile(sl.p.pid, out, "--seconds", 4, "--kind", "offcpu", "--format", "pprof", *extra,
+                             delay_go=1.2, held=sl)
+            made, took = sl.elapsed()
+            text = pprof_text(out) if rc == 0 else ""
+            if text is None:
+                t.skip(name, "protoc missing (apt-get install protobuf-compiler)")
+                continue
+            blocks, ns = (pprof_sum(text, "block_gamma") + [0, 0])[:2]
+            t.ok(blocks == made == 1600 and abs(ns / 1e9 - took) <= 0.1 * took, name,
+                 f"rc {rc} {se[-200:]}; {blocks} blocks of {made} sleeps, {ns / 1e9:.3f} s of {took:.3f} s")
 
         chain2 = Held("chain", 4)
         procs.append(chain2)

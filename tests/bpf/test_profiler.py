@@ -70,9 +70,10 @@ def main():
             t.ok(st == 400, "without --profile-all: untargeted threads are not profiled", f"HTTP {st}")
             off = value(m, "loupe_offcpu_seconds_total", service_name="sleep")
             want_off, took = N * SLEEP_MS / 1000, cpu[1]  # the sleeper prints the wall time its sleeps took
-            t.ok(want_off <= off <= took + 0.005, "off-CPU time of a sleeper",
+            late = select(m, "loupe_offcpu_late_blocks_total", service_name="sleep")
+            t.ok(want_off <= off <= took + 0.005 and late, "off-CPU time of a sleeper",
                  f"{off:.3f} s for {N} x {SLEEP_MS} ms, want {want_off} .. {took + 0.005:.3f} (the time they took); "
-                 f"profiler drops {select(m, 'loupe_events_dropped_total', feature='profiler')}")
+                 f"blocks valued late {late}; profiler drops {select(m, 'loupe_events_dropped_total', feature='profiler')}")
         # --profile-all: every process is sampled; threads of no service under _untargeted.
         lone = spawn(SPIN % SPIN_S, f"lone-{tag}")
         procs.append(lone)

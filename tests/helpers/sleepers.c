@@ -1,0 +1,71 @@
+/* Many short blocks in one known function, for counting off-CPU blocks one by one: once a line arrives on stdin,
+ * argv[1] threads each sleep argv[2] times argv[3] microseconds in block_gamma (a raw nanosleep syscall inlined
+ * there, as in blockers.c, so the frame-pointer walk keeps the function). Built with frame pointers.
+ * At the end it prints the number of sleeps made (ground truth for the number of blocks) and the wall time the
+ * threads spent in block_gamma together, in seconds: "sleeps seconds". */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#define MAX_THREADS 64
+
+static int sleeps, sleep_us;
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static inline __attribute__((always_inline)) void raw_sleep_us(long us)
+{
+	struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000L};
+	long ret;
+	__asm__ volatile("syscall" : "=a"(ret) : "a"((long)SYS_nanosleep), "D"(&ts), "S"(0L) : "rcx", "r11", "memory");
+	(void)ret;
+}
+
+__attribute__((noinline)) void block_gamma(int n)
+{
+	for (int i = 0; i < n; i++)
+		raw_sleep_us(sleep_us);
+	__asm__ volatile("");
+}
+
+static void *thread_main(void *arg)
+{
+	double *took = arg, t0 = now();
+	block_gamma(sleeps);
+	*took = now() - t0;
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	int threads = argc > 1 ? atoi(argv[1]) : 4;
+	sleeps = argc > 2 ? atoi(argv[2]) : 400;
+	sleep_us = argc > 3 ? atoi(argv[3]) : 2000;
+	if (threads < 1 || threads > MAX_THREADS || sleeps < 1 || sleep_us < 1) {
+		fprintf(stderr, "usage: sleepers [THREADS (1-%d) [SLEEPS [MICROSECONDS]]]\n", MAX_THREADS);
+		return 2;
+	}
+	if (getchar() == EOF)
+		return 1;
+	pthread_t tid[MAX_THREADS];
+	double took[MAX_THREADS];
+	for (int i = 0; i < threads; i++)
+		if (pthread_create(&tid[i], NULL, thread_main, &took[i])) {
+			perror("pthread_create");
+			return 1;
+		}
+	double sum = 0;
+	for (int i = 0; i < threads; i++) {
+		pthread_join(tid[i], NULL);
+		sum += took[i];
+	}
+	printf("%d %.6f\n", threads * sleeps, sum);
+	return 0;
+}
