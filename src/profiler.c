@@ -220,6 +220,7 @@ static void sessions_tick(struct profiler *pr)
 		if (!ps->used || ps->done || now < ps->deadline_ns)
 			continue;
 		session_detach(pr, ps);
+		ring_buffer__consume(pr->rb); /* its last samples (the BPF side wakes no reader for each record) */
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		profile__set_time(ps->p, ps->start_unix_ns,
