@@ -379,20 +379,35 @@ static void poll_feature(struct feature *ft, uint64_t now)
 		ft->next_poll_ns = now + ft->ops->poll_period_ms * 1000000ull;
 }
 
+/* When feature ft wants poll() next: its period, or sooner when it asks (poll_due_ns). Under the daemon lock. */
+static uint64_t feature_due_ns(const struct feature *ft)
+{
+	uint64_t due = ft->next_poll_ns;
+	if (ft->ops->poll_due_ns) {
+		uint64_t want = ft->ops->poll_due_ns(ft->priv);
+		if (want < due)
+			due = want;
+	}
+	return due;
+}
+
 /* epoll_wait timeout: the main loop turns at least once a second (heartbeat, BPF statistics windows), and when
  * the next periodic poll is due. */
-static int poll_timeout_ms(const struct loupe *L)
+static int poll_timeout_ms(struct loupe *L)
 {
 	uint64_t now = now_ns(CLOCK_MONOTONIC);
 	int64_t ms = 1000;
+	pthread_mutex_lock(&L->lock);
 	for (int i = 0; i < L->nfeatures; i++) {
 		const struct feature *ft = &L->features[i];
 		if (ft->state != FEATURE_RUNNING || !ft->ops->poll_period_ms)
 			continue;
-		int64_t due = ft->next_poll_ns > now ? (int64_t)((ft->next_poll_ns - now + 999999) / 1000000) : 0;
+		uint64_t at = feature_due_ns(ft);
+		int64_t due = at > now ? (int64_t)((at - now + 999999) / 1000000) : 0;
 		if (due < ms)
 			ms = due;
 	}
+	pthread_mutex_unlock(&L->lock);
 	return (int)ms;
 }
 
@@ -677,7 +692,7 @@ static int run_loupe(struct loupe_options *opt_, const struct session *sess)
 		}
 		for (int i = 0; i < L.nfeatures; i++) {
 			struct feature *ft = &L.features[i];
-			if (ft->state == FEATURE_RUNNING && ft->ops->poll_period_ms && now >= ft->next_poll_ns)
+			if (ft->state == FEATURE_RUNNING && ft->ops->poll_period_ms && now >= feature_due_ns(ft))
 				poll_feature(ft, now);
 		}
 		pthread_mutex_unlock(&L.lock);

@@ -29,6 +29,9 @@ struct collector {
 	/* Also call poll() this often (ms), wakeups or not: for ring buffers whose producers skip most wakeups.
 	 * 0: only on wakeups. */
 	unsigned poll_period_ms;
+	/* CLOCK_MONOTONIC time (ns) it wants poll() called by, sooner than its period (e.g. a profiling session's
+	 * end), or UINT64_MAX; called under the daemon lock. May be NULL. */
+	uint64_t (*poll_due_ns)(void *priv);
 	/* Add its series to the registry (called under the daemon lock on every scrape). */
 	int (*collect)(void *priv, struct registry *reg);
 	/* Extra JSON members for /status (without braces, may be empty). May be NULL. */

@@ -323,6 +323,17 @@ static int profiler_poll(void *priv)
 	return n < 0 ? n : 0;
 }
 
+/* The earliest end of a running session: the main loop polls then, not up to a period later. */
+static uint64_t profiler_poll_due_ns(void *priv)
+{
+	struct profiler *pr = priv;
+	uint64_t due = UINT64_MAX;
+	for (int i = 0; i < PROF_SESSIONS; i++)
+		if (pr->sess[i].used && !pr->sess[i].done && pr->sess[i].deadline_ns < due)
+			due = pr->sess[i].deadline_ns;
+	return due;
+}
+
 static int profiler_poll_fd(void *priv)
 {
 	struct profiler *pr = priv;
@@ -572,7 +583,8 @@ const struct collector profiler_collector = {
 	.attach = profiler_attach,
 	.poll = profiler_poll,
 	.poll_fd = profiler_poll_fd,
-	.poll_period_ms = 100, /* sessions end on time */
+	.poll_period_ms = 100, /* records are read without wakeups */
+	.poll_due_ns = profiler_poll_due_ns, /* sessions end on time */
 	.collect = profiler_collect,
 	.status = profiler_status,
 	.close = profiler_close,
