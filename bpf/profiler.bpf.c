@@ -56,15 +56,29 @@ struct {
 	__type(value, __u64);
 } prof_drops SEC(".maps");
 
+/* Processes whose records userspace has been woken for (tgid -> 1). See prof_wakeup_flag(). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u8);
+} prof_seen SEC(".maps");
+
 /* Records are read every 100 ms by userspace's poll (and drained before a session is rendered): waking the reader
  * for each one cost a wakeup (an IPI in the sampled task's context, a context switch for loupe) per sample, most
- * of `loupe profile`'s CPU at 99 Hz. A wakeup is forced only when a quarter of the ring is waiting. */
+ * of `loupe profile`'s CPU at 99 Hz. A wakeup is forced for a process's first record, so that userspace snapshots
+ * its mappings while it lives (a short-lived process is still symbolised), and when a quarter of the ring waits. */
 #define PROF_WAKEUP_BYTES (512 * 1024)
 
-static __always_inline __u64 prof_wakeup_flag(void)
+static __always_inline __u64 prof_wakeup_flag(__u32 tgid)
 {
+	if (!bpf_map_lookup_elem(&prof_seen, &tgid)) {
+		__u8 one = 1;
+		bpf_map_update_elem(&prof_seen, &tgid, &one, BPF_ANY);
+		return BPF_RB_FORCE_WAKEUP;
+	}
 	return bpf_ringbuf_query(&prof_events, BPF_RB_AVAIL_DATA) >= PROF_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
-											: BPF_RB_NO_WAKEUP;
+										      : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline struct prof_rec *rec_new(__u32 type, __u32 svc, __u64 pid_tgid)
@@ -96,7 +110,7 @@ static __always_inline int on_sample(struct bpf_perf_event_data *ctx, __u32 type
 	r->kstack_bytes = bpf_get_stack(ctx, r->kstack, sizeof(r->kstack), 0);
 	r->ustack_bytes = bpf_get_stack(ctx, r->ustack, sizeof(r->ustack), BPF_F_USER_STACK);
 	r->ustack_id = r->kstack_id = -1;
-	bpf_ringbuf_submit(r, prof_wakeup_flag());
+	bpf_ringbuf_submit(r, prof_wakeup_flag(r->tgid));
 	return 0;
 }
 
@@ -145,7 +159,7 @@ static __always_inline void offcpu_emit(struct task_struct *t, __u32 svc, const 
 	r->flags = flags;
 	r->pad = 0;
 	BPF_CORE_READ_STR_INTO(&r->comm, t, comm);
-	bpf_ringbuf_submit(r, prof_wakeup_flag());
+	bpf_ringbuf_submit(r, prof_wakeup_flag(r->tgid));
 }
 
 static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct task_struct *next,
