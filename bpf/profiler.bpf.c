@@ -19,6 +19,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* include/linux/sched.h: the state of a task's final switch-out (not a block: it never runs again). */
+#define KERNEL_TASK_DEAD 0x80
+
 const volatile bool profile_all = false;
 const volatile __u64 offcpu_min_ns = 1000000;
 
@@ -174,14 +177,15 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
 		 * switch-in the kernel counted (schedstat) with no sched_switch call for it, after a block with
 		 * EEVDF's delayed dequeue. Such a block is still open at the thread's next switch-out, which values
 		 * it exactly: the time since it blocked less the CPU time the thread has run since. */
-		struct offcpu_start *st = start_of(prev, prev_state != 0, btf);
+		bool blocked = prev_state != 0 && !(prev_state & KERNEL_TASK_DEAD); /* not its last switch-out */
+		struct offcpu_start *st = start_of(prev, blocked, btf);
 		if (st && st->ts_ns) {
 			__u64 now = bpf_ktime_get_ns(), ran = BPF_CORE_READ(prev, se.sum_exec_runtime) - st->runtime_ns;
 			__u64 gone = now - st->ts_ns;
 			st->ts_ns = 0;
 			offcpu_emit(prev, svc, st, now, gone > ran ? gone - ran : 0, PROF_REC_LATE);
 		}
-		if (prev_state != 0) {
+		if (blocked) {
 			if (st) {
 				st->ts_ns = bpf_ktime_get_ns();
 				st->runtime_ns = BPF_CORE_READ(prev, se.sum_exec_runtime);
@@ -190,7 +194,7 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
 			} else {
 				count_drop(&prof_drops, PROF_DROP_STORAGE);
 			}
-		} else if (st && !btf) { /* the hash holds blocked threads only: exited ones leave nothing behind */
+		} else if (st && !btf) { /* the hash holds blocked threads only: exiting ones leave nothing behind */
 			__u32 tid = BPF_CORE_READ(prev, pid);
 			bpf_map_delete_elem(&offcpu_start_raw, &tid);
 		}

@@ -159,13 +159,15 @@ static size_t symbolise(struct profiler *pr, const struct prof_rec *r, const __u
 			const __u64 *ustack, int un)
 {
 	size_t n = 0;
+	/* The mappings first: resolving the kernel frames may load kallsyms (~100 ms, once), and a short-lived
+	 * process can be gone by then. */
+	struct proc_maps *m = un > 0 ? maps_of(pr, r->tgid) : NULL;
 	for (int i = 0; i < kn && n < ARRAY_SIZE(pr->sf); i++, n++) {
 		sym_resolve_kernel(pr->syms, kstack[i] - (n ? 1 : 0), &pr->sf[n]);
 		/* The sched_switch stack starts inside loupe's own program and the tracing glue: not the thread's. */
 		if (!n && (!strncmp(pr->sf[0].name, "bpf_", 4) || !strncmp(pr->sf[0].name, "__bpf_", 6)))
 			n--;
 	}
-	struct proc_maps *m = un > 0 ? maps_of(pr, r->tgid) : NULL;
 	for (int i = 0; m && i < un && n < ARRAY_SIZE(pr->sf); i++, n++)
 		sym_resolve_user(pr->syms, m, ustack[i] - (n ? 1 : 0), &pr->sf[n]);
 	for (size_t i = 0; i < n; i++)

@@ -14,8 +14,8 @@ main -> chain_alpha -> chain_beta -> chain_gamma; loupe samples it at 99 Hz and 
   - short-lived processes are symbolised: 12 copies of the chain each spin 30 ms and exit (a comm target, matched at
     exec); at least half their samples show the chain, since loupe is woken for a process's first record and
     snapshots its mappings while it lives (other records wait for the next 100 ms read, when these processes are
-    gone: without that wakeup 12-25% showed it; with a wakeup per record, as before, 72-84%. The rest are
-    "[unknown]": a process whose mappings were read after it had exited).
+    gone: without that wakeup 11-25% showed it; with a wakeup per record, as before, 72-84%; now 81-92%. The
+    rest are "[unknown]": a process whose mappings were read after it had exited).
 """
 import gzip
 import os

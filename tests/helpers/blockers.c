@@ -9,25 +9,19 @@
 #include <sys/syscall.h>
 #include <time.h>
 
-static inline __attribute__((always_inline)) void raw_sleep_ms(long ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-	long ret;
-	__asm__ volatile("syscall" : "=a"(ret) : "a"((long)SYS_nanosleep), "D"(&ts), "S"(0L) : "rcx", "r11", "memory");
-	(void)ret;
-}
+#include "raw_sleep.h"
 
 __attribute__((noinline)) void block_alpha(int n)
 {
 	for (int i = 0; i < n; i++)
-		raw_sleep_ms(50);
+		raw_sleep_us(50000);
 	__asm__ volatile("");
 }
 
 __attribute__((noinline)) void block_beta(int n)
 {
 	for (int i = 0; i < n; i++)
-		raw_sleep_ms(100);
+		raw_sleep_us(100000);
 	__asm__ volatile("");
 }
 

@@ -9,6 +9,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 
+#include "raw_sleep.h"
+
 #define MAX_THREADS 64
 
 static int sleeps, sleep_us;
@@ -18,14 +20,6 @@ static double now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static inline __attribute__((always_inline)) void raw_sleep_us(long us)
-{
-	struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000L};
-	long ret;
-	__asm__ volatile("syscall" : "=a"(ret) : "a"((long)SYS_nanosleep), "D"(&ts), "S"(0L) : "rcx", "r11", "memory");
-	(void)ret;
 }
 
 __attribute__((noinline)) void block_gamma(int n)
