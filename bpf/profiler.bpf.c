@@ -97,6 +97,7 @@ static __always_inline struct prof_rec *rec_new(__u32 type, __u32 svc, __u64 pid
 	r->tid = (__u32)pid_tgid;
 	r->ts_ns = bpf_ktime_get_ns();
 	r->value_ns = 0;
+	r->flags = r->pad = 0;
 	bpf_get_current_comm(r->comm, sizeof(r->comm));
 	return r;
 }
