@@ -82,7 +82,8 @@ def profile(pid, out, *args, delay_go=None, held=None):
 
 
 def pprof_text(path):
-    """The profile at path (gzipped profile.proto) as protoc --decode prints it; None without protoc."""
+    """The profile at path (gzipped profile.proto) as protoc --decode prints it; "" when protoc cannot decode it,
+    None without protoc."""
     if not shutil.which("protoc"):
         return None
     data = open(path, "rb").read() if os.path.exists(path) else b""
@@ -187,16 +188,11 @@ def main():
         chain2.go()
         out = os.path.join(d, "cpu.pb.gz")
         rc, se = profile(chain2.p.pid, out, "--seconds", 2, "--format", "pprof")
-        if not shutil.which("protoc"):
+        text = pprof_text(out) if rc == 0 else ""
+        if text is None:
             t.skip(NAMES[5], "protoc missing (apt-get install protobuf-compiler)")
-        else:
-            data = open(out, "rb").read() if rc == 0 else b""
-            r = subprocess.run(["protoc", f"--proto_path={os.path.dirname(PROTO)}",
-                                "--decode=perftools.profiles.Profile", os.path.basename(PROTO)],
-                               input=gzip.decompress(data) if data else b"", capture_output=True)
-            text = r.stdout.decode(errors="replace")
-            t.ok(rc == 0 and r.returncode == 0 and '"chain_gamma"' in text and '"cpu"' in text, NAMES[5],
-                 f"rc {rc}; protoc {r.returncode} {r.stderr.decode()[-200:]}; {text[:300]}")
+        else:  # "" when protoc could not decode it
+            t.ok(rc == 0 and '"chain_gamma"' in text and '"cpu"' in text, NAMES[5], f"rc {rc}; {text[:300]!r}")
         out = os.path.join(d, "cpu.svg")
         rc, se = profile(chain2.p.pid, out, "--seconds", 1, "--format", "svg")
         body = open(out, "rb").read() if rc == 0 else b""
