@@ -35,9 +35,11 @@ BPF_SRCS   := $(wildcard bpf/*.bpf.c)
 BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
 SKELS      := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 
-SRCS       := $(wildcard src/*.c)
+# src/ is grouped by role (README, Layout); objects mirror it under $(BUILD)/obj/.
+SRCS       := $(wildcard src/*/*.c)
+HDRS       := $(wildcard include/*.h src/*/*.h)
 OBJS       := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
-LIB_OBJS   := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+LIB_OBJS   := $(filter-out $(BUILD)/obj/cli/main.o,$(OBJS))
 GEN_HDRS   := $(BUILD)/syscall_names.h $(BUILD)/version.h
 
 # Protocol buffers (proto/*.proto: the pprof schema): protoc-c generates C into $(BUILD)/proto at build time,
@@ -63,8 +65,9 @@ $(BUILD)/loupe: $(OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/obj/%.o: src/%.c $(SKELS) $(GEN_HDRS) $(wildcard include/*.h src/*.h) | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c $(SKELS) $(GEN_HDRS) $(HDRS) | $(BUILD)/obj
 	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) $(INCLUDES) -c -o $@ $<
 
 $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.bpf.h include/*.h) vmlinux/$(ARCH)/vmlinux.h | $(BUILD)/bpf

@@ -1,5 +1,5 @@
 /* Payload capture: the first bytes of each read/write-family syscall on TCP sockets of target processes, for the
- * userspace protocol parsers (src/payload.c). Shared by bpf/payload.bpf.h and src/payload.c. */
+ * userspace protocol parsers (src/collectors/payload.c). Shared by bpf/payload.bpf.h and src/collectors/payload.c. */
 #ifndef LOUPE_PAYLOAD_H
 #define LOUPE_PAYLOAD_H
 #ifndef __VMLINUX_H__

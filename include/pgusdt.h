@@ -1,5 +1,5 @@
 /* PostgreSQL internals from the USDT probes of the postgres binary (provider "postgresql"). Shared by
- * bpf/pgusdt.bpf.c and src/pgusdt.c. */
+ * bpf/pgusdt.bpf.c and src/collectors/pgusdt.c. */
 #ifndef LOUPE_PGUSDT_H
 #define LOUPE_PGUSDT_H
 #ifndef __VMLINUX_H__

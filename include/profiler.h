@@ -1,4 +1,4 @@
-/* CPU samples and off-CPU time of target threads. Shared by bpf/profiler.bpf.c and src/profiler.c. */
+/* CPU samples and off-CPU time of target threads. Shared by bpf/profiler.bpf.c and src/collectors/profiler.c. */
 #ifndef LOUPE_PROFILER_H
 #define LOUPE_PROFILER_H
 #ifndef __VMLINUX_H__

@@ -1,5 +1,5 @@
 /* Syscall latency: per service x syscall log2 histograms, errors by errno. Shared by bpf/syscalls.bpf.c and
- * src/syscalls.c. */
+ * src/collectors/syscalls.c. */
 #ifndef LOUPE_SYSCALLS_H
 #define LOUPE_SYSCALLS_H
 #ifndef __VMLINUX_H__

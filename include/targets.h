@@ -1,4 +1,4 @@
-/* Target processes: which tgids belong to which service. Shared by bpf/targets.bpf.c and src/targets.c. */
+/* Target processes: which tgids belong to which service. Shared by bpf/targets.bpf.c and src/collectors/targets.c. */
 #ifndef LOUPE_TARGETS_H
 #define LOUPE_TARGETS_H
 #ifndef __VMLINUX_H__

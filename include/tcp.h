@@ -1,4 +1,4 @@
-/* TCP connection lifecycle of target services. Shared by bpf/tcp.bpf.c and src/tcp.c. */
+/* TCP connection lifecycle of target services. Shared by bpf/tcp.bpf.c and src/collectors/tcp.c. */
 #ifndef LOUPE_TCP_H
 #define LOUPE_TCP_H
 #ifndef __VMLINUX_H__

@@ -268,7 +268,7 @@ def main():
             t.ok(text and not hits, label, (f"{name} is empty or did not answer 200" if not text else "") + "\n".join(
                 f"channel {ch}: {f!r} in ...{where(text, f)}..." for ch, f in hits))
 
-        # A letters-only path segment cannot be told from a route word (src/route.h says so); FastAPI's
+        # A letters-only path segment cannot be told from a route word (src/parsers/route.h says so); FastAPI's
         # redirect_slashes answers /memories/<anything>/ with 307. Only 1xx, 2xx and 5xx admit a template, so the
         # redirected path stays _unmatched.
         text = outs["/metrics (text)"] + outs["/status"] + outs["loupe's log"]

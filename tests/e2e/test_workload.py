@@ -282,7 +282,7 @@ def check_short_lived(t):
         t.ok(exited and gone, "a postgres that exits before loupe classifies its exec is not left as a target",
              f"loupe_targets{{pgv}}={value(L.scrape(), 'loupe_targets', service_name='pgv')} after all {n} "
              f"'postgres -V' processes exited and were reaped, want 0 (all had exited before loupe read /proc: "
-             f"{exited}): src/targets.c track() checks only the start time in /proc/PID/stat, which a zombie still "
+             f"{exited}): src/collectors/targets.c track() checks only the start time in /proc/PID/stat, which a zombie still "
              f"has, so a process that exited before it was classified stays in target_procs and target_svc")
     finally:
         for p in procs:

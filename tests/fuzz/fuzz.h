@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "flow.h"
+#include "parsers/flow.h"
 
 #define CHECK(c)                                                                                             \
 	do {                                                                                                 \

@@ -14,7 +14,7 @@ FUZZ_SMOKE_SECONDS ?= 5
 FUZZ_DIR           := $(BUILD)/fuzz
 FUZZ_TARGETS       := route http websocket pgwire sql
 FUZZ_BINS          := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
-FUZZ_MODULES       := src/route.c src/http.c src/websocket.c src/pgwire.c src/sql.c
+FUZZ_MODULES       := $(patsubst %,src/parsers/%.c,route http websocket pgwire sql)
 FUZZ_CFLAGS        := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                       -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
                       -D_GNU_SOURCE -Isrc
@@ -22,8 +22,7 @@ FUZZ_CFLAGS        := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-r
 .PHONY: fuzz fuzz-bins fuzz-smoke
 fuzz-bins: $(FUZZ_BINS)
 
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_MODULES) src/route.h src/http.h src/websocket.h src/sql.h \
-                     src/pgwire.h | $(FUZZ_DIR)
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_MODULES) $(FUZZ_MODULES:.c=.h) | $(FUZZ_DIR)
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_MODULES) -lpg_query
 

@@ -1,4 +1,4 @@
-/* libFuzzer target for src/http.c (and the hand-over to src/websocket.c). The input is a sequence of syscall
+/* libFuzzer target for src/parsers/http.c (and the hand-over to src/parsers/websocket.c). The input is a sequence of syscall
  * views, so splits and truncation are fuzzed along with the bytes:
  *   byte 0: bit 0 HTTP_CONN_MIDSTREAM
  *   then records: [flags][n][extra] n bytes (struct call, fuzz.h)
@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "http.h"
-#include "websocket.h"
+#include "parsers/http.h"
+#include "parsers/websocket.h"
 
 struct state {
 	long starts, ends;

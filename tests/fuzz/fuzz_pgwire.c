@@ -1,4 +1,4 @@
-/* libFuzzer target for src/pgwire.c. The input is a sequence of syscall views, so splits, truncation and tails
+/* libFuzzer target for src/parsers/pgwire.c. The input is a sequence of syscall views, so splits, truncation and tails
  * are fuzzed along with the bytes:
  *   byte 0: bit 0 PG_CONN_MIDSTREAM, bit 1 PG_ROLE_CLIENT, bits 2-7 tail size T
  *   then records: [flags][n][extra] n bytes (struct call, fuzz.h); when a call has uncaptured bytes, the last
@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "pgwire.h"
+#include "parsers/pgwire.h"
 
 struct state {
 	const struct pg_conn *c;

@@ -1,4 +1,4 @@
-/* libFuzzer target for src/route.c. The input is a raw request-target; its first byte also picks the output
+/* libFuzzer target for src/parsers/route.c. The input is a raw request-target; its first byte also picks the output
  * buffer's size, so writes past a small buffer are caught by ASan. Invariants: the template is printable ASCII,
  * starts with '/' (or is "*"), has no query, fragment, params or '@', fits its bounds, and templating it again
  * gives it back. No segment is a dot-segment, starts with '~', carries '=' or a '%' other than "%20", or has a
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "route.h"
+#include "parsers/route.h"
 
 static void check_template(const char *out, size_t n, size_t outn)
 {
@@ -23,7 +23,7 @@ static void check_template(const char *out, size_t n, size_t outn)
 		CHECK(out[i] != '?' && out[i] != '#' && out[i] != ';' && out[i] != '@');
 	}
 	CHECK(!strstr(out, "//"));
-	/* What src/route.h promises never to show literally. */
+	/* What src/parsers/route.h promises never to show literally. */
 	for (size_t i = 0; i < n; i++) {
 		CHECK(out[i] != '=');
 		CHECK(out[i] != '%' || (i + 2 < n && out[i + 1] == '2' && out[i + 2] == '0'));

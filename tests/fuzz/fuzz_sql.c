@@ -1,4 +1,4 @@
-/* libFuzzer target for src/sql.c. The input is statement text; its first byte, when below 0x20, picks the mode
+/* libFuzzer target for src/parsers/sql.c. The input is statement text; its first byte, when below 0x20, picks the mode
  * (bit 0: truncated capture) and a small output buffer for the scanner, so writes past it are caught by ASan.
  * Every input goes through the scanner (sql_normalize_fallback) and, bounded to 1 KiB like the capture, through
  * sql_fingerprint() (libpg_query for complete text). Invariants of every normalised text: NUL-terminated,
@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "sql.h"
+#include "parsers/sql.h"
 
 static void check_text(const char *out, size_t len, size_t limit)
 {

@@ -1,10 +1,10 @@
-/* libFuzzer target for src/websocket.c. The input is a sequence of syscall views (see fuzz_http.c for the
+/* libFuzzer target for src/parsers/websocket.c. The input is a sequence of syscall views (see fuzz_http.c for the
  * record format, without the leading flags byte). Invariants: events carry the session's route and valid
  * opcodes, close events come with their direction, nothing is reported after END, and END comes once.
  * Differential: the same bytes fully captured, fed as given and with consecutive same-direction calls merged,
  * give the same events unless sync was lost (only resynchronising depends on call boundaries). */
 #include "fuzz.h"
-#include "websocket.h"
+#include "parsers/websocket.h"
 
 struct state {
 	int ends;

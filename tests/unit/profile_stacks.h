@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "profile.h"
+#include "profile/profile.h"
 
 static int add_stack(struct profile *p, const char *svc, const char *thr, const char *stack, uint64_t count,
 		     uint64_t ns)

@@ -1,4 +1,4 @@
-/* Unit tests for src/flamegraph.c: the SVG is well-formed XML (checked here, and by xmllint when installed), every
+/* Unit tests for src/profile/flamegraph.c: the SVG is well-formed XML (checked here, and by xmllint when installed), every
  * frame of a known profile is drawn with the width its value gives, a parent is never narrower than its drawn
  * children, names are escaped, and the viewer script is embedded with no external resource. */
 #include <errno.h>
@@ -14,8 +14,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "flamegraph.h"
-#include "profile.h"
+#include "profile/flamegraph.h"
+#include "profile/profile.h"
 #include "profile_stacks.h"
 
 static void add(struct profile *p, const char *svc, const char *thr, const char *stack, uint64_t count, uint64_t ns)

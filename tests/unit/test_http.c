@@ -1,4 +1,4 @@
-/* Unit tests for src/http.c: server-side HTTP/1.x from truncated syscall views. Every scenario states the exact
+/* Unit tests for src/parsers/http.c: server-side HTTP/1.x from truncated syscall views. Every scenario states the exact
  * events it expects, as text: "START GET /memories/{id} @1" (method, route, start ts), "RESP GET /r 200 1-2"
  * (status, start and end ts), "ABORT GET /r 1-9", "UPGRADE GET /ws 1-2 +N" (offset), "NOTHTTP reason". */
 #include <setjmp.h>
@@ -10,8 +10,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "http.h"
-#include "websocket.h"
+#include "parsers/http.h"
+#include "parsers/websocket.h"
 
 struct log {
 	char text[16384];

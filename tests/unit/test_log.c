@@ -1,4 +1,4 @@
-/* Unit tests for src/log.c: level parsing and filtering, the JSON line format on stderr, rate limiting.
+/* Unit tests for src/lib/log.c: level parsing and filtering, the JSON line format on stderr, rate limiting.
  * stderr is redirected to a temporary file around each log call; assertions run after it is restored. */
 #include <bpf/libbpf.h>
 #include <ctype.h>
@@ -14,8 +14,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "log.h"
-#include "util.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
 /* ---- stderr capture ---- */
 

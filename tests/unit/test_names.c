@@ -1,4 +1,4 @@
-/* Unit tests for src/names.c: syscall and errno names as they appear in metric labels. */
+/* Unit tests for src/lib/names.c: syscall and errno names as they appear in metric labels. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 #include <sys/syscall.h>
 #include <cmocka.h>
 
-#include "names.h"
+#include "lib/names.h"
 
 static void test_syscall_known(void **state)
 {

@@ -1,4 +1,4 @@
-/* Unit tests for src/pgwire.c: PostgreSQL protocol 3.0 from truncated syscall views, in both roles. Every
+/* Unit tests for src/parsers/pgwire.c: PostgreSQL protocol 3.0 from truncated syscall views, in both roles. Every
  * scenario states the exact events it expects, as text:
  *   "Q1 SELECT - [select 1] 3-4"          execution id, operation, sqlstate ('-' when ok), text, start-end
  *   "Q3 INSERT aborted [insert ...] 2-5"  no result;  "..." after the text: truncated; "+" suspended
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "pgwire.h"
+#include "parsers/pgwire.h"
 
 /* ---- building messages ---- */
 

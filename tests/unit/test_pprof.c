@@ -1,4 +1,4 @@
-/* Unit tests for src/pprof.c: a known profile is encoded, gunzipped and decoded twice, by protobuf-c from the
+/* Unit tests for src/profile/pprof.c: a known profile is encoded, gunzipped and decoded twice, by protobuf-c from the
  * same schema and by protoc (an independent decoder; skipped, counted and explained when not installed), and
  * every field is checked against the samples the test added. */
 #include <errno.h>
@@ -13,8 +13,8 @@
 #include <zlib.h>
 #include <cmocka.h>
 
-#include "pprof.h"
-#include "profile.h"
+#include "profile/pprof.h"
+#include "profile/profile.h"
 #include "profile.pb-c.h"
 
 typedef Perftools__Profiles__Profile Profile;

@@ -1,4 +1,4 @@
-/* Unit tests for src/profile.c: samples aggregate by (service, thread, stack), limits keep totals exact, and
+/* Unit tests for src/profile/profile.c: samples aggregate by (service, thread, stack), limits keep totals exact, and
  * folded output is the exact text flame graph tools read. */
 #include <errno.h>
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "profile.h"
+#include "profile/profile.h"
 #include "profile_stacks.h"
 
 /* The sample of (svc, thr) whose stack, root first, is stack; NULL when absent. */

@@ -1,4 +1,4 @@
-/* Unit tests for src/registry.c: families and series, snapshot resets, the series budget, and the exposition
+/* Unit tests for src/metrics/registry.c: families and series, snapshot resets, the series budget, and the exposition
  * formats (Prometheus text 0.0.4 and OpenMetrics 1.0), checked line by line against the text we expect. */
 #include <errno.h>
 #include <math.h>
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "registry.h"
+#include "metrics/registry.h"
 
 static int reg_setup(void **state)
 {

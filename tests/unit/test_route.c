@@ -1,4 +1,4 @@
-/* Unit tests for src/route.c: request-targets become route templates that carry no identifier, no query and
+/* Unit tests for src/parsers/route.c: request-targets become route templates that carry no identifier, no query and
  * no host, and loupe_redactions_total{kind} counts what was abstracted. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "route.h"
+#include "parsers/route.h"
 
 static char out[ROUTE_MAX_LEN + 1];
 static struct route_stats st;

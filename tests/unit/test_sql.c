@@ -1,4 +1,4 @@
-/* Unit tests for src/sql.c: statements that differ only in constants, whitespace, comments or list lengths share
+/* Unit tests for src/parsers/sql.c: statements that differ only in constants, whitespace, comments or list lengths share
  * a fingerprint, different shapes do not, and no constant of the input, nor any part of one cut by the capture,
  * reaches the normalised text. */
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 #include <time.h>
 #include <cmocka.h>
 
-#include "sql.h"
+#include "parsers/sql.h"
 
 static struct sql_fp fp;
 static struct sql_stats st;
@@ -37,7 +37,7 @@ static uint64_t id_of(const char *q)
 	return F(q)->id;
 }
 
-/* What src/sql.h promises of every normalised text: printable ASCII, bounded, no quote ', and digits only in
+/* What src/parsers/sql.h promises of every normalised text: printable ASCII, bounded, no quote ', and digits only in
  * "$n" or inside a name (after a letter, '_' or another name character). */
 static void assert_clean(const char *s)
 {
@@ -491,7 +491,7 @@ static double now_ns(void)
 	return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
-/* The figures in src/sql.h: a cache hit against a libpg_query fingerprint of the same statement. */
+/* The figures in src/parsers/sql.h: a cache hit against a libpg_query fingerprint of the same statement. */
 static void test_cost(void **state)
 {
 	const char *q = "SELECT id, content, tags, created_at FROM memories WHERE content ILIKE '%cat and dog%' "

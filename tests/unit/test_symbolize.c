@@ -1,4 +1,4 @@
-/* Unit tests for src/symbolize.c: addresses of functions whose names the test itself compiled (with gcc, into
+/* Unit tests for src/profile/symbolize.c: addresses of functions whose names the test itself compiled (with gcc, into
  * a temporary directory, at run time) resolve to exactly those names, in a PIE, a non-PIE, a stripped binary
  * with .dynsym only, binaries whose symbols are in separate debug files (by debuglink and by build-id) and
  * shared libraries dlopen()ed into this process; snapshots outlive their processes; perf maps, kallsyms and the
@@ -24,8 +24,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "symbolize.h"
-#include "util.h"
+#include "profile/symbolize.h"
+#include "lib/util.h"
 
 /* The fixture: known functions, one of them static (in .symtab only, never in .dynsym). With FX_MAIN it prints
  * their addresses and waits for EOF on stdin, so the test decides when it exits. */

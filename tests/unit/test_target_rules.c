@@ -1,4 +1,4 @@
-/* Unit tests for src/target_rules.c: --target parsing and its error messages, matching order, the default rules
+/* Unit tests for src/parsers/target_rules.c: --target parsing and its error messages, matching order, the default rules
  * against what real uvicorn and postgres processes look like, cgroup prefixes, and the /proc readers. */
 #include <errno.h>
 #include <limits.h>
@@ -14,8 +14,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "target_rules.h"
-#include "util.h"
+#include "parsers/target_rules.h"
+#include "lib/util.h"
 
 static int test_argc;
 static char **test_argv;

@@ -1,4 +1,4 @@
-/* Unit tests for src/util.c: the growable buffer, JSON string escaping, small-file reads and gzip. */
+/* Unit tests for src/lib/util.c: the growable buffer, JSON string escaping, small-file reads and gzip. */
 #include <ctype.h>
 #include <errno.h>
 #include <setjmp.h>
@@ -13,7 +13,7 @@
 #include <zlib.h>
 #include <cmocka.h>
 
-#include "util.h"
+#include "lib/util.h"
 
 /* ---- buf ---- */
 

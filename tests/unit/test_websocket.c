@@ -1,4 +1,4 @@
-/* Unit tests for src/websocket.c: RFC 6455 frames from truncated syscall views. Events are compared as text:
+/* Unit tests for src/parsers/websocket.c: RFC 6455 frames from truncated syscall views. Events are compared as text:
  * "MSG in text 5 @1" (direction, opcode, size, ts; " z" when compressed), "CLOSE out 1000 @2",
  * "END 9 clean" / "END 9 unclean" (duration). */
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "websocket.h"
+#include "parsers/websocket.h"
 
 struct log {
 	char text[16384];

@@ -1,0 +1,451 @@
+/* Payload collector: captured socket reads and writes of target processes (bpf/payload.bpf.h, inside the
+ * syscalls object) -> per-connection protocol parsers -> request, session and statement metrics.
+ *
+ * Each captured connection gets one struct conn, found by the kernel's connection id. Its calls go to the
+ * protocol it speaks, from a table of protocols (payload_protos[] below; the rows are src/collectors/payload_http.c and
+ * src/collectors/payload_pg.c): the first calls choose (a PostgreSQL startup packet, else HTTP); an HTTP upgrade hands the
+ * connection to WebSocket; a connection no protocol claims (TLS, HTTP/2, a server speaking first, anything else) is
+ * marked PL_STOPPED in the kernel map, which then stops capturing it, and its state is freed.
+ *
+ * Privacy (DESIGN.md section 3): parsers see at most --capture-bytes of each call (and the last bytes of longer
+ * ones) and keep no payload; what leaves is route templates and SQL fingerprints, admitted per service by the
+ * rows' budgets; loupe_redactions_total{kind} counts every abstraction. */
+#include "collectors/payload_int.h"
+#include "lib/bpf_util.h"
+#include "lib/log.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const drop_reasons[PL_DROP_NR] = {
+	[PL_DROP_RINGBUF] = "ringbuf_full",
+	[PL_DROP_CLOSE_RINGBUF] = "close_ringbuf_full",
+	[PL_DROP_CONN_MAP_FULL] = "conn_map_full",
+};
+
+
+static const char *const class_names[CLASS_NR] = {"http", "websocket", "tls", "http2", "unknown", "postgresql",
+						   "postgresql_encrypted"};
+
+const char *payload__service(const struct payload *p, uint32_t svc)
+{
+	return target_rules__service(&p->L->opt->rules, (int)svc);
+}
+
+/* ------------------------------------------------------------------------------------------- routes --- */
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+	return h;
+}
+
+/* *found says whether key is in the set; the result is its slot, or the empty slot it would take. */
+char *payload__set_find(struct route_set *rs, const char *key, bool *found)
+{
+	if (!rs->slot && !(rs->slot = calloc(ROUTE_SLOTS, sizeof(*rs->slot))))
+		return NULL;
+	unsigned i = (unsigned)hash_str(key) & (ROUTE_SLOTS - 1);
+	while (rs->slot[i][0]) {
+		if (!strcmp(rs->slot[i], key)) {
+			*found = true;
+			return rs->slot[i];
+		}
+		i = (i + 1) & (ROUTE_SLOTS - 1);
+	}
+	*found = false;
+	return rs->slot[i];
+}
+
+/* Admit key into the set (budget permitting): the admitted copy, or NULL past the budget. */
+const char *payload__set_admit(struct route_set *rs, const char *key, unsigned budget, bool *added)
+{
+	bool found;
+	char *slot = payload__set_find(rs, key, &found);
+	*added = false;
+	if (found || !slot)
+		return slot;
+	if (rs->n >= budget)
+		return NULL;
+	snprintf(slot, ROUTE_MAX_LEN + 1, "%s", key);
+	rs->n++;
+	*added = true;
+	return slot;
+}
+
+/* ---------------------------------------------------------------------------------------- connections --- */
+
+static struct conn **conn_slot(struct payload *p, uint64_t id)
+{
+	struct conn **pp = &p->buckets[(id * 0x9E3779B97F4A7C15ull) >> 52 & (CONN_BUCKETS - 1)];
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* Ask the kernel to stop capturing a connection (when the entry still belongs to it). */
+static void stop_capture(struct payload *p, const struct conn *c)
+{
+	struct pl_conn v;
+	if (bpf_map_lookup_elem(p->conns_fd, &c->sk, &v) || v.id != c->id)
+		return;
+	v.state = PL_STOPPED;
+	bpf_map_update_elem(p->conns_fd, &c->sk, &v, BPF_EXIST);
+}
+
+
+/* End a connection's parsing (closed, expired or given up) and free it. */
+static void conn_end(struct payload *p, struct conn **pp, uint64_t ts_ns)
+{
+	struct conn *c = *pp;
+	p->cur = c;
+	payload_protos[c->proto]->close(p, c, ts_ns);
+	p->cur = NULL;
+	*pp = c->next;
+	free(c);
+	p->nconns--;
+}
+
+/* ------------------------------------------------------------------------------------------ parsers --- */
+
+
+
+/* The first calls of a connection choose its protocol. A fresh connection is HTTP unless another protocol's
+ * opening is recognised (HTTP itself then decides whether it is HTTP). A connection captured mid-stream waits
+ * for a call that begins at a message boundary of some protocol, for up to HTTP_UNSYNCED_MAX calls. */
+static int detect_feed(struct payload *p, struct conn *c, const struct view *v)
+{
+	enum proto_id next = PROTO_HTTP;
+	int role = pg_row_detect(v, c->midstream);
+	if (role >= 0) {
+		c->pg_role = (uint8_t)role;
+		next = PROTO_POSTGRES;
+	} else if (c->midstream && !http_row_looks_like_request(v)) {
+		if (++c->detect_calls < HTTP_UNSYNCED_MAX)
+			return PROTO_DETECT;
+		p->svc[c->service].classes[CLASS_UNKNOWN]++;
+		return -1;
+	}
+	if (payload_protos[next]->start(p, c))
+		return -1;
+	c->proto = (uint8_t)next;
+	return payload_protos[next]->feed(p, c, v);
+}
+
+static int detect_start(struct payload *p, struct conn *c)
+{
+	(void)p;
+	(void)c;
+	return 0;
+}
+
+static void detect_lost(struct payload *p, struct conn *c)
+{
+	(void)p;
+	(void)c;
+}
+
+static void detect_close(struct payload *p, struct conn *c, uint64_t ts_ns)
+{
+	(void)p;
+	(void)c;
+	(void)ts_ns; /* no parser state yet */
+}
+
+static const struct proto detect_proto = {"detect", detect_start, detect_feed, detect_lost, detect_close};
+
+const struct proto *const payload_protos[PROTO_NR] = {
+	[PROTO_DETECT] = &detect_proto,
+	[PROTO_HTTP] = &http_proto,
+	[PROTO_WEBSOCKET] = &websocket_proto,
+	[PROTO_POSTGRES] = &postgres_proto,
+};
+
+/* -------------------------------------------------------------------------------------------- records --- */
+
+static int on_data(struct payload *p, const struct pl_hdr *h, const uint8_t *data, size_t cap, const uint8_t *tail,
+		   size_t tailn)
+{
+	if (h->service < 1 || h->service > (uint32_t)p->L->opt->rules.nservices)
+		return 0;
+	struct svc_stats *st = &p->svc[h->service];
+	unsigned dir = h->dir ? 1 : 0;
+	st->records[dir]++;
+	st->bytes[dir] += cap;
+
+	struct conn **pp = conn_slot(p, h->conn_id);
+	struct conn *c = *pp;
+	if (!c) {
+		if (p->nconns >= CONN_MAX) {
+			p->conn_table_full++;
+			return 0;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		c->id = h->conn_id;
+		c->sk = h->sk;
+		c->service = h->service;
+		c->proto = PROTO_DETECT;
+		/* Without the connection's first record (lost, or capture began late) look for a boundary first. */
+		c->midstream = !(h->flags & PL_F_NEW) || (h->flags & PL_F_MIDSTREAM);
+		p->midstream += c->midstream;
+		*pp = c;
+		p->nconns++;
+	}
+	c->last_ns = h->ts_ns;
+	p->cur = c;
+	if (h->flags & PL_F_LOST) {
+		st->lost_events++;
+		payload_protos[c->proto]->lost(p, c);
+	}
+	struct view v = {.dir = dir ? FLOW_OUT : FLOW_IN, .data = data, .cap = cap, .len = h->len, .tail = tail,
+			 .tailn = tailn};
+	int next = payload_protos[c->proto]->feed(p, c, &v);
+	p->cur = NULL;
+	if (next < 0 || c->stop) {
+		stop_capture(p, c);
+		conn_end(p, conn_slot(p, c->id), h->ts_ns);
+	}
+	return 0;
+}
+
+static int on_record(void *ctx, void *data, size_t size)
+{
+	struct payload *p = ctx;
+	const struct pl_hdr *h = data;
+	if (size < sizeof(*h))
+		return 0;
+	p->now_ns = h->ts_ns;
+	if (h->type == REC_PL_CLOSE) {
+		struct conn **pp = conn_slot(p, h->conn_id);
+		if (!*pp)
+			return 0;
+		if (h->flags & PL_F_LOST) {
+			p->svc[(*pp)->service].lost_events++;
+			p->cur = *pp;
+			payload_protos[(*pp)->proto]->lost(p, *pp);
+			p->cur = NULL;
+		}
+		conn_end(p, pp, h->ts_ns);
+		return 0;
+	}
+	if (h->type != REC_PL_DATA)
+		return 0;
+	size_t cap = h->cap, tail = h->tail;
+	if (cap > size - sizeof(*h))
+		cap = size - sizeof(*h);
+	if (tail > size - sizeof(*h) - cap)
+		tail = size - sizeof(*h) - cap;
+	const uint8_t *bytes = (const uint8_t *)data + sizeof(*h);
+	return on_data(p, h, bytes, cap, tail ? bytes + cap : NULL, tail);
+}
+
+/* Connections idle for long whose kernel entry is gone (their close record was lost) are ended. */
+static void sweep(struct payload *p, uint64_t now)
+{
+	for (unsigned b = 0; b < CONN_BUCKETS; b++) {
+		struct conn **pp = &p->buckets[b];
+		while (*pp) {
+			struct conn *c = *pp;
+			struct pl_conn v;
+			if (now - c->last_ns > CONN_IDLE_NS &&
+			    (bpf_map_lookup_elem(p->conns_fd, &c->sk, &v) || v.id != c->id)) {
+				conn_end(p, pp, c->last_ns);
+				continue;
+			}
+			pp = &c->next;
+		}
+	}
+}
+
+/* ----------------------------------------------------------------------------------------- collector --- */
+
+static int payload_open(struct loupe *L, void **priv)
+{
+	if (!L->opt->capture_bytes) {
+		snprintf(L->opening->detail, sizeof(L->opening->detail), "off (--capture-bytes 0)");
+		return LOUPE_FEATURE_DISABLED;
+	}
+	if (!L->sys_obj) {
+		log_warn("payload_unavailable", "payload capture runs inside the syscalls feature, which did not load");
+		return -ENOENT;
+	}
+	struct bpf_map *events = bpf_object__find_map_by_name(L->sys_obj, "pl_events");
+	struct bpf_map *conns = bpf_object__find_map_by_name(L->sys_obj, "pl_conns");
+	struct bpf_map *drops = bpf_object__find_map_by_name(L->sys_obj, "pl_drops");
+	if (!events || !conns || !drops)
+		return -ENOENT;
+	struct payload *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->L = L;
+	p->conns_fd = bpf_map__fd(conns);
+	p->drops_fd = bpf_map__fd(drops);
+
+	int err;
+	if ((err = http_row_open(p, L->reg)) || (err = pg_row_open(p, L->reg))) {
+		pg_row_close(p);
+		free(p);
+		return err;
+	}
+
+	p->rb = ring_buffer__new(bpf_map__fd(events), on_record, p, NULL);
+	if (!p->rb) {
+		err = -errno;
+		pg_row_close(p);
+		free(p);
+		return err;
+	}
+	L->opening->hook = L->tp_flavour; /* its programs are the syscalls ones */
+	*priv = p;
+	return 0;
+}
+
+static int payload_attach(void *priv)
+{
+	(void)priv; /* the syscalls feature attached the programs */
+	return 0;
+}
+
+static int payload_poll(void *priv)
+{
+	struct payload *p = priv;
+	int n = ring_buffer__consume(p->rb);
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+	if (now - p->last_sweep_ns > 30ull * 1000000000ull) {
+		p->last_sweep_ns = now;
+		sweep(p, now);
+	}
+	return n < 0 ? n : 0;
+}
+
+static int payload_poll_fd(void *priv)
+{
+	struct payload *p = priv;
+	return ring_buffer__epoll_fd(p->rb);
+}
+
+static int payload_collect(void *priv, struct registry *reg)
+{
+	struct payload *p = priv;
+	payload_poll(p); /* what arrived since the last wakeup counts in this scrape */
+	static const char *const l_kind[] = {"kind", NULL};
+	static const char *const l_svc_dir[] = {"service_name", "direction", NULL};
+	static const char *const l_svc_proto[] = {"service_name", "protocol", NULL};
+	static const char *const l_svc[] = {"service_name", NULL};
+	struct metric_family *redactions = registry__family(
+		reg, "loupe_redactions_total",
+		"Values abstracted before export: route segments by what they looked like, query strings, authorities, "
+		"invalid or truncated targets, routes past the budget (route_budget) or answered 3xx/4xx before any 1xx, "
+		"2xx or 5xx (unmatched_route), SQL constants (sql_literal), statements past the fingerprint budget.",
+		METRIC_COUNTER, l_kind, 0, FAMILY_SNAPSHOT);
+	struct metric_family *records = registry__family(
+		reg, "loupe_payload_records_total",
+		"Socket reads (received) and writes (sent) of target processes captured for protocol parsing.",
+		METRIC_COUNTER, l_svc_dir, 0, FAMILY_SNAPSHOT);
+	struct metric_family *bytes = registry__family(reg, "loupe_payload_captured_bytes_total",
+						       "Bytes of socket reads and writes captured (at most "
+						       "--capture-bytes of each).",
+						       METRIC_COUNTER, l_svc_dir, 0, FAMILY_SNAPSHOT);
+	struct metric_family *classes = registry__family(
+		reg, "loupe_payload_connections_total",
+		"Captured connections by protocol found: http, websocket (upgraded), postgresql, or "
+		"postgresql_encrypted, tls, http2 and unknown, whose capture then stops in the kernel.",
+		METRIC_COUNTER, l_svc_proto, 0, FAMILY_SNAPSHOT);
+	struct metric_family *lost = registry__family(
+		reg, "loupe_payload_records_lost_total",
+		"Times a connection's parser had to resynchronise because capture records were dropped (the records "
+		"are in loupe_events_dropped_total{feature=\"payload\"}).",
+		METRIC_COUNTER, l_svc, 0, FAMILY_SNAPSHOT);
+	struct metric_family *tracked = registry__family(reg, "loupe_payload_connections_parsed",
+							 "Connections whose protocol is being parsed now.", METRIC_GAUGE,
+							 NULL, 0, FAMILY_SNAPSHOT);
+	if (!redactions || !records || !bytes || !classes || !lost || !tracked)
+		return -ENOMEM;
+	int err;
+	if ((err = http_row_collect(p, reg)) || (err = pg_row_collect(p, reg)))
+		return err;
+
+	for (int k = 0; k < ROUTE_KIND_MAX; k++) {
+		const char *v[] = {route_kind_name(k)};
+		family__add(redactions, v, (double)p->route_stats.n[k]);
+	}
+	const char *vb[] = {"route_budget"}, *vu[] = {"unmatched_route"}, *vl[] = {"sql_literal"},
+		   *vfb[] = {"fingerprint_budget"};
+	family__add(redactions, vb, (double)p->route_budget_hits);
+	family__add(redactions, vu, (double)p->route_unmatched);
+	family__add(redactions, vl, (double)p->sql_stats.literals);
+	family__add(redactions, vfb, (double)p->fingerprint_budget_hits);
+	family__set(tracked, NULL, p->nconns);
+
+	for (int s = 1; s <= p->L->opt->rules.nservices; s++) {
+		const struct svc_stats *st = &p->svc[s];
+		const char *svc = payload__service(p, (uint32_t)s);
+		const char *v1[] = {svc};
+		family__add(lost, v1, (double)st->lost_events);
+		for (int d = 0; d < 2; d++) {
+			const char *v[] = {svc, d ? "sent" : "received"};
+			family__add(records, v, (double)st->records[d]);
+			family__add(bytes, v, (double)st->bytes[d]);
+		}
+		for (int k = 0; k < CLASS_NR; k++) {
+			const char *v[] = {svc, class_names[k]};
+			family__add(classes, v, (double)st->classes[k]);
+		}
+	}
+	err = loupe_export_drops(reg, "payload", p->drops_fd, drop_reasons, PL_DROP_NR);
+	if (err)
+		return err;
+	/* Userspace's own limit, next to the kernel's drops. */
+	const char *vf[] = {"payload", "conn_table_full"};
+	return family__add(loupe_drops_family(reg), vf, (double)p->conn_table_full);
+}
+
+static void payload_status(void *priv, struct buf *json)
+{
+	struct payload *p = priv;
+	buf__printf(json,
+		    "\"capture_bytes\":%u,\"route_budget\":%u,\"connections_parsed\":%u,\"connections_midstream\":%llu",
+		    p->L->opt->capture_bytes, p->L->opt->route_budget, p->nconns, (unsigned long long)p->midstream);
+}
+
+static void payload_close(void *priv)
+{
+	struct payload *p = priv;
+	if (!p)
+		return;
+	for (unsigned b = 0; b < CONN_BUCKETS; b++) {
+		while (p->buckets[b]) {
+			struct conn *c = p->buckets[b];
+			p->buckets[b] = c->next;
+			free(c->pg); /* without close(): no events while shutting down */
+			free(c);
+		}
+	}
+	for (int s = 0; s <= LOUPE_MAX_SERVICES; s++) {
+		free(p->svc[s].routes.slot);
+		free(p->svc[s].fingerprints.slot);
+	}
+	pg_row_close(p);
+	ring_buffer__free(p->rb);
+	free(p);
+}
+
+const struct collector payload_collector = {
+	.name = "payload",
+	.open = payload_open,
+	.attach = payload_attach,
+	.poll = payload_poll,
+	.poll_fd = payload_poll_fd,
+	.poll_period_ms = PL_POLL_MS, /* the BPF side wakes the reader only when the ring fills up */
+	.collect = payload_collect,
+	.status = payload_status,
+	.close = payload_close,
+};

@@ -1,0 +1,512 @@
+/* PostgreSQL internals from the USDT probes of the postgres binary (bpf/pgusdt.bpf.c): lock waits and
+ * checkpoints (durations), deadlocks and transaction aborts (counts) per service; query durations and commits
+ * only with --pg-usdt-query, because every probe hit is a trap into the kernel (docs/postgres-usdt.md).
+ *
+ * The probes are read from the binary's .note.stapsdt here rather than by libbpf's bpf_program__attach_usdt():
+ * libbpf 1.1 rejects a probe whose arguments it cannot parse, and checkpoint__done has RIP-relative symbol
+ * arguments ("-4@40+CheckpointStats(%rip)"). No program reads an argument, so a uprobe on the probe's address,
+ * with its semaphore as the uprobe reference counter, is all a probe needs. */
+#include "core/loupe.h"
+#include "lib/bpf_util.h"
+#include "lib/log.h"
+#include "hist.h"
+#include "pgusdt.h"
+#include "pgusdt.skel.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <glob.h>
+#include <libelf.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PG_MAX_BINARIES 4
+#define PG_MAX_SITES 8 /* sites per probe and binary (a probe used in several places, or inlined) */
+#define NT_STAPSDT 3
+
+enum pg_probe_group { PG_RARE, PG_PER_QUERY };
+
+/* The probes loupe uses (PostgreSQL docs, "Dynamic Tracing": Built-in Probes). */
+static const struct pg_probe_def {
+	const char *name; /* as in .note.stapsdt: "__" for "-" */
+	const char *prog;
+	enum pg_probe_group group;
+} probe_defs[] = {
+	{"lock__wait__start", "pg_lock_start", PG_RARE},
+	{"lock__wait__done", "pg_lock_done", PG_RARE},
+	{"deadlock__found", "pg_deadlock", PG_RARE},
+	{"checkpoint__start", "pg_ckpt_start", PG_RARE},
+	{"checkpoint__done", "pg_ckpt_done", PG_RARE},
+	{"transaction__abort", "pg_xact_abort", PG_RARE},
+	{"query__start", "pg_query_start", PG_PER_QUERY},
+	{"query__done", "pg_query_done", PG_PER_QUERY},
+	{"transaction__commit", "pg_xact_commit", PG_PER_QUERY},
+};
+#define PG_NPROBES ARRAY_SIZE(probe_defs)
+
+struct pg_site {
+	size_t offset;	       /* file offset of the probe's instruction */
+	size_t ref_ctr_offset; /* file offset of its semaphore, 0 when it has none */
+};
+
+struct pg_binary {
+	char path[PATH_MAX];
+	dev_t dev;
+	ino_t ino;
+	struct pg_site sites[PG_NPROBES][PG_MAX_SITES];
+	unsigned nsites[PG_NPROBES];
+};
+
+struct pgusdt {
+	struct loupe *L;
+	struct pgusdt_bpf *skel;
+	struct pg_binary bins[PG_MAX_BINARIES];
+	int nbins;
+	struct bpf_link *links[PG_MAX_BINARIES * PG_NPROBES * PG_MAX_SITES];
+	int nlinks;
+	/* per probe: sites attached, and the first error met (0 when none) */
+	unsigned attached[PG_NPROBES];
+	int attach_err[PG_NPROBES];
+	uint64_t sums[(LOUPE_MAX_SERVICES + 1) * PG_HIST_NR * (sizeof(struct loupe_hist) / sizeof(uint64_t))];
+};
+
+static const char *const drop_reasons[PG_DROP_NR] = {
+	[PG_DROP_START_MAP_FULL] = "start_map_full",
+	[PG_DROP_NO_START] = "done_without_start",
+};
+
+static bool probe_enabled(const struct loupe *L, const struct pg_probe_def *d)
+{
+	return d->group == PG_RARE || L->opt->pg_usdt_query;
+}
+
+/* File offset of a virtual address, from the PT_LOAD segment that maps it (0 when none does). */
+static size_t vaddr_to_offset(Elf *elf, uint64_t addr, bool exec)
+{
+	size_t n;
+	if (elf_getphdrnum(elf, &n))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		GElf_Phdr ph;
+		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD || (exec && !(ph.p_flags & PF_X)))
+			continue;
+		if (addr >= ph.p_vaddr && addr < ph.p_vaddr + ph.p_filesz)
+			return (size_t)(addr - ph.p_vaddr + ph.p_offset);
+	}
+	return 0;
+}
+
+/* Read the probes of provider "postgresql" that loupe uses from the binary's .note.stapsdt (the SystemTap SDT
+ * note format: https://sourceware.org/systemtap/wiki/UserSpaceProbeImplementation). Returns how many of the
+ * probes in probe_defs it has, or -errno. */
+static int read_probes(struct pg_binary *b)
+{
+	int fd = open(b->path, O_RDONLY | O_CLOEXEC), found = 0, err = 0;
+	Elf *elf = NULL;
+	if (fd < 0)
+		return -errno;
+	if (elf_version(EV_CURRENT) == EV_NONE || !(elf = elf_begin(fd, ELF_C_READ, NULL)) ||
+	    gelf_getclass(elf) != ELFCLASS64) {
+		err = -ENOEXEC;
+		goto out;
+	}
+	size_t shstrndx;
+	if (elf_getshdrstrndx(elf, &shstrndx)) {
+		err = -ENOEXEC;
+		goto out;
+	}
+	/* A prelinked binary moved its sections: .stapsdt.base says by how much (the note holds the base it was
+	 * linked with). */
+	uint64_t base_addr = 0;
+	Elf_Scn *note = NULL;
+	for (Elf_Scn *scn = NULL; (scn = elf_nextscn(elf, scn));) {
+		GElf_Shdr sh;
+		const char *name;
+		if (!gelf_getshdr(scn, &sh) || !(name = elf_strptr(elf, shstrndx, sh.sh_name)))
+			continue;
+		if (!strcmp(name, ".stapsdt.base"))
+			base_addr = sh.sh_addr;
+		else if (sh.sh_type == SHT_NOTE && !strcmp(name, ".note.stapsdt"))
+			note = scn;
+	}
+	Elf_Data *data = note ? elf_getdata(note, NULL) : NULL;
+	if (!data)
+		goto out; /* no probes: built without --enable-dtrace */
+	GElf_Nhdr nh;
+	size_t off = 0, name_off, desc_off;
+	while ((off = gelf_getnote(data, off, &nh, &name_off, &desc_off)) > 0) {
+		const char *desc = (const char *)data->d_buf + desc_off;
+		if (nh.n_type != NT_STAPSDT || nh.n_namesz != 8 ||
+		    memcmp((const char *)data->d_buf + name_off, "stapsdt", 8) || nh.n_descsz < 3 * 8 + 2)
+			continue;
+		uint64_t pc, base, sema;
+		memcpy(&pc, desc, 8);
+		memcpy(&base, desc + 8, 8);
+		memcpy(&sema, desc + 16, 8);
+		const char *provider = desc + 24, *end = desc + nh.n_descsz;
+		const char *name = memchr(provider, '\0', (size_t)(end - provider));
+		if (!name++ || name >= end || !memchr(name, '\0', (size_t)(end - name)) || strcmp(provider, "postgresql"))
+			continue;
+		if (base_addr && base) {
+			pc += base_addr - base;
+			if (sema)
+				sema += base_addr - base;
+		}
+		for (size_t p = 0; p < PG_NPROBES; p++) {
+			if (strcmp(name, probe_defs[p].name) || b->nsites[p] >= PG_MAX_SITES)
+				continue;
+			struct pg_site s = {.offset = vaddr_to_offset(elf, pc, true),
+					    .ref_ctr_offset = sema ? vaddr_to_offset(elf, sema, false) : 0};
+			if (!s.offset || (sema && !s.ref_ctr_offset))
+				break;
+			if (!b->nsites[p])
+				found++;
+			b->sites[p][b->nsites[p]++] = s;
+			break;
+		}
+	}
+out:
+	elf_end(elf);
+	close(fd);
+	return err ? err : found;
+}
+
+static bool is_postgres_exe(const char *path)
+{
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	return !strcmp(base, "postgres") || !strcmp(base, "postmaster");
+}
+
+static void add_binary(struct pgusdt *pg, const char *path)
+{
+	struct stat st;
+	if (pg->nbins >= PG_MAX_BINARIES || stat(path, &st) || !S_ISREG(st.st_mode))
+		return;
+	for (int i = 0; i < pg->nbins; i++)
+		if (pg->bins[i].dev == st.st_dev && pg->bins[i].ino == st.st_ino)
+			return;
+	struct pg_binary *b = &pg->bins[pg->nbins++];
+	memset(b, 0, sizeof(*b));
+	snprintf(b->path, sizeof(b->path), "%s", path);
+	b->dev = st.st_dev;
+	b->ino = st.st_ino;
+}
+
+/* Binaries of running target processes named postgres (through /proc/PID/root, so that a process in another
+ * mount namespace names its own file). */
+static void find_running(struct pgusdt *pg)
+{
+	struct bpf_map *m = NULL;
+	for (int i = 0; i < pg->L->nobjects && !m; i++)
+		m = bpf_object__find_map_by_name(pg->L->objects[i], "target_procs");
+	if (!m)
+		return;
+	int fd = bpf_map__fd(m);
+	__u32 key, next, *prev = NULL;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		char link[64], exe[PATH_MAX], path[PATH_MAX + 64];
+		key = next;
+		prev = &key;
+		snprintf(link, sizeof(link), "/proc/%u/exe", next);
+		ssize_t n = readlink(link, exe, sizeof(exe) - 1);
+		if (n <= 0)
+			continue;
+		exe[n] = '\0';
+		if (!is_postgres_exe(exe) || strstr(exe, " (deleted)"))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%u/root%s", next, exe);
+		add_binary(pg, path);
+	}
+}
+
+/* Installed servers, newest first: for `loupe run` when no postgres target runs yet and a service is called
+ * postgres (the default targets name it so), and for `loupe check`. Packaged layouts: Debian/Ubuntu, PGDG RPMs,
+ * source installs. A server upgraded in place after loupe started runs a new file: restart loupe. */
+static void find_installed(struct pgusdt *pg)
+{
+	static const char *const patterns[] = {"/usr/lib/postgresql/*/bin/postgres", "/usr/pgsql-*/bin/postgres",
+					       "/usr/local/pgsql/bin/postgres", "/usr/bin/postgres"};
+	for (size_t i = 0; i < ARRAY_SIZE(patterns); i++) {
+		glob_t g;
+		if (glob(patterns[i], 0, NULL, &g))
+			continue;
+		for (size_t k = g.gl_pathc; k-- > 0;) /* newest version first */
+			add_binary(pg, g.gl_pathv[k]);
+		globfree(&g);
+	}
+}
+
+static struct metric_family *hist_family(struct registry *reg, const char *name, const char *help)
+{
+	static const char *const labels[] = {"service_name", NULL};
+	struct metric_family *f = registry__family(reg, name, help, METRIC_HISTOGRAM, labels, 0, FAMILY_SNAPSHOT);
+	if (f) {
+		double bounds[HIST_SLOTS - 1];
+		for (int k = 0; k < HIST_SLOTS - 1; k++)
+			bounds[k] = ldexp(1.0, k + HIST_MIN_SHIFT) / 1e9;
+		family__set_buckets(f, bounds, HIST_SLOTS - 1);
+	}
+	return f;
+}
+
+static int pgusdt_open(struct loupe *L, void **priv)
+{
+	struct pgusdt *pg = calloc(1, sizeof(*pg));
+	char *detail = L->opening ? L->opening->detail : NULL;
+	size_t dlen = L->opening ? sizeof(L->opening->detail) : 0;
+	int err;
+	if (!pg)
+		return -ENOMEM;
+	pg->L = L;
+	find_running(pg);
+	bool named = false;
+	for (int s = 1; s <= L->opt->rules.nservices; s++)
+		named |= !strcmp(L->opt->rules.service[s], "postgres");
+	if (!pg->nbins && named)
+		find_installed(pg);
+	if (!pg->nbins) {
+		if (detail)
+			snprintf(detail, dlen, "off: no postgres binary (no target process runs one, and no service "
+					       "named postgres has one installed)");
+		free(pg);
+		return LOUPE_FEATURE_DISABLED;
+	}
+	int with_probes = 0;
+	for (int i = 0; i < pg->nbins; i++) {
+		int n = read_probes(&pg->bins[i]);
+		if (n < 0)
+			log_warn("pg_usdt_unreadable", "cannot read the ELF notes of a postgres binary (%s)", strerror(-n));
+		else
+			with_probes += n > 0;
+	}
+	if (!with_probes) {
+		if (detail)
+			snprintf(detail, dlen, "off: the postgres binary has no USDT probes (PostgreSQL built without "
+					       "--enable-dtrace)");
+		free(pg);
+		return LOUPE_FEATURE_DISABLED;
+	}
+
+	pg->skel = pgusdt_bpf__open();
+	if (!pg->skel) {
+		err = -errno;
+		goto fail;
+	}
+	for (size_t p = 0; p < PG_NPROBES; p++) {
+		struct bpf_program *prog = bpf_object__find_program_by_name(pg->skel->obj, probe_defs[p].prog);
+		if (prog)
+			bpf_program__set_autoload(prog, probe_enabled(L, &probe_defs[p]));
+	}
+	if ((err = bpf_map__set_max_entries(pg->skel->maps.target_svc, L->pid_max)) ||
+	    (err = bpf_map__reuse_fd(pg->skel->maps.target_svc, L->target_svc_fd)) || (err = pgusdt_bpf__load(pg->skel)))
+		goto fail;
+	loupe__add_object(L, pg->skel->obj);
+	if (L->opening)
+		L->opening->hook = "uprobe";
+	*priv = pg;
+	return 0;
+fail:
+	pgusdt_bpf__destroy(pg->skel);
+	free(pg);
+	return err;
+}
+
+static int pgusdt_attach(void *priv)
+{
+	struct pgusdt *pg = priv;
+	unsigned total = 0;
+	for (size_t p = 0; p < PG_NPROBES; p++) {
+		if (!probe_enabled(pg->L, &probe_defs[p]))
+			continue;
+		struct bpf_program *prog = bpf_object__find_program_by_name(pg->skel->obj, probe_defs[p].prog);
+		for (int i = 0; i < pg->nbins; i++) {
+			const struct pg_binary *b = &pg->bins[i];
+			for (unsigned s = 0; s < b->nsites[p]; s++) {
+				/* pid -1: every process running this binary, now and later; the kernel raises the
+				 * semaphore in each of them. */
+				LIBBPF_OPTS(bpf_uprobe_opts, opts, .ref_ctr_offset = b->sites[p][s].ref_ctr_offset);
+				struct bpf_link *l =
+					bpf_program__attach_uprobe_opts(prog, -1, b->path, b->sites[p][s].offset, &opts);
+				if (!l) {
+					if (!pg->attach_err[p])
+						pg->attach_err[p] = -errno;
+					continue;
+				}
+				pg->links[pg->nlinks++] = l;
+				pg->attached[p]++;
+				total++;
+			}
+		}
+		if (pg->attach_err[p])
+			log_warn("pg_usdt_attach_failed", "postgres probe %s: attach failed (%s)", probe_defs[p].name,
+				 strerror(-pg->attach_err[p]));
+	}
+	if (!total) {
+		for (size_t p = 0; p < PG_NPROBES; p++)
+			if (pg->attach_err[p])
+				return pg->attach_err[p];
+		return -ENOENT;
+	}
+	log_info("pg_usdt_attached", "%u postgres probe site(s) attached in %d binar%s; per-query probes %s", total,
+		 pg->nbins, pg->nbins == 1 ? "y" : "ies", pg->L->opt->pg_usdt_query ? "on" : "off");
+	return 0;
+}
+
+static int pgusdt_collect(void *priv, struct registry *reg)
+{
+	struct pgusdt *pg = priv;
+	const struct target_rules *rules = &pg->L->opt->rules;
+	static const char *const l1[] = {"service_name", NULL};
+	static const struct {
+		const char *name, *help;
+	} hists[PG_HIST_NR] = {
+		[PG_HIST_LOCK_WAIT] = {"loupe_postgres_lock_wait_seconds",
+				       "Time PostgreSQL backends waited for a heavyweight lock that was then granted "
+				       "(USDT lock__wait__start/done; waits ended by an error are not counted)."},
+		[PG_HIST_CHECKPOINT] = {"loupe_postgres_checkpoint_duration_seconds",
+					"Duration of PostgreSQL checkpoints (USDT checkpoint__start/done)."},
+		[PG_HIST_QUERY] = {"loupe_postgres_usdt_query_duration_seconds",
+				   "Duration of PostgreSQL queries in the backend (USDT query__start/done; only with "
+				   "--pg-usdt-query)."},
+	};
+	static const struct {
+		const char *name, *help;
+	} counters[PG_CNT_NR] = {
+		[PG_CNT_DEADLOCKS] = {"loupe_postgres_deadlocks_total", "Deadlocks PostgreSQL detected (USDT deadlock__found)."},
+		[PG_CNT_XACT_ABORTS] = {"loupe_postgres_transaction_aborts_total",
+					"PostgreSQL transactions aborted: ROLLBACK or an error (USDT transaction__abort)."},
+		[PG_CNT_XACT_COMMITS] = {"loupe_postgres_transaction_commits_total",
+					 "PostgreSQL transactions committed (USDT transaction__commit; only with "
+					 "--pg-usdt-query)."},
+	};
+	const size_t nwords = sizeof(struct loupe_hist) / sizeof(uint64_t);
+	int err = percpu_array_sum_all(bpf_map__fd(pg->skel->maps.pg_hists), (LOUPE_MAX_SERVICES + 1) * PG_HIST_NR,
+				       nwords, pg->sums);
+	if (err)
+		return err;
+	for (int h = 0; h < PG_HIST_NR; h++) {
+		if (h == PG_HIST_QUERY && !pg->L->opt->pg_usdt_query)
+			continue;
+		struct metric_family *f = hist_family(reg, hists[h].name, hists[h].help);
+		if (!f)
+			return -ENOMEM;
+		for (int s = 1; s <= rules->nservices; s++) {
+			const uint64_t *words = pg->sums + ((size_t)s * PG_HIST_NR + h) * nwords;
+			const char *v[] = {rules->service[s]};
+			family__observe_counts(f, v, words, HIST_SLOTS, (double)words[HIST_SLOTS] / 1e9);
+		}
+	}
+	int fd = bpf_map__fd(pg->skel->maps.pg_counters);
+	for (int c = 0; c < PG_CNT_NR; c++) {
+		if (c == PG_CNT_XACT_COMMITS && !pg->L->opt->pg_usdt_query)
+			continue;
+		struct metric_family *f =
+			registry__family(reg, counters[c].name, counters[c].help, METRIC_COUNTER, l1, 0, FAMILY_SNAPSHOT);
+		if (!f)
+			return -ENOMEM;
+		for (int s = 1; s <= rules->nservices; s++) {
+			__u32 idx = (__u32)(s * PG_CNT_NR + c);
+			uint64_t sum = 0;
+			percpu_sum_u64(fd, &idx, &sum, 1);
+			const char *v[] = {rules->service[s]};
+			family__add(f, v, (double)sum);
+		}
+	}
+	return loupe_export_drops(reg, "pg_usdt", bpf_map__fd(pg->skel->maps.pg_drops), drop_reasons, PG_DROP_NR);
+}
+
+/* Which probes attached (no paths: /status names no file). */
+static void pgusdt_status(void *priv, struct buf *json)
+{
+	struct pgusdt *pg = priv;
+	buf__printf(json, "\"binaries\":%d,\"per_query_probes\":%s,\"probes\":{", pg->nbins,
+		    pg->L->opt->pg_usdt_query ? "true" : "false");
+	for (size_t p = 0; p < PG_NPROBES; p++) {
+		unsigned sites = 0;
+		for (int i = 0; i < pg->nbins; i++)
+			sites += pg->bins[i].nsites[p];
+		const char *state = !probe_enabled(pg->L, &probe_defs[p]) ? "off"
+				    : pg->attached[p]			    ? "attached"
+				    : !sites				    ? "not_in_binary"
+									    : "attach_failed";
+		buf__printf(json, "%s\"%s\":\"%s\"", p ? "," : "", probe_defs[p].name, state);
+	}
+	buf__puts(json, "}");
+}
+
+static void pgusdt_close(void *priv)
+{
+	struct pgusdt *pg = priv;
+	if (!pg)
+		return;
+	for (int i = 0; i < pg->nlinks; i++)
+		bpf_link__destroy(pg->links[i]);
+	pgusdt_bpf__destroy(pg->skel);
+	free(pg);
+}
+
+bool pgusdt__check(char *detail, size_t len)
+{
+	struct pgusdt *pg = calloc(1, sizeof(*pg));
+	if (!pg) {
+		snprintf(detail, len, "out of memory");
+		return false;
+	}
+	/* Running servers first (any postgres process: there are no targets here), then installed ones. */
+	DIR *d = opendir("/proc");
+	for (struct dirent *de; d && (de = readdir(d));) {
+		char link[300], exe[PATH_MAX], path[PATH_MAX + 320];
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(link, sizeof(link), "/proc/%s/exe", de->d_name);
+		ssize_t n = readlink(link, exe, sizeof(exe) - 1);
+		if (n <= 0)
+			continue;
+		exe[n] = '\0';
+		if (is_postgres_exe(exe) && !strstr(exe, " (deleted)")) {
+			snprintf(path, sizeof(path), "/proc/%s/root%s", de->d_name, exe);
+			add_binary(pg, path);
+		}
+	}
+	if (d)
+		closedir(d);
+	find_installed(pg);
+	int best = 0;
+	for (int i = 0; i < pg->nbins; i++) {
+		int n = read_probes(&pg->bins[i]);
+		unsigned rare = 0, all = 0;
+		for (size_t p = 0; n > 0 && p < PG_NPROBES; p++) {
+			all += probe_defs[p].group == PG_RARE;
+			rare += probe_defs[p].group == PG_RARE && pg->bins[i].nsites[p];
+		}
+		if (n > 0 && (int)rare > best) {
+			best = (int)rare;
+			snprintf(detail, len, "%u of %u probes in the postgres binary", rare, all);
+		}
+	}
+	if (!pg->nbins)
+		snprintf(detail, len, "no postgres binary found (running or installed)");
+	else if (!best)
+		snprintf(detail, len, "the postgres binary has no USDT probes (built without --enable-dtrace)");
+	free(pg);
+	return best > 0;
+}
+
+const struct collector pgusdt_collector = {
+	.name = "pg_usdt",
+	.open = pgusdt_open,
+	.attach = pgusdt_attach,
+	.collect = pgusdt_collect,
+	.status = pgusdt_status,
+	.close = pgusdt_close,
+};

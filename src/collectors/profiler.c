@@ -1,0 +1,593 @@
+/* Profiler collector: bpf/profiler.bpf.c -> CPU samples of target threads from a cpu-clock perf event on every
+ * CPU at --profile-hz, and their off-CPU time (sched_switch, --offcpu). Each record's stacks are symbolised at
+ * once (src/profile/symbolize.c: the process's mappings are snapshot at its first record and kept after it exits) and
+ * added to the profile of the current minute (src/profile/profile.c); PROF_SLOTS minutes are kept, and
+ * loupe__profile() merges the last ones into pprof or an SVG flame graph for the HTTP endpoints. Also counted per
+ * service: loupe_profile_samples_total, loupe_offcpu_seconds_total. */
+#include "core/loupe.h"
+#include "profile/flamegraph.h"
+#include "lib/log.h"
+#include "profile/pprof.h"
+#include "profile/profile.h"
+#include "profiler.h"
+#include "profiler.skel.h"
+#include "profile/symbolize.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <linux/perf_event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define PROF_SLOTS 10   /* minutes of continuous profile kept: ?window= up to 10m */
+#define PROF_PIDS 1024  /* processes whose mappings are kept (open addressing; the oldest go first) */
+#define PROF_SESSIONS 4 /* on-demand sessions at once */
+
+/* An on-demand session (?seconds=N): its own perf events at its own frequency (cpu), or the off-CPU records of
+ * its window, into its own profile; finished by the poll after its deadline, then taken by the HTTP server. */
+struct prof_session {
+	bool used, done;
+	int kind;
+	char service[SERVICE_NAME_MAX]; /* "" = all */
+	enum profile_format format;
+	unsigned hz;
+	uint64_t deadline_ns, start_unix_ns;
+	struct profile *p;
+	int *pfds;
+	struct bpf_link **links;
+	struct buf out;
+	int status;
+	char err[200];
+	const char *ctype;
+	void (*done_cb)(void *arg);
+	void *arg;
+};
+
+struct profiler {
+	struct loupe *L;
+	struct profiler_bpf *skel;
+	struct ring_buffer *rb;
+	int ncpus;
+	int *pfds;
+	struct bpf_link **links;
+	uint64_t samples[LOUPE_MAX_SERVICES + 1];
+	uint64_t offcpu_ns[LOUPE_MAX_SERVICES + 1];
+	uint64_t offcpu_late[LOUPE_MAX_SERVICES + 1]; /* blocks valued at the next switch-out (PROF_REC_LATE) */
+	uint64_t stackless; /* samples whose user and kernel stacks both failed */
+	struct sym_cache *syms;
+	struct pid_maps {
+		uint32_t pid;
+		struct proc_maps *m;
+	} maps[PROF_PIDS];
+	struct sym_frame sf[2 * PROF_STACK_MAX];
+	struct profile_frame pf[2 * PROF_STACK_MAX];
+	/* Profiles of the last PROF_SLOTS minutes, [kind][minute % PROF_SLOTS]; minute[] says which minute. */
+	struct profile *slot[2][PROF_SLOTS];
+	uint64_t minute[2][PROF_SLOTS];
+	struct prof_session sess[PROF_SESSIONS];
+};
+
+static const char *const drop_reasons[PROF_DROP_NR] = {
+	[PROF_DROP_RINGBUF] = "ringbuf_full",
+	[PROF_DROP_STORAGE] = "task_storage_unavailable",
+};
+
+static int profiler_open(struct loupe *L, void **priv)
+{
+	if (!L->opt->profile_hz) {
+		snprintf(L->opening->detail, sizeof(L->opening->detail), "off (--profile-hz 0)");
+		return LOUPE_FEATURE_DISABLED;
+	}
+	struct profiler *pr = calloc(1, sizeof(*pr));
+	const char *hook;
+	int err;
+	if (!pr)
+		return -ENOMEM;
+	pr->L = L;
+	pr->ncpus = libbpf_num_possible_cpus();
+	if (!(pr->syms = sym_cache__new(NULL))) {
+		free(pr);
+		return -ENOMEM;
+	}
+	pr->skel = profiler_bpf__open();
+	if (!pr->skel) {
+		err = -errno;
+		goto fail;
+	}
+	pr->skel->rodata->profile_all = L->opt->scope == SCOPE_ALL;
+	if ((err = bpf_map__set_max_entries(pr->skel->maps.target_svc, L->pid_max)) ||
+	    (err = bpf_map__reuse_fd(pr->skel->maps.target_svc, L->target_svc_fd)) ||
+	    (err = loupe__select_tp_flavour(L, pr->skel->obj, &hook)))
+		goto fail;
+	if (!L->opt->offcpu) {
+		bpf_program__set_autoload(pr->skel->progs.offcpu_switch_btf, false);
+		bpf_program__set_autoload(pr->skel->progs.offcpu_switch_raw, false);
+	}
+	if ((err = profiler_bpf__load(pr->skel)))
+		goto fail;
+	loupe__add_object(L, pr->skel->obj);
+	L->opening->hook = "perf_event";
+	*priv = pr;
+	return 0;
+fail:
+	profiler_bpf__destroy(pr->skel);
+	sym_cache__free(pr->syms);
+	free(pr);
+	return err;
+}
+
+/* The mappings snapshot of pid: taken at its first record, kept after it exits (a later process with the same
+ * pid replaces it: proc_maps__refresh() tells them apart by start time). */
+static struct proc_maps *maps_of(struct profiler *pr, uint32_t pid)
+{
+	struct pid_maps *e = &pr->maps[(pid * 2654435761u) % PROF_PIDS];
+	if (e->m && e->pid == pid)
+		return e->m;
+	if (e->m) {
+		sym_cache__drop_pid(pr->syms, (pid_t)e->pid);
+		proc_maps__free(e->m);
+	}
+	int err;
+	e->pid = pid;
+	e->m = proc_maps__snapshot(pr->syms, (pid_t)pid, &err);
+	return e->m;
+}
+
+/* The current minute's profile of a kind (a new one when the minute changed). */
+static struct profile *current_profile(struct profiler *pr, enum profile_kind kind)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t minute = (uint64_t)ts.tv_sec / 60;
+	unsigned i = (unsigned)(minute % PROF_SLOTS);
+	if (pr->minute[kind][i] != minute || !pr->slot[kind][i]) {
+		profile__free(pr->slot[kind][i]);
+		pr->slot[kind][i] = profile__new(kind, kind == PROFILE_CPU ? pr->L->opt->profile_hz : 0);
+		pr->minute[kind][i] = minute;
+		profile__set_time(pr->slot[kind][i], minute * 60 * 1000000000ull, 60 * 1000000000ull);
+	}
+	return pr->slot[kind][i];
+}
+
+/* Kernel frames, then user frames, leaf first (return addresses: all but the innermost are looked up at addr - 1,
+ * inside the call). */
+static size_t symbolise(struct profiler *pr, const struct prof_rec *r, const __u64 *kstack, int kn,
+			const __u64 *ustack, int un)
+{
+	size_t n = 0;
+	/* The mappings first: resolving the kernel frames may load kallsyms (~100 ms, once), and a short-lived
+	 * process can be gone by then. */
+	struct proc_maps *m = un > 0 ? maps_of(pr, r->tgid) : NULL;
+	for (int i = 0; i < kn && n < ARRAY_SIZE(pr->sf); i++, n++) {
+		sym_resolve_kernel(pr->syms, kstack[i] - (n ? 1 : 0), &pr->sf[n]);
+		/* The sched_switch stack starts inside loupe's own program and the tracing glue: not the thread's. */
+		if (!n && (!strncmp(pr->sf[0].name, "bpf_", 4) || !strncmp(pr->sf[0].name, "__bpf_", 6)))
+			n--;
+	}
+	for (int i = 0; m && i < un && n < ARRAY_SIZE(pr->sf); i++, n++)
+		sym_resolve_user(pr->syms, m, ustack[i] - (n ? 1 : 0), &pr->sf[n]);
+	for (size_t i = 0; i < n; i++)
+		pr->pf[i] = (struct profile_frame){.name = pr->sf[i].name, .module = pr->sf[i].module};
+	return n;
+}
+
+/* A stack of the prof_stacks map (off-CPU records) into buf; its frame count. */
+static int stack_of(struct profiler *pr, int32_t id, __u64 *buf)
+{
+	if (id < 0 || bpf_map_lookup_elem(bpf_map__fd(pr->skel->maps.prof_stacks), &id, buf))
+		return 0;
+	int n = 0;
+	while (n < PROF_STACK_MAX && buf[n])
+		n++;
+	return n;
+}
+
+/* A symbolised record (frames in pr->pf) into the running sessions of its kind and service. */
+static void session_add(struct profiler *pr, int kind, const char *svc, const char *comm, size_t n, uint64_t ns)
+{
+	for (int i = 0; i < PROF_SESSIONS; i++) {
+		struct prof_session *ps = &pr->sess[i];
+		if (!ps->used || ps->done || ps->kind != kind || (ps->service[0] && strcmp(ps->service, svc)))
+			continue;
+		profile__add(ps->p, svc, comm, pr->pf, n, 1, kind == PROFILE_CPU ? 1000000000ull / ps->hz : ns);
+	}
+}
+
+static void session_detach(struct profiler *pr, struct prof_session *ps)
+{
+	for (int cpu = 0; ps->links && cpu < pr->ncpus; cpu++)
+		bpf_link__destroy(ps->links[cpu]);
+	for (int cpu = 0; ps->pfds && cpu < pr->ncpus; cpu++)
+		if (ps->pfds[cpu] > 0)
+			close(ps->pfds[cpu]);
+	free(ps->links);
+	free(ps->pfds);
+	ps->links = NULL;
+	ps->pfds = NULL;
+}
+
+static int render(struct profile *p, enum profile_format format, const char *service, struct buf *out,
+		  const char **ctype);
+
+/* Sessions past their deadline: stop sampling, render, tell the HTTP server. */
+static void sessions_tick(struct profiler *pr)
+{
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+	for (int i = 0; i < PROF_SESSIONS; i++) {
+		struct prof_session *ps = &pr->sess[i];
+		if (!ps->used || ps->done || now < ps->deadline_ns)
+			continue;
+		session_detach(pr, ps);
+		ring_buffer__consume(pr->rb); /* its last samples (the BPF side wakes no reader for each record) */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		profile__set_time(ps->p, ps->start_unix_ns,
+				  (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec - ps->start_unix_ns);
+		int rc = render(ps->p, ps->format, ps->service[0] ? ps->service : NULL, &ps->out, &ps->ctype);
+		ps->status = rc ? 500 : 200;
+		if (rc)
+			snprintf(ps->err, sizeof(ps->err), "could not build the profile: %s", strerror(-rc));
+		ps->done = true;
+		if (ps->done_cb)
+			ps->done_cb(ps->arg);
+	}
+}
+
+static int on_record(void *ctx, void *data, size_t size)
+{
+	struct profiler *pr = ctx;
+	const struct prof_rec *r = data;
+	if (size < sizeof(*r) || r->service > LOUPE_MAX_SERVICES)
+		return 0;
+	/* With --profile-all, threads of no target service are profiled too, under "_untargeted". */
+	const char *svc = r->service ? target_rules__service(&pr->L->opt->rules, (int)r->service) : "_untargeted";
+	char comm[sizeof(r->comm) + 1];
+	memcpy(comm, r->comm, sizeof(r->comm));
+	comm[sizeof(r->comm)] = 0;
+	if (r->type == REC_PROF_SAMPLE) {
+		pr->samples[r->service]++;
+		pr->stackless += r->ustack_bytes <= 0 && r->kstack_bytes <= 0;
+		int kn = r->kstack_bytes > 0 ? r->kstack_bytes / 8 : 0, un = r->ustack_bytes > 0 ? r->ustack_bytes / 8 : 0;
+		size_t n = symbolise(pr, r, r->kstack, kn, r->ustack, un);
+		struct profile *p = current_profile(pr, PROFILE_CPU);
+		if (p)
+			profile__add(p, svc, comm, pr->pf, n, 1, 1000000000ull / pr->L->opt->profile_hz);
+	} else if (r->type == REC_PROF_OFFCPU) {
+		pr->offcpu_ns[r->service] += r->value_ns;
+		pr->offcpu_late[r->service] += !!(r->flags & PROF_REC_LATE);
+		static __u64 kbuf[PROF_STACK_MAX], ubuf[PROF_STACK_MAX];
+		int kn = stack_of(pr, r->kstack_id, kbuf), un = stack_of(pr, r->ustack_id, ubuf);
+		size_t n = symbolise(pr, r, kbuf, kn, ubuf, un);
+		struct profile *p = current_profile(pr, PROFILE_OFFCPU);
+		if (p)
+			profile__add(p, svc, comm, pr->pf, n, 1, r->value_ns);
+		session_add(pr, PROFILE_OFFCPU, svc, comm, n, r->value_ns);
+	} else if (r->type == REC_PROF_SESSION) {
+		int kn = r->kstack_bytes > 0 ? r->kstack_bytes / 8 : 0, un = r->ustack_bytes > 0 ? r->ustack_bytes / 8 : 0;
+		size_t n = symbolise(pr, r, r->kstack, kn, r->ustack, un);
+		session_add(pr, PROFILE_CPU, svc, comm, n, 0);
+	}
+	return 0;
+}
+
+static int profiler_attach(void *priv)
+{
+	struct profiler *pr = priv;
+	struct perf_event_attr attr = {
+		.type = PERF_TYPE_SOFTWARE,
+		.size = sizeof(attr),
+		.config = PERF_COUNT_SW_CPU_CLOCK,
+		.freq = 1,
+		.sample_freq = pr->L->opt->profile_hz,
+	};
+	pr->pfds = calloc((size_t)pr->ncpus, sizeof(*pr->pfds));
+	pr->links = calloc((size_t)pr->ncpus, sizeof(*pr->links));
+	if (!pr->pfds || !pr->links)
+		return -ENOMEM;
+	int attached = 0;
+	for (int cpu = 0; cpu < pr->ncpus; cpu++) {
+		pr->pfds[cpu] = (int)syscall(__NR_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+		if (pr->pfds[cpu] < 0) {
+			if (errno != ENODEV) /* possible but not online */
+				log_warn("perf_event_open", "cpu %d: %s", cpu, strerror(errno));
+			continue;
+		}
+		pr->links[cpu] = bpf_program__attach_perf_event(pr->skel->progs.prof_sample, pr->pfds[cpu]);
+		if (!pr->links[cpu]) {
+			int err = -errno;
+			log_warn("profile_attach", "cpu %d: %s", cpu, strerror(-err));
+			continue;
+		}
+		attached++;
+	}
+	if (!attached)
+		return -ENODEV;
+	if (pr->L->opt->offcpu) {
+		struct bpf_program *prog = pr->skel->progs.offcpu_switch_btf;
+		if (!bpf_program__autoload(prog))
+			prog = pr->skel->progs.offcpu_switch_raw;
+		if (!bpf_program__attach(prog))
+			return -errno;
+	}
+	pr->rb = ring_buffer__new(bpf_map__fd(pr->skel->maps.prof_events), on_record, pr, NULL);
+	return pr->rb ? 0 : -errno;
+}
+
+static int profiler_poll(void *priv)
+{
+	struct profiler *pr = priv;
+	int n = ring_buffer__consume(pr->rb);
+	sessions_tick(pr);
+	return n < 0 ? n : 0;
+}
+
+/* The earliest end of a running session: the main loop polls then, not up to a period later. */
+static uint64_t profiler_poll_due_ns(void *priv)
+{
+	struct profiler *pr = priv;
+	uint64_t due = UINT64_MAX;
+	for (int i = 0; i < PROF_SESSIONS; i++)
+		if (pr->sess[i].used && !pr->sess[i].done && pr->sess[i].deadline_ns < due)
+			due = pr->sess[i].deadline_ns;
+	return due;
+}
+
+static int profiler_poll_fd(void *priv)
+{
+	struct profiler *pr = priv;
+	return pr->rb ? ring_buffer__epoll_fd(pr->rb) : -1;
+}
+
+static int profiler_collect(void *priv, struct registry *reg)
+{
+	struct profiler *pr = priv;
+	profiler_poll(pr);
+	static const char *const l_svc[] = {"service_name", NULL};
+	struct metric_family *samples = registry__family(
+		reg, "loupe_profile_samples_total",
+		"CPU profile samples (cpu-clock at --profile-hz on every CPU) taken while a target thread ran.",
+		METRIC_COUNTER, l_svc, 0, FAMILY_SNAPSHOT);
+	struct metric_family *offcpu = registry__family(
+		reg, "loupe_offcpu_seconds_total",
+		"Time target threads spent blocked (off CPU and not runnable), in blocks of at least 1 ms (--offcpu).",
+		METRIC_COUNTER, l_svc, 0, FAMILY_SNAPSHOT);
+	struct metric_family *late = registry__family(
+		reg, "loupe_offcpu_late_blocks_total",
+		"Blocks of target threads whose switch-in the sched_switch hook did not see (the kernel switched the "
+		"thread in without calling it), valued at the thread's next switch-out: time since it blocked less the "
+		"CPU time it ran since.",
+		METRIC_COUNTER, l_svc, 0, FAMILY_SNAPSHOT);
+	if (!samples || !offcpu || !late)
+		return -ENOMEM;
+	for (int s = 1; s <= pr->L->opt->rules.nservices; s++) {
+		const char *v[] = {target_rules__service(&pr->L->opt->rules, s)};
+		family__add(samples, v, (double)pr->samples[s]);
+		if (pr->L->opt->offcpu) {
+			family__add(offcpu, v, (double)pr->offcpu_ns[s] / 1e9);
+			family__add(late, v, (double)pr->offcpu_late[s]);
+		}
+	}
+	return loupe_export_drops(reg, "profiler", bpf_map__fd(pr->skel->maps.prof_drops), drop_reasons,
+				  PROF_DROP_NR);
+}
+
+static void profiler_status(void *priv, struct buf *json)
+{
+	struct profiler *pr = priv;
+	buf__printf(json, "\"hz\":%u,\"offcpu\":%s", pr->L->opt->profile_hz, pr->L->opt->offcpu ? "true" : "false");
+}
+
+static void profiler_close(void *priv)
+{
+	struct profiler *pr = priv;
+	if (!pr)
+		return;
+	ring_buffer__free(pr->rb);
+	for (int i = 0; i < PROF_SESSIONS; i++) {
+		session_detach(pr, &pr->sess[i]);
+		profile__free(pr->sess[i].p);
+		buf__free(&pr->sess[i].out);
+	}
+	for (int cpu = 0; pr->links && cpu < pr->ncpus; cpu++)
+		bpf_link__destroy(pr->links[cpu]);
+	for (int cpu = 0; pr->pfds && cpu < pr->ncpus; cpu++)
+		if (pr->pfds[cpu] > 0)
+			close(pr->pfds[cpu]);
+	profiler_bpf__destroy(pr->skel);
+	for (int k = 0; k < 2; k++)
+		for (int i = 0; i < PROF_SLOTS; i++)
+			profile__free(pr->slot[k][i]);
+	for (int i = 0; i < PROF_PIDS; i++)
+		proc_maps__free(pr->maps[i].m);
+	sym_cache__free(pr->syms);
+	free(pr->links);
+	free(pr->pfds);
+	free(pr);
+}
+
+static int render(struct profile *p, enum profile_format format, const char *service, struct buf *out,
+		  const char **ctype)
+{
+	if (format == PROFILE_FORMAT_SVG) {
+		struct flamegraph_opts o = {.service = service, .flags = service ? 0 : PROFILE_FOLD_SERVICE};
+		*ctype = "image/svg+xml";
+		return flamegraph_svg(p, &o, out);
+	}
+	if (format == PROFILE_FORMAT_FOLDED) {
+		*ctype = "text/plain; charset=utf-8";
+		return profile__folded(p, PROFILE_VALUE_DEFAULT, service ? 0 : PROFILE_FOLD_SERVICE, out);
+	}
+	*ctype = "application/octet-stream";
+	return pprof_encode(p, out);
+}
+
+/* The profiler feature's state when it runs, else NULL. */
+static struct profiler *find_profiler(struct loupe *L)
+{
+	for (int i = 0; i < L->nfeatures; i++)
+		if (L->features[i].ops == &profiler_collector && L->features[i].state == FEATURE_RUNNING)
+			return L->features[i].priv;
+	return NULL;
+}
+
+/* The running profiler, or NULL with err and the HTTP status set. */
+static struct profiler *running_profiler(struct loupe *L, const struct profile_request *q, int *status, char *err,
+					 size_t errlen)
+{
+	struct profiler *pr = find_profiler(L);
+	*status = 503;
+	if (!pr) {
+		snprintf(err, errlen, "the profiler is not running (see /status)");
+		return NULL;
+	}
+	if (q->kind == PROFILE_OFFCPU && !L->opt->offcpu) {
+		snprintf(err, errlen, "off-CPU profiling is off: start loupe with --offcpu");
+		return NULL;
+	}
+	if (q->service && !(L->opt->scope == SCOPE_ALL && !strcmp(q->service, "_untargeted"))) {
+		bool found = false;
+		for (int s = 1; s <= L->opt->rules.nservices; s++)
+			found |= !strcmp(target_rules__service(&L->opt->rules, s), q->service);
+		if (!found) {
+			snprintf(err, errlen, "no service named '%.64s' (see /status)", q->service);
+			*status = 400;
+			return NULL;
+		}
+	}
+	return pr;
+}
+
+int loupe__profile_session(struct loupe *L, const struct profile_request *q, unsigned seconds, unsigned hz,
+			   void (*done)(void *arg), void *arg, char *err, size_t errlen)
+{
+	int status;
+	struct profiler *pr = running_profiler(L, q, &status, err, errlen);
+	if (!pr)
+		return -status;
+	pthread_mutex_lock(&L->lock);
+	int id = -1;
+	for (int i = 0; i < PROF_SESSIONS && id < 0; i++)
+		if (!pr->sess[i].used)
+			id = i;
+	struct prof_session *ps = id >= 0 ? &pr->sess[id] : NULL;
+	if (!ps) {
+		pthread_mutex_unlock(&L->lock);
+		snprintf(err, errlen, "%d profiling sessions are running already: try again later", PROF_SESSIONS);
+		return -503;
+	}
+	*ps = (struct prof_session){.used = true, .kind = q->kind, .format = q->format, .hz = hz, .done_cb = done,
+				    .arg = arg};
+	snprintf(ps->service, sizeof(ps->service), "%s", q->service ? q->service : "");
+	ps->p = profile__new(q->kind, q->kind == PROFILE_CPU ? hz : 0);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ps->start_unix_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	ps->deadline_ns = now_ns(CLOCK_MONOTONIC) + seconds * 1000000000ull;
+	int attached = q->kind == PROFILE_CPU ? 0 : 1; /* off-CPU sessions use the sched_switch records */
+	if (q->kind == PROFILE_CPU && ps->p) {
+		struct perf_event_attr attr = {.type = PERF_TYPE_SOFTWARE, .size = sizeof(attr),
+					       .config = PERF_COUNT_SW_CPU_CLOCK, .freq = 1, .sample_freq = hz};
+		ps->pfds = calloc((size_t)pr->ncpus, sizeof(*ps->pfds));
+		ps->links = calloc((size_t)pr->ncpus, sizeof(*ps->links));
+		for (int cpu = 0; ps->pfds && ps->links && cpu < pr->ncpus; cpu++) {
+			ps->pfds[cpu] = (int)syscall(__NR_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+			if (ps->pfds[cpu] < 0)
+				continue;
+			ps->links[cpu] = bpf_program__attach_perf_event(pr->skel->progs.prof_session, ps->pfds[cpu]);
+			attached += ps->links[cpu] != NULL;
+		}
+	}
+	if (!ps->p || !attached) {
+		session_detach(pr, ps);
+		profile__free(ps->p);
+		*ps = (struct prof_session){0};
+		pthread_mutex_unlock(&L->lock);
+		snprintf(err, errlen, "could not start the session (perf events: %s)", strerror(errno));
+		return -500;
+	}
+	pthread_mutex_unlock(&L->lock);
+	return id;
+}
+
+int loupe__profile_session_take(struct loupe *L, int id, struct buf *out, const char **ctype, char *err, size_t errlen)
+{
+	int status = 503;
+	pthread_mutex_lock(&L->lock);
+	struct profiler *pr = find_profiler(L);
+	struct prof_session *ps = pr && id >= 0 && id < PROF_SESSIONS ? &pr->sess[id] : NULL;
+	if (!ps || !ps->used) {
+		snprintf(err, errlen, "no such session");
+	} else if (!ps->done) {
+		snprintf(err, errlen, "loupe is stopping: the session did not finish");
+	} else {
+		status = ps->status;
+		snprintf(err, errlen, "%s", ps->err);
+		if (out) {
+			*out = ps->out;
+			*ctype = ps->ctype;
+			ps->out = (struct buf){0};
+		}
+	}
+	if (ps && ps->used && (ps->done || !out)) {
+		session_detach(pr, ps);
+		profile__free(ps->p);
+		buf__free(&ps->out);
+		*ps = (struct prof_session){0};
+	}
+	pthread_mutex_unlock(&L->lock);
+	return status;
+}
+
+int loupe__profile(struct loupe *L, const struct profile_request *q, struct buf *out, const char **ctype, char *err,
+		   size_t errlen)
+{
+	int status;
+	struct profiler *pr = running_profiler(L, q, &status, err, errlen);
+	if (!pr)
+		return status;
+	pthread_mutex_lock(&L->lock);
+	profiler_poll(pr);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	/* Whole minutes, from the one holding (now - window) to the current one: the profile covers at least the
+	 * window, up to a minute more (a window counted in minutes from the current minute's start left out what
+	 * came before a minute boundary: a 5 s `loupe profile` across one lost its first part). */
+	uint64_t now_min = (uint64_t)ts.tv_sec / 60;
+	uint64_t first_min = profile__first_minute((uint64_t)ts.tv_sec, q->window_s, PROF_SLOTS);
+	struct profile *p = profile__new(q->kind, q->kind == PROFILE_CPU ? L->opt->profile_hz : 0);
+	int rc = p ? 0 : -ENOMEM;
+	for (uint64_t m = first_min; !rc && m <= now_min; m++) {
+		unsigned i = (unsigned)(m % PROF_SLOTS);
+		if (pr->slot[q->kind][i] && pr->minute[q->kind][i] == m)
+			rc = profile__merge(p, pr->slot[q->kind][i], q->service);
+	}
+	pthread_mutex_unlock(&L->lock);
+	if (!rc) {
+		profile__set_time(p, first_min * 60 * 1000000000ull, (uint64_t)ts.tv_sec * 1000000000ull +
+				  (uint64_t)ts.tv_nsec - first_min * 60 * 1000000000ull);
+		rc = render(p, q->format, q->service, out, ctype);
+	}
+	profile__free(p);
+	if (rc) {
+		snprintf(err, errlen, "could not build the profile: %s", strerror(-rc));
+		return 500;
+	}
+	return 200;
+}
+
+const struct collector profiler_collector = {
+	.name = "profiler",
+	.open = profiler_open,
+	.attach = profiler_attach,
+	.poll = profiler_poll,
+	.poll_fd = profiler_poll_fd,
+	.poll_period_ms = 100, /* records are read without wakeups */
+	.poll_due_ns = profiler_poll_due_ns, /* sessions end on time */
+	.collect = profiler_collect,
+	.status = profiler_status,
+	.close = profiler_close,
+};

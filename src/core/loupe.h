@@ -1,0 +1,164 @@
+/* The daemon's shared context and the collector interface every signal module implements. */
+#ifndef LOUPE_LOUPE_H
+#define LOUPE_LOUPE_H
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/probe.h"
+#include "metrics/registry.h"
+#include "parsers/target_rules.h"
+#include "lib/util.h"
+
+struct bpf_object;
+struct loupe;
+
+enum feature_state { FEATURE_OFF, FEATURE_LOADED, FEATURE_RUNNING, FEATURE_FAILED };
+
+/* One row of the collector table (src/core/collectors.c). Order matters: targets comes first, others use its map. */
+struct collector {
+	const char *name; /* feature name: logs, /status, loupe_feature_enabled{feature} */
+	/* Open, configure (rodata, map sizes, program variants by feature) and load. Returns 0, -errno, or
+	 * LOUPE_FEATURE_DISABLED when options turned the feature off (detail says how). */
+	int (*open)(struct loupe *L, void **priv);
+	int (*attach)(void *priv);
+	/* Ring buffers ready to read: consume them (non-blocking). May be NULL. */
+	int (*poll)(void *priv);
+	/* Epoll fd of its ring buffers, or -1. May be NULL. */
+	int (*poll_fd)(void *priv);
+	/* Also call poll() this often (ms), wakeups or not: for ring buffers whose producers skip most wakeups.
+	 * 0: only on wakeups. */
+	unsigned poll_period_ms;
+	/* CLOCK_MONOTONIC time (ns) it wants poll() called by, sooner than its period (e.g. a profiling session's
+	 * end), or UINT64_MAX; called under the daemon lock. May be NULL. */
+	uint64_t (*poll_due_ns)(void *priv);
+	/* Add its series to the registry (called under the daemon lock on every scrape). */
+	int (*collect)(void *priv, struct registry *reg);
+	/* Extra JSON members for /status (without braces, may be empty). May be NULL. */
+	void (*status)(void *priv, struct buf *json);
+	void (*close)(void *priv);
+};
+
+#define LOUPE_FEATURE_DISABLED 1
+
+struct feature {
+	const struct collector *ops;
+	void *priv;
+	enum feature_state state;
+	const char *hook;   /* tp_btf, raw_tp ... */
+	uint64_t next_poll_ns; /* poll_period_ms: when poll() is due */
+	char detail[200];   /* why it failed */
+};
+
+#define LOUPE_MAX_OBJECTS 16
+
+#define BPF_STATS_WINDOW_S 2
+#define BPF_STATS_FIRST_WINDOW_S 10
+#define BPF_STATS_PERIOD_S 20
+
+/* Syscalls counted but not timed by default: the bulk of a Python service's calls (thread hand-offs, pid checks),
+ * whose latency says little and whose timing would cost two clock reads and two task-storage lookups each. */
+#define LOUPE_DEFAULT_UNTIMED "futex,getpid,gettid,getppid,sched_yield"
+
+struct loupe_options {
+	const char *listen;
+	struct target_rules rules;
+	enum { SCOPE_TARGETS, SCOPE_ALL } scope;
+	size_t series_budget;
+	enum { BPF_STATS_SAMPLED, BPF_STATS_ALWAYS, BPF_STATS_OFF } bpf_stats;
+	const char *tracepoints; /* forced flavour (tp_btf, raw_tp) or NULL for auto */
+	unsigned capture_bytes;	 /* payload bytes captured per socket call (0: capture off) */
+	const char *untimed_syscalls; /* --untimed-syscalls as given (NULL: LOUPE_DEFAULT_UNTIMED) */
+	uint64_t untimed[8];	 /* its bitmap by syscall number (SYSCALL_MAX_NR bits) */
+	unsigned route_budget;	 /* HTTP route templates per service before "_other" */
+	unsigned fingerprint_budget; /* SQL fingerprints per service before "_other" */
+	bool pg_usdt_query;	 /* per-query PostgreSQL USDT probes (a trap per query: off by default) */
+	unsigned profile_hz;	 /* continuous CPU sampling frequency (0: off) */
+	bool offcpu;		 /* off-CPU time of target threads (sched_switch) */
+	const char *only_features; /* names of the features to run (loupe profile), or NULL: all */
+};
+
+struct loupe {
+	struct loupe_options *opt;
+	struct kfeatures kf;
+	const char *tp_flavour; /* tracepoint programs to load: tp_btf or raw_tp */
+	struct registry *reg;
+	pthread_mutex_t lock; /* held by the main loop while it handles records, and by scrapes */
+
+	struct feature *features;
+	int nfeatures;
+	struct feature *opening; /* the feature whose collector is being opened */
+
+	/* Shared BPF state. */
+	int target_svc_fd; /* tgid -> service array, owned by the targets collector */
+	struct bpf_object *sys_obj; /* the syscalls object, which also runs the payload capture */
+	uint32_t pid_max;
+	struct bpf_object *objects[LOUPE_MAX_OBJECTS];
+	int nobjects;
+
+	/* Filled by the targets collector; read by /status. */
+	unsigned targets_per_service[LOUPE_MAX_SERVICES + 1];
+	bool ready;
+	/* Kernel BPF statistics (run time and count per program). Each program run pays two clock reads while they
+	 * are on, so by default they are on in windows (BPF_STATS_WINDOW_S every BPF_STATS_PERIOD_S). */
+	bool bpf_stats_on;	       /* a mode other than off (else loupe_bpf_program_* are not exported) */
+	int bpf_stats_fd;	       /* held while a window is open */
+	uint64_t bpf_stats_since_ns;   /* start of the open window */
+	uint64_t bpf_stats_next_ns;    /* next window start (sampled mode) */
+	double bpf_stats_seconds;      /* closed windows so far */
+	uint64_t heartbeat_ns; /* last main loop turn (CLOCK_MONOTONIC) */
+	uint64_t start_ns;
+};
+
+/* Seconds kernel BPF statistics have been on (closed windows plus the open one). */
+double loupe__bpf_stats_seconds(const struct loupe *L);
+/* Register a loaded object for per-program BPF statistics. */
+void loupe__add_object(struct loupe *L, struct bpf_object *obj);
+/* Choose the tracepoint flavour: autoload programs whose names end in "_btf" or "_raw" accordingly. */
+int loupe__select_tp_flavour(struct loupe *L, struct bpf_object *obj, const char **hook);
+
+extern const struct collector targets_collector;
+extern const struct collector syscalls_collector;
+extern const struct collector tcp_collector;
+extern const struct collector payload_collector;
+extern const struct collector pgusdt_collector;
+extern const struct collector profiler_collector;
+bool pgusdt__check(char *detail, size_t len); /* loupe check: an installed or running postgres has USDT probes */
+extern const struct collector *const collectors[];
+extern const int ncollectors;
+
+/* The shared events-dropped family: loupe_events_dropped_total{feature,reason}. */
+struct metric_family *loupe_drops_family(struct registry *reg);
+/* Add a per-CPU drop-counter array (one u64 per reason, indexed by reason) to it. */
+int loupe_export_drops(struct registry *reg, const char *feature, int map_fd, const char *const *reasons,
+		       unsigned nreasons);
+
+/* A profile request of the HTTP endpoints (src/server/httpd.c) for src/collectors/profiler.c. */
+enum profile_format { PROFILE_FORMAT_PPROF, PROFILE_FORMAT_SVG, PROFILE_FORMAT_FOLDED };
+struct profile_request {
+	int kind;		/* enum profile_kind: PROFILE_CPU or PROFILE_OFFCPU */
+	enum profile_format format;
+	unsigned window_s;	/* the continuous profile of the last window_s seconds (rounded up to minutes) */
+	const char *service;	/* NULL: every service */
+};
+/* Build the profile asked for into out: an HTTP status (200, or 400/503/500 with err set). */
+int loupe__profile(struct loupe *L, const struct profile_request *q, struct buf *out, const char **ctype, char *err,
+		   size_t errlen);
+
+/* Start an on-demand session (?seconds=N): the session id, or -HTTP status with err set. done(arg) is called
+ * from the main loop when the result is ready (then take it). */
+int loupe__profile_session(struct loupe *L, const struct profile_request *q, unsigned seconds, unsigned hz,
+			   void (*done)(void *arg), void *arg, char *err, size_t errlen);
+/* The finished session's result (out NULL: discard it): an HTTP status, err set unless 200. */
+int loupe__profile_session_take(struct loupe *L, int id, struct buf *out, const char **ctype, char *err, size_t errlen);
+
+/* Scrape: collect every feature into the registry and render it (takes the lock). */
+void loupe__scrape(struct loupe *L, enum expo_format fmt, struct buf *out);
+/* /status document. */
+void loupe__status(struct loupe *L, struct buf *out);
+
+int cmd_run(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
+
+#endif

@@ -1,0 +1,81 @@
+#include "lib/bpf_util.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int percpu_sum_u64(int map_fd, const void *key, uint64_t *out, size_t nwords)
+{
+	static uint64_t *vals;
+	static size_t cap;
+	int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		return ncpu ? ncpu : -EINVAL;
+	size_t need = (size_t)ncpu * nwords;
+	if (need > cap) {
+		uint64_t *v = realloc(vals, need * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		vals = v;
+		cap = need;
+	}
+	if (bpf_map_lookup_elem(map_fd, key, vals))
+		return -errno;
+	memset(out, 0, nwords * sizeof(*out));
+	for (int c = 0; c < ncpu; c++)
+		for (size_t w = 0; w < nwords; w++)
+			out[w] += vals[(size_t)c * nwords + w];
+	return 0;
+}
+
+int percpu_array_sum_all(int map_fd, uint32_t nkeys, size_t nwords, uint64_t *out)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		return ncpu ? ncpu : -EINVAL;
+	const uint32_t chunk = 64;
+	uint32_t *keys = malloc(chunk * sizeof(*keys));
+	uint64_t *vals = malloc((size_t)chunk * (size_t)ncpu * nwords * sizeof(*vals));
+	int err = 0;
+	if (!keys || !vals) {
+		err = -ENOMEM;
+		goto out;
+	}
+	memset(out, 0, (size_t)nkeys * nwords * sizeof(*out));
+	uint32_t batch = 0, *in = NULL, done = 0;
+	while (done < nkeys) {
+		uint32_t count = chunk;
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		int rc = bpf_map_lookup_batch(map_fd, in, &batch, keys, vals, &count, &opts);
+		if (rc && errno != ENOENT) {
+			err = -errno;
+			break;
+		}
+		for (uint32_t i = 0; i < count; i++) {
+			if (keys[i] >= nkeys)
+				continue;
+			for (int c = 0; c < ncpu; c++)
+				for (size_t w = 0; w < nwords; w++)
+					out[(size_t)keys[i] * nwords + w] += vals[((size_t)i * ncpu + c) * nwords + w];
+		}
+		done += count;
+		in = &batch;
+		if (rc) /* ENOENT: the last batch */
+			break;
+	}
+	if (err == -EINVAL || err == -ENOTSUP || err == -EOPNOTSUPP) {
+		/* No batch ops for this map type on this kernel: one lookup per key. */
+		err = 0;
+		for (uint32_t k = 0; k < nkeys && !err; k++) {
+			err = percpu_sum_u64(map_fd, &k, out + (size_t)k * nwords, nwords);
+			if (err == -ENOENT)
+				err = 0;
+		}
+	}
+out:
+	free(keys);
+	free(vals);
+	return err;
+}

@@ -1,0 +1,663 @@
+#include "metrics/registry.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct series {
+	struct series *next_hash, *next;
+	char *key;     /* label values joined by '\x1f' */
+	char **values; /* nlabels strings */
+	double value;
+	uint64_t *counts; /* histogram: nbuckets + 1, non-cumulative */
+	double sum;
+	int is_other;
+};
+
+#define DROPPED_SET_CAP 65536
+
+struct metric_family {
+	struct metric_family *next;
+	struct registry *reg;
+	char *name, *help;
+	enum metric_type type;
+	unsigned flags;
+	size_t nlabels;
+	char *labels[REGISTRY_MAX_LABELS];
+	int service_label; /* index of service_name, or -1 */
+	size_t budget;
+	double *bounds;
+	size_t nbounds;
+
+	struct series **table;
+	size_t table_size, nseries, nadmitted;
+	struct series *head, *tail;
+
+	/* Distinct label sets refused by the budget (keys only), for loupe_series_dropped_total. */
+	char **dropped;
+	size_t ndropped, dropped_cap;
+	uint64_t dropped_total;
+};
+
+struct registry {
+	struct metric_family *head, *tail;
+	size_t default_budget;
+	struct metric_family *series_dropped;
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+struct registry *registry__new(void)
+{
+	struct registry *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->default_budget = 2000;
+	static const char *const labels[] = {"metric", NULL};
+	r->series_dropped = registry__family(r, "loupe_series_dropped_total",
+					     "Distinct label sets that exceeded a metric's series budget and were "
+					     "collapsed into _other.",
+					     METRIC_COUNTER, labels, 10000, 0);
+	if (!r->series_dropped) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+static void series_free(struct series *s, size_t nlabels)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < nlabels; i++)
+		free(s->values[i]);
+	free(s->values);
+	free(s->key);
+	free(s->counts);
+	free(s);
+}
+
+static void family_free(struct metric_family *f)
+{
+	for (struct series *s = f->head, *n; s; s = n) {
+		n = s->next;
+		series_free(s, f->nlabels);
+	}
+	for (size_t i = 0; i < f->ndropped; i++)
+		free(f->dropped[i]);
+	free(f->dropped);
+	for (size_t i = 0; i < f->nlabels; i++)
+		free(f->labels[i]);
+	free(f->table);
+	free(f->bounds);
+	free(f->name);
+	free(f->help);
+	free(f);
+}
+
+void registry__free(struct registry *r)
+{
+	if (!r)
+		return;
+	for (struct metric_family *f = r->head, *n; f; f = n) {
+		n = f->next;
+		family_free(f);
+	}
+	free(r);
+}
+
+void registry__set_default_budget(struct registry *r, size_t budget)
+{
+	r->default_budget = budget;
+}
+
+struct metric_family *registry__family(struct registry *r, const char *name, const char *help, enum metric_type type,
+				       const char *const *labels, size_t budget, unsigned flags)
+{
+	for (struct metric_family *f = r->head; f; f = f->next)
+		if (!strcmp(f->name, name))
+			return f->type == type ? f : NULL;
+	struct metric_family *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->reg = r;
+	f->name = strdup(name);
+	f->help = strdup(help);
+	f->type = type;
+	f->flags = flags;
+	f->budget = budget ? budget : r->default_budget;
+	f->service_label = -1;
+	f->table_size = 64;
+	f->table = calloc(f->table_size, sizeof(*f->table));
+	if (!f->name || !f->help || !f->table)
+		goto fail;
+	for (size_t i = 0; labels && labels[i]; i++) {
+		if (i >= REGISTRY_MAX_LABELS)
+			goto fail;
+		f->labels[i] = strdup(labels[i]);
+		if (!f->labels[i])
+			goto fail;
+		if (!strcmp(labels[i], "service_name"))
+			f->service_label = (int)i;
+		f->nlabels = i + 1;
+	}
+	if (r->tail)
+		r->tail->next = f;
+	else
+		r->head = f;
+	r->tail = f;
+	/* Every budgeted family has its drop counter from the start, so rate() over it has data before the
+	 * first drop (a dashboard panel or alert on drops must not read "no data" as "fine"). */
+	if (r->series_dropped && f != r->series_dropped) {
+		const char *v[] = {f->name};
+		family__add(r->series_dropped, v, 0);
+	}
+	return f;
+fail:
+	family_free(f);
+	return NULL;
+}
+
+int family__set_buckets(struct metric_family *f, const double *upper, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(upper[i]) || (i && upper[i] <= upper[i - 1]))
+			return -EINVAL;
+	/* Existing series hold nbounds + 1 counts each: their layout cannot change under them. */
+	if (f->head && n != f->nbounds)
+		return -EBUSY;
+	double *b = malloc((n ? n : 1) * sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	memcpy(b, upper, n * sizeof(*b));
+	free(f->bounds);
+	f->bounds = b;
+	f->nbounds = n;
+	return 0;
+}
+
+void registry__begin_collect(struct registry *r)
+{
+	for (struct metric_family *f = r->head; f; f = f->next) {
+		if (!(f->flags & FAMILY_SNAPSHOT))
+			continue;
+		for (struct series *s = f->head; s; s = s->next) {
+			s->value = 0;
+			s->sum = 0;
+			if (s->counts)
+				memset(s->counts, 0, (f->nbounds + 1) * sizeof(*s->counts));
+		}
+	}
+}
+
+static char *join_key(const struct metric_family *f, const char *const *values)
+{
+	struct buf b = {0};
+	for (size_t i = 0; i < f->nlabels; i++) {
+		if (i)
+			buf__append(&b, "\x1f", 1);
+		buf__puts(&b, values[i] ? values[i] : "");
+	}
+	if (!b.p)
+		buf__append(&b, "", 0);
+	if (b.oom) {
+		buf__free(&b);
+		return NULL;
+	}
+	return b.p;
+}
+
+static struct series *table_find(struct metric_family *f, const char *key, uint64_t h)
+{
+	for (struct series *s = f->table[h % f->table_size]; s; s = s->next_hash)
+		if (!strcmp(s->key, key))
+			return s;
+	return NULL;
+}
+
+static void table_grow(struct metric_family *f)
+{
+	size_t n = f->table_size * 2;
+	struct series **t = calloc(n, sizeof(*t));
+	if (!t)
+		return; /* keep the old table: slower lookups, still correct */
+	for (struct series *s = f->head; s; s = s->next) {
+		uint64_t h = hash_str(s->key) % n;
+		s->next_hash = t[h];
+		t[h] = s;
+	}
+	free(f->table);
+	f->table = t;
+	f->table_size = n;
+}
+
+static struct series *series_new(struct metric_family *f, const char *const *values, char *key, uint64_t h)
+{
+	struct series *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->key = key;
+	s->values = calloc(f->nlabels ? f->nlabels : 1, sizeof(char *));
+	if (!s->values)
+		goto fail;
+	for (size_t i = 0; i < f->nlabels; i++) {
+		s->values[i] = strdup(values[i] ? values[i] : "");
+		if (!s->values[i])
+			goto fail;
+	}
+	if (f->type == METRIC_HISTOGRAM) {
+		s->counts = calloc(f->nbounds + 1, sizeof(*s->counts));
+		if (!s->counts)
+			goto fail;
+	}
+	s->next_hash = f->table[h % f->table_size];
+	f->table[h % f->table_size] = s;
+	if (f->tail)
+		f->tail->next = s;
+	else
+		f->head = s;
+	f->tail = s;
+	f->nseries++;
+	if (f->nseries > f->table_size * 2)
+		table_grow(f);
+	return s;
+fail:
+	s->key = NULL; /* owned by caller on failure */
+	series_free(s, f->nlabels);
+	return NULL;
+}
+
+static int dropped_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Remember a refused key; count it in loupe_series_dropped_total once per distinct key. */
+static void note_dropped(struct metric_family *f, const char *key)
+{
+	if (f->ndropped >= DROPPED_SET_CAP) {
+		/* Past the cap distinct keys can no longer be told apart; count every refusal. */
+		f->dropped_total++;
+		goto out;
+	}
+	const char *k = key;
+	if (f->ndropped && bsearch(&k, f->dropped, f->ndropped, sizeof(char *), dropped_cmp))
+		return;
+	if (f->ndropped == f->dropped_cap) {
+		size_t cap = f->dropped_cap ? f->dropped_cap * 2 : 16;
+		char **d = realloc(f->dropped, cap * sizeof(*d));
+		if (!d)
+			return;
+		f->dropped = d;
+		f->dropped_cap = cap;
+	}
+	char *copy = strdup(key);
+	if (!copy)
+		return;
+	/* insertion sort keeps the set searchable; refusals are rare, the set small */
+	size_t i = f->ndropped;
+	while (i > 0 && strcmp(f->dropped[i - 1], copy) > 0) {
+		f->dropped[i] = f->dropped[i - 1];
+		i--;
+	}
+	f->dropped[i] = copy;
+	f->ndropped++;
+	f->dropped_total++;
+out:
+	if (f != f->reg->series_dropped) {
+		const char *v[] = {f->name};
+		family__set(f->reg->series_dropped, v, (double)f->dropped_total);
+	}
+}
+
+static struct series *series_get(struct metric_family *f, const char *const *values)
+{
+	char *key = join_key(f, values);
+	if (!key)
+		return NULL;
+	uint64_t h = hash_str(key);
+	struct series *s = table_find(f, key, h);
+	if (s) {
+		free(key);
+		return s;
+	}
+	if (f->nadmitted < f->budget) {
+		s = series_new(f, values, key, h);
+		if (!s) {
+			free(key);
+			return NULL;
+		}
+		f->nadmitted++;
+		return s;
+	}
+	/* Over budget: fold into the _other series of the same service. */
+	note_dropped(f, key);
+	free(key);
+	const char *other[REGISTRY_MAX_LABELS];
+	for (size_t i = 0; i < f->nlabels; i++)
+		other[i] = (int)i == f->service_label ? values[i] : REGISTRY_OTHER;
+	key = join_key(f, other);
+	if (!key)
+		return NULL;
+	h = hash_str(key);
+	s = table_find(f, key, h);
+	if (s) {
+		free(key);
+		return s;
+	}
+	s = series_new(f, other, key, h);
+	if (!s)
+		free(key);
+	else
+		s->is_other = 1;
+	return s;
+}
+
+int family__add(struct metric_family *f, const char *const *values, double v)
+{
+	struct series *s = series_get(f, values);
+	if (!s)
+		return -ENOMEM;
+	s->value += v;
+	return 0;
+}
+
+int family__set(struct metric_family *f, const char *const *values, double v)
+{
+	struct series *s = series_get(f, values);
+	if (!s)
+		return -ENOMEM;
+	/* A collapsed series aggregates several label sets: setting one would hide the others, so add. */
+	if (s->is_other)
+		s->value += v;
+	else
+		s->value = v;
+	return 0;
+}
+
+int family__observe_counts(struct metric_family *f, const char *const *values, const uint64_t *counts, size_t n,
+			   double sum)
+{
+	if (f->type != METRIC_HISTOGRAM || n != f->nbounds + 1)
+		return -EINVAL;
+	struct series *s = series_get(f, values);
+	if (!s)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		s->counts[i] += counts[i];
+	s->sum += sum;
+	return 0;
+}
+
+int family__observe(struct metric_family *f, const char *const *values, double v)
+{
+	if (f->type != METRIC_HISTOGRAM)
+		return -EINVAL;
+	struct series *s = series_get(f, values);
+	if (!s)
+		return -ENOMEM;
+	size_t i = 0;
+	while (i < f->nbounds && v > f->bounds[i])
+		i++;
+	s->counts[i]++;
+	s->sum += v;
+	return 0;
+}
+
+double family__get(struct metric_family *f, const char *const *values)
+{
+	char *key = join_key(f, values);
+	if (!key)
+		return NAN;
+	struct series *s = table_find(f, key, hash_str(key));
+	free(key);
+	return s ? s->value : NAN;
+}
+
+size_t family__series_count(const struct metric_family *f)
+{
+	return f->nseries;
+}
+
+struct metric_family *registry__find(struct registry *r, const char *name)
+{
+	for (struct metric_family *f = r->head; f; f = f->next)
+		if (!strcmp(f->name, name))
+			return f;
+	return NULL;
+}
+
+void family__foreach(struct metric_family *f, void (*fn)(void *ctx, const char *const *values, double v), void *ctx)
+{
+	for (struct series *s = f->head; s; s = s->next)
+		fn(ctx, (const char *const *)s->values, s->value);
+}
+
+/* ---- exposition ---- */
+
+const char *expo_content_type(enum expo_format fmt)
+{
+	return fmt == EXPO_OPENMETRICS ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+				       : "text/plain; version=0.0.4; charset=utf-8";
+}
+
+static bool media_type_is(const char *t, const char *end, const char *want)
+{
+	return (size_t)(end - t) == strlen(want) && !strncasecmp(t, want, (size_t)(end - t));
+}
+
+/* OpenMetrics when the client accepts it (q > 0) at least as much as text/plain. Media types are
+ * case-insensitive and q=0 means "not acceptable" (RFC 9110 section 12.5.1); Prometheus weighs the formats of
+ * its scrape_protocols with decreasing q. */
+enum expo_format expo_negotiate(const char *accept)
+{
+	double om_q = 0, text_q = 0;
+
+	while (accept && *accept) {
+		const char *end = accept + strcspn(accept, ",");
+		const char *t = accept, *te;
+		while (t < end && (*t == ' ' || *t == '\t'))
+			t++;
+		for (te = t; te < end && *te != ';' && *te != ' ' && *te != '\t';)
+			te++;
+		double q = 1;
+		for (const char *p = te; p < end; p++) {
+			if (*p != ';')
+				continue;
+			const char *k = p + 1;
+			while (k < end && (*k == ' ' || *k == '\t'))
+				k++;
+			if (end - k >= 2 && (*k == 'q' || *k == 'Q') && k[1] == '=')
+				q = strtod(k + 2, NULL);
+		}
+		if (media_type_is(t, te, "application/openmetrics-text"))
+			om_q = fmax(om_q, q);
+		else if (media_type_is(t, te, "text/plain"))
+			text_q = fmax(text_q, q);
+		accept = *end ? end + 1 : end;
+	}
+	return om_q > 0 && om_q >= text_q ? EXPO_OPENMETRICS : EXPO_PROMETHEUS;
+}
+
+static void put_u64(struct buf *b, uint64_t v)
+{
+	char tmp[24], *p = tmp + sizeof(tmp);
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	buf__append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+/* Shortest decimal that reads back as the same double; integers print without an exponent. */
+static void put_double(struct buf *b, double v)
+{
+	if (isnan(v)) {
+		buf__puts(b, "NaN");
+		return;
+	}
+	if (isinf(v)) {
+		buf__puts(b, v > 0 ? "+Inf" : "-Inf");
+		return;
+	}
+	/* range first: converting a double outside int64_t is undefined */
+	if (fabs(v) < 1e15 && v == (double)(int64_t)v) {
+		if (v < 0) {
+			buf__append(b, "-", 1);
+			v = -v;
+		}
+		put_u64(b, (uint64_t)v);
+		return;
+	}
+	/* Most values round-trip with 15 significant digits; the rest need 17 (IEEE 754 double). */
+	char tmp[32];
+	snprintf(tmp, sizeof(tmp), "%.15g", v);
+	if (strtod(tmp, NULL) != v) {
+		for (int prec = 16; prec <= 17; prec++) {
+			snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+			if (strtod(tmp, NULL) == v)
+				break;
+		}
+	}
+	buf__puts(b, tmp);
+}
+
+static void put_label_value(struct buf *b, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '\\': buf__puts(b, "\\\\"); break;
+		case '"': buf__puts(b, "\\\""); break;
+		case '\n': buf__puts(b, "\\n"); break;
+		default: buf__append(b, s, 1);
+		}
+	}
+}
+
+/* Text 0.0.4 escapes only backslash and newline in HELP (and rejects \"); OpenMetrics also escapes quotes. */
+static void put_help(struct buf *b, const char *s, enum expo_format fmt)
+{
+	for (; *s; s++) {
+		if (*s == '\\')
+			buf__puts(b, "\\\\");
+		else if (*s == '\n')
+			buf__puts(b, "\\n");
+		else if (*s == '"' && fmt == EXPO_OPENMETRICS)
+			buf__puts(b, "\\\"");
+		else
+			buf__append(b, s, 1);
+	}
+}
+
+/* `name="value",...` of a series, escaped: rendered once per series, reused by each of its lines. */
+static void put_labels(struct buf *b, const struct metric_family *f, const struct series *s)
+{
+	for (size_t i = 0; i < f->nlabels; i++) {
+		if (i)
+			buf__append(b, ",", 1);
+		buf__puts(b, f->labels[i]);
+		buf__append(b, "=\"", 2);
+		put_label_value(b, s->values[i]);
+		buf__append(b, "\"", 1);
+	}
+}
+
+/* name{labels[,extra]} value */
+static void put_sample(struct buf *b, const char *name, const char *suffix, const struct buf *labels,
+		       const char *extra, double v)
+{
+	buf__puts(b, name);
+	buf__puts(b, suffix);
+	if (labels->len || extra) {
+		buf__append(b, "{", 1);
+		buf__append(b, labels->p, labels->len);
+		if (extra) {
+			if (labels->len)
+				buf__append(b, ",", 1);
+			buf__puts(b, extra);
+		}
+		buf__append(b, "}", 1);
+	}
+	buf__append(b, " ", 1);
+	put_double(b, v);
+	buf__append(b, "\n", 1);
+}
+
+static void render_family(struct buf *b, const struct metric_family *f, enum expo_format fmt, struct buf *labels)
+{
+	static const char *const type_names[] = {"counter", "gauge", "histogram"};
+	size_t nlen = strlen(f->name);
+	/* OpenMetrics names the counter family without its _total suffix, which samples then carry. */
+	int om_counter = fmt == EXPO_OPENMETRICS && f->type == METRIC_COUNTER && nlen > 6 &&
+			 !strcmp(f->name + nlen - 6, "_total");
+	int fam_len = om_counter ? (int)(nlen - 6) : (int)nlen;
+
+	buf__printf(b, "# HELP %.*s ", fam_len, f->name);
+	put_help(b, f->help, fmt);
+	buf__printf(b, "\n# TYPE %.*s %s\n", fam_len, f->name, type_names[f->type]);
+
+	/* le="..." of every bucket, formatted once for the family */
+	struct buf le = {0};
+	size_t *le_off = NULL;
+	if (f->type == METRIC_HISTOGRAM) {
+		le_off = calloc(f->nbounds + 2, sizeof(*le_off));
+		if (!le_off) {
+			b->oom = 1;
+			return;
+		}
+		for (size_t i = 0; i <= f->nbounds; i++) {
+			le_off[i] = le.len;
+			buf__puts(&le, "le=\"");
+			if (i < f->nbounds)
+				put_double(&le, f->bounds[i]);
+			else
+				buf__puts(&le, "+Inf");
+			buf__append(&le, "\"", 1);
+			buf__append(&le, "", 1); /* each string keeps its NUL inside le */
+		}
+	}
+	for (const struct series *s = f->head; s; s = s->next) {
+		buf__reset(labels);
+		put_labels(labels, f, s);
+		if (f->type != METRIC_HISTOGRAM) {
+			put_sample(b, f->name, "", labels, NULL, s->value);
+			continue;
+		}
+		uint64_t cum = 0;
+		for (size_t i = 0; i <= f->nbounds; i++) {
+			cum += s->counts[i];
+			put_sample(b, f->name, "_bucket", labels, le.oom ? "le=\"?\"" : le.p + le_off[i], (double)cum);
+		}
+		put_sample(b, f->name, "_sum", labels, NULL, s->sum);
+		put_sample(b, f->name, "_count", labels, NULL, (double)cum);
+	}
+	if (le.oom)
+		b->oom = 1;
+	buf__free(&le);
+	free(le_off);
+}
+
+void registry__render(struct registry *r, enum expo_format fmt, struct buf *out)
+{
+	struct buf labels = {0};
+	buf__reset(out);
+	for (struct metric_family *f = r->head; f; f = f->next)
+		render_family(out, f, fmt, &labels);
+	if (labels.oom)
+		out->oom = 1;
+	buf__free(&labels);
+	if (fmt == EXPO_OPENMETRICS)
+		buf__puts(out, "# EOF\n");
+}
