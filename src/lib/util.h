@@ -28,6 +28,17 @@ long read_file(const char *path, char **out);
 /* Read a file's first line into dst (newline stripped); 0 or -errno. */
 int read_line(const char *path, char *dst, size_t n);
 
+/* Time units: every conversion in userspace goes through these (no bare 1e9). */
+#define NSEC_PER_SEC 1000000000ull
+#define NSEC_PER_MSEC 1000000ull
+#define NSEC_PER_USEC 1000ull
+#define MSEC_PER_SEC 1000ull
+
+static inline double ns_to_seconds(uint64_t ns)
+{
+	return (double)ns / (double)NSEC_PER_SEC;
+}
+
 uint64_t now_ns(int clock_id);
 /* Gzip-compress src (zlib, gzip wrapper); 0 or -ENOMEM/-EIO. */
 int gzip_buf(const char *src, size_t n, struct buf *out);
