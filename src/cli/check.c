@@ -1,4 +1,6 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* `loupe check`: what this kernel supports and which loupe features will run. */
+#include "cli/cli.h"
 #include "core/loupe.h"
 #include "lib/log.h"
 
@@ -33,13 +35,13 @@ int cmd_check(int argc, char **argv)
 		case 'j': json = true; break;
 		case 'h': fputs(check_usage, stdout); return 0;
 		default:
-			fprintf(stderr, "loupe check: unknown option '%s' (see 'loupe check --help')\n", argv[optind - 1]);
-			return 2;
+			usage_error("check", "unknown option '%s'", argv[optind - 1]);
+			return EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "loupe check: unexpected argument '%s' (see 'loupe check --help')\n", argv[optind]);
-		return 2;
+		usage_error("check", "unexpected argument '%s'", argv[optind]);
+		return EXIT_USAGE;
 	}
 	char msg[300];
 	if (check_privileges(msg, sizeof(msg))) {

@@ -1,6 +1,8 @@
-/* loupe: command dispatch. */
+// SPDX-License-Identifier: BSD-2-Clause
+/* loupe: command dispatch (bpftool-style table of commands; each parses its own options). */
 #include "version.h"
-#include "core/loupe.h"
+#include "cli/cli.h"
+#include "lib/util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -45,9 +47,9 @@ int main(int argc, char **argv)
 		fputs(usage, stdout);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);
 	fprintf(stderr, "loupe: unknown command '%s' (see 'loupe --help')\n", argv[1]);
-	return 2;
+	return EXIT_USAGE;
 }

@@ -1,9 +1,12 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Profiler collector: bpf/profiler.bpf.c -> CPU samples of target threads from a cpu-clock perf event on every
  * CPU at --profile-hz, and their off-CPU time (sched_switch, --offcpu). Each record's stacks are symbolised at
  * once (src/profile/symbolize.c: the process's mappings are snapshot at its first record and kept after it exits) and
  * added to the profile of the current minute (src/profile/profile.c); PROF_SLOTS minutes are kept, and
- * loupe__profile() merges the last ones into pprof or an SVG flame graph for the HTTP endpoints. Also counted per
- * service: loupe_profile_samples_total, loupe_offcpu_seconds_total. */
+ * profiler__profile() merges the last ones into pprof, folded stacks or an SVG flame graph for its readers
+ * (src/collectors/profiles.h). Also counted per service: loupe_profile_samples_total, loupe_offcpu_seconds_total. */
+#include "collectors/profiles.h"
+#include "lib/perf_event.h"
 #include "core/loupe.h"
 #include "profile/flamegraph.h"
 #include "lib/log.h"
@@ -31,16 +34,15 @@
  * its window, into its own profile; finished by the poll after its deadline, then taken by the HTTP server. */
 struct prof_session {
 	bool used, done;
-	int kind;
+	enum profile_kind kind;
 	char service[SERVICE_NAME_MAX]; /* "" = all */
 	enum profile_format format;
 	unsigned hz;
 	uint64_t deadline_ns, start_unix_ns;
 	struct profile *p;
-	int *pfds;
-	struct bpf_link **links;
+	struct cpu_perf perf;
 	struct buf out;
-	int status;
+	int err_code; /* 0, or the -errno that ended it (err says why) */
 	char err[200];
 	const char *ctype;
 	void (*done_cb)(void *arg);
@@ -52,8 +54,8 @@ struct profiler {
 	struct profiler_bpf *skel;
 	struct ring_buffer *rb;
 	int ncpus;
-	int *pfds;
-	struct bpf_link **links;
+	struct cpu_perf perf;	       /* continuous sampling at --profile-hz */
+	struct bpf_link *offcpu_link; /* sched_switch, with --offcpu */
 	uint64_t samples[LOUPE_MAX_SERVICES + 1];
 	uint64_t offcpu_ns[LOUPE_MAX_SERVICES + 1];
 	uint64_t offcpu_late[LOUPE_MAX_SERVICES + 1]; /* blocks valued at the next switch-out (PROF_REC_LATE) */
@@ -137,18 +139,24 @@ static struct proc_maps *maps_of(struct profiler *pr, uint32_t pid)
 	return e->m;
 }
 
-/* The current minute's profile of a kind (a new one when the minute changed). */
-static struct profile *current_profile(struct profiler *pr, enum profile_kind kind)
+/* The wall clock (CLOCK_REALTIME) in ns: pprof's time_nanos and a profile's span. */
+static uint64_t unix_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t minute = (uint64_t)ts.tv_sec / 60;
+	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* The current minute's profile of a kind (a new one when the minute changed). */
+static struct profile *current_profile(struct profiler *pr, enum profile_kind kind)
+{
+	uint64_t minute = unix_ns() / NSEC_PER_SEC / 60;
 	unsigned i = (unsigned)(minute % PROF_SLOTS);
 	if (pr->minute[kind][i] != minute || !pr->slot[kind][i]) {
 		profile__free(pr->slot[kind][i]);
 		pr->slot[kind][i] = profile__new(kind, kind == PROFILE_CPU ? pr->L->opt->profile_hz : 0);
 		pr->minute[kind][i] = minute;
-		profile__set_time(pr->slot[kind][i], minute * 60 * 1000000000ull, 60 * 1000000000ull);
+		profile__set_time(pr->slot[kind][i], minute * 60 * NSEC_PER_SEC, 60 * NSEC_PER_SEC);
 	}
 	return pr->slot[kind][i];
 }
@@ -187,27 +195,23 @@ static int stack_of(struct profiler *pr, int32_t id, __u64 *buf)
 }
 
 /* A symbolised record (frames in pr->pf) into the running sessions of its kind and service. */
-static void session_add(struct profiler *pr, int kind, const char *svc, const char *comm, size_t n, uint64_t ns)
+static void session_add(struct profiler *pr, enum profile_kind kind, const char *svc, const char *comm, size_t n, uint64_t ns)
 {
 	for (int i = 0; i < PROF_SESSIONS; i++) {
 		struct prof_session *ps = &pr->sess[i];
 		if (!ps->used || ps->done || ps->kind != kind || (ps->service[0] && strcmp(ps->service, svc)))
 			continue;
-		profile__add(ps->p, svc, comm, pr->pf, n, 1, kind == PROFILE_CPU ? 1000000000ull / ps->hz : ns);
+		profile__add(ps->p, svc, comm, pr->pf, n, 1, kind == PROFILE_CPU ? NSEC_PER_SEC / ps->hz : ns);
 	}
 }
 
-static void session_detach(struct profiler *pr, struct prof_session *ps)
+/* Forget a session: detach its perf events and free what it holds. */
+static void session_free(struct prof_session *ps)
 {
-	for (int cpu = 0; ps->links && cpu < pr->ncpus; cpu++)
-		bpf_link__destroy(ps->links[cpu]);
-	for (int cpu = 0; ps->pfds && cpu < pr->ncpus; cpu++)
-		if (ps->pfds[cpu] > 0)
-			close(ps->pfds[cpu]);
-	free(ps->links);
-	free(ps->pfds);
-	ps->links = NULL;
-	ps->pfds = NULL;
+	cpu_perf__detach(&ps->perf);
+	profile__free(ps->p);
+	buf__free(&ps->out);
+	*ps = (struct prof_session){0};
 }
 
 static int render(struct profile *p, enum profile_format format, const char *service, struct buf *out,
@@ -221,14 +225,13 @@ static void sessions_tick(struct profiler *pr)
 		struct prof_session *ps = &pr->sess[i];
 		if (!ps->used || ps->done || now < ps->deadline_ns)
 			continue;
-		session_detach(pr, ps);
+		cpu_perf__detach(&ps->perf);
 		ring_buffer__consume(pr->rb); /* its last samples (the BPF side wakes no reader for each record) */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		profile__set_time(ps->p, ps->start_unix_ns,
-				  (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec - ps->start_unix_ns);
+		profile__set_time(ps->p, ps->start_unix_ns, unix_ns() - ps->start_unix_ns);
 		int rc = render(ps->p, ps->format, ps->service[0] ? ps->service : NULL, &ps->out, &ps->ctype);
-		ps->status = rc ? 500 : 200;
+		if (!rc && ps->out.oom)
+			rc = -ENOMEM;
+		ps->err_code = rc;
 		if (rc)
 			snprintf(ps->err, sizeof(ps->err), "could not build the profile: %s", strerror(-rc));
 		ps->done = true;
@@ -255,7 +258,7 @@ static int on_record(void *ctx, void *data, size_t size)
 		size_t n = symbolise(pr, r, r->kstack, kn, r->ustack, un);
 		struct profile *p = current_profile(pr, PROFILE_CPU);
 		if (p)
-			profile__add(p, svc, comm, pr->pf, n, 1, 1000000000ull / pr->L->opt->profile_hz);
+			profile__add(p, svc, comm, pr->pf, n, 1, NSEC_PER_SEC / pr->L->opt->profile_hz);
 	} else if (r->type == REC_PROF_OFFCPU) {
 		pr->offcpu_ns[r->service] += r->value_ns;
 		pr->offcpu_late[r->service] += !!(r->flags & PROF_REC_LATE);
@@ -277,40 +280,16 @@ static int on_record(void *ctx, void *data, size_t size)
 static int profiler_attach(void *priv)
 {
 	struct profiler *pr = priv;
-	struct perf_event_attr attr = {
-		.type = PERF_TYPE_SOFTWARE,
-		.size = sizeof(attr),
-		.config = PERF_COUNT_SW_CPU_CLOCK,
-		.freq = 1,
-		.sample_freq = pr->L->opt->profile_hz,
-	};
-	pr->pfds = calloc((size_t)pr->ncpus, sizeof(*pr->pfds));
-	pr->links = calloc((size_t)pr->ncpus, sizeof(*pr->links));
-	if (!pr->pfds || !pr->links)
-		return -ENOMEM;
-	int attached = 0;
-	for (int cpu = 0; cpu < pr->ncpus; cpu++) {
-		pr->pfds[cpu] = (int)syscall(__NR_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
-		if (pr->pfds[cpu] < 0) {
-			if (errno != ENODEV) /* possible but not online */
-				log_warn("perf_event_open", "cpu %d: %s", cpu, strerror(errno));
-			continue;
-		}
-		pr->links[cpu] = bpf_program__attach_perf_event(pr->skel->progs.prof_sample, pr->pfds[cpu]);
-		if (!pr->links[cpu]) {
-			int err = -errno;
-			log_warn("profile_attach", "cpu %d: %s", cpu, strerror(-err));
-			continue;
-		}
-		attached++;
-	}
+	int attached = cpu_perf__attach(&pr->perf, pr->skel->progs.prof_sample, pr->ncpus, pr->L->opt->profile_hz);
+	if (attached < 0)
+		return attached;
 	if (!attached)
 		return -ENODEV;
 	if (pr->L->opt->offcpu) {
 		struct bpf_program *prog = pr->skel->progs.offcpu_switch_btf;
 		if (!bpf_program__autoload(prog))
 			prog = pr->skel->progs.offcpu_switch_raw;
-		if (!bpf_program__attach(prog))
+		if (!(pr->offcpu_link = bpf_program__attach(prog)))
 			return -errno;
 	}
 	pr->rb = ring_buffer__new(bpf_map__fd(pr->skel->maps.prof_events), on_record, pr, NULL);
@@ -367,7 +346,7 @@ static int profiler_collect(void *priv, struct registry *reg)
 		const char *v[] = {target_rules__service(&pr->L->opt->rules, s)};
 		family__add(samples, v, (double)pr->samples[s]);
 		if (pr->L->opt->offcpu) {
-			family__add(offcpu, v, (double)pr->offcpu_ns[s] / 1e9);
+			family__add(offcpu, v, ns_to_seconds(pr->offcpu_ns[s]));
 			family__add(late, v, (double)pr->offcpu_late[s]);
 		}
 	}
@@ -387,16 +366,10 @@ static void profiler_close(void *priv)
 	if (!pr)
 		return;
 	ring_buffer__free(pr->rb);
-	for (int i = 0; i < PROF_SESSIONS; i++) {
-		session_detach(pr, &pr->sess[i]);
-		profile__free(pr->sess[i].p);
-		buf__free(&pr->sess[i].out);
-	}
-	for (int cpu = 0; pr->links && cpu < pr->ncpus; cpu++)
-		bpf_link__destroy(pr->links[cpu]);
-	for (int cpu = 0; pr->pfds && cpu < pr->ncpus; cpu++)
-		if (pr->pfds[cpu] > 0)
-			close(pr->pfds[cpu]);
+	for (int i = 0; i < PROF_SESSIONS; i++)
+		session_free(&pr->sess[i]);
+	cpu_perf__detach(&pr->perf);
+	bpf_link__destroy(pr->offcpu_link);
 	profiler_bpf__destroy(pr->skel);
 	for (int k = 0; k < 2; k++)
 		for (int i = 0; i < PROF_SLOTS; i++)
@@ -404,8 +377,6 @@ static void profiler_close(void *priv)
 	for (int i = 0; i < PROF_PIDS; i++)
 		proc_maps__free(pr->maps[i].m);
 	sym_cache__free(pr->syms);
-	free(pr->links);
-	free(pr->pfds);
 	free(pr);
 }
 
@@ -434,97 +405,83 @@ static struct profiler *find_profiler(struct loupe *L)
 	return NULL;
 }
 
-/* The running profiler, or NULL with err and the HTTP status set. */
-static struct profiler *running_profiler(struct loupe *L, const struct profile_request *q, int *status, char *err,
-					 size_t errlen)
+/* The running profiler able to answer q: 0, or -ENODEV (not running, or off-CPU asked without --offcpu) or
+ * -EINVAL (no such service) with err set. */
+static int running_profiler(struct loupe *L, const struct profile_request *q, struct profiler **pr, char *err,
+			    size_t errlen)
 {
-	struct profiler *pr = find_profiler(L);
-	*status = 503;
-	if (!pr) {
+	if (!(*pr = find_profiler(L))) {
 		snprintf(err, errlen, "the profiler is not running (see /status)");
-		return NULL;
+		return -ENODEV;
 	}
 	if (q->kind == PROFILE_OFFCPU && !L->opt->offcpu) {
 		snprintf(err, errlen, "off-CPU profiling is off: start loupe with --offcpu");
-		return NULL;
+		return -ENODEV;
 	}
-	if (q->service && !(L->opt->scope == SCOPE_ALL && !strcmp(q->service, "_untargeted"))) {
-		bool found = false;
-		for (int s = 1; s <= L->opt->rules.nservices; s++)
-			found |= !strcmp(target_rules__service(&L->opt->rules, s), q->service);
-		if (!found) {
-			snprintf(err, errlen, "no service named '%.64s' (see /status)", q->service);
-			*status = 400;
-			return NULL;
-		}
+	if (q->service && !(L->opt->scope == SCOPE_ALL && !strcmp(q->service, "_untargeted")) &&
+	    target_rules__service_id(&L->opt->rules, q->service) < 0) {
+		snprintf(err, errlen, "no service named '%.64s' (see /status)", q->service);
+		return -EINVAL;
 	}
-	return pr;
+	return 0;
 }
 
-int loupe__profile_session(struct loupe *L, const struct profile_request *q, unsigned seconds, unsigned hz,
-			   void (*done)(void *arg), void *arg, char *err, size_t errlen)
+int profiler__session_start(struct loupe *L, const struct profile_request *q, unsigned seconds, unsigned hz,
+			    void (*done)(void *arg), void *arg, char *err, size_t errlen)
 {
-	int status;
-	struct profiler *pr = running_profiler(L, q, &status, err, errlen);
-	if (!pr)
-		return -status;
+	struct profiler *pr;
+	int id = running_profiler(L, q, &pr, err, errlen);
+	if (id)
+		return id;
 	pthread_mutex_lock(&L->lock);
-	int id = -1;
+	id = -EBUSY;
 	for (int i = 0; i < PROF_SESSIONS && id < 0; i++)
 		if (!pr->sess[i].used)
 			id = i;
-	struct prof_session *ps = id >= 0 ? &pr->sess[id] : NULL;
-	if (!ps) {
-		pthread_mutex_unlock(&L->lock);
+	if (id < 0) {
 		snprintf(err, errlen, "%d profiling sessions are running already: try again later", PROF_SESSIONS);
-		return -503;
+		goto out;
 	}
+	struct prof_session *ps = &pr->sess[id];
 	*ps = (struct prof_session){.used = true, .kind = q->kind, .format = q->format, .hz = hz, .done_cb = done,
 				    .arg = arg};
 	snprintf(ps->service, sizeof(ps->service), "%s", q->service ? q->service : "");
-	ps->p = profile__new(q->kind, q->kind == PROFILE_CPU ? hz : 0);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ps->start_unix_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	ps->deadline_ns = now_ns(CLOCK_MONOTONIC) + seconds * 1000000000ull;
-	int attached = q->kind == PROFILE_CPU ? 0 : 1; /* off-CPU sessions use the sched_switch records */
-	if (q->kind == PROFILE_CPU && ps->p) {
-		struct perf_event_attr attr = {.type = PERF_TYPE_SOFTWARE, .size = sizeof(attr),
-					       .config = PERF_COUNT_SW_CPU_CLOCK, .freq = 1, .sample_freq = hz};
-		ps->pfds = calloc((size_t)pr->ncpus, sizeof(*ps->pfds));
-		ps->links = calloc((size_t)pr->ncpus, sizeof(*ps->links));
-		for (int cpu = 0; ps->pfds && ps->links && cpu < pr->ncpus; cpu++) {
-			ps->pfds[cpu] = (int)syscall(__NR_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
-			if (ps->pfds[cpu] < 0)
-				continue;
-			ps->links[cpu] = bpf_program__attach_perf_event(pr->skel->progs.prof_session, ps->pfds[cpu]);
-			attached += ps->links[cpu] != NULL;
+	ps->start_unix_ns = unix_ns();
+	ps->deadline_ns = now_ns(CLOCK_MONOTONIC) + seconds * NSEC_PER_SEC;
+	if (!(ps->p = profile__new(q->kind, q->kind == PROFILE_CPU ? hz : 0))) {
+		snprintf(err, errlen, "could not start the session: out of memory");
+		id = -ENOMEM;
+	} else if (q->kind == PROFILE_CPU) { /* off-CPU sessions take the sched_switch records */
+		int attached = cpu_perf__attach(&ps->perf, pr->skel->progs.prof_session, pr->ncpus, hz);
+		if (attached <= 0) {
+			snprintf(err, errlen, "could not start the session (perf events: %s)",
+				 strerror(attached < 0 ? -attached : errno));
+			id = -EIO;
 		}
 	}
-	if (!ps->p || !attached) {
-		session_detach(pr, ps);
-		profile__free(ps->p);
-		*ps = (struct prof_session){0};
-		pthread_mutex_unlock(&L->lock);
-		snprintf(err, errlen, "could not start the session (perf events: %s)", strerror(errno));
-		return -500;
-	}
+	if (id < 0)
+		session_free(ps);
+out:
 	pthread_mutex_unlock(&L->lock);
 	return id;
 }
 
-int loupe__profile_session_take(struct loupe *L, int id, struct buf *out, const char **ctype, char *err, size_t errlen)
+int profiler__session_take(struct loupe *L, int id, struct buf *out, const char **ctype, char *err, size_t errlen)
 {
-	int status = 503;
+	int rc;
 	pthread_mutex_lock(&L->lock);
 	struct profiler *pr = find_profiler(L);
 	struct prof_session *ps = pr && id >= 0 && id < PROF_SESSIONS ? &pr->sess[id] : NULL;
 	if (!ps || !ps->used) {
 		snprintf(err, errlen, "no such session");
-	} else if (!ps->done) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if (!ps->done) {
 		snprintf(err, errlen, "loupe is stopping: the session did not finish");
+		rc = -ESHUTDOWN;
 	} else {
-		status = ps->status;
+		rc = ps->err_code;
 		snprintf(err, errlen, "%s", ps->err);
 		if (out) {
 			*out = ps->out;
@@ -532,34 +489,30 @@ int loupe__profile_session_take(struct loupe *L, int id, struct buf *out, const 
 			ps->out = (struct buf){0};
 		}
 	}
-	if (ps && ps->used && (ps->done || !out)) {
-		session_detach(pr, ps);
-		profile__free(ps->p);
-		buf__free(&ps->out);
-		*ps = (struct prof_session){0};
-	}
+	if (ps->done || !out)
+		session_free(ps);
+out:
 	pthread_mutex_unlock(&L->lock);
-	return status;
+	return rc;
 }
 
-int loupe__profile(struct loupe *L, const struct profile_request *q, struct buf *out, const char **ctype, char *err,
-		   size_t errlen)
+int profiler__profile(struct loupe *L, const struct profile_request *q, struct buf *out, const char **ctype,
+		      char *err, size_t errlen)
 {
-	int status;
-	struct profiler *pr = running_profiler(L, q, &status, err, errlen);
-	if (!pr)
-		return status;
+	struct profiler *pr;
+	int rc = running_profiler(L, q, &pr, err, errlen);
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&L->lock);
 	profiler_poll(pr);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t now = unix_ns(), now_s = now / NSEC_PER_SEC;
 	/* Whole minutes, from the one holding (now - window) to the current one: the profile covers at least the
 	 * window, up to a minute more (a window counted in minutes from the current minute's start left out what
 	 * came before a minute boundary: a 5 s `loupe profile` across one lost its first part). */
-	uint64_t now_min = (uint64_t)ts.tv_sec / 60;
-	uint64_t first_min = profile__first_minute((uint64_t)ts.tv_sec, q->window_s, PROF_SLOTS);
+	uint64_t now_min = now_s / 60;
+	uint64_t first_min = profile__first_minute(now_s, q->window_s, PROF_SLOTS);
 	struct profile *p = profile__new(q->kind, q->kind == PROFILE_CPU ? L->opt->profile_hz : 0);
-	int rc = p ? 0 : -ENOMEM;
+	rc = p ? 0 : -ENOMEM;
 	for (uint64_t m = first_min; !rc && m <= now_min; m++) {
 		unsigned i = (unsigned)(m % PROF_SLOTS);
 		if (pr->slot[q->kind][i] && pr->minute[q->kind][i] == m)
@@ -567,16 +520,15 @@ int loupe__profile(struct loupe *L, const struct profile_request *q, struct buf 
 	}
 	pthread_mutex_unlock(&L->lock);
 	if (!rc) {
-		profile__set_time(p, first_min * 60 * 1000000000ull, (uint64_t)ts.tv_sec * 1000000000ull +
-				  (uint64_t)ts.tv_nsec - first_min * 60 * 1000000000ull);
+		profile__set_time(p, first_min * 60 * NSEC_PER_SEC, now - first_min * 60 * NSEC_PER_SEC);
 		rc = render(p, q->format, q->service, out, ctype);
 	}
+	if (!rc && out->oom)
+		rc = -ENOMEM;
 	profile__free(p);
-	if (rc) {
+	if (rc)
 		snprintf(err, errlen, "could not build the profile: %s", strerror(-rc));
-		return 500;
-	}
-	return 200;
+	return rc;
 }
 
 const struct collector profiler_collector = {

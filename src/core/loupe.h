@@ -1,6 +1,9 @@
-/* The daemon's shared context and the collector interface every signal module implements. */
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* The daemon's shared context (struct loupe, its options and features), the collector interface every signal
+ * module implements, and what collectors may ask of the core (src/core/feature.c). */
 #ifndef LOUPE_LOUPE_H
 #define LOUPE_LOUPE_H
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,7 +42,9 @@ struct collector {
 	void (*close)(void *priv);
 };
 
-#define LOUPE_FEATURE_DISABLED 1
+/* open() returns it (a negative errno like every other failure, one libbpf does not use) when the options turned
+ * the feature off. */
+#define LOUPE_FEATURE_DISABLED (-ECANCELED)
 
 struct feature {
 	const struct collector *ops;
@@ -110,8 +115,11 @@ struct loupe {
 	uint64_t start_ns;
 };
 
-/* Seconds kernel BPF statistics have been on (closed windows plus the open one). */
-double loupe__bpf_stats_seconds(const struct loupe *L);
+/* Defaults of loupe run (loupe profile starts from them too). */
+extern const struct loupe_options loupe_default_options;
+
+/* "off", "loaded", "running" or "failed". */
+const char *feature_state_name(enum feature_state s);
 /* Register a loaded object for per-program BPF statistics. */
 void loupe__add_object(struct loupe *L, struct bpf_object *obj);
 /* Choose the tracepoint flavour: autoload programs whose names end in "_btf" or "_raw" accordingly. */
@@ -132,33 +140,5 @@ struct metric_family *loupe_drops_family(struct registry *reg);
 /* Add a per-CPU drop-counter array (one u64 per reason, indexed by reason) to it. */
 int loupe_export_drops(struct registry *reg, const char *feature, int map_fd, const char *const *reasons,
 		       unsigned nreasons);
-
-/* A profile request of the HTTP endpoints (src/server/httpd.c) for src/collectors/profiler.c. */
-enum profile_format { PROFILE_FORMAT_PPROF, PROFILE_FORMAT_SVG, PROFILE_FORMAT_FOLDED };
-struct profile_request {
-	int kind;		/* enum profile_kind: PROFILE_CPU or PROFILE_OFFCPU */
-	enum profile_format format;
-	unsigned window_s;	/* the continuous profile of the last window_s seconds (rounded up to minutes) */
-	const char *service;	/* NULL: every service */
-};
-/* Build the profile asked for into out: an HTTP status (200, or 400/503/500 with err set). */
-int loupe__profile(struct loupe *L, const struct profile_request *q, struct buf *out, const char **ctype, char *err,
-		   size_t errlen);
-
-/* Start an on-demand session (?seconds=N): the session id, or -HTTP status with err set. done(arg) is called
- * from the main loop when the result is ready (then take it). */
-int loupe__profile_session(struct loupe *L, const struct profile_request *q, unsigned seconds, unsigned hz,
-			   void (*done)(void *arg), void *arg, char *err, size_t errlen);
-/* The finished session's result (out NULL: discard it): an HTTP status, err set unless 200. */
-int loupe__profile_session_take(struct loupe *L, int id, struct buf *out, const char **ctype, char *err, size_t errlen);
-
-/* Scrape: collect every feature into the registry and render it (takes the lock). */
-void loupe__scrape(struct loupe *L, enum expo_format fmt, struct buf *out);
-/* /status document. */
-void loupe__status(struct loupe *L, struct buf *out);
-
-int cmd_run(int argc, char **argv);
-int cmd_check(int argc, char **argv);
-int cmd_profile(int argc, char **argv);
 
 #endif

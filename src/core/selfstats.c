@@ -1,5 +1,7 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Loupe's own metrics: build info, per-program BPF run time and count, feature state, process_* for itself. */
 #include "version.h"
+#include "core/bpf_stats.h"
 #include "core/loupe.h"
 #include "core/selfstats.h"
 #include "lib/log.h"
@@ -12,13 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static const char *const state_names[] = {"off", "loaded", "running", "failed"};
-
-const char *feature_state_name(enum feature_state s)
-{
-	return state_names[s];
-}
 
 static void process_metrics(struct registry *reg)
 {
@@ -99,7 +94,7 @@ static void bpf_program_metrics(struct loupe *L, struct registry *reg)
 			if (bpf_obj_get_info_by_fd(fd, &info, &len))
 				continue;
 			const char *v[] = {bpf_program__name(prog)};
-			family__add(rt, v, (double)info.run_time_ns / 1e9);
+			family__add(rt, v, ns_to_seconds(info.run_time_ns));
 			family__add(rc, v, (double)info.run_cnt);
 		}
 	}
@@ -135,7 +130,7 @@ void selfstats_collect(struct loupe *L, struct registry *reg)
 			"Seconds kernel BPF statistics were on: divide loupe_bpf_program_run_seconds_total by it for "
 			"the CPU share of the programs.", METRIC_COUNTER, NULL, 1, FAMILY_SNAPSHOT);
 		if (w)
-			family__set(w, NULL, loupe__bpf_stats_seconds(L));
+			family__set(w, NULL, bpf_stats__seconds(L));
 	}
 	process_metrics(reg);
 }

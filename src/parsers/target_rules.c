@@ -315,3 +315,11 @@ int proc_stat_read(pid_t pid, char *state, pid_t *ppid, unsigned long long *star
 	free(text);
 	return err;
 }
+
+int target_rules__service_id(const struct target_rules *tr, const char *name)
+{
+	for (int s = 1; s <= tr->nservices; s++)
+		if (!strcmp(target_rules__service(tr, s), name))
+			return s;
+	return -ENOENT;
+}

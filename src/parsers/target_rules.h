@@ -62,6 +62,8 @@ int target_rules__match(const struct target_rules *tr, const struct proc_ident *
 /* Rules that need a field, so callers read only what is needed. */
 bool target_rules__needs(const struct target_rules *tr, enum selector_kind kind);
 const char *target_rules__service(const struct target_rules *tr, int service);
+/* The id (1..nservices) of the service named name, or -ENOENT. */
+int target_rules__service_id(const struct target_rules *tr, const char *name);
 
 /* /proc reader: fills id from /proc/PID with storage in the caller's buffers. Returns 0 or -errno (-ENOENT when
  * the process is gone). start_ticks receives /proc/PID/stat field 22 (clock ticks since boot). */

@@ -1,7 +1,14 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* The HTTP server (libmicrohttpd, its own thread): /metrics, /healthz, /readyz, /status and the profile endpoints.
+ * It asks the core for metrics and status (src/core/core.h) and the profiler for profiles
+ * (src/collectors/profiles.h), and maps their -errno to HTTP statuses; on-demand sessions suspend their
+ * connection until the main loop finishes them. */
 #include "version.h"
-#include "server/httpd.h"
+#include "collectors/profiles.h"
+#include "core/core.h"
 #include "core/loupe.h"
 #include "lib/log.h"
+#include "server/httpd.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -116,6 +123,36 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, con
 	return reply(c, status, "text/plain; charset=utf-8", (void *)text, strlen(text), MHD_RESPMEM_MUST_COPY, NULL);
 }
 
+/* The HTTP status of a reader's -errno (src/collectors/profiles.h says which it returns). */
+static unsigned status_of(int err)
+{
+	switch (err) {
+	case -EINVAL:
+		return 400;
+	case -ENODEV:
+	case -EBUSY:
+	case -ESHUTDOWN:
+	case -ENOENT:
+		return 503;
+	default:
+		return 500;
+	}
+}
+
+/* A profile's answer: its body with ctype when err is 0, else the error's status and msg as text. Takes body. */
+static enum MHD_Result reply_profile(struct MHD_Connection *c, int err, const char *msg, struct buf *body,
+				     const char *ctype)
+{
+	if (err) {
+		char text[256];
+		buf__free(body);
+		snprintf(text, sizeof(text), "%s\n", msg);
+		return reply_text(c, status_of(err), text);
+	}
+	return reply(c, 200, ctype, body->p ? body->p : (char *)"", body->len,
+		     body->p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT, NULL);
+}
+
 static bool accepts_gzip(struct MHD_Connection *c)
 {
 	const char *ae = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING);
@@ -211,19 +248,16 @@ static enum MHD_Result start_session(struct httpd *h, struct MHD_Connection *c, 
 	}
 	MHD_suspend_connection(c); /* before the session can end and resume it */
 	*con_cls = pd;
-	pd->session = loupe__profile_session(h->L, q, (unsigned)secs, (unsigned)rate, session_done, pd, err, sizeof(err));
+	pd->session = profiler__session_start(h->L, q, (unsigned)secs, (unsigned)rate, session_done, pd, err, sizeof(err));
 	if (pd->session < 0) {
 		pthread_mutex_lock(&h->lock);
 		h->suspended[slot] = NULL;
 		pthread_mutex_unlock(&h->lock);
 		*con_cls = (void *)1;
 		MHD_resume_connection(c);
-		int status = -pd->session;
+		int rc = pd->session;
 		free(pd);
-		size_t n = strlen(err);
-		if (n + 1 < sizeof(err))
-			err[n] = '\n', err[n + 1] = 0;
-		return reply_text(c, (unsigned)status, err);
+		return reply_profile(c, rc, err, &(struct buf){0}, NULL);
 	}
 	return MHD_YES;
 }
@@ -234,17 +268,9 @@ static enum MHD_Result finish_session(struct httpd *h, struct MHD_Connection *c,
 	struct buf body = {0};
 	const char *ctype = "application/octet-stream";
 	char err[200];
-	int status = loupe__profile_session_take(h->L, pd->session, &body, &ctype, err, sizeof(err));
+	int rc = profiler__session_take(h->L, pd->session, &body, &ctype, err, sizeof(err));
 	pd->session = -1; /* taken */
-	if (status != 200 || body.oom) {
-		buf__free(&body);
-		size_t n = strlen(err);
-		if (n + 1 < sizeof(err))
-			err[n] = '\n', err[n + 1] = 0;
-		return reply_text(c, status == 200 ? 500 : (unsigned)status, err);
-	}
-	return reply(c, 200, ctype, body.p ? body.p : (char *)"", body.len,
-		     body.p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT, NULL);
+	return reply_profile(c, rc, err, &body, ctype);
 }
 
 /* A request is over: forget its pending session (taking an unanswered result, e.g. the client went away). */
@@ -262,24 +288,24 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 			h->suspended[i] = NULL;
 	pthread_mutex_unlock(&h->lock);
 	if (pd->session >= 0)
-		loupe__profile_session_take(h->L, pd->session, NULL, NULL, (char[8]){0}, 8);
+		profiler__session_take(h->L, pd->session, NULL, NULL, (char[8]){0}, 8);
 	free(pd);
 	*con_cls = NULL;
 }
 
 static enum MHD_Result serve_profile(struct httpd *h, struct MHD_Connection *c, const char *url, void **con_cls)
 {
-	struct profile_request q = {.kind = 0, .format = PROFILE_FORMAT_PPROF, .window_s = 60};
+	struct profile_request q = {.kind = PROFILE_CPU, .format = PROFILE_FORMAT_PPROF, .window_s = 60};
 	char err[200];
 	const char *v;
 	if (!strcmp(url, "/debug/pprof/offcpu"))
-		q.kind = 1;
+		q.kind = PROFILE_OFFCPU;
 	if (!strcmp(url, "/flamegraph.svg")) {
 		q.format = PROFILE_FORMAT_SVG;
 		if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "kind"))) {
 			if (strcmp(v, "cpu") && strcmp(v, "offcpu"))
 				return reply_text(c, 400, "bad kind: expected cpu or offcpu\n");
-			q.kind = !strcmp(v, "offcpu");
+			q.kind = strcmp(v, "offcpu") ? PROFILE_CPU : PROFILE_OFFCPU;
 		}
 	} else if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format"))) {
 		if (strcmp(v, "pprof") && strcmp(v, "folded"))
@@ -293,18 +319,8 @@ static enum MHD_Result serve_profile(struct httpd *h, struct MHD_Connection *c, 
 		return reply_text(c, 400, "bad window: expected 1s .. 10m, e.g. 90s or 5m\n");
 	struct buf body = {0};
 	const char *ctype = "application/octet-stream";
-	int status = loupe__profile(h->L, &q, &body, &ctype, err, sizeof(err));
-	if (status != 200 || body.oom) {
-		buf__free(&body);
-		if (status == 200)
-			snprintf(err, sizeof(err), "out of memory");
-		size_t n = strlen(err);
-		if (n + 1 < sizeof(err))
-			err[n] = '\n', err[n + 1] = 0;
-		return reply_text(c, status == 200 ? 500 : (unsigned)status, err);
-	}
-	return reply(c, 200, ctype, body.p ? body.p : (char *)"", body.len,
-		     body.p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT, NULL);
+	int rc = profiler__profile(h->L, &q, &body, &ctype, err, sizeof(err));
+	return reply_profile(c, rc, err, &body, ctype);
 }
 
 static const char index_page[] = "loupe " LOUPE_VERSION "\n"
@@ -341,7 +357,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return serve_metrics(h, c);
 	if (!strcmp(url, "/healthz")) {
 		uint64_t age = now_ns(CLOCK_MONOTONIC) - __atomic_load_n(&h->L->heartbeat_ns, __ATOMIC_RELAXED);
-		return age < 5000000000ull ? reply_text(c, 200, "ok\n")
+		return age < 5 * NSEC_PER_SEC ? reply_text(c, 200, "ok\n")
 					   : reply_text(c, 503, "main loop stalled for more than 5 s\n");
 	}
 	if (!strcmp(url, "/readyz"))

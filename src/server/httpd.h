@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* HTTP endpoints on libmicrohttpd: /metrics, /healthz, /readyz, /status. */
 #ifndef LOUPE_HTTPD_H
 #define LOUPE_HTTPD_H

@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* `loupe run`: the daemon's command line. Parse and check the options, then hand them to the daemon
+ * (src/core/daemon.c). */
+#include "cli/cli.h"
+#include "core/daemon.h"
+#include "core/loupe.h"
+#include "lib/names.h"
+#include "payload.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char run_usage[] =
+	"Usage: loupe run [OPTIONS]\n"
+	"\n"
+	"Run the profiler daemon: watch the target services and serve metrics over HTTP.\n"
+	"\n"
+	"Options:\n"
+	"  -l, --listen ADDR:PORT     HTTP address (default 127.0.0.1:9476; [::1]:PORT for IPv6)\n"
+	"  -t, --target NAME=SEL      a service and how to find its processes; repeatable. SEL is one of\n"
+	"                               comm:REGEX     process name (/proc/PID/comm, extended regex)\n"
+	"                               cmdline:REGEX  command line, arguments joined by spaces\n"
+	"                               exe:PATH       executable path\n"
+	"                               pid:N          one process (and its children)\n"
+	"                               cgroup:PATH    processes in a cgroup v2 subtree\n"
+	"                             Default: postgres=comm:^postgres$, then api = processes whose program (argv[0],\n"
+	"                             or the script or -m module python runs) is uvicorn, gunicorn or hypercorn.\n"
+	"                             Leading comm:^name$ rules are applied in BPF at exec (from the first syscall).\n"
+	"                             Children inherit their parent's service.\n"
+	"      --tracepoints KIND     auto (default: tp_btf when the kernel supports it), tp_btf or raw_tp\n"
+	"      --bpf-stats MODE       kernel BPF run-time statistics, which add two clock reads to every BPF program\n"
+	"                             run: sampled (default: on 2 s in every 20 s), always, or off (then\n"
+	"                             loupe_bpf_program_* are not exported); --no-bpf-stats = --bpf-stats off\n"
+	"      --capture-bytes N      bytes of each socket read/write of a target captured for HTTP, WebSocket and\n"
+	"                             PostgreSQL parsing (default 256, at most 1024, plus the last 64 of longer\n"
+	"                             calls; 0 turns payload capture off)\n"
+	"      --untimed-syscalls LIST\n"
+	"                             syscalls of targets that are counted (loupe_syscall_untimed_total) but not\n"
+	"                             timed, comma-separated (default " LOUPE_DEFAULT_UNTIMED ";\n"
+	"                             none: time every syscall). Timing a call costs two clock reads and two\n"
+	"                             task-storage lookups: +0.11 us over counting it (docs/performance.md)\n"
+	"      --route-budget N       HTTP route templates per service before they collapse into _other (default\n"
+	"                             100); only routes answered 1xx, 2xx or 5xx count (others: _unmatched)\n"
+	"      --pg-usdt-query        also attach PostgreSQL's per-query USDT probes (query__start/done,\n"
+	"                             transaction__commit): backend query durations and commits. Off by default:\n"
+	"                             each hit traps into the kernel, measured at 5-7 us (3 hits per autocommit\n"
+	"                             query: +20 us on a 42 us SELECT 1, docs/postgres-usdt.md). The rare-event\n"
+	"                             probes (lock waits, deadlocks, checkpoints, aborts) are on whenever the\n"
+	"                             postgres binary has them\n"
+	"      --fingerprint-budget N SQL fingerprints per service before statements collapse into _other (default\n"
+	"                             50; the first ones seen are kept)\n"
+	"      --profile-hz N         CPU samples per second on every CPU, of target threads (default 19; 0: off)\n"
+	"      --offcpu               also measure the time target threads spend blocked (sched_switch)\n"
+	"      --profile-all          CPU profiles of every process, not only targets (others: _untargeted)\n"
+	"      --series-budget N      series allowed per metric before label sets collapse into _other (default 2000)\n"
+	"      --log-level LEVEL      debug, info, warn or error (default info); logs are JSON lines on stderr\n"
+	"  -h, --help                 show this help\n"
+	"\n"
+	"Endpoints: /metrics /healthz /readyz /status. Needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE,\n"
+	"CAP_DAC_READ_SEARCH) and a kernel with BTF. SIGINT or SIGTERM detaches everything and exits.\n";
+
+/* "futex,getpid" (or "none") -> a bitmap by syscall number: 0, or -EINVAL with err set. */
+static int parse_untimed(const char *list, uint64_t *bits, char *err, size_t errlen)
+{
+	char buf[512];
+	memset(bits, 0, sizeof(((struct loupe_options *)0)->untimed));
+	if (!strcmp(list, "none"))
+		return 0;
+	if (strlen(list) >= sizeof(buf) || !*list) {
+		snprintf(err, errlen, "expected syscall names separated by commas, or none");
+		return -EINVAL;
+	}
+	strcpy(buf, list);
+	for (char *save = NULL, *name = strtok_r(buf, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+		int nr = syscall_number(name);
+		if (nr < 0 || nr >= 64 * (int)ARRAY_SIZE(((struct loupe_options *)0)->untimed)) {
+			snprintf(err, errlen, "unknown syscall '%.64s' (x86_64 names, as in loupe_syscall_duration_seconds)",
+				 name);
+			return -EINVAL;
+		}
+		bits[nr / 64] |= 1ull << (nr % 64);
+	}
+	return 0;
+}
+
+/* A numeric option with its range: the field it sets and how it is named in errors. */
+static int parse_number_opt(const char *name, const char *arg, long lo, long hi, long *out)
+{
+	if (parse_long_in(arg, lo, hi, out)) {
+		usage_error("run", "bad --%s '%s': expected %ld..%ld", name, arg, lo, hi);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Options into opt: 0 (run), or -EINVAL after printing a usage error; *help when --help was printed. */
+static int parse_run_args(int argc, char **argv, struct loupe_options *opt, bool *help)
+{
+	static const struct option longopts[] = {
+		{"listen", required_argument, NULL, 'l'},	{"target", required_argument, NULL, 't'},
+		{"series-budget", required_argument, NULL, 'B'}, {"log-level", required_argument, NULL, 'L'},
+		{"tracepoints", required_argument, NULL, 'T'}, {"no-bpf-stats", no_argument, NULL, 'S'},
+		{"bpf-stats", required_argument, NULL, 'P'}, {"capture-bytes", required_argument, NULL, 'C'},
+		{"route-budget", required_argument, NULL, 'R'}, {"fingerprint-budget", required_argument, NULL, 'F'},
+		{"pg-usdt-query", no_argument, NULL, 'Q'}, {"profile-hz", required_argument, NULL, 'H'},
+		{"offcpu", no_argument, NULL, 'O'}, {"profile-all", no_argument, NULL, 'A'},
+		{"untimed-syscalls", required_argument, NULL, 'U'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	char err[300];
+	long n = 0;
+	int c, rc = 0;
+	opterr = 0;
+	optind = 1;
+	*help = false;
+	while (!rc && (c = getopt_long(argc, argv, ":l:t:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'l': opt->listen = optarg; break;
+		case 't':
+			if ((rc = target_rules__add(&opt->rules, optarg, err, sizeof(err))))
+				usage_error("run", "%s", err);
+			break;
+		case 'B':
+			if (!(rc = parse_number_opt("series-budget", optarg, 1, 1000000, &n)))
+				opt->series_budget = (size_t)n;
+			break;
+		case 'C':
+			if (!(rc = parse_number_opt("capture-bytes", optarg, 0, PAYLOAD_MAX_CAPTURE, &n)))
+				opt->capture_bytes = (unsigned)n;
+			break;
+		case 'R':
+			if (!(rc = parse_number_opt("route-budget", optarg, 1, 500, &n)))
+				opt->route_budget = (unsigned)n;
+			break;
+		case 'F':
+			if (!(rc = parse_number_opt("fingerprint-budget", optarg, 1, 500, &n)))
+				opt->fingerprint_budget = (unsigned)n;
+			break;
+		case 'H':
+			if (!(rc = parse_number_opt("profile-hz", optarg, 0, 1000, &n)))
+				opt->profile_hz = (unsigned)n;
+			break;
+		case 'L': rc = parse_log_level_opt("run", optarg); break;
+		case 'T': rc = parse_tracepoints_opt("run", optarg, &opt->tracepoints); break;
+		case 'S': opt->bpf_stats = BPF_STATS_OFF; break;
+		case 'Q': opt->pg_usdt_query = true; break;
+		case 'O': opt->offcpu = true; break;
+		case 'A': opt->scope = SCOPE_ALL; break;
+		case 'U':
+			if ((rc = parse_untimed(optarg, opt->untimed, err, sizeof(err))))
+				usage_error("run", "bad --untimed-syscalls '%s': %s", optarg, err);
+			opt->untimed_syscalls = optarg;
+			break;
+		case 'P':
+			if (!strcmp(optarg, "sampled"))
+				opt->bpf_stats = BPF_STATS_SAMPLED;
+			else if (!strcmp(optarg, "always"))
+				opt->bpf_stats = BPF_STATS_ALWAYS;
+			else if (!strcmp(optarg, "off"))
+				opt->bpf_stats = BPF_STATS_OFF;
+			else {
+				usage_error("run", "bad --bpf-stats '%s': expected sampled, always or off", optarg);
+				rc = -EINVAL;
+			}
+			break;
+		case 'h':
+			fputs(run_usage, stdout);
+			*help = true;
+			return 0;
+		case ':':
+			usage_error("run", "option '%s' needs a value", argv[optind - 1]);
+			rc = -EINVAL;
+			break;
+		default:
+			usage_error("run", "unknown option '%s'", argv[optind - 1]);
+			rc = -EINVAL;
+			break;
+		}
+	}
+	if (rc)
+		return rc < 0 ? rc : -EINVAL;
+	if (optind < argc) {
+		usage_error("run", "unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	if (!opt->rules.nrules && (rc = target_rules__add_defaults(&opt->rules)))
+		return rc;
+	if (!opt->untimed_syscalls) {
+		opt->untimed_syscalls = LOUPE_DEFAULT_UNTIMED;
+		parse_untimed(LOUPE_DEFAULT_UNTIMED, opt->untimed, err, sizeof(err));
+	}
+	return 0;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct loupe_options opt = loupe_default_options;
+	bool help;
+	target_rules__init(&opt.rules);
+	if (parse_run_args(argc, argv, &opt, &help) || help) {
+		target_rules__free(&opt.rules);
+		return help ? 0 : EXIT_USAGE;
+	}
+	return daemon__run(&opt, NULL); /* frees the rules */
+}
