@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # Loupe — build. `make` builds build/loupe; `make test` runs every suite on this build (scripts/run-tests.sh;
 # scripts/test.sh also installs the packages first);
 # `make V=1` shows full commands.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Profiler benchmark (issue 5, point 8). Needs root; only loopback traffic.
 #   scripts/bench-profile.sh [--quick] [--out FILE]
 # The reference API (tests/workload, private ports) under wrk (mix.lua, 10 connections, 2 threads), ABBA pairs:

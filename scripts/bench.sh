@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Loupe benchmark (docs/performance.md explains every figure). Needs root; only loopback traffic.
 #   scripts/bench.sh [--quick] [--out FILE] [--only PARTS] [--keep]
 #     --quick       fewer and shorter runs: a smoke test of the script, not figures to quote

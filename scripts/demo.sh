@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # `make demo`: start the reference workload (PostgreSQL + the FastAPI app) under light load, together with loupe,
 # so every signal shows up within a minute. Ctrl-C (or -d SECONDS) stops everything it started.
 # Usage: scripts/demo.sh [-d SECONDS] [--listen ADDR:PORT]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Install what Loupe needs from Debian 12 packages, by name. Only missing packages are installed.
 # Usage: scripts/deps.sh build|test|all
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Emit a C table of syscall names indexed by number, from the kernel UAPI header (linux-libc-dev).
 set -euo pipefail
 hdr=${1:-}

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Regenerate vmlinux/<arch>/vmlinux.h from the running kernel's BTF.
 # CO-RE relocations make one header serve every kernel, so this is only needed
 # to reach types or fields that newer kernels added.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Run Loupe's test suites and print one summary: "N passed, N failed, N skipped", with the reason of every skip.
 # Usage: scripts/run-tests.sh [unit] [fuzz] [bpf] [e2e]   (default: all four, in that order)
 # Every test program speaks TAP on stdout: "ok N - name", "not ok N - name", "ok N - name # SKIP reason".

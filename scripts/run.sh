@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Quick start: install what is missing, build, and run the daemon with the default targets
 # (api = uvicorn/gunicorn/hypercorn processes, postgres = postgres processes). Extra arguments go to `loupe run`.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # The whole test suite: install test dependencies, build, run unit, BPF and end-to-end tests.
 # Prints "N passed, N failed, N skipped"; exits non-zero on any failure. .ci/run runs exactly this.
 set -euo pipefail

@@ -1,3 +1,6 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* Kernel feature probes (src/core/probe.h): load and attach one tiny program per hook kind (bpf/probe.bpf.c) and
+ * record what worked and why not; also the privilege check every command makes first. */
 #include "core/probe.h"
 #include "lib/log.h"
 #include "probe.skel.h"

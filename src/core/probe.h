@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* What this kernel supports, probed by loading and attaching tiny programs (bpf/probe.bpf.c). */
 #ifndef LOUPE_PROBE_H
 #define LOUPE_PROBE_H

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Helpers for scripts/bench.sh: the arithmetic, parsing and reporting that are clumsy in bash.
 
     benchlib.py progstats PID           BPF programs on sys_enter/sys_exit held by PID, with run time and count

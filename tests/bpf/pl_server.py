@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """A target TCP server whose socket calls are known exactly, for tests/bpf/test_payload.py.
 
     pl_server.py PORT TAG

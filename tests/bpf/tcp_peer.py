@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """A TCP server or client with exact, reported behaviour, for tests/bpf/test_tcp.py.
 
     tcp_peer.py server PORT N TAG [--rst]     listen, accept N connections, echo every byte, close (--rst: with

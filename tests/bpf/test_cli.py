@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """The command line and the daemon's lifecycle: bad input gets one line naming the problem and a non-zero exit;
 --help and --version exit 0; SIGINT and SIGTERM detach everything and exit 0 within 2 s, leaving no BPF program
 or link behind; logs are JSON lines; `loupe check` reports what the kernel really supports.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Literal comm rules (comm:^name$) are applied in BPF at exec: such a process is a target from its first
 syscall, before userspace could read /proc. Ground truth: the first syscall after exec is the dynamic loader's
 brk(NULL); strace tells how many brk calls the program makes in all (n). R exec'd processes must add exactly

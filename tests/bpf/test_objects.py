@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Every BPF object loads and attaches on this kernel (root): the feature probes of `loupe check`
 (bpf/probe.bpf.c), and targets + syscalls (bpf/targets.bpf.c, bpf/syscalls.bpf.c) with each tracepoint flavour
 (auto, tp_btf and the raw_tp fallback forced with --tracepoints raw_tp). Checked from outside: the programs and

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Payload capture against ground truth: every captured syscall, the capture limit, iovec gathering, the kernel
 stopping capture of connections no parser wants, and the count of records lost when the ring buffer is full.
 

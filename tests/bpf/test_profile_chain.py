@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Symbolised CPU profiles against a known call chain: build/tests/chain (frame pointers) spins in
 main -> chain_alpha -> chain_beta -> chain_gamma; loupe samples it at 99 Hz and serves the continuous profile.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """`loupe profile` (standalone, no daemon) against ground truth:
   - CPU: build/tests/chain spins in main -> chain_alpha -> chain_beta -> chain_gamma: >= 90% of the samples of a
     --pid session carry that chain (folded output), and about seconds x hz samples are taken;

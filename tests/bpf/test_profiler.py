@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Profiler sampling against ground truth (groundwork of the profiling issue): a target thread that spins for a
 known time gets cpu-clock samples at the chosen rate, a target thread that sleeps a known time is counted off CPU
 for that time, and an untargeted spinner is not sampled.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Syscall latency and errors against ground truth (root): build/tests/blocker blocks 50 ms in one known
 syscall N times and fails a known syscall K times with a known errno; loupe must count exactly that, under the
 right service, and nothing for an identical untargeted process.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Target tracking (root): loupe_targets and /status count live processes per service; fork, exec and exit are
 followed; exited targets are forgotten (even before they are reaped) and their pid, when reused by another
 process, is not labelled; with no target loupe waits for one and picks it up.

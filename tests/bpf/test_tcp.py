@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """TCP lifecycle against ground truth: connections, directions, peer classes, bytes, connect errors, resets.
 
 Two target services on loopback, a server and a client (tcp_peer.py, found by a command-line tag unique to

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Untimed syscalls (--untimed-syscalls) against ground truth (root): a target makes exactly N getpid() and M
 failing futex(FUTEX_WAIT) calls (EAGAIN: the value differs), one thread, nothing else in between.
 

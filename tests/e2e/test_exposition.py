@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """End to end (root): loupe's HTTP endpoints on a real scrape while the reference workload (PostgreSQL + the
 uvicorn API) runs under known traffic, with default targets.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """End to end (root): loupe's HTTP RED metrics and WebSocket metrics for the reference API (tests/workload: uvicorn
 0.17 on h11 + websockets 10.4, one worker, a private PostgreSQL 15), against exact traffic this test sends itself.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """End to end (root): PostgreSQL internals from the USDT probes of the postgres binary (bpf/pgusdt.bpf.c) against
 ground truth this test causes in a private PostgreSQL 15 cluster (tests/workload/pg-start.sh, run as postgres):
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """End to end (root): PostgreSQL statements counted exactly on both sides of the wire, from captured payloads.
 
 The private cluster and API of the reference workload run with loupe's `own` targets (api, postgres). Ground truth

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """End to end (root): no secret that enters the reference API leaves loupe (DESIGN.md section 3).
 
 Random canary strings, new on every run and one per input channel (so a leak names its channel), are planted in

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """End to end (root): a real Prometheus (Debian's /usr/bin/prometheus) scrapes loupe every second while the
 reference workload runs under demo-load.sh (wrk read mix, WebSocket sessions, /slow, /fail and /cpu), and its
 HTTP API answers what loupe exports: the target is up with no scrape error (Prometheus 2.x asks for OpenMetrics

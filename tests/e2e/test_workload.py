@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """End to end (root): loupe finds the api and postgres services of the reference workload (tests/workload: a
 private PostgreSQL 15 cluster and the uvicorn FastAPI app with 2 workers) and its syscall histograms match what
 known traffic must have caused.

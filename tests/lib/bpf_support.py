@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Helpers shared by the BPF tests (tests/bpf/test_*.py): the blocker helper, histogram deltas, the BPF
 programs and links a process holds, and running the loupe CLI.
 

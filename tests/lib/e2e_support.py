@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Helpers for Loupe's end-to-end tests (tests/e2e, root, /usr/bin/python3).
 
 Workload(...) runs the reference workload of tests/workload (a private PostgreSQL 15 cluster and the uvicorn

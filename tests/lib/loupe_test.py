@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Shared helpers for Loupe's BPF and end-to-end tests (run with /usr/bin/python3).
 
 Tests report in TAP: t = Tap(); t.ok(cond, name, detail); t.skip(name, reason); t.done() at the end.

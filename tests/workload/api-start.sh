@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Start the reference API (app.py) with uvicorn in the background and wait for /healthz.
 #   /usr/bin/python3 -m uvicorn app:app --host 127.0.0.1 --port $LOUPE_API_PORT --workers $LOUPE_API_WORKERS
 #   pid file $LOUPE_RUN_DIR/api.pid, log $LOUPE_RUN_DIR/api.log (default run dir /tmp/loupe-workload)

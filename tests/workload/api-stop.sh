@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Stop the API started by api-start.sh: SIGTERM the uvicorn parent (it stops its workers),
 # wait up to $LOUPE_API_STOP_TIMEOUT seconds (default 10), then SIGKILL its process group.
 # Idempotent: exits 0 when nothing is running.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Loupe reference workload: a small memory + knowledge-graph API.
 
 FastAPI (0.92) served by uvicorn (0.17), backed by PostgreSQL 15 through a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # Shared helpers for the workload scripts (sourced, not executed).
 # shellcheck shell=bash
 

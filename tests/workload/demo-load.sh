@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Light, continuous, mixed load for demos (the API must be running: api-start.sh).
 #   demo-load.sh [-d SECONDS] [--rate RPS] [--ws-sessions N] [--ws-reconnect SECONDS]
 #     -d 0 (default): run until SIGINT/SIGTERM; otherwise stop after SECONDS.

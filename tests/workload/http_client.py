@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Send an exact number of HTTP requests per endpoint (ground truth for tests).
 
     http_client.py --plan 'GET /memories/1=10,GET /fail=3,GET /slow=2' [--connections N]

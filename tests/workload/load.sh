@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-2-Clause
 # HTTP load with wrk against the reference API (which must be running: api-start.sh).
 #   load.sh [-d SECONDS] [-c CONNS] [-t THREADS] [--mix | --path PATH] [--no-seed] [--timeout SECONDS]
 #     -d 10, -c 10, -t 2 by default; --mix (default) cycles through GET /memories/ID, /search,

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-2-Clause
 -- wrk script for the Loupe reference workload (used by load.sh and demo-load.sh).
 --
 --   wrk ... -s mix.lua URL -- mix  [IDS]    realistic read mix (IDS: comma-separated memory ids)

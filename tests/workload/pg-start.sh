@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Start a private PostgreSQL 15 cluster for the Loupe workload.
 #   data dir  $LOUPE_PG_DIR  (default /tmp/loupe-pg; unix socket and postgres.log live there)
 #   port      $LOUPE_PG_PORT (default 55432), listening on 127.0.0.1 only, trust auth

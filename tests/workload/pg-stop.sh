@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Stop the private PostgreSQL cluster started by pg-start.sh (pg_ctl stop -m fast).
 #   pg-stop.sh [--purge]   --purge also deletes the data directory ($LOUPE_PG_DIR)
 # Idempotent: exits 0 when the cluster is not running.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Seed the workload database directly in SQL (idempotent, deterministic).
 
 Creates the schema if missing, then tops the seed set up to --memories memories

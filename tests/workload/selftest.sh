@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-2-Clause
 # End-to-end self-test of the workload scripts (root; about 40 s).
 # Uses its own cluster, ports and run dir (so it never touches a running workload):
 #   LOUPE_PG_DIR=/tmp/loupe-pg-selftest LOUPE_PG_PORT=55433 LOUPE_API_PORT=18081

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """WebSocket client for the Loupe reference workload (python3-websockets 10.4, asyncio).
 
 Count mode (default): open M sessions to /ws at once, send K messages in each (waiting
