@@ -2,6 +2,7 @@
 /* `loupe check`: what this kernel supports and which loupe features will run. */
 #include "cli/cli.h"
 #include "core/loupe.h"
+#include "daemon/collectors.h"
 #include "lib/log.h"
 
 #include <getopt.h>

@@ -4,7 +4,7 @@
  * a terminal, and write the profile (src/collectors/profiler.c renders it) at the end. */
 #include "cli/cli.h"
 #include "collectors/profiles.h"
-#include "core/daemon.h"
+#include "daemon/daemon.h"
 #include "core/loupe.h"
 #include "lib/log.h"
 

@@ -2,7 +2,7 @@
 /* `loupe run`: the daemon's command line. Parse and check the options, then hand them to the daemon
  * (src/core/daemon.c). */
 #include "cli/cli.h"
-#include "core/daemon.h"
+#include "daemon/daemon.h"
 #include "core/loupe.h"
 #include "lib/names.h"
 #include "payload.h"

@@ -26,6 +26,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+extern const struct collector profiler_collector; /* this file's row, at its end */
+
 #define PROF_SLOTS 10   /* minutes of continuous profile kept: ?window= up to 10m */
 #define PROF_PIDS 1024  /* processes whose mappings are kept (open addressing; the oldest go first) */
 #define PROF_SESSIONS 4 /* on-demand sessions at once */

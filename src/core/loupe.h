@@ -18,7 +18,7 @@ struct loupe;
 
 enum feature_state { FEATURE_OFF, FEATURE_LOADED, FEATURE_RUNNING, FEATURE_FAILED };
 
-/* One row of the collector table (src/core/collectors.c). Order matters: targets comes first, others use its map. */
+/* One row of the collector table (src/daemon/collectors.c). Order matters: targets comes first, others use its map. */
 struct collector {
 	const char *name; /* feature name: logs, /status, loupe_feature_enabled{feature} */
 	/* Open, configure (rodata, map sizes, program variants by feature) and load. Returns 0, -errno, or
@@ -125,15 +125,7 @@ void loupe__add_object(struct loupe *L, struct bpf_object *obj);
 /* Choose the tracepoint flavour: autoload programs whose names end in "_btf" or "_raw" accordingly. */
 int loupe__select_tp_flavour(struct loupe *L, struct bpf_object *obj, const char **hook);
 
-extern const struct collector targets_collector;
-extern const struct collector syscalls_collector;
-extern const struct collector tcp_collector;
-extern const struct collector payload_collector;
-extern const struct collector pgusdt_collector;
-extern const struct collector profiler_collector;
-bool pgusdt__check(char *detail, size_t len); /* loupe check: an installed or running postgres has USDT probes */
-extern const struct collector *const collectors[];
-extern const int ncollectors;
+/* Every collector defines its row (const struct collector NAME_collector); src/daemon/collectors.h lists them. */
 
 /* The shared events-dropped family: loupe_events_dropped_total{feature,reason}. */
 struct metric_family *loupe_drops_family(struct registry *reg);

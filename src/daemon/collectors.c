@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /* The collector table: adding a signal is adding a row. */
-#include "core/loupe.h"
+#include "daemon/collectors.h"
 
 const struct collector *const collectors[] = {
 	&targets_collector, /* first: owns target_svc, which the others share */

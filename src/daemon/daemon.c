@@ -4,8 +4,9 @@
  * and pump ring buffers in one epoll loop until SIGINT/SIGTERM or a bounded session's end. */
 #include "core/bpf_stats.h"
 #include "core/core.h"
-#include "core/daemon.h"
 #include "core/loupe.h"
+#include "daemon/collectors.h"
+#include "daemon/daemon.h"
 #include "lib/log.h"
 #include "payload.h"
 #include "server/httpd.h"
