@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /* `loupe profile`: a bounded profiling session, standalone (no HTTP server): parse the options, run the daemon's
- * loop for the session (src/core/daemon.c) with only the targets and profiler features, show a progress bar on
+ * loop for the session (src/daemon/daemon.c) with only the targets and profiler features, show a progress bar on
  * a terminal, and write the profile (src/collectors/profiler.c renders it) at the end. */
 #include "cli/cli.h"
 #include "collectors/profiles.h"

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /* `loupe run`: the daemon's command line. Parse and check the options, then hand them to the daemon
- * (src/core/daemon.c). */
+ * (src/daemon/daemon.c). */
 #include "cli/cli.h"
 #include "daemon/daemon.h"
 #include "core/loupe.h"

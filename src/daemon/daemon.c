@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: BSD-2-Clause
-/* The daemon's life (src/core/daemon.h): check privileges and the kernel, bind the listen socket, open and attach
+/* The daemon's life (src/daemon/daemon.h): check privileges and the kernel, bind the listen socket, open and attach
  * every collector of the table (a feature that cannot load is reported and the rest keep running), serve HTTP,
  * and pump ring buffers in one epoll loop until SIGINT/SIGTERM or a bounded session's end. */
 #include "core/bpf_stats.h"
