@@ -1,5 +1,7 @@
-/* SVG flame graphs: the profile's stacks merged into a tree (children found through a hash of (parent, name)),
- * siblings sorted by name, laid out by cumulative value, then written as SVG with an embedded script. */
+// SPDX-License-Identifier: BSD-2-Clause
+/* SVG flame graphs: the profile's stacks merged into a tree (children found through an id index of
+ * (parent, name, kind)), siblings sorted by name, laid out by cumulative value, then written as SVG with an
+ * embedded script. */
 #include "profile/flamegraph.h"
 
 #include <errno.h>
@@ -8,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lib/hash.h"
 
 #define PAD 10		/* px left and right of the frames */
 #define TOP 60		/* px above the frames: title, subtitle, buttons */
@@ -32,11 +36,12 @@ struct node {
 struct tree {
 	struct node *node;
 	size_t n, cap;
-	uint32_t *slot;		/* hash index of (parent, name, kind): node index + 1, 0 empty */
-	size_t slot_cap;
+	struct id_index idx;	/* non-root nodes by (parent, name, kind) */
 	uint32_t *order;	/* non-root nodes sorted by (parent, name): siblings are contiguous */
 };
 
+/* The second half of MurmurHash3's 64-bit finaliser: spreads a pointer's or an FNV-1a hash's bits over the low
+ * ones an index (or a colour) reads. Colours depend on it: changing it recolours every flame graph. */
 static uint64_t mix(uint64_t h)
 {
 	h ^= h >> 33;
@@ -45,40 +50,41 @@ static uint64_t mix(uint64_t h)
 	return h;
 }
 
+/* Names are interned in the profile, so the pointer stands for the name: cheaper to hash than its text. */
 static uint64_t node_hash(uint32_t parent, const char *name, enum node_kind kind)
 {
 	return mix((uint64_t)(uintptr_t)name ^ mix(((uint64_t)parent << 2) | kind));
 }
 
-static int tree_rehash(struct tree *t, size_t cap)
+static uint64_t node_hash_of(const void *ctx, uint32_t id)
 {
-	uint32_t *slot = calloc(cap, sizeof(*slot));
-	if (!slot)
-		return -ENOMEM;
-	for (size_t i = 1; i < t->n; i++) {
-		const struct node *nd = &t->node[i];
-		size_t j = node_hash(nd->parent, nd->name, nd->kind) & (cap - 1);
-		while (slot[j])
-			j = (j + 1) & (cap - 1);
-		slot[j] = (uint32_t)i + 1;
-	}
-	free(t->slot);
-	t->slot = slot;
-	t->slot_cap = cap;
-	return 0;
+	const struct node *nd = &((const struct tree *)ctx)->node[id];
+	return node_hash(nd->parent, nd->name, nd->kind);
+}
+
+struct node_key {
+	const struct tree *t;
+	uint32_t parent;
+	const char *name;
+	enum node_kind kind;
+};
+
+static bool node_eq(const void *ctx, uint32_t id)
+{
+	const struct node_key *k = ctx;
+	const struct node *nd = &k->t->node[id];
+	return nd->parent == k->parent && nd->name == k->name && nd->kind == k->kind;
 }
 
 /* The child of parent named name, created when new; -ENOMEM. */
 static int64_t tree_child(struct tree *t, uint32_t parent, const char *name, enum node_kind kind)
 {
-	if ((t->n + 1) * 2 > t->slot_cap && tree_rehash(t, t->slot_cap ? t->slot_cap * 2 : 256))
+	uint64_t h = node_hash(parent, name, kind);
+	int64_t found = id_index__find(&t->idx, h, node_eq, &(struct node_key){ t, parent, name, kind });
+	if (found >= 0)
+		return found;
+	if (id_index__reserve(&t->idx, t->n + 1, node_hash_of, t))
 		return -ENOMEM;
-	size_t j = node_hash(parent, name, kind) & (t->slot_cap - 1);
-	for (; t->slot[j]; j = (j + 1) & (t->slot_cap - 1)) {
-		const struct node *nd = &t->node[t->slot[j] - 1];
-		if (nd->parent == parent && nd->name == name && nd->kind == kind)
-			return t->slot[j] - 1;
-	}
 	if (t->n == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 256;
 		struct node *p = realloc(t->node, cap * sizeof(*p));
@@ -90,14 +96,14 @@ static int64_t tree_child(struct tree *t, uint32_t parent, const char *name, enu
 	t->node[t->n] = (struct node){
 		.name = name, .kind = kind, .parent = parent, .depth = t->node[parent].depth + 1,
 	};
-	t->slot[j] = (uint32_t)t->n + 1;
+	id_index__insert(&t->idx, h, (uint32_t)t->n);
 	return (int64_t)t->n++;
 }
 
 static void tree_free(struct tree *t)
 {
 	free(t->node);
-	free(t->slot);
+	id_index__free(&t->idx);
 	free(t->order);
 }
 
@@ -116,6 +122,59 @@ static const char *node_label(const struct node *nd)
 	return *nd->name ? nd->name : PROFILE_UNKNOWN;
 }
 
+/* Add the value val of sample s along its path from the root (service and thread first when flags ask). */
+static int tree_add(struct tree *t, const struct profile *p, const struct profile_sample *s, uint64_t val,
+		    unsigned int flags)
+{
+	int64_t cur = 0;
+	t->node[0].value += val;
+	if (flags & PROFILE_FOLD_SERVICE) {
+		if ((cur = tree_child(t, (uint32_t)cur, s->service, NODE_SERVICE)) < 0)
+			return -ENOMEM;
+		t->node[cur].value += val;
+	}
+	if (flags & PROFILE_FOLD_THREAD) {
+		if ((cur = tree_child(t, (uint32_t)cur, s->thread, NODE_THREAD)) < 0)
+			return -ENOMEM;
+		t->node[cur].value += val;
+	}
+	for (uint32_t d = s->depth; d-- > 0;) {	/* root first */
+		const char *name = profile__frame_name(p, s->frames[d]);
+		if ((cur = tree_child(t, (uint32_t)cur, name, NODE_FRAME)) < 0)
+			return -ENOMEM;
+		t->node[cur].value += val;
+	}
+	return 0;
+}
+
+/* Siblings sorted by name into t->order, each node's children located in it, and every node's offset: the value
+ * left of it. */
+static int tree_layout(struct tree *t)
+{
+	t->order = calloc(t->n, sizeof(*t->order));
+	if (!t->order)
+		return -ENOMEM;
+	for (size_t i = 1; i < t->n; i++)
+		t->order[i - 1] = (uint32_t)i;
+	qsort_r(t->order, t->n - 1, sizeof(*t->order), sibling_cmp, t->node);
+	for (size_t i = t->n - 1; i-- > 0;) {	/* backwards: child ends on the first sibling */
+		struct node *parent = &t->node[t->node[t->order[i]].parent];
+		parent->child = (uint32_t)i;
+		parent->nchild++;
+	}
+	/* Parents come before their children in index order (a child is created after its parent). */
+	for (size_t i = 0; i < t->n; i++) {
+		const struct node *nd = &t->node[i];
+		uint64_t off = nd->off;
+		for (uint32_t c = 0; c < nd->nchild; c++) {
+			struct node *ch = &t->node[t->order[nd->child + c]];
+			ch->off = off;
+			off += ch->value;
+		}
+	}
+	return 0;
+}
+
 static int tree_build(struct tree *t, const struct profile *p, enum profile_value v, unsigned int flags)
 {
 	t->cap = 256;
@@ -130,50 +189,10 @@ static int tree_build(struct tree *t, const struct profile *p, enum profile_valu
 		struct profile_sample s;
 		profile__sample(p, i, &s);
 		uint64_t val = profile__sample_value(p, &s, v);
-		if (!val)
-			continue;
-		int64_t cur = 0;
-		t->node[0].value += val;
-		if (flags & PROFILE_FOLD_SERVICE) {
-			if ((cur = tree_child(t, (uint32_t)cur, s.service, NODE_SERVICE)) < 0)
-				return -ENOMEM;
-			t->node[cur].value += val;
-		}
-		if (flags & PROFILE_FOLD_THREAD) {
-			if ((cur = tree_child(t, (uint32_t)cur, s.thread, NODE_THREAD)) < 0)
-				return -ENOMEM;
-			t->node[cur].value += val;
-		}
-		for (uint32_t d = s.depth; d-- > 0;) {	/* root first */
-			const char *name = profile__frame_name(p, s.frames[d]);
-			if ((cur = tree_child(t, (uint32_t)cur, name, NODE_FRAME)) < 0)
-				return -ENOMEM;
-			t->node[cur].value += val;
-		}
+		if (val && tree_add(t, p, &s, val, flags))
+			return -ENOMEM;
 	}
-
-	t->order = calloc(t->n, sizeof(*t->order));
-	if (!t->order)
-		return -ENOMEM;
-	for (size_t i = 1; i < t->n; i++)
-		t->order[i - 1] = (uint32_t)i;
-	qsort_r(t->order, t->n - 1, sizeof(*t->order), sibling_cmp, t->node);
-	for (size_t i = t->n - 1; i-- > 0;) {	/* backwards: child ends on the first sibling */
-		struct node *parent = &t->node[t->node[t->order[i]].parent];
-		parent->child = (uint32_t)i;
-		parent->nchild++;
-	}
-	/* Offsets: parents come before their children in index order (a child is created after its parent). */
-	for (size_t i = 0; i < t->n; i++) {
-		const struct node *nd = &t->node[i];
-		uint64_t off = nd->off;
-		for (uint32_t c = 0; c < nd->nchild; c++) {
-			struct node *ch = &t->node[t->order[nd->child + c]];
-			ch->off = off;
-			off += ch->value;
-		}
-	}
-	return 0;
+	return tree_layout(t);
 }
 
 /* Hundredths of a pixel from the left edge of the frame area to value offset off. Monotonic in off, so a
@@ -278,16 +297,17 @@ static void fmt_count(char *dst, size_t n, uint64_t v)
 
 static void fmt_ns(char *dst, size_t n, uint64_t ns)
 {
-	if (ns < 1000)
+	const uint64_t ns_per_min = 60 * NSEC_PER_SEC;
+	if (ns < NSEC_PER_USEC)
 		snprintf(dst, n, "%llu ns", (unsigned long long)ns);
-	else if (ns < 1000000)
-		snprintf(dst, n, "%.3g us", ns / 1e3);
-	else if (ns < 1000000000)
-		snprintf(dst, n, "%.3g ms", ns / 1e6);
-	else if (ns < 60000000000ull)
-		snprintf(dst, n, "%.3g s", ns / 1e9);
+	else if (ns < NSEC_PER_MSEC)
+		snprintf(dst, n, "%.3g us", (double)ns / (double)NSEC_PER_USEC);
+	else if (ns < NSEC_PER_SEC)
+		snprintf(dst, n, "%.3g ms", (double)ns / (double)NSEC_PER_MSEC);
+	else if (ns < ns_per_min)
+		snprintf(dst, n, "%.3g s", ns_to_seconds(ns));
 	else
-		snprintf(dst, n, "%.1f min", ns / 6e10);
+		snprintf(dst, n, "%.1f min", (double)ns / (double)ns_per_min);
 }
 
 /* "1,234 samples" or "12.3 ms". */
@@ -309,12 +329,7 @@ static void colour(const struct node *nd, enum profile_kind kind, int rgb[3])
 		memcpy(rgb, grey[nd->kind], sizeof(grey[0]));
 		return;
 	}
-	uint64_t h = 0xcbf29ce484222325ull;	/* FNV-1a of the name: a function keeps its colour */
-	for (const unsigned char *s = (const unsigned char *)nd->name; *s; s++) {
-		h ^= *s;
-		h *= 0x100000001b3ull;
-	}
-	h = mix(h);
+	uint64_t h = mix(fnv1a_str(nd->name));	/* of the name's text: a function keeps its colour across graphs */
 	unsigned a = h & 0xff, b = (h >> 8) & 0xff, c = (h >> 16) & 0xff;
 	if (kind == PROFILE_CPU) {	/* reds, oranges, yellows */
 		rgb[0] = 205 + (int)(a % 50);
@@ -504,6 +519,44 @@ static void default_subtitle(struct buf *b, const struct profile *p, const struc
 			    (unsigned long long)profile__dropped(p));
 }
 
+/* The document up to the frames: the root element, style, viewer script, background, title and subtitle, the
+ * buttons and the lines the script writes to. */
+static void svg_head(const struct render *r, unsigned int width, const char *title, const char *subtitle)
+{
+	struct buf *out = r->out;
+	buf__printf(out,
+		    "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?>\n"
+		    "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%u\" height=\"%d\" "
+		    "viewBox=\"0 0 %u %d\" onload=\"init(evt)\">\n",
+		    width, r->height, width, r->height);
+	buf__printf(out,
+		    "<style>\n"
+		    "text { font-family: monospace; font-size: %dpx; fill: #000; }\n"
+		    "#frames g { cursor: pointer; }\n"
+		    "#frames g:hover rect { stroke: #000; stroke-width: 0.5; }\n"
+		    "#frames text { pointer-events: none; }\n"
+		    "#title { font-size: 17px; }\n"
+		    ".btn { cursor: pointer; fill: #336; text-decoration: underline; }\n"
+		    "</style>\n",
+		    FONT_SIZE);
+	buf__puts(out, "<script type=\"text/ecmascript\"><![CDATA[\n");
+	buf__puts(out, script);
+	buf__puts(out, "]]></script>\n");
+	buf__printf(out, "<rect x=\"0\" y=\"0\" width=\"%u\" height=\"%d\" fill=\"#f8f8f8\"/>\n", width, r->height);
+	buf__printf(out, "<text id=\"title\" x=\"%u\" y=\"22\" text-anchor=\"middle\">", width / 2);
+	xml_escape(out, title);
+	buf__printf(out, "</text>\n<text id=\"subtitle\" x=\"%u\" y=\"40\" text-anchor=\"middle\">", width / 2);
+	xml_escape(out, subtitle);
+	buf__puts(out, "</text>\n");
+	buf__printf(out, "<text id=\"reset\" class=\"btn\" x=\"%d\" y=\"22\" style=\"display:none\">", PAD);
+	buf__puts(out, "Reset zoom</text>\n");
+	buf__printf(out, "<text id=\"search\" class=\"btn\" x=\"%u\" y=\"22\" text-anchor=\"end\">Search</text>\n",
+		    width - PAD);
+	buf__printf(out, "<text id=\"matched\" x=\"%u\" y=\"%d\" text-anchor=\"end\"> </text>\n", width - PAD,
+		    r->height - 10);
+	buf__printf(out, "<text id=\"details\" x=\"%d\" y=\"%d\"> </text>\n", PAD, r->height - 10);
+}
+
 int flamegraph_svg(const struct profile *p, const struct flamegraph_opts *opts, struct buf *out)
 {
 	static const struct flamegraph_opts defaults;
@@ -539,37 +592,7 @@ int flamegraph_svg(const struct profile *p, const struct flamegraph_opts *opts, 
 		goto out;
 	}
 
-	buf__printf(out,
-		    "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?>\n"
-		    "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%u\" height=\"%d\" "
-		    "viewBox=\"0 0 %u %d\" onload=\"init(evt)\">\n",
-		    width, r.height, width, r.height);
-	buf__printf(out,
-		    "<style>\n"
-		    "text { font-family: monospace; font-size: %dpx; fill: #000; }\n"
-		    "#frames g { cursor: pointer; }\n"
-		    "#frames g:hover rect { stroke: #000; stroke-width: 0.5; }\n"
-		    "#frames text { pointer-events: none; }\n"
-		    "#title { font-size: 17px; }\n"
-		    ".btn { cursor: pointer; fill: #336; text-decoration: underline; }\n"
-		    "</style>\n",
-		    FONT_SIZE);
-	buf__puts(out, "<script type=\"text/ecmascript\"><![CDATA[\n");
-	buf__puts(out, script);
-	buf__puts(out, "]]></script>\n");
-	buf__printf(out, "<rect x=\"0\" y=\"0\" width=\"%u\" height=\"%d\" fill=\"#f8f8f8\"/>\n", width, r.height);
-	buf__printf(out, "<text id=\"title\" x=\"%u\" y=\"22\" text-anchor=\"middle\">", width / 2);
-	xml_escape(out, o->title ? o->title : r.kind == PROFILE_CPU ? "CPU profile" : "Off-CPU profile");
-	buf__printf(out, "</text>\n<text id=\"subtitle\" x=\"%u\" y=\"40\" text-anchor=\"middle\">", width / 2);
-	xml_escape(out, sub.p);
-	buf__puts(out, "</text>\n");
-	buf__printf(out, "<text id=\"reset\" class=\"btn\" x=\"%d\" y=\"22\" style=\"display:none\">", PAD);
-	buf__puts(out, "Reset zoom</text>\n");
-	buf__printf(out, "<text id=\"search\" class=\"btn\" x=\"%u\" y=\"22\" text-anchor=\"end\">Search</text>\n",
-		    width - PAD);
-	buf__printf(out, "<text id=\"matched\" x=\"%u\" y=\"%d\" text-anchor=\"end\"> </text>\n", width - PAD,
-		    r.height - 10);
-	buf__printf(out, "<text id=\"details\" x=\"%d\" y=\"%d\"> </text>\n", PAD, r.height - 10);
+	svg_head(&r, width, o->title ? o->title : r.kind == PROFILE_CPU ? "CPU profile" : "Off-CPU profile", sub.p);
 	if (!r.total)
 		buf__printf(out, "<text x=\"%u\" y=\"%d\" text-anchor=\"middle\">no samples</text>\n", width / 2,
 			    TOP + FLAMEGRAPH_FRAME_HEIGHT - 4);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* SVG flame graphs rendered by loupe from a profile (profile.h): one self-contained file that any browser opens,
  * with no external resource (no fonts, scripts or styles fetched).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* pprof output: a profile (profile.h) encoded as perftools.profiles.Profile (proto/profile.proto, packed by
  * protobuf-c) and gzip-compressed, as `go tool pprof`, Pyroscope and Parca read it and as Go's net/http/pprof
  * serves it.

@@ -1,5 +1,6 @@
-/* The profile store: interned strings, frames and stacks in open-addressing hash tables, so adding a sample of a
- * known stack allocates nothing. */
+// SPDX-License-Identifier: BSD-2-Clause
+/* The profile store: interned strings, frames and stacks, each an array found through an id index
+ * (lib/hash.h), so adding a sample of a known stack allocates nothing. */
 #include "profile/profile.h"
 
 #include <errno.h>
@@ -7,11 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* An open-addressing index of ids: slot values are id + 1, 0 is empty. Callers hash and compare. */
-struct index {
-	uint32_t *slot;
-	size_t cap;	/* a power of two, or 0 */
-};
+#include "lib/hash.h"
 
 struct frame {
 	uint32_t name;		/* string id */
@@ -35,31 +32,18 @@ struct profile {
 
 	char **str;		/* string id -> text; id 0 is "" */
 	size_t nstr, str_cap;
-	struct index str_idx;
+	struct id_index str_idx;
 
 	struct frame *frame;
 	size_t nframe, frame_cap;
-	struct index frame_idx;	/* keyed by name string id */
+	struct id_index frame_idx;	/* keyed by name string id */
 
 	struct stack *stack;
 	size_t nstack, stack_cap;
-	struct index stack_idx;
+	struct id_index stack_idx;
 	uint32_t *pool;
 	size_t npool, pool_cap;
 };
-
-/* FNV-1a, 64 bits. */
-static uint64_t fnv(uint64_t h, const void *data, size_t n)
-{
-	const unsigned char *p = data;
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
-#define FNV_SEED 0xcbf29ce484222325ull
 
 /* arr (of elem-sized items, *cap of them) grown to hold at least need (need >= 1): arr itself when it does,
  * the reallocated array, or NULL when out of memory (arr is then untouched). */
@@ -86,146 +70,130 @@ static void *grow(void *arr, size_t *cap, size_t need, size_t elem)
 	})
 
 
-/* Rebuild idx with room for at least n entries at a load factor of at most 1/2; hash_of(ctx, id) rehashes. */
-static int index_reserve(struct index *idx, size_t n, uint64_t (*hash_of)(const struct profile *, uint32_t),
-			 const struct profile *p)
+static uint64_t str_hash_of(const void *ctx, uint32_t id)
 {
-	if (n * 2 <= idx->cap)
-		return 0;
-	size_t cap = idx->cap ? idx->cap * 2 : 64;
-	while (cap < n * 2)
-		cap *= 2;
-	uint32_t *slot = calloc(cap, sizeof(*slot));
-	if (!slot)
-		return -ENOMEM;
-	for (size_t i = 0; i < idx->cap; i++) {
-		uint32_t v = idx->slot[i];
-		if (!v)
-			continue;
-		size_t j = hash_of(p, v - 1) & (cap - 1);
-		while (slot[j])
-			j = (j + 1) & (cap - 1);
-		slot[j] = v;
-	}
-	free(idx->slot);
-	idx->slot = slot;
-	idx->cap = cap;
-	return 0;
+	const struct profile *p = ctx;
+	return fnv1a_str(p->str[id]);
 }
 
-static uint64_t str_hash(const char *s)
-{
-	return fnv(FNV_SEED, s, strlen(s));
-}
+struct str_key {
+	const struct profile *p;
+	const char *s;
+};
 
-static uint64_t str_hash_of(const struct profile *p, uint32_t id)
+static bool str_eq(const void *ctx, uint32_t id)
 {
-	return str_hash(p->str[id]);
+	const struct str_key *k = ctx;
+	return !strcmp(k->p->str[id], k->s);
 }
 
 /* The id of string s, interning it when new; -ENOMEM. */
 static int64_t intern(struct profile *p, const char *s)
 {
-	uint64_t h = str_hash(s);
-	if (p->str_idx.cap) {
-		for (size_t j = h & (p->str_idx.cap - 1);; j = (j + 1) & (p->str_idx.cap - 1)) {
-			uint32_t v = p->str_idx.slot[j];
-			if (!v)
-				break;
-			if (!strcmp(p->str[v - 1], s))
-				return v - 1;
-		}
-	}
-	if (index_reserve(&p->str_idx, p->nstr + 1, str_hash_of, p) ||
-	    !GROW(p->str, p->str_cap, p->nstr + 1))
+	uint64_t h = fnv1a_str(s);
+	int64_t found = id_index__find(&p->str_idx, h, str_eq, &(struct str_key){ p, s });
+	if (found >= 0)
+		return found;
+	if (id_index__reserve(&p->str_idx, p->nstr + 1, str_hash_of, p) || !GROW(p->str, p->str_cap, p->nstr + 1))
 		return -ENOMEM;
 	char *copy = strdup(s);
 	if (!copy)
 		return -ENOMEM;
 	uint32_t id = (uint32_t)p->nstr++;
 	p->str[id] = copy;
-	size_t j = h & (p->str_idx.cap - 1);
-	while (p->str_idx.slot[j])
-		j = (j + 1) & (p->str_idx.cap - 1);
-	p->str_idx.slot[j] = id + 1;
+	id_index__insert(&p->str_idx, h, id);
 	return id;
 }
 
 static uint64_t u32_hash(uint32_t v)
 {
-	return fnv(FNV_SEED, &v, sizeof(v));
+	return fnv1a(FNV1A_SEED, &v, sizeof(v));
 }
 
-static uint64_t frame_hash_of(const struct profile *p, uint32_t id)
+static uint64_t frame_hash_of(const void *ctx, uint32_t id)
 {
+	const struct profile *p = ctx;
 	return u32_hash(p->frame[id].name);
+}
+
+struct frame_key {
+	const struct profile *p;
+	uint32_t name;
+};
+
+static bool frame_eq(const void *ctx, uint32_t id)
+{
+	const struct frame_key *k = ctx;
+	return k->p->frame[id].name == k->name;
 }
 
 /* The frame id of the function named by string id name; module (string id, 0 unknown) fills in an unknown one. */
 static int64_t frame_id(struct profile *p, uint32_t name, uint32_t module)
 {
 	uint64_t h = u32_hash(name);
-	if (p->frame_idx.cap) {
-		for (size_t j = h & (p->frame_idx.cap - 1);; j = (j + 1) & (p->frame_idx.cap - 1)) {
-			uint32_t v = p->frame_idx.slot[j];
-			if (!v)
-				break;
-			struct frame *f = &p->frame[v - 1];
-			if (f->name == name) {
-				if (!f->module)
-					f->module = module;
-				return v - 1;
-			}
-		}
+	int64_t found = id_index__find(&p->frame_idx, h, frame_eq, &(struct frame_key){ p, name });
+	if (found >= 0) {
+		struct frame *f = &p->frame[found];
+		if (!f->module)
+			f->module = module;
+		return found;
 	}
-	if (index_reserve(&p->frame_idx, p->nframe + 1, frame_hash_of, p) ||
+	if (id_index__reserve(&p->frame_idx, p->nframe + 1, frame_hash_of, p) ||
 	    !GROW(p->frame, p->frame_cap, p->nframe + 1))
 		return -ENOMEM;
 	uint32_t id = (uint32_t)p->nframe++;
 	p->frame[id] = (struct frame){ .name = name, .module = module };
-	size_t j = h & (p->frame_idx.cap - 1);
-	while (p->frame_idx.slot[j])
-		j = (j + 1) & (p->frame_idx.cap - 1);
-	p->frame_idx.slot[j] = id + 1;
+	id_index__insert(&p->frame_idx, h, id);
 	return id;
 }
 
 static uint64_t stack_key_hash(uint32_t service, uint32_t thread, const uint32_t *frames, uint32_t depth)
 {
-	uint64_t h = fnv(FNV_SEED, &service, sizeof(service));
-	h = fnv(h, &thread, sizeof(thread));
-	h = fnv(h, &depth, sizeof(depth));
-	return fnv(h, frames, depth * sizeof(*frames));
+	uint64_t h = fnv1a(FNV1A_SEED, &service, sizeof(service));
+	h = fnv1a(h, &thread, sizeof(thread));
+	h = fnv1a(h, &depth, sizeof(depth));
+	return fnv1a(h, frames, depth * sizeof(*frames));
 }
 
-static uint64_t stack_hash_of(const struct profile *p, uint32_t id)
+static uint64_t stack_hash_of(const void *ctx, uint32_t id)
 {
+	const struct profile *p = ctx;
 	return p->stack[id].hash;
 }
 
-/* Add values to the stack (service, thread, frames), creating it when new unless the limit is reached:
- * returns 1 then (the caller folds the sample into [other]), 0 when added, or -ENOMEM. */
+struct stack_key {
+	const struct profile *p;
+	uint64_t hash;
+	uint32_t service, thread, depth;
+	const uint32_t *frames;
+};
+
+static bool stack_eq(const void *ctx, uint32_t id)
+{
+	const struct stack_key *k = ctx;
+	const struct stack *s = &k->p->stack[id];
+	return s->hash == k->hash && s->service == k->service && s->thread == k->thread && s->depth == k->depth &&
+	       !memcmp(k->p->pool + s->off, k->frames, k->depth * sizeof(*k->frames));
+}
+
+/* Add values to the stack (service, thread, frames), creating it when new unless the limit is reached (and force
+ * is false): returns 1 then (the caller folds the sample into [other]), 0 when added, or -ENOMEM. */
 static int stack_add(struct profile *p, uint32_t service, uint32_t thread, const uint32_t *frames, uint32_t depth,
 		     uint64_t count, uint64_t ns, bool force)
 {
-	uint64_t h = stack_key_hash(service, thread, frames, depth);
-	if (p->stack_idx.cap) {
-		for (size_t j = h & (p->stack_idx.cap - 1);; j = (j + 1) & (p->stack_idx.cap - 1)) {
-			uint32_t v = p->stack_idx.slot[j];
-			if (!v)
-				break;
-			struct stack *s = &p->stack[v - 1];
-			if (s->hash == h && s->service == service && s->thread == thread && s->depth == depth &&
-			    !memcmp(p->pool + s->off, frames, depth * sizeof(*frames))) {
-				s->count += count;
-				s->ns += ns;
-				return 0;
-			}
-		}
+	struct stack_key key = {
+		.p = p, .hash = stack_key_hash(service, thread, frames, depth),
+		.service = service, .thread = thread, .depth = depth, .frames = frames,
+	};
+	int64_t found = id_index__find(&p->stack_idx, key.hash, stack_eq, &key);
+	if (found >= 0) {
+		p->stack[found].count += count;
+		p->stack[found].ns += ns;
+		return 0;
 	}
 	if (p->nstack >= p->max_stacks && !force)
 		return 1;
-	if (index_reserve(&p->stack_idx, p->nstack + 1, stack_hash_of, p) ||
+	if (id_index__reserve(&p->stack_idx, p->nstack + 1, stack_hash_of, p) ||
 	    !GROW(p->stack, p->stack_cap, p->nstack + 1) ||
 	    !GROW(p->pool, p->pool_cap, p->npool + depth))
 		return -ENOMEM;
@@ -233,13 +201,10 @@ static int stack_add(struct profile *p, uint32_t service, uint32_t thread, const
 	memcpy(p->pool + p->npool, frames, depth * sizeof(*frames));
 	p->stack[id] = (struct stack){
 		.service = service, .thread = thread, .depth = depth, .off = p->npool,
-		.count = count, .ns = ns, .hash = h,
+		.count = count, .ns = ns, .hash = key.hash,
 	};
 	p->npool += depth;
-	size_t j = h & (p->stack_idx.cap - 1);
-	while (p->stack_idx.slot[j])
-		j = (j + 1) & (p->stack_idx.cap - 1);
-	p->stack_idx.slot[j] = id + 1;
+	id_index__insert(&p->stack_idx, key.hash, id);
 	return 0;
 }
 
@@ -267,64 +232,79 @@ void profile__free(struct profile *p)
 	for (size_t i = 0; i < p->nstr; i++)
 		free(p->str[i]);
 	free(p->str);
-	free(p->str_idx.slot);
+	id_index__free(&p->str_idx);
 	free(p->frame);
-	free(p->frame_idx.slot);
+	id_index__free(&p->frame_idx);
 	free(p->stack);
-	free(p->stack_idx.slot);
+	id_index__free(&p->stack_idx);
 	free(p->pool);
 	free(p);
 }
 
-static int64_t intern_or_unknown(struct profile *p, const char *s)
+/* The frame id of the function name (NULL or empty: PROFILE_UNKNOWN) in module (NULL: unknown); -ENOMEM. */
+static int64_t frame_of(struct profile *p, const char *name, const char *module)
 {
-	return intern(p, s && *s ? s : PROFILE_UNKNOWN);
+	int64_t name_id = intern(p, name && *name ? name : PROFILE_UNKNOWN);
+	int64_t module_id = intern(p, module ? module : "");
+	if (name_id < 0 || module_id < 0)
+		return -ENOMEM;
+	return frame_id(p, (uint32_t)name_id, (uint32_t)module_id);
+}
+
+/* Frame ids of frames[0..n) into ids, at most PROFILE_MAX_DEPTH of them, and a stack with no frame as the one
+ * frame PROFILE_UNKNOWN: the depth (>= 1), or -ENOMEM. */
+static int64_t frame_ids(struct profile *p, const struct profile_frame *frames, size_t n, uint32_t *ids)
+{
+	if (n > PROFILE_MAX_DEPTH)
+		n = PROFILE_MAX_DEPTH;	/* leaf first: the outermost callers go */
+	for (size_t i = 0; i < n; i++) {
+		int64_t f = frame_of(p, frames[i].name, frames[i].module);
+		if (f < 0)
+			return f;
+		ids[i] = (uint32_t)f;
+	}
+	if (n)
+		return (int64_t)n;
+	int64_t f = frame_of(p, PROFILE_UNKNOWN, NULL);
+	if (f < 0)
+		return f;
+	ids[0] = (uint32_t)f;
+	return 1;
+}
+
+/* A sample of a new stack past the stack limit: counted in its service's [other] stack, which is created even
+ * past the limit (one per service), so totals stay exact. */
+static int add_other(struct profile *p, uint32_t service, uint64_t count, uint64_t ns)
+{
+	int64_t other = intern(p, PROFILE_OTHER);
+	int64_t f = other < 0 ? other : frame_id(p, (uint32_t)other, 0);
+	if (f < 0)
+		return -ENOMEM;
+	uint32_t id = (uint32_t)f;
+	int err = stack_add(p, service, (uint32_t)other, &id, 1, count, ns, true);
+	if (!err)
+		p->dropped += count;
+	return err;
 }
 
 int profile__add(struct profile *p, const char *service, const char *thread, const struct profile_frame *frames,
 		 size_t n, uint64_t count, uint64_t ns)
 {
+	uint32_t ids[PROFILE_MAX_DEPTH];
+
 	if (!p || (!frames && n))
 		return -EINVAL;
-	uint32_t ids[PROFILE_MAX_DEPTH];
-	uint32_t depth = 0;
 	int64_t svc = intern(p, service ? service : "");
 	int64_t thr = intern(p, thread ? thread : "");
 	if (svc < 0 || thr < 0)
 		return -ENOMEM;
-	if (n > PROFILE_MAX_DEPTH)
-		n = PROFILE_MAX_DEPTH;	/* leaf first: the outermost callers go */
-	for (size_t i = 0; i < n; i++) {
-		int64_t name = intern_or_unknown(p, frames[i].name);
-		int64_t mod = intern(p, frames[i].module ? frames[i].module : "");
-		if (name < 0 || mod < 0)
-			return -ENOMEM;
-		int64_t f = frame_id(p, (uint32_t)name, (uint32_t)mod);
-		if (f < 0)
-			return -ENOMEM;
-		ids[depth++] = (uint32_t)f;
-	}
-	if (!depth) {
-		int64_t name = intern(p, PROFILE_UNKNOWN);
-		int64_t f = name < 0 ? name : frame_id(p, (uint32_t)name, 0);
-		if (f < 0)
-			return -ENOMEM;
-		ids[depth++] = (uint32_t)f;
-	}
-	int rc = stack_add(p, (uint32_t)svc, (uint32_t)thr, ids, depth, count, ns, false);
+	int64_t depth = frame_ids(p, frames, n, ids);
+	if (depth < 0)
+		return -ENOMEM;
+	int rc = stack_add(p, (uint32_t)svc, (uint32_t)thr, ids, (uint32_t)depth, count, ns, false);
 	if (rc <= 0)
 		return rc;
-
-	/* Past the stack limit: the service's [other] stack, created even past the limit (one per service). */
-	int64_t other = intern(p, PROFILE_OTHER);
-	int64_t f = other < 0 ? other : frame_id(p, (uint32_t)other, 0);
-	if (f < 0)
-		return -ENOMEM;
-	ids[0] = (uint32_t)f;
-	rc = stack_add(p, (uint32_t)svc, (uint32_t)other, ids, 1, count, ns, true);
-	if (!rc)
-		p->dropped += count;
-	return rc;
+	return add_other(p, (uint32_t)svc, count, ns);
 }
 
 int profile__merge(struct profile *dst, const struct profile *src, const char *service)
@@ -378,7 +358,7 @@ unsigned int profile__hz(const struct profile *p)
 
 uint64_t profile__period_ns(const struct profile *p)
 {
-	return p->kind == PROFILE_CPU ? 1000000000ull / p->hz : 1;
+	return p->kind == PROFILE_CPU ? NSEC_PER_SEC / p->hz : 1;
 }
 
 uint64_t profile__start_ns(const struct profile *p)
@@ -477,6 +457,40 @@ static int folded_cmp(const void *a, const void *b, void *text)
 	return strcmp((const char *)text + x->off, (const char *)text + y->off);
 }
 
+/* Append stack s as a folded line (root first, without its value) and its NUL to text. */
+static void folded_line(const struct profile *p, const struct stack *s, unsigned int flags, struct buf *text)
+{
+	const char *sep = "";
+	if (flags & PROFILE_FOLD_SERVICE) {
+		folded_name(text, p->str[s->service]);
+		sep = ";";
+	}
+	if (flags & PROFILE_FOLD_THREAD) {
+		buf__puts(text, sep);
+		folded_name(text, p->str[s->thread]);
+		sep = ";";
+	}
+	for (uint32_t d = s->depth; d-- > 0;) {
+		buf__puts(text, sep);
+		folded_name(text, p->str[p->frame[p->pool[s->off + d]].name]);
+		sep = ";";
+	}
+	buf__append(text, "", 1);	/* keep the NUL: lines are read back as C strings */
+}
+
+/* Sorted lines[0..n) (text in text) written to out, equal lines summed into one. */
+static void folded_write(const struct folded_line *line, size_t n, const char *text, struct buf *out)
+{
+	for (size_t i = 0; i < n;) {
+		uint64_t sum = line[i].value;
+		size_t j = i + 1;
+		while (j < n && !strcmp(text + line[i].off, text + line[j].off))
+			sum += line[j++].value;
+		buf__printf(out, "%s %llu\n", text + line[i].off, (unsigned long long)sum);
+		i = j;
+	}
+}
+
 int profile__folded(const struct profile *p, enum profile_value v, unsigned int flags, struct buf *out)
 {
 	struct buf text = {0};
@@ -491,24 +505,8 @@ int profile__folded(const struct profile *p, enum profile_value v, unsigned int 
 		uint64_t val = profile__value(p, v) == PROFILE_VALUE_NS ? s->ns : s->count;
 		if (!val)
 			continue;
-		line[n] = (struct folded_line){ .off = text.len, .value = val };
-		const char *sep = "";
-		if (flags & PROFILE_FOLD_SERVICE) {
-			folded_name(&text, p->str[s->service]);
-			sep = ";";
-		}
-		if (flags & PROFILE_FOLD_THREAD) {
-			buf__puts(&text, sep);
-			folded_name(&text, p->str[s->thread]);
-			sep = ";";
-		}
-		for (uint32_t d = s->depth; d-- > 0;) {
-			buf__puts(&text, sep);
-			folded_name(&text, p->str[p->frame[p->pool[s->off + d]].name]);
-			sep = ";";
-		}
-		buf__append(&text, "", 1);	/* keep the NUL: lines are read back as C strings */
-		n++;
+		line[n++] = (struct folded_line){ .off = text.len, .value = val };
+		folded_line(p, s, flags, &text);
 	}
 	if (text.oom) {
 		err = -ENOMEM;
@@ -516,14 +514,7 @@ int profile__folded(const struct profile *p, enum profile_value v, unsigned int 
 	}
 	if (n)
 		qsort_r(line, n, sizeof(*line), folded_cmp, text.p);
-	for (size_t i = 0; i < n;) {
-		uint64_t sum = line[i].value;
-		size_t j = i + 1;
-		while (j < n && !strcmp(text.p + line[i].off, text.p + line[j].off))
-			sum += line[j++].value;
-		buf__printf(out, "%s %llu\n", text.p + line[i].off, (unsigned long long)sum);
-		i = j;
-	}
+	folded_write(line, n, text.p, out);
 	if (out->oom)
 		err = -ENOMEM;
 out:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* The profile store: CPU or off-CPU samples aggregated by stack, in userspace, ready for the output formats
  * (pprof in pprof.h, folded stacks here, SVG flame graphs in flamegraph.h).
  *
