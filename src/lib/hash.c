@@ -3,11 +3,15 @@
 #include "lib/hash.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 int id_index__reserve(struct id_index *idx, size_t n, uint64_t (*hash_of)(const void *ctx, uint32_t id),
 		      const void *ctx)
 {
+	/* Slots hold id + 1 in 32 bits, and n * 2 must not wrap: past that no table could be indexed. */
+	if (n > UINT32_MAX || n > SIZE_MAX / 4)
+		return -ENOMEM;
 	if (n * 2 <= idx->cap)
 		return 0;
 	size_t cap = idx->cap ? idx->cap * 2 : 64;

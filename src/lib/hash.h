@@ -48,7 +48,7 @@ static inline int64_t id_index__find(const struct id_index *idx, uint64_t h, boo
 }
 
 /* Make room for n ids in all (grow and rehash; hash_of(ctx, id) gives a stored id's hash): 0 or -ENOMEM, the index
- * untouched then. */
+ * untouched then. Ids are below 2^32 - 1 (n at most UINT32_MAX). */
 int id_index__reserve(struct id_index *idx, size_t n, uint64_t (*hash_of)(const void *ctx, uint32_t id),
 		      const void *ctx);
 
