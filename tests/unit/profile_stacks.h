@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* Test helper shared by the unit tests that build profiles: add a stack written root first as "main;a;b" (the
  * way people write stacks), stored leaf first as profile__add() wants. Returns profile__add()'s result. */
 #ifndef LOUPE_TEST_PROFILE_STACKS_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Unit tests for src/profile/flamegraph.c: the SVG is well-formed XML (checked here, and by xmllint when installed), every
  * frame of a known profile is drawn with the width its value gives, a parent is never narrower than its drawn
  * children, names are escaped, and the viewer script is embedded with no external resource. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Unit tests for src/profile/pprof.c: a known profile is encoded, gunzipped and decoded twice, by protobuf-c from the
  * same schema and by protoc (an independent decoder; skipped, counted and explained when not installed), and
  * every field is checked against the samples the test added. */

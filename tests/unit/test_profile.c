@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Unit tests for src/profile/profile.c: samples aggregate by (service, thread, stack), limits keep totals exact, and
  * folded output is the exact text flame graph tools read. */
 #include <errno.h>

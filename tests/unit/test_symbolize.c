@@ -1,5 +1,7 @@
-/* Unit tests for src/profile/symbolize.c: addresses of functions whose names the test itself compiled (with gcc, into
- * a temporary directory, at run time) resolve to exactly those names, in a PIE, a non-PIE, a stripped binary
+// SPDX-License-Identifier: BSD-2-Clause
+/* Unit tests for symbolisation (src/profile/symbolize.c and the modules it combines: elfsyms, debugfile,
+ * procmaps, symcache, kallsyms, perfmap): addresses of functions whose names the test itself compiled (with gcc,
+ * into a temporary directory, at run time) resolve to exactly those names, in a PIE, a non-PIE, a stripped binary
  * with .dynsym only, binaries whose symbols are in separate debug files (by debuglink and by build-id) and
  * shared libraries dlopen()ed into this process; snapshots outlive their processes; perf maps, kallsyms and the
  * fallback names. The expected ELF virtual addresses come from nm(1), not from the code under test.
