@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /* Profiler collector: bpf/profiler.bpf.c -> CPU samples of target threads from a cpu-clock perf event on every
  * CPU at --profile-hz, and their off-CPU time (sched_switch, --offcpu). Each record's stacks are symbolised at
- * once (src/profile/symbolize.c: the process's mappings are snapshot at its first record and kept after it exits) and
+ * once (src/profile/symbolize.c; src/profile/procmaps.c: the process's mappings are snapshot at its first record and kept after it exits) and
  * added to the profile of the current minute (src/profile/profile.c); PROF_SLOTS minutes are kept, and
  * profiler__profile() merges the last ones into pprof, folded stacks or an SVG flame graph for its readers
  * (src/collectors/profiles.h). Also counted per service: loupe_profile_samples_total, loupe_offcpu_seconds_total. */
