@@ -1,10 +1,12 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Payload collector: captured socket reads and writes of target processes (bpf/payload.bpf.h, inside the
  * syscalls object) -> per-connection protocol parsers -> request, session and statement metrics.
  *
  * Each captured connection gets one struct conn, found by the kernel's connection id. Its calls go to the
- * protocol it speaks, from a table of protocols (payload_protos[] below; the rows are src/collectors/payload_http.c and
- * src/collectors/payload_pg.c): the first calls choose (a PostgreSQL startup packet, else HTTP); an HTTP upgrade hands the
- * connection to WebSocket; a connection no protocol claims (TLS, HTTP/2, a server speaking first, anything else) is
+ * protocol it speaks, through the table of protocols alone (src/collectors/payload_protos.c; the rows are
+ * src/collectors/payload_http.c and src/collectors/payload_pg.c): the first calls choose, each row asked in table
+ * order whether the call opens its protocol (a PostgreSQL startup packet, else HTTP); a row's feed may hand the
+ * rest of the call to another row (HTTP's upgrade to WebSocket); a connection no protocol claims (TLS, HTTP/2, a server speaking first, anything else) is
  * marked PL_STOPPED in the kernel map, which then stops capturing it, and its state is freed.
  *
  * Privacy (DESIGN.md section 3): parsers see at most --capture-bytes of each call (and the last bytes of longer
@@ -31,54 +33,6 @@ static const char *const drop_reasons[PL_DROP_NR] = {
 static const char *const class_names[CLASS_NR] = {"http", "websocket", "tls", "http2", "unknown", "postgresql",
 						   "postgresql_encrypted"};
 
-const char *payload__service(const struct payload *p, uint32_t svc)
-{
-	return target_rules__service(&p->L->opt->rules, (int)svc);
-}
-
-/* ------------------------------------------------------------------------------------------- routes --- */
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-	return h;
-}
-
-/* *found says whether key is in the set; the result is its slot, or the empty slot it would take. */
-char *payload__set_find(struct route_set *rs, const char *key, bool *found)
-{
-	if (!rs->slot && !(rs->slot = calloc(ROUTE_SLOTS, sizeof(*rs->slot))))
-		return NULL;
-	unsigned i = (unsigned)hash_str(key) & (ROUTE_SLOTS - 1);
-	while (rs->slot[i][0]) {
-		if (!strcmp(rs->slot[i], key)) {
-			*found = true;
-			return rs->slot[i];
-		}
-		i = (i + 1) & (ROUTE_SLOTS - 1);
-	}
-	*found = false;
-	return rs->slot[i];
-}
-
-/* Admit key into the set (budget permitting): the admitted copy, or NULL past the budget. */
-const char *payload__set_admit(struct route_set *rs, const char *key, unsigned budget, bool *added)
-{
-	bool found;
-	char *slot = payload__set_find(rs, key, &found);
-	*added = false;
-	if (found || !slot)
-		return slot;
-	if (rs->n >= budget)
-		return NULL;
-	snprintf(slot, ROUTE_MAX_LEN + 1, "%s", key);
-	rs->n++;
-	*added = true;
-	return slot;
-}
-
 /* ---------------------------------------------------------------------------------------- connections --- */
 
 static struct conn **conn_slot(struct payload *p, uint64_t id)
@@ -104,9 +58,9 @@ static void stop_capture(struct payload *p, const struct conn *c)
 static void conn_end(struct payload *p, struct conn **pp, uint64_t ts_ns)
 {
 	struct conn *c = *pp;
-	p->cur = c;
-	payload_protos[c->proto]->close(p, c, ts_ns);
-	p->cur = NULL;
+	const struct proto *row = payload_protos[c->proto];
+	if (row && row->end)
+		row->end(p, c, ts_ns);
 	*pp = c->next;
 	free(c);
 	p->nconns--;
@@ -114,60 +68,70 @@ static void conn_end(struct payload *p, struct conn **pp, uint64_t ts_ns)
 
 /* ------------------------------------------------------------------------------------------ parsers --- */
 
-
-
-/* The first calls of a connection choose its protocol. A fresh connection is HTTP unless another protocol's
- * opening is recognised (HTTP itself then decides whether it is HTTP). A connection captured mid-stream waits
- * for a call that begins at a message boundary of some protocol, for up to HTTP_UNSYNCED_MAX calls. */
-static int detect_feed(struct payload *p, struct conn *c, const struct view *v)
+/* The first calls of a connection choose its protocol: the row that claims the call, asked in table order. A fresh
+ * connection is always claimed (HTTP takes what no protocol before it recognised, and then decides whether it is
+ * HTTP). A connection captured mid-stream waits for a call that begins at a message boundary of some protocol,
+ * for up to HTTP_UNSYNCED_MAX calls. The row claiming it, PROTO_DETECT to wait, or -1 to give up. */
+static int detect(struct payload *p, struct conn *c, const struct view *v)
 {
-	enum proto_id next = PROTO_HTTP;
-	int role = pg_row_detect(v, c->midstream);
-	if (role >= 0) {
-		c->pg_role = (uint8_t)role;
-		next = PROTO_POSTGRES;
-	} else if (c->midstream && !http_row_looks_like_request(v)) {
-		if (++c->detect_calls < HTTP_UNSYNCED_MAX)
-			return PROTO_DETECT;
-		p->svc[c->service].classes[CLASS_UNKNOWN]++;
-		return -1;
+	for (int i = 0; i < PROTO_NR; i++)
+		if (payload_protos[i] && payload_protos[i]->detect && payload_protos[i]->detect(c, v))
+			return i;
+	if (c->midstream && ++c->detect_calls < HTTP_UNSYNCED_MAX)
+		return PROTO_DETECT;
+	p->svc[c->service].classes[CLASS_UNKNOWN]++;
+	return -1;
+}
+
+/* The part of call v from byte off on (the bytes a hand-over gives the new protocol): false when nothing is left. */
+static bool view_from(const struct view *v, size_t off, struct view *rest)
+{
+	if (off >= v->len)
+		return false;
+	*rest = *v;
+	rest->data = v->data + (off < v->cap ? off : v->cap);
+	rest->cap = off < v->cap ? v->cap - off : 0;
+	rest->len = v->len - off;
+	if (rest->tailn > rest->len) {
+		rest->tail += rest->tailn - rest->len;
+		rest->tailn = rest->len;
 	}
-	if (payload_protos[next]->start(p, c))
-		return -1;
-	c->proto = (uint8_t)next;
-	return payload_protos[next]->feed(p, c, v);
+	return true;
 }
 
-static int detect_start(struct payload *p, struct conn *c)
+/* One call into the connection's protocol, following hand-overs (detection is one from no protocol): the
+ * protocol to continue with, PROTO_DETECT while none is found, or -1 to stop capturing. */
+static int conn_feed(struct payload *p, struct conn *c, const struct view *v)
 {
-	(void)p;
-	(void)c;
-	return 0;
+	struct handoff up = {0};
+	struct view rest;
+	int next = c->proto == PROTO_DETECT ? detect(p, c, v) : payload_protos[c->proto]->feed(p, c, v, &up);
+	while (next > PROTO_DETECT && next != c->proto) {
+		const struct proto *to = payload_protos[next];
+		bool detected = c->proto == PROTO_DETECT; /* the whole call is the new protocol's */
+		if (to->start && to->start(p, c, detected ? NULL : &up))
+			return -1;
+		c->proto = (uint8_t)next;
+		if (!detected) {
+			if (!view_from(v, up.offset, &rest))
+				break;
+			v = &rest;
+		}
+		up = (struct handoff){0};
+		next = to->feed(p, c, v, &up);
+	}
+	return next;
 }
-
-static void detect_lost(struct payload *p, struct conn *c)
-{
-	(void)p;
-	(void)c;
-}
-
-static void detect_close(struct payload *p, struct conn *c, uint64_t ts_ns)
-{
-	(void)p;
-	(void)c;
-	(void)ts_ns; /* no parser state yet */
-}
-
-static const struct proto detect_proto = {"detect", detect_start, detect_feed, detect_lost, detect_close};
-
-const struct proto *const payload_protos[PROTO_NR] = {
-	[PROTO_DETECT] = &detect_proto,
-	[PROTO_HTTP] = &http_proto,
-	[PROTO_WEBSOCKET] = &websocket_proto,
-	[PROTO_POSTGRES] = &postgres_proto,
-};
 
 /* -------------------------------------------------------------------------------------------- records --- */
+
+/* Records of the connection were dropped before they reached us: its parser resynchronises. */
+static void conn_lost(struct payload *p, struct conn *c)
+{
+	const struct proto *row = payload_protos[c->proto];
+	if (row && row->lost)
+		row->lost(p, c);
+}
 
 static int on_data(struct payload *p, const struct pl_hdr *h, const uint8_t *data, size_t cap, const uint8_t *tail,
 		   size_t tailn)
@@ -200,15 +164,13 @@ static int on_data(struct payload *p, const struct pl_hdr *h, const uint8_t *dat
 		p->nconns++;
 	}
 	c->last_ns = h->ts_ns;
-	p->cur = c;
 	if (h->flags & PL_F_LOST) {
 		st->lost_events++;
-		payload_protos[c->proto]->lost(p, c);
+		conn_lost(p, c);
 	}
 	struct view v = {.dir = dir ? FLOW_OUT : FLOW_IN, .data = data, .cap = cap, .len = h->len, .tail = tail,
 			 .tailn = tailn};
-	int next = payload_protos[c->proto]->feed(p, c, &v);
-	p->cur = NULL;
+	int next = conn_feed(p, c, &v);
 	if (next < 0 || c->stop) {
 		stop_capture(p, c);
 		conn_end(p, conn_slot(p, c->id), h->ts_ns);
@@ -229,9 +191,7 @@ static int on_record(void *ctx, void *data, size_t size)
 			return 0;
 		if (h->flags & PL_F_LOST) {
 			p->svc[(*pp)->service].lost_events++;
-			p->cur = *pp;
-			payload_protos[(*pp)->proto]->lost(p, *pp);
-			p->cur = NULL;
+			conn_lost(p, *pp);
 		}
 		conn_end(p, pp, h->ts_ns);
 		return 0;
@@ -267,6 +227,14 @@ static void sweep(struct payload *p, uint64_t now)
 
 /* ----------------------------------------------------------------------------------------- collector --- */
 
+/* Every row's collector-level state (families, caches), also after a failed open. */
+static void rows_close(struct payload *p)
+{
+	for (int i = 0; i < PROTO_NR; i++)
+		if (payload_protos[i] && payload_protos[i]->close)
+			payload_protos[i]->close(p);
+}
+
 static int payload_open(struct loupe *L, void **priv)
 {
 	if (!L->opt->capture_bytes) {
@@ -289,17 +257,14 @@ static int payload_open(struct loupe *L, void **priv)
 	p->conns_fd = bpf_map__fd(conns);
 	p->drops_fd = bpf_map__fd(drops);
 
-	int err;
-	if ((err = http_row_open(p, L->reg)) || (err = pg_row_open(p, L->reg))) {
-		pg_row_close(p);
-		free(p);
-		return err;
-	}
-
-	p->rb = ring_buffer__new(bpf_map__fd(events), on_record, p, NULL);
-	if (!p->rb) {
+	int err = 0;
+	for (int i = 0; i < PROTO_NR && !err; i++)
+		if (payload_protos[i] && payload_protos[i]->open)
+			err = payload_protos[i]->open(p, L->reg);
+	if (!err && !(p->rb = ring_buffer__new(bpf_map__fd(events), on_record, p, NULL)))
 		err = -errno;
-		pg_row_close(p);
+	if (err) {
+		rows_close(p);
 		free(p);
 		return err;
 	}
@@ -319,7 +284,7 @@ static int payload_poll(void *priv)
 	struct payload *p = priv;
 	int n = ring_buffer__consume(p->rb);
 	uint64_t now = now_ns(CLOCK_MONOTONIC);
-	if (now - p->last_sweep_ns > 30ull * 1000000000ull) {
+	if (now - p->last_sweep_ns > 30 * NSEC_PER_SEC) {
 		p->last_sweep_ns = now;
 		sweep(p, now);
 	}
@@ -369,8 +334,11 @@ static int payload_collect(void *priv, struct registry *reg)
 							 NULL, 0, FAMILY_SNAPSHOT);
 	if (!redactions || !records || !bytes || !classes || !lost || !tracked)
 		return -ENOMEM;
-	int err;
-	if ((err = http_row_collect(p, reg)) || (err = pg_row_collect(p, reg)))
+	int err = 0;
+	for (int i = 0; i < PROTO_NR && !err; i++)
+		if (payload_protos[i] && payload_protos[i]->collect)
+			err = payload_protos[i]->collect(p, reg);
+	if (err)
 		return err;
 
 	for (int k = 0; k < ROUTE_KIND_MAX; k++) {
@@ -387,7 +355,7 @@ static int payload_collect(void *priv, struct registry *reg)
 
 	for (int s = 1; s <= p->L->opt->rules.nservices; s++) {
 		const struct svc_stats *st = &p->svc[s];
-		const char *svc = payload__service(p, (uint32_t)s);
+		const char *svc = payload_service(p, (uint32_t)s);
 		const char *v1[] = {svc};
 		family__add(lost, v1, (double)st->lost_events);
 		for (int d = 0; d < 2; d++) {
@@ -425,15 +393,17 @@ static void payload_close(void *priv)
 		while (p->buckets[b]) {
 			struct conn *c = p->buckets[b];
 			p->buckets[b] = c->next;
-			free(c->pg); /* without close(): no events while shutting down */
+			const struct proto *row = payload_protos[c->proto];
+			if (row && row->drop)
+				row->drop(c); /* not end(): no events while shutting down */
 			free(c);
 		}
 	}
 	for (int s = 0; s <= LOUPE_MAX_SERVICES; s++) {
-		free(p->svc[s].routes.slot);
-		free(p->svc[s].fingerprints.slot);
+		label_set__free(&p->svc[s].routes);
+		label_set__free(&p->svc[s].fingerprints);
 	}
-	pg_row_close(p);
+	rows_close(p);
 	ring_buffer__free(p->rb);
 	free(p);
 }

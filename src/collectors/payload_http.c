@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* The HTTP/1.x and WebSocket rows of the payload protocol table (src/collectors/payload_int.h): src/parsers/http.c and
  * src/parsers/websocket.c fed with a connection's calls, their events turned into metrics.
  *
@@ -20,17 +21,17 @@ static const double size_bounds[] = {16, 64, 256, 1024, 4096, 16384, 65536, 2621
 /* The label value for a route template answered with status (see the header comment). */
 static const char *route_label(struct payload *p, struct svc_stats *st, const char *route, int status)
 {
-	bool found, added;
-	const char *slot = payload__set_find(&st->routes, route, &found);
-	if (!slot)
+	bool oom, added;
+	const char *slot = label_set__find(&st->routes, route, &oom);
+	if (oom)
 		return REGISTRY_OTHER;
-	if (found)
+	if (slot)
 		return slot;
 	if (status >= 300 && status < 500) {
 		p->route_unmatched++;
 		return ROUTE_UNMATCHED;
 	}
-	slot = payload__set_admit(&st->routes, route, p->L->opt->route_budget, &added);
+	slot = label_set__admit(&st->routes, route, p->L->opt->route_budget, &added);
 	if (!slot)
 		p->route_budget_hits++;
 	return slot ? slot : REGISTRY_OTHER;
@@ -39,23 +40,24 @@ static const char *route_label(struct payload *p, struct svc_stats *st, const ch
 static void http_event(void *ctx, const struct http_event *ev);
 static void ws_event(void *ctx, const struct ws_event *ev);
 
-static struct http_sink http_sink_of(struct payload *p, struct conn *c)
+static struct http_sink http_sink_of(struct row_call *rc)
 {
-	return (struct http_sink){.event = http_event, .ctx = p, .stats = &p->svc[c->service].http,
-				  .routes = &p->route_stats};
+	return (struct http_sink){.event = http_event, .ctx = rc, .stats = &rc->p->svc[rc->c->service].http,
+				  .routes = &rc->p->route_stats};
 }
 
-static struct ws_sink ws_sink_of(struct payload *p, struct conn *c)
+static struct ws_sink ws_sink_of(struct row_call *rc)
 {
-	return (struct ws_sink){.event = ws_event, .ctx = p, .stats = &p->svc[c->service].ws};
+	return (struct ws_sink){.event = ws_event, .ctx = rc, .stats = &rc->p->svc[rc->c->service].ws};
 }
 
 static void http_event(void *ctx, const struct http_event *ev)
 {
-	struct payload *p = ctx;
-	struct conn *c = p->cur;
+	struct row_call *rc = ctx;
+	struct payload *p = rc->p;
+	struct conn *c = rc->c;
 	struct svc_stats *st = &p->svc[c->service];
-	const char *svc = payload__service(p, c->service);
+	const char *svc = payload_service(p, c->service);
 	const char *active[] = {svc, ev->method};
 	char code[8];
 
@@ -71,18 +73,20 @@ static void http_event(void *ctx, const struct http_event *ev)
 		family__add(p->active_requests, active, -1);
 		snprintf(code, sizeof(code), "%d", ev->status);
 		const char *v[] = {svc, ev->method, route_label(p, st, ev->route, ev->status), code};
-		family__observe(p->req_duration, v, (double)(ev->end_ns - ev->start_ns) / 1e9);
+		family__observe(p->req_duration, v, ns_to_seconds(ev->end_ns - ev->start_ns));
 		break;
 	}
 	case HTTP_EV_REQUEST_ABORT:
 		family__add(p->active_requests, active, -1);
 		st->aborted++;
 		break;
-	case HTTP_EV_UPGRADE:
-		snprintf(p->upgrade_route, sizeof(p->upgrade_route), "%s", route_label(p, st, ev->route, 101));
-		p->upgrade_offset = ev->offset;
-		p->upgrade_in_lost = ev->in_lost;
-		p->upgrade_ns = ev->end_ns;
+	case HTTP_EV_UPGRADE: /* only while a call is fed: http_feed() returns the hand-over */
+		if (!rc->up)
+			break;
+		snprintf(rc->up->route, sizeof(rc->up->route), "%s", route_label(p, st, ev->route, 101));
+		rc->up->offset = ev->offset;
+		rc->up->in_lost = ev->in_lost;
+		rc->up->ts_ns = ev->end_ns;
 		break;
 	case HTTP_EV_NOT_HTTP:
 		st->classes[ev->reason == HTTP_NOT_TLS ? CLASS_TLS
@@ -95,9 +99,9 @@ static void http_event(void *ctx, const struct http_event *ev)
 
 static void ws_event(void *ctx, const struct ws_event *ev)
 {
-	struct payload *p = ctx;
-	struct conn *c = p->cur;
-	const char *svc = payload__service(p, c->service);
+	struct row_call *rc = ctx;
+	struct payload *p = rc->p;
+	const char *svc = payload_service(p, rc->c->service);
 	const char *dir = ev->dir == FLOW_IN ? "received" : "sent";
 	char code[8];
 
@@ -122,101 +126,98 @@ static void ws_event(void *ctx, const struct ws_event *ev)
 	case WS_EV_END: {
 		const char *v[] = {svc, ev->route};
 		family__add(p->ws_active, v, -1);
-		family__observe(p->ws_duration, v, (double)ev->duration_ns / 1e9);
+		family__observe(p->ws_duration, v, ns_to_seconds(ev->duration_ns));
 		break;
 	}
 	}
 }
 
-static int ws_start(struct payload *p, struct conn *c)
+/* Only by hand-over, from HTTP's upgrade: the session opens where the 101 response ended. */
+static int ws_start(struct payload *p, struct conn *c, const struct handoff *from)
 {
-	(void)p;
-	(void)c;
-	return 0; /* set up by http_feed() at the upgrade */
+	if (!from)
+		return -EINVAL;
+	struct row_call rc = {p, c, NULL};
+	p->svc[c->service].classes[CLASS_WEBSOCKET]++;
+	ws_conn_init(&c->u.ws, from->route, from->ts_ns);
+	const char *lv[] = {payload_service(p, c->service), from->route};
+	family__add(p->ws_opened, lv, 1);
+	family__add(p->ws_active, lv, 1);
+	if (from->in_lost) {
+		struct ws_sink s = ws_sink_of(&rc);
+		ws_conn_lost(&c->u.ws, FLOW_IN, &s);
+	}
+	return 0;
 }
 
-static int ws_feed(struct payload *p, struct conn *c, const struct view *v)
+static int ws_feed(struct payload *p, struct conn *c, const struct view *v, struct handoff *up)
 {
-	struct ws_sink s = ws_sink_of(p, c);
+	struct row_call rc = {p, c, up};
+	struct ws_sink s = ws_sink_of(&rc);
 	ws_conn_feed(&c->u.ws, v->dir, v->data, v->cap, v->len, p->now_ns, &s);
 	return PROTO_WEBSOCKET;
 }
 
 static void ws_lost(struct payload *p, struct conn *c)
 {
-	struct ws_sink s = ws_sink_of(p, c);
+	struct row_call rc = {p, c, NULL};
+	struct ws_sink s = ws_sink_of(&rc);
 	ws_conn_lost(&c->u.ws, FLOW_IN, &s);
 	ws_conn_lost(&c->u.ws, FLOW_OUT, &s);
 }
 
-static void ws_close(struct payload *p, struct conn *c, uint64_t ts_ns)
+static void ws_end(struct payload *p, struct conn *c, uint64_t ts_ns)
 {
-	struct ws_sink s = ws_sink_of(p, c);
+	struct row_call rc = {p, c, NULL};
+	struct ws_sink s = ws_sink_of(&rc);
 	ws_conn_close(&c->u.ws, ts_ns, &s);
 }
 
-static int http_start(struct payload *p, struct conn *c)
+static int http_start(struct payload *p, struct conn *c, const struct handoff *from)
 {
-	(void)p;
 	http_conn_init(&c->u.http, c->midstream ? HTTP_CONN_MIDSTREAM : 0);
 	return 0;
 }
 
-static int http_feed(struct payload *p, struct conn *c, const struct view *v)
+/* On an upgrade the connection leaves HTTP: the rest of this call is the WebSocket stream's beginning (*up). */
+static int http_feed(struct payload *p, struct conn *c, const struct view *v, struct handoff *up)
 {
-	struct http_sink s = http_sink_of(p, c);
-	enum flow_dir dir = v->dir;
-	const uint8_t *data = v->data;
-	size_t cap = v->cap, len = v->len;
-	int r = http_conn_feed(&c->u.http, dir, data, cap, len, p->now_ns, &s);
+	struct row_call rc = {p, c, up};
+	struct http_sink s = http_sink_of(&rc);
+	int r = http_conn_feed(&c->u.http, v->dir, v->data, v->cap, v->len, p->now_ns, &s);
 	if (r == HTTP_FEED_NOT_HTTP)
 		return -1;
-	if (r != HTTP_FEED_UPGRADED)
-		return PROTO_HTTP;
-	/* The connection leaves HTTP: the rest of this call is the WebSocket stream's beginning. */
-	struct svc_stats *st = &p->svc[c->service];
-	st->classes[CLASS_WEBSOCKET]++;
-	size_t off = p->upgrade_offset;
-	bool in_lost = p->upgrade_in_lost;
-	ws_conn_init(&c->u.ws, p->upgrade_route, p->upgrade_ns);
-	c->proto = PROTO_WEBSOCKET;
-	const char *lv[] = {payload__service(p, c->service), p->upgrade_route};
-	family__add(p->ws_opened, lv, 1);
-	family__add(p->ws_active, lv, 1);
-	struct ws_sink ws = ws_sink_of(p, c);
-	if (in_lost)
-		ws_conn_lost(&c->u.ws, FLOW_IN, &ws);
-	if (off < len)
-		ws_conn_feed(&c->u.ws, dir, data + (off < cap ? off : cap), off < cap ? cap - off : 0, len - off,
-			     p->now_ns, &ws);
-	return PROTO_WEBSOCKET;
+	return r == HTTP_FEED_UPGRADED ? PROTO_WEBSOCKET : PROTO_HTTP;
 }
 
 static void http_lost(struct payload *p, struct conn *c)
 {
-	struct http_sink s = http_sink_of(p, c);
+	struct row_call rc = {p, c, NULL};
+	struct http_sink s = http_sink_of(&rc);
 	http_conn_lost(&c->u.http, p->now_ns, &s);
 }
 
-static void http_close(struct payload *p, struct conn *c, uint64_t ts_ns)
+static void http_end(struct payload *p, struct conn *c, uint64_t ts_ns)
 {
-	struct http_sink s = http_sink_of(p, c);
+	struct row_call rc = {p, c, NULL};
+	struct http_sink s = http_sink_of(&rc);
 	http_conn_close(&c->u.http, ts_ns, &s);
 }
 
-const struct proto http_proto = {"http", http_start, http_feed, http_lost, http_close};
-const struct proto websocket_proto = {"websocket", ws_start, ws_feed, ws_lost, ws_close};
-
-/* A call that begins with an HTTP/1.x request line's method and a space (RFC 9110 token characters). */
-bool http_row_looks_like_request(const struct view *v)
+/* HTTP claims every fresh connection no row before it recognised; mid-stream, a call that begins with a request
+ * line's method and a space (RFC 9110 token characters). */
+static bool http_detect(struct conn *c, const struct view *v)
 {
+	if (!c->midstream)
+		return true;
 	size_t i = 0;
 	while (i < v->cap && i < HTTP_METHOD_MAX && v->data[i] >= 'A' && v->data[i] <= 'Z')
 		i++;
 	return i > 0 && i < v->cap && v->data[i] == ' ';
 }
 
-int http_row_open(struct payload *p, struct registry *reg)
+/* The families of both rows (HTTP and the WebSocket sessions it hands over). */
+static int http_open(struct payload *p, struct registry *reg)
 {
 	static const char *const l_req[] = {"service_name", "http_request_method", "http_route",
 					    "http_response_status_code", NULL};
@@ -261,7 +262,7 @@ int http_row_open(struct payload *p, struct registry *reg)
 	return 0;
 }
 
-int http_row_collect(struct payload *p, struct registry *reg)
+static int http_collect(struct payload *p, struct registry *reg)
 {
 	static const char *const l_svc_kind[] = {"service_name", "kind", NULL};
 	static const char *const l_svc[] = {"service_name", NULL};
@@ -281,7 +282,7 @@ int http_row_collect(struct payload *p, struct registry *reg)
 		return -ENOMEM;
 	for (int s = 1; s <= p->L->opt->rules.nservices; s++) {
 		const struct svc_stats *st = &p->svc[s];
-		const char *svc = payload__service(p, (uint32_t)s);
+		const char *svc = payload_service(p, (uint32_t)s);
 		for (int k = 0; k < HTTP_AN_MAX; k++) {
 			const char *v[] = {svc, http_anomaly_name(k)};
 			family__add(anomalies, v, (double)st->http.n[k]);
@@ -297,3 +298,23 @@ int http_row_collect(struct payload *p, struct registry *reg)
 	}
 	return 0;
 }
+
+const struct proto http_proto = {
+	.name = "http",
+	.open = http_open,
+	.collect = http_collect,
+	.detect = http_detect,
+	.start = http_start,
+	.feed = http_feed,
+	.lost = http_lost,
+	.end = http_end,
+};
+
+/* Its families and counters are HTTP's (a session is an upgraded HTTP connection). */
+const struct proto websocket_proto = {
+	.name = "websocket",
+	.start = ws_start,
+	.feed = ws_feed,
+	.lost = ws_lost,
+	.end = ws_end,
+};

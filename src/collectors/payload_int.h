@@ -1,7 +1,10 @@
-/* Internal to the payload collector (src/collectors/payload.c) and its protocol rows (src/collectors/payload_http.c: HTTP and
- * WebSocket; src/collectors/payload_pg.c: PostgreSQL). Adding a protocol is adding a row: a struct proto and its families. */
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* Internal to the payload collector (src/collectors/payload.c) and its protocol rows (src/collectors/payload_http.c:
+ * HTTP and WebSocket; src/collectors/payload_pg.c: PostgreSQL), listed in src/collectors/payload_protos.c. Adding a
+ * protocol is adding a row: a struct proto, its families and a line in the table; payload.c names no protocol. */
 #ifndef LOUPE_PAYLOAD_INT_H
 #define LOUPE_PAYLOAD_INT_H
+#include "collectors/labelset.h"
 #include "core/loupe.h"
 #include "parsers/http.h"
 #include "payload.h"
@@ -12,11 +15,12 @@
 
 #define CONN_BUCKETS 4096	 /* power of two */
 #define CONN_MAX 16384		 /* connections parsed at once; more are not captured (counted) */
-#define CONN_IDLE_NS (300ull * 1000000000ull) /* idle this long: ask the kernel whether it still exists */
-#define ROUTE_SLOTS 512		 /* per service, power of two, > the largest route budget allowed */
+#define CONN_IDLE_NS (300 * NSEC_PER_SEC) /* idle this long: ask the kernel whether it still exists */
 #define ROUTE_UNMATCHED "_unmatched"
 
-enum proto_id { PROTO_DETECT, PROTO_HTTP, PROTO_WEBSOCKET, PROTO_POSTGRES, PROTO_NR };
+/* Rows of the table; detection asks them in this order, so HTTP, which claims any fresh connection, comes after
+ * the protocols with a recognisable opening. PROTO_DETECT is no row: a connection no row has claimed yet. */
+enum proto_id { PROTO_DETECT, PROTO_POSTGRES, PROTO_HTTP, PROTO_WEBSOCKET, PROTO_NR };
 
 /* One syscall's view of a connection: the first cap and the last tailn of the len bytes it moved. */
 struct view {
@@ -55,22 +59,17 @@ struct conn {
 	uint8_t pg_role;
 };
 
-struct route_set {
-	char (*slot)[ROUTE_MAX_LEN + 1]; /* ROUTE_SLOTS entries, "" = empty */
-	unsigned n;
-};
-
 struct svc_stats {
 	struct http_stats http;
 	struct ws_stats ws;
 	struct pg_stats pg;
 	uint64_t pg_aborted[2]; /* by role */
-	struct route_set fingerprints; /* admitted fingerprint ids (hex), like routes */
+	struct label_set fingerprints; /* admitted fingerprint ids (hex), like routes */
 	uint64_t records[2], bytes[2];
 	uint64_t lost_events;
 	uint64_t aborted;
 	uint64_t classes[CLASS_NR];
-	struct route_set routes;
+	struct label_set routes;
 };
 
 struct payload {
@@ -92,45 +91,53 @@ struct payload {
 	struct sql_cache *sql;
 	struct sql_stats sql_stats;
 	uint64_t fingerprint_budget_hits;
-	/* the record being parsed: the sinks' context */
-	struct conn *cur;
-	char upgrade_route[ROUTE_MAX_LEN + 1];
-	size_t upgrade_offset;
-	bool upgrade_in_lost;
-	uint64_t upgrade_ns;
 };
 
-/* One protocol of the table. start() sets up the parser state of a connection the detector gave it (NULL:
- * set up by the row that hands over, as HTTP does for WebSocket); feed() takes one call's view and returns the
- * protocol to continue with, or -1 to stop capturing the connection; lost() says records were dropped;
- * close() ends the connection (pending requests aborted, sessions ended) and frees what start() allocated. */
+/* A call's hand-over to another protocol (HTTP's upgrade to WebSocket): where in the call the new protocol's
+ * bytes begin, and what it starts from. */
+struct handoff {
+	size_t offset;	/* bytes of the call that were the old protocol's */
+	bool in_lost;	/* the received direction is out of sync already */
+	uint64_t ts_ns; /* when the new protocol began */
+	char route[LABEL_VALUE_MAX];
+};
+
+/* The sink context of a row's parser events: the collector, the connection the call belongs to, and where a feed
+ * puts a hand-over (NULL outside feed). */
+struct row_call {
+	struct payload *p;
+	struct conn *c;
+	struct handoff *up;
+};
+
+/* One protocol of the table (any op may be NULL where the protocol has nothing to do).
+ * The collector's life: open() declares the row's families, collect() exports its per-service counters on every
+ * scrape, close() frees what open() made.
+ * A connection's life: detect() says whether a call opens a connection of this protocol (the detector asks the
+ * rows in table order); start() sets up its parser state, from a hand-over (from) or not (NULL: detected);
+ * feed() takes one call's view and returns the protocol to continue with: its own, another one after a hand-over
+ * (*up says where in the call it begins), or -1 to stop capturing the connection; lost() says records were
+ * dropped; end() ends the connection (pending requests aborted, sessions ended) and frees what start()
+ * allocated; drop() frees it silently (loupe is stopping). */
 struct proto {
 	const char *name;
-	int (*start)(struct payload *p, struct conn *c);
-	int (*feed)(struct payload *p, struct conn *c, const struct view *v);
+	int (*open)(struct payload *p, struct registry *reg);
+	int (*collect)(struct payload *p, struct registry *reg);
+	void (*close)(struct payload *p);
+	bool (*detect)(struct conn *c, const struct view *v);
+	int (*start)(struct payload *p, struct conn *c, const struct handoff *from);
+	int (*feed)(struct payload *p, struct conn *c, const struct view *v, struct handoff *up);
 	void (*lost)(struct payload *p, struct conn *c);
-	void (*close)(struct payload *p, struct conn *c, uint64_t ts_ns);
+	void (*end)(struct payload *p, struct conn *c, uint64_t ts_ns);
+	void (*drop)(struct conn *c);
 };
 
+/* src/collectors/payload_protos.c: the rows by proto_id (NULL at PROTO_DETECT). */
 extern const struct proto *const payload_protos[PROTO_NR];
-extern const struct proto http_proto, websocket_proto, postgres_proto;
 
-/* src/collectors/payload.c */
-const char *payload__service(const struct payload *p, uint32_t svc);
-/* A label set of a service (routes, fingerprints): find key; NULL when out of memory. */
-char *payload__set_find(struct route_set *rs, const char *key, bool *found);
-/* Admit key (budget permitting): the admitted copy, or NULL past the budget (or out of memory). */
-const char *payload__set_admit(struct route_set *rs, const char *key, unsigned budget, bool *added);
-
-/* The rows' families: declared at open, exported at collect (their per-service counters). */
-int http_row_open(struct payload *p, struct registry *reg);
-int http_row_collect(struct payload *p, struct registry *reg);
-/* A call that begins with an HTTP/1.x request line's method and a space. */
-bool http_row_looks_like_request(const struct view *v);
-int pg_row_open(struct payload *p, struct registry *reg);
-int pg_row_collect(struct payload *p, struct registry *reg);
-void pg_row_close(struct payload *p);
-/* The PostgreSQL role this call shows (PG_ROLE_*), or -1. */
-int pg_row_detect(const struct view *v, bool midstream);
+static inline const char *payload_service(const struct payload *p, uint32_t svc)
+{
+	return target_rules__service(&p->L->opt->rules, (int)svc);
+}
 
 #endif

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* The PostgreSQL row of the payload protocol table (src/collectors/payload_int.h): src/parsers/pgwire.c fed with a connection's
  * calls in the role the detector found (the backend, or the application), statements fingerprinted by src/parsers/sql.c,
  * events turned into metrics.
@@ -24,7 +25,7 @@ static uint32_t be32(const uint8_t *b)
 
 /* The role in which this call shows a PostgreSQL connection, or -1: a startup packet (fresh connections), or
  * (mid-stream) a call that begins with a message only one side sends. */
-int pg_row_detect(const struct view *v, bool midstream)
+static int pg_role_of(const struct view *v, bool midstream)
 {
 	if (v->cap >= 8 && !midstream) {
 		uint32_t len = be32(v->data), code = be32(v->data + 4);
@@ -53,10 +54,19 @@ int pg_row_detect(const struct view *v, bool midstream)
 
 /* The fingerprint label of a statement: its id while the service's budget of fingerprints lasts (the normalised
  * text then goes to loupe_postgres_statement_info), else "_other". */
+static bool pg_detect(struct conn *c, const struct view *v)
+{
+	int role = pg_role_of(v, c->midstream);
+	if (role < 0)
+		return false;
+	c->pg_role = (uint8_t)role;
+	return true;
+}
+
 static const char *fingerprint_label(struct payload *p, struct svc_stats *st, const char *svc, const struct sql_fp *fp)
 {
 	bool added;
-	const char *slot = payload__set_admit(&st->fingerprints, fp->hex, p->L->opt->fingerprint_budget, &added);
+	const char *slot = label_set__admit(&st->fingerprints, fp->hex, p->L->opt->fingerprint_budget, &added);
 	if (!slot) {
 		p->fingerprint_budget_hits++;
 		return REGISTRY_OTHER;
@@ -70,10 +80,11 @@ static const char *fingerprint_label(struct payload *p, struct svc_stats *st, co
 
 static void pg_event(void *ctx, const struct pg_event *ev)
 {
-	struct payload *p = ctx;
-	struct conn *c = p->cur;
+	struct row_call *rc = ctx;
+	struct payload *p = rc->p;
+	struct conn *c = rc->c;
 	struct svc_stats *st = &p->svc[c->service];
-	const char *svc = payload__service(p, c->service);
+	const char *svc = payload_service(p, c->service);
 	const char *side = pg_side[c->pg_role];
 	char cls[3];
 
@@ -92,7 +103,7 @@ static void pg_event(void *ctx, const struct pg_event *ev)
 			if (!ev->tag)
 				op = fp.operation;
 		}
-		double secs = (double)ev->duration_ns / 1e9;
+		double secs = ns_to_seconds(ev->duration_ns);
 		if (c->pg_role == PG_ROLE_SERVER) {
 			const char *v[] = {svc, op, fingerprint};
 			family__observe(p->pg_query, v, secs);
@@ -110,12 +121,12 @@ static void pg_event(void *ctx, const struct pg_event *ev)
 	case PG_EV_TXN: {
 		const char *v[] = {svc, side, ev->committed ? "committed" : "rolled_back"};
 		family__add(p->pg_txn, v, 1);
-		family__observe(p->pg_txn_duration, v, (double)ev->duration_ns / 1e9);
+		family__observe(p->pg_txn_duration, v, ns_to_seconds(ev->duration_ns));
 		break;
 	}
 	case PG_EV_IDLE_IN_TXN: {
 		const char *v[] = {svc, side};
-		family__observe(p->pg_idle, v, (double)ev->duration_ns / 1e9);
+		family__observe(p->pg_idle, v, ns_to_seconds(ev->duration_ns));
 		break;
 	}
 	case PG_EV_STARTUP:
@@ -129,12 +140,12 @@ static void pg_event(void *ctx, const struct pg_event *ev)
 	}
 }
 
-static struct pg_sink pg_sink_of(struct payload *p, struct conn *c)
+static struct pg_sink pg_sink_of(struct row_call *rc)
 {
-	return (struct pg_sink){.event = pg_event, .ctx = p, .stats = &p->svc[c->service].pg};
+	return (struct pg_sink){.event = pg_event, .ctx = rc, .stats = &rc->p->svc[rc->c->service].pg};
 }
 
-static int pg_start(struct payload *p, struct conn *c)
+static int pg_start(struct payload *p, struct conn *c, const struct handoff *from)
 {
 	if (!(c->pg = malloc(sizeof(*c->pg))))
 		return -ENOMEM;
@@ -143,9 +154,10 @@ static int pg_start(struct payload *p, struct conn *c)
 	return 0;
 }
 
-static int pg_feed(struct payload *p, struct conn *c, const struct view *v)
+static int pg_feed(struct payload *p, struct conn *c, const struct view *v, struct handoff *up)
 {
-	struct pg_sink s = pg_sink_of(p, c);
+	struct row_call rc = {p, c, up};
+	struct pg_sink s = pg_sink_of(&rc);
 	return pg_conn_feed(c->pg, v->dir, v->data, v->cap, v->len, v->tail, v->tailn, p->now_ns, &s) == PG_FEED_DONE
 		       ? -1
 		       : PROTO_POSTGRES;
@@ -153,21 +165,26 @@ static int pg_feed(struct payload *p, struct conn *c, const struct view *v)
 
 static void pg_lost(struct payload *p, struct conn *c)
 {
-	struct pg_sink s = pg_sink_of(p, c);
+	struct row_call rc = {p, c, NULL};
+	struct pg_sink s = pg_sink_of(&rc);
 	pg_conn_lost(c->pg, p->now_ns, &s);
 }
 
-static void pg_close(struct payload *p, struct conn *c, uint64_t ts_ns)
+static void pg_drop(struct conn *c)
 {
-	struct pg_sink s = pg_sink_of(p, c);
-	pg_conn_close(c->pg, ts_ns, &s);
 	free(c->pg);
 	c->pg = NULL;
 }
 
-const struct proto postgres_proto = {"postgresql", pg_start, pg_feed, pg_lost, pg_close};
+static void pg_end(struct payload *p, struct conn *c, uint64_t ts_ns)
+{
+	struct row_call rc = {p, c, NULL};
+	struct pg_sink s = pg_sink_of(&rc);
+	pg_conn_close(c->pg, ts_ns, &s);
+	pg_drop(c);
+}
 
-int pg_row_open(struct payload *p, struct registry *reg)
+static int pg_open(struct payload *p, struct registry *reg)
 {
 	static const char *const l_pgq[] = {"service_name", "operation", "fingerprint", NULL};
 	static const char *const l_dbc[] = {"service_name", "db_system_name", "db_operation_name", "fingerprint", NULL};
@@ -213,13 +230,13 @@ int pg_row_open(struct payload *p, struct registry *reg)
 	return 0;
 }
 
-void pg_row_close(struct payload *p)
+static void pg_close(struct payload *p)
 {
 	sql_cache__free(p->sql);
 	sql_thread_exit();
 }
 
-int pg_row_collect(struct payload *p, struct registry *reg)
+static int pg_collect(struct payload *p, struct registry *reg)
 {
 	static const char *const l_svc_kind[] = {"service_name", "kind", NULL};
 	static const char *const l_svc_side[] = {"service_name", "side", NULL};
@@ -236,7 +253,7 @@ int pg_row_collect(struct payload *p, struct registry *reg)
 		return -ENOMEM;
 	for (int s = 1; s <= p->L->opt->rules.nservices; s++) {
 		const struct svc_stats *st = &p->svc[s];
-		const char *svc = payload__service(p, (uint32_t)s);
+		const char *svc = payload_service(p, (uint32_t)s);
 		for (int k = 0; k < PG_AN_MAX; k++) {
 			const char *v[] = {svc, pg_anomaly_name(k)};
 			family__add(anomalies, v, (double)st->pg.n[k]);
@@ -248,3 +265,16 @@ int pg_row_collect(struct payload *p, struct registry *reg)
 	}
 	return 0;
 }
+
+const struct proto postgres_proto = {
+	.name = "postgresql",
+	.open = pg_open,
+	.collect = pg_collect,
+	.close = pg_close,
+	.detect = pg_detect,
+	.start = pg_start,
+	.feed = pg_feed,
+	.lost = pg_lost,
+	.end = pg_end,
+	.drop = pg_drop,
+};

@@ -10,6 +10,7 @@
  * frontend bytes that could not be parsed (lost framing, a full queue); it absorbs results up to the
  * ReadyForQuery of the Syncs it stands for. */
 #include "parsers/pgwire.h"
+#include "lib/hash.h"
 
 #include <string.h>
 
@@ -41,8 +42,6 @@ enum { K_OK, K_UNKNOWN, K_BAD };
 #define PG_MSG_MAX 0x40000000u		/* 1 GiB: PostgreSQL's MaxAllocSize bounds any message */
 #define PG_RESYNC_LEN_MAX (64u << 20)	/* a message boundary guessed at is believed up to this length */
 #define PG_STARTUP_MAX 10000u		/* MAX_STARTUP_PACKET_LENGTH (src/include/libpq/pqcomm.h) */
-#define FNV_INIT 0xcbf29ce484222325ull
-#define FNV_PRIME 0x100000001b3ull
 
 /* One call being fed. */
 struct feed {
@@ -120,9 +119,10 @@ static bool status_ok(uint8_t b)
 	return b == 'I' || b == 'T' || b == 'E';
 }
 
+/* One byte more into an FNV-1a hash of a name. */
 static uint64_t fnv(uint64_t h, uint8_t b)
 {
-	return (h ^ b) * FNV_PRIME;
+	return fnv1a(h, &b, 1);
 }
 
 static void emit(struct feed *f, const struct pg_event *ev)
@@ -226,7 +226,7 @@ static uint8_t stmt_alloc(struct feed *f)
 			best = i;
 	}
 	struct pg_stmt *st = &c->stmts[best];
-	if (st->gen && st->findable && st->name != FNV_INIT)
+	if (st->gen && st->findable && st->name != FNV1A_SEED)
 		anomaly(f, PG_AN_STMT_EVICTED);
 	st->gen = ++c->gen ? c->gen : ++c->gen;
 	st->used = ++c->stamp;
@@ -964,7 +964,7 @@ static void header(struct feed *f)
 	s->cut = 0;
 	s->names_ok = 0;
 	s->slot = NO_SLOT;
-	s->h1 = s->h2 = FNV_INIT;
+	s->h1 = s->h2 = FNV1A_SEED;
 	s->state = S_BODY;
 	msg_start(f);
 	if (!s->remaining)
@@ -1121,7 +1121,7 @@ static bool fe_tail(struct feed *f, const uint8_t *t, size_t n)
 	if (t[z] != 'S' || be32(t + z + 1) != 4)
 		return false;
 	bool exec = false;
-	uint64_t h = FNV_INIT;
+	uint64_t h = FNV1A_SEED;
 	/* Execute: 'E', length, portal name, NUL, int32 row limit. */
 	for (size_t p = z >= 10 ? z - 10 : 0; z >= 10 && !exec; p--) {
 		if (t[p] == 'E' && be32(t + p + 1) == z - p - 1 && !t[z - 5] && !memchr(t + p + 5, 0, z - p - 10)) {

@@ -1,6 +1,7 @@
 /* SQL fingerprints: libpg_query for complete statements, a PostgreSQL-aware scanner for the rest, and a cache
  * keyed by a digest of the text. The scanner is pure (no allocation, no state); see src/parsers/sql.h for the rules. */
 #include "parsers/sql.h"
+#include "lib/hash.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -421,8 +422,6 @@ enum cls {
 	C_ELLIPSIS,
 };
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
 #define FALLBACK_DOMAIN "loupe-sql-fallback-v1:"
 
 struct emitter {
@@ -439,10 +438,7 @@ struct emitter {
 
 static void hash_bytes(struct emitter *e, const char *p, size_t k)
 {
-	for (size_t i = 0; i < k; i++) {
-		e->h ^= (unsigned char)p[i];
-		e->h *= FNV_PRIME;
-	}
+	e->h = fnv1a(e->h, p, k);
 }
 
 static bool need_space(enum cls prev, enum cls cur)
@@ -670,7 +666,7 @@ static void normalize(const char *s, size_t n, bool truncated, struct emitter *e
 	bool values = false;
 
 	e->next = 1;
-	e->h = FNV_OFFSET;
+	e->h = FNV1A_SEED;
 	hash_bytes(e, FALLBACK_DOMAIN, strlen(FALLBACK_DOMAIN));
 	while (lex(&L, &t)) {
 		switch (t.type) {
