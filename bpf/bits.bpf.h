@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0 */
 /* Small arithmetic helpers for BPF programs. */
 #ifndef LOUPE_BITS_BPF_H
 #define LOUPE_BITS_BPF_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0 */
 /* CO-RE shims: one place for differences between kernel versions. */
 #ifndef LOUPE_CORE_FIXES_BPF_H
 #define LOUPE_CORE_FIXES_BPF_H

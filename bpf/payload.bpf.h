@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0 */
 /* Payload capture, compiled into bpf/syscalls.bpf.c: it runs inside that object's sys_exit program, on the
  * targeted path only, so capture adds no program run to the host's other syscalls.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0 */
 /* The hot-path target test, shared by every BPF object. target_svc is owned by targets.bpf.c; other objects
  * declare it too and userspace makes them share one map (bpf_map__reuse_fd) before load. */
 #ifndef LOUPE_TARGETS_BPF_H

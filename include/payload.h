@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /* Payload capture: the first bytes of each read/write-family syscall on TCP sockets of target processes, for the
  * userspace protocol parsers (src/collectors/payload.c). Shared by bpf/payload.bpf.h and src/collectors/payload.c. */
 #ifndef LOUPE_PAYLOAD_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /* PostgreSQL internals from the USDT probes of the postgres binary (provider "postgresql"). Shared by
  * bpf/pgusdt.bpf.c and src/collectors/pgusdt.c. */
 #ifndef LOUPE_PGUSDT_H

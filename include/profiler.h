@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /* CPU samples and off-CPU time of target threads. Shared by bpf/profiler.bpf.c and src/collectors/profiler.c. */
 #ifndef LOUPE_PROFILER_H
 #define LOUPE_PROFILER_H

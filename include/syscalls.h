@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /* Syscall latency: per service x syscall log2 histograms, errors by errno. Shared by bpf/syscalls.bpf.c and
  * src/collectors/syscalls.c. */
 #ifndef LOUPE_SYSCALLS_H

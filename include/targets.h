@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /* Target processes: which tgids belong to which service. Shared by bpf/targets.bpf.c and src/collectors/targets.c. */
 #ifndef LOUPE_TARGETS_H
 #define LOUPE_TARGETS_H

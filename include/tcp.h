@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /* TCP connection lifecycle of target services. Shared by bpf/tcp.bpf.c and src/collectors/tcp.c. */
 #ifndef LOUPE_TCP_H
 #define LOUPE_TCP_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* PostgreSQL internals from the USDT probes of the postgres binary (bpf/pgusdt.bpf.c): lock waits and
  * checkpoints (durations), deadlocks and transaction aborts (counts) per service; query durations and commits
  * only with --pg-usdt-query, because every probe hit is a trap into the kernel (docs/postgres-usdt.md).
@@ -6,6 +7,7 @@
  * libbpf 1.1 rejects a probe whose arguments it cannot parse, and checkpoint__done has RIP-relative symbol
  * arguments ("-4@40+CheckpointStats(%rip)"). No program reads an argument, so a uprobe on the probe's address,
  * with its semaphore as the uprobe reference counter, is all a probe needs. */
+#include "collectors/export.h"
 #include "core/loupe.h"
 #include "lib/bpf_util.h"
 #include "lib/log.h"
@@ -246,19 +248,6 @@ static void find_installed(struct pgusdt *pg)
 	}
 }
 
-static struct metric_family *hist_family(struct registry *reg, const char *name, const char *help)
-{
-	static const char *const labels[] = {"service_name", NULL};
-	struct metric_family *f = registry__family(reg, name, help, METRIC_HISTOGRAM, labels, 0, FAMILY_SNAPSHOT);
-	if (f) {
-		double bounds[HIST_SLOTS - 1];
-		for (int k = 0; k < HIST_SLOTS - 1; k++)
-			bounds[k] = ldexp(1.0, k + HIST_MIN_SHIFT) / 1e9;
-		family__set_buckets(f, bounds, HIST_SLOTS - 1);
-	}
-	return f;
-}
-
 static int pgusdt_open(struct loupe *L, void **priv)
 {
 	struct pgusdt *pg = calloc(1, sizeof(*pg));
@@ -379,9 +368,7 @@ static int pgusdt_collect(void *priv, struct registry *reg)
 				   "Duration of PostgreSQL queries in the backend (USDT query__start/done; only with "
 				   "--pg-usdt-query)."},
 	};
-	static const struct {
-		const char *name, *help;
-	} counters[PG_CNT_NR] = {
+	static const struct counter_def counters[PG_CNT_NR] = {
 		[PG_CNT_DEADLOCKS] = {"loupe_postgres_deadlocks_total", "Deadlocks PostgreSQL detected (USDT deadlock__found)."},
 		[PG_CNT_XACT_ABORTS] = {"loupe_postgres_transaction_aborts_total",
 					"PostgreSQL transactions aborted: ROLLBACK or an error (USDT transaction__abort)."},
@@ -397,31 +384,19 @@ static int pgusdt_collect(void *priv, struct registry *reg)
 	for (int h = 0; h < PG_HIST_NR; h++) {
 		if (h == PG_HIST_QUERY && !pg->L->opt->pg_usdt_query)
 			continue;
-		struct metric_family *f = hist_family(reg, hists[h].name, hists[h].help);
+		struct metric_family *f = log2_hist_family(reg, hists[h].name, hists[h].help, l1);
 		if (!f)
 			return -ENOMEM;
 		for (int s = 1; s <= rules->nservices; s++) {
 			const uint64_t *words = pg->sums + ((size_t)s * PG_HIST_NR + h) * nwords;
 			const char *v[] = {rules->service[s]};
-			family__observe_counts(f, v, words, HIST_SLOTS, (double)words[HIST_SLOTS] / 1e9);
+			log2_hist_observe(f, v, words);
 		}
 	}
-	int fd = bpf_map__fd(pg->skel->maps.pg_counters);
-	for (int c = 0; c < PG_CNT_NR; c++) {
-		if (c == PG_CNT_XACT_COMMITS && !pg->L->opt->pg_usdt_query)
-			continue;
-		struct metric_family *f =
-			registry__family(reg, counters[c].name, counters[c].help, METRIC_COUNTER, l1, 0, FAMILY_SNAPSHOT);
-		if (!f)
-			return -ENOMEM;
-		for (int s = 1; s <= rules->nservices; s++) {
-			__u32 idx = (__u32)(s * PG_CNT_NR + c);
-			uint64_t sum = 0;
-			percpu_sum_u64(fd, &idx, &sum, 1);
-			const char *v[] = {rules->service[s]};
-			family__add(f, v, (double)sum);
-		}
-	}
+	uint64_t skip = pg->L->opt->pg_usdt_query ? 0 : 1ull << PG_CNT_XACT_COMMITS;
+	if ((err = export_service_counters(reg, rules, bpf_map__fd(pg->skel->maps.pg_counters), counters, PG_CNT_NR,
+					   skip)))
+		return err;
 	return loupe_export_drops(reg, "pg_usdt", bpf_map__fd(pg->skel->maps.pg_drops), drop_reasons, PG_DROP_NR);
 }
 

@@ -1,7 +1,9 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Syscall latency collector: bpf/syscalls.bpf.c -> loupe_syscall_duration_seconds{service_name,syscall},
  * loupe_syscall_untimed_total{service_name,syscall} (the --untimed-syscalls set: counted, not timed) and
  * loupe_syscall_errors_total{service_name,syscall,errno} (both sets). Kernel maps are cumulative and never cleared. The same
  * object carries the payload capture (bpf/payload.bpf.h), whose records src/collectors/payload.c reads. */
+#include "collectors/export.h"
 #include "core/loupe.h"
 #include "lib/bpf_util.h"
 #include "lib/log.h"
@@ -86,27 +88,14 @@ static int syscalls_attach(void *priv)
 	return syscalls_bpf__attach(s->skel);
 }
 
-static struct metric_family *hist_family(struct registry *reg)
-{
-	static const char *const labels[] = {"service_name", "syscall", NULL};
-	struct metric_family *f =
-		registry__family(reg, "loupe_syscall_duration_seconds",
-				 "Time target processes spent in system calls, from sys_enter to sys_exit.",
-				 METRIC_HISTOGRAM, labels, 0, FAMILY_SNAPSHOT);
-	if (f) {
-		double bounds[HIST_SLOTS - 1];
-		for (int k = 0; k < HIST_SLOTS - 1; k++)
-			bounds[k] = ldexp(1.0, k + HIST_MIN_SHIFT) / 1e9;
-		family__set_buckets(f, bounds, HIST_SLOTS - 1);
-	}
-	return f;
-}
-
 static int syscalls_collect(void *priv, struct registry *reg)
 {
 	struct syscalls *s = priv;
 	const struct target_rules *rules = &s->L->opt->rules;
-	struct metric_family *hist = hist_family(reg);
+	static const char *const hist_labels[] = {"service_name", "syscall", NULL};
+	struct metric_family *hist =
+		log2_hist_family(reg, "loupe_syscall_duration_seconds",
+				 "Time target processes spent in system calls, from sys_enter to sys_exit.", hist_labels);
 	static const char *const err_labels[] = {"service_name", "syscall", "errno", NULL};
 	struct metric_family *errs = registry__family(reg, "loupe_syscall_errors_total",
 						      "System calls of target processes that returned an error, by errno.",
@@ -134,7 +123,7 @@ static int syscalls_collect(void *priv, struct registry *reg)
 			if (!total)
 				continue;
 			const char *v[] = {rules->service[svc], syscall_name(nr, tmp, sizeof(tmp))};
-			family__observe_counts(hist, v, words, HIST_SLOTS, (double)words[HIST_SLOTS] / 1e9);
+			log2_hist_observe(hist, v, words);
 		}
 	}
 

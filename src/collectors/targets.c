@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Targets collector: loads bpf/targets.bpf.c, scans /proc at start, classifies every exec, and exports
  * loupe_targets{service_name}. The BPF side handles fork (inherit) and exit (forget) by itself. */
 #include "core/loupe.h"
@@ -40,7 +41,7 @@ static int track(struct targets *t, pid_t tgid, int svc, unsigned long long star
 {
 	__u32 key = (__u32)tgid, val = (__u32)svc;
 	struct target_info info = {.service = (__u32)svc,
-				   .start_ns = start_ticks * (1000000000ull / (unsigned long long)t->ticks_per_sec)};
+				   .start_ns = start_ticks * (NSEC_PER_SEC / (unsigned long long)t->ticks_per_sec)};
 	if (bpf_map_update_elem(bpf_map__fd(t->skel->maps.target_procs), &key, &info, BPF_ANY))
 		return -errno;
 	if (bpf_map_update_elem(t->L->target_svc_fd, &key, &val, BPF_ANY))
@@ -49,7 +50,7 @@ static int track(struct targets *t, pid_t tgid, int svc, unsigned long long star
 	__u64 exited_start;
 	if (proc_start_ticks(tgid, &now_ticks) || now_ticks != start_ticks ||
 	    (!bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.recent_exits), &key, &exited_start) &&
-	     exited_start / (1000000000ull / (unsigned long long)t->ticks_per_sec) == start_ticks)) {
+	     exited_start / (NSEC_PER_SEC / (unsigned long long)t->ticks_per_sec) == start_ticks)) {
 		__u32 none = 0;
 		bpf_map_update_elem(t->L->target_svc_fd, &key, &none, BPF_ANY);
 		bpf_map_delete_elem(bpf_map__fd(t->skel->maps.target_procs), &key);
@@ -185,7 +186,7 @@ static int on_record(void *ctx, void *data, size_t len)
 		/* The process may have exited, and its pid been reused, before we read /proc: the start time
 		 * that BPF saw must match the one /proc shows now. */
 		if (proc_start_ticks((pid_t)r->tgid, &start) ||
-		    start != r->start_ns / (1000000000ull / (unsigned long long)t->ticks_per_sec))
+		    start != r->start_ns / (NSEC_PER_SEC / (unsigned long long)t->ticks_per_sec))
 			break;
 		int svc = classify(t, (pid_t)r->tgid, start);
 		if (!svc || (int)r->service == svc)
@@ -296,7 +297,7 @@ static bool is_stale(struct targets *t, __u32 tgid, const struct target_info *in
 	unsigned long long ticks;
 	if (proc_stat_read((pid_t)tgid, &state, NULL, &ticks) || state == 'Z' || state == 'X')
 		return true;
-	return info->start_ns / (1000000000ull / (unsigned long long)t->ticks_per_sec) != ticks;
+	return info->start_ns / (NSEC_PER_SEC / (unsigned long long)t->ticks_per_sec) != ticks;
 }
 
 static void untrack(struct targets *t, __u32 tgid, const struct target_info *info)

@@ -1,6 +1,8 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* TCP collector: bpf/tcp.bpf.c -> connections opened/active/duration, connect latency and errors, bytes, RTT,
  * retransmits and resets per service, direction and peer class. Peers are abstracted here and only here:
  * the peer's service name when a local target owns the other end, else loopback, private or public. */
+#include "collectors/export.h"
 #include "core/loupe.h"
 #include "lib/bpf_util.h"
 #include "lib/log.h"
@@ -142,7 +144,7 @@ static int on_record(void *ctx, void *data, size_t len)
 		family__add(t->active, v, 1);
 		if (r->dir == TCP_DIR_OUTBOUND) {
 			const char *cv[] = {svc, peer_name(t, peer)};
-			family__observe(t->connect, cv, (double)r->connect_ns / 1e9);
+			family__observe(t->connect, cv, ns_to_seconds(r->connect_ns));
 		}
 		break;
 	}
@@ -162,10 +164,10 @@ static int on_record(void *ctx, void *data, size_t len)
 		}
 		if (r->dir == TCP_DIR_OUTBOUND && t->client_svc[r->lport] == r->service)
 			t->client_svc[r->lport] = 0;
-		family__observe(t->duration, v, (double)r->duration_ns / 1e9);
+		family__observe(t->duration, v, ns_to_seconds(r->duration_ns));
 		family__add(t->sent, v, (double)r->bytes_sent);
 		family__add(t->received, v, (double)r->bytes_received);
-		family__observe(t->srtt, v, (double)r->srtt_us / 1e6);
+		family__observe(t->srtt, v, ns_to_seconds(r->srtt_us * NSEC_PER_USEC));
 		break;
 	}
 	}
@@ -353,30 +355,16 @@ static int tcp_poll_fd(void *priv)
 static int tcp_collect(void *priv, struct registry *reg)
 {
 	struct tcp *t = priv;
-	static const char *const l1[] = {"service_name", NULL};
-	static const struct {
-		const char *name, *help;
-	} counters[TCP_CNT_NR] = {
+	static const struct counter_def counters[TCP_CNT_NR] = {
 		[TCP_CNT_RETRANSMITS] = {"loupe_tcp_retransmits_total", "TCP segments retransmitted on target connections."},
 		[TCP_CNT_RESETS_SENT] = {"loupe_tcp_resets_sent_total", "TCP resets sent on target connections."},
 		[TCP_CNT_RESETS_RECEIVED] = {"loupe_tcp_resets_received_total",
 					     "TCP resets received on target connections."},
 	};
-	int fd = bpf_map__fd(t->skel->maps.tcp_counters);
-	const struct target_rules *rules = &t->L->opt->rules;
-	for (int c = 0; c < TCP_CNT_NR; c++) {
-		struct metric_family *f =
-			registry__family(reg, counters[c].name, counters[c].help, METRIC_COUNTER, l1, 0, FAMILY_SNAPSHOT);
-		if (!f)
-			return -ENOMEM;
-		for (int s = 1; s <= rules->nservices; s++) {
-			__u32 idx = (__u32)(s * TCP_CNT_NR + c);
-			uint64_t sum = 0;
-			percpu_sum_u64(fd, &idx, &sum, 1);
-			const char *v[] = {rules->service[s]};
-			family__add(f, v, (double)sum);
-		}
-	}
+	int err = export_service_counters(reg, &t->L->opt->rules, bpf_map__fd(t->skel->maps.tcp_counters), counters,
+					  TCP_CNT_NR, 0);
+	if (err)
+		return err;
 	return loupe_export_drops(reg, "tcp", bpf_map__fd(t->skel->maps.tcp_drops), drop_reasons, TCP_DROP_NR);
 }
 

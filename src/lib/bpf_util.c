@@ -1,3 +1,6 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* Helpers over libbpf for collectors (src/lib/bpf_util.h): per-CPU map values summed over CPUs, batched where the
+ * kernel allows. */
 #include "lib/bpf_util.h"
 
 #include <bpf/bpf.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* Helpers over libbpf for collectors. */
 #ifndef LOUPE_BPF_UTIL_H
 #define LOUPE_BPF_UTIL_H

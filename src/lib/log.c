@@ -1,3 +1,6 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* The one logging layer (src/lib/log.h): levelled JSON lines on stderr, rate-limited per event name, and the
+ * libbpf print hook that routes libbpf's output through it. */
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -20,7 +23,7 @@ static const char *const level_names[] = {"debug", "info", "warn", "error", "off
  * open-addressed table so that two names hashing alike keep separate budgets; when it is full, the slot whose
  * window started first is reused. */
 #define LOG_BURST 20
-#define LOG_WINDOW_NS (10ull * 1000000000ull)
+#define LOG_WINDOW_NS (10 * NSEC_PER_SEC)
 #define LOG_SLOTS 64
 static struct {
 	char event[40];
@@ -119,7 +122,7 @@ static void log_vmsg(enum log_level lvl, const char *event, const char *fmt, va_
 	gmtime_r(&ts.tv_sec, &tm);
 	char when[40];
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	buf__printf(&line, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"event\":\"", when, ts.tv_nsec / 1000000,
+	buf__printf(&line, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"event\":\"", when, ts.tv_nsec / (long)NSEC_PER_MSEC,
 		    level_names[lvl]);
 	buf__json_str(&line, event);
 	buf__puts(&line, "\",\"msg\":\"");

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* One logging layer: JSON lines on stderr, levelled, rate-limited per event name.
  * Messages carry no concrete references (no IPs, paths, pids of other processes' commands, SQL):
  * callers log abstractions (service names, feature names, counts, errno names). */

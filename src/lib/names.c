@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* Syscall and errno names as metric labels (src/lib/names.h), from the generated syscall table. */
 #include "lib/names.h"
 #include "syscall_names.h"
 #include "lib/util.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* Names for numbers the kernel reports: syscalls (x86_64 table generated at build time) and errno values. */
 #ifndef LOUPE_NAMES_H
 #define LOUPE_NAMES_H

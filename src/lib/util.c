@@ -1,3 +1,6 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* Small helpers every module uses (src/lib/util.h): the growable buffer, JSON string escaping, small-file reads,
+ * clocks and gzip. */
 #include "lib/util.h"
 
 #include <errno.h>
@@ -146,7 +149,7 @@ uint64_t now_ns(int clock_id)
 {
 	struct timespec ts;
 	clock_gettime(clock_id, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
 int gzip_buf(const char *src, size_t n, struct buf *out)

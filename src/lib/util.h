@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* Small helpers shared by every userspace module: a growable byte buffer, file reads, time. */
 #ifndef LOUPE_UTIL_H
 #define LOUPE_UTIL_H

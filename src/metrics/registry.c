@@ -1,3 +1,6 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* The registry (src/metrics/registry.h): metric families with label schemas and series budgets, snapshot
+ * families rebuilt on each scrape, and their exposition as Prometheus text 0.0.4 or OpenMetrics 1.0. */
 #include "metrics/registry.h"
 
 #include <errno.h>

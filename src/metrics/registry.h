@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* The registry owns every exported series. Families have a fixed label schema and a series budget: a label set
  * past the budget collapses into a series whose labels (all but service_name) read "_other", and
  * loupe_series_dropped_total{metric} counts each distinct label set that was collapsed.

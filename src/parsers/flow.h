@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* Direction of a captured syscall's bytes, seen from the watched process: shared by the protocol parsers. */
 #ifndef LOUPE_FLOW_H
 #define LOUPE_FLOW_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Server-side HTTP/1.x state machine over truncated syscall views (see http.h for what it promises).
  *
  * Each direction is a small state machine over captured bytes; uncaptured bytes (len - cap) are only ever

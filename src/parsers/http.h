@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* Server-side HTTP/1.x (RFC 9112) from truncated views of a connection's read and write syscalls.
  *
  * The payload capture hands over, per call, the first `cap` bytes of the `len` bytes the syscall transferred.

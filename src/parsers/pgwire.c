@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* PostgreSQL protocol 3.0 over truncated syscall views (see pgwire.h for what it promises).
  *
  * Each stream (frontend, backend) is a small state machine: gather a header (startup: length + code; typed:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* PostgreSQL frontend/backend protocol 3.0 (https://www.postgresql.org/docs/15/protocol.html) from truncated
  * views of one TCP connection's read and write syscalls, on either end of it.
  *

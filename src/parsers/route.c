@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Route templates from raw request-targets. Pure functions over bytes: no allocation, no locale, no decoding. */
 #include "parsers/route.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* Route templates: the only form in which a request path leaves the agent (DESIGN.md section 3).
  *
  * route_template() turns a raw HTTP request-target (RFC 9112 section 3.2: origin-form "/p?q", absolute-form

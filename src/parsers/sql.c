@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* SQL fingerprints: libpg_query for complete statements, a PostgreSQL-aware scanner for the rest, and a cache
  * keyed by a digest of the text. The scanner is pure (no allocation, no state); see src/parsers/sql.h for the rules. */
 #include "parsers/sql.h"

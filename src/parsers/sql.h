@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* SQL fingerprints: the only form in which a PostgreSQL statement leaves the agent (DESIGN.md section 3).
  *
  * sql_fingerprint() turns the text of a statement, as a wire-protocol parser captured it (a simple Query or a

@@ -1,3 +1,6 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* --target rules (src/parsers/target_rules.h): parsing and checking selectors, the default rules, matching a
+ * process's identity (comm, cmdline, exe, pid, cgroup) read from /proc, and the literal comm rules applied in BPF. */
 #include "parsers/target_rules.h"
 #include "lib/util.h"
 

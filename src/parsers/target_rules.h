@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* Target selection: which processes belong to which service. Pure (no BPF), so it is unit-tested directly.
  * Syntax (DESIGN.md section 4): NAME=comm:REGEX | cmdline:REGEX | exe:PATH | pid:N | cgroup:PATH. */
 #ifndef LOUPE_TARGET_RULES_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* RFC 6455 frame parser over truncated syscall views (see websocket.h for what it promises).
  *
  * Per direction: gather a frame header (2 to 14 bytes, possibly across calls), account for the frame, then

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* WebSocket (RFC 6455) frame parser over truncated views of a connection's read and write syscalls.
  *
  * After http_conn_feed() reports an upgrade, the caller feeds the rest of that call and every later one here.

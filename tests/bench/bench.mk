@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # Benchmark programs (scripts/bench.sh), included by the main Makefile: the empty-program floor loader, the syscall
 # cost timer, and a process making many distinct syscalls (scrape time at scale). `make bench` builds them and runs
 # the benchmark; `make bench-bins` only builds them.

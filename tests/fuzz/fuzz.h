@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* Shared by the libFuzzer targets: the invariant check, the record format of syscall views, the event log of
  * the split/merged differential, and seed writing. Header-only: each target is built alone (fuzz.mk). */
 #ifndef LOUPE_FUZZ_H

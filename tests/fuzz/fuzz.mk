@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # libFuzzer targets for the parsers of untrusted bytes (DESIGN.md section 6), included by the main Makefile
 # (-include tests/fuzz/fuzz.mk). Each target is built with clang from the modules it fuzzes, with ASan and UBSan.
 #   make fuzz-bins                 build build/fuzz/fuzz_{route,http,websocket,pgwire}

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* libFuzzer target for src/parsers/http.c (and the hand-over to src/parsers/websocket.c). The input is a sequence of syscall
  * views, so splits and truncation are fuzzed along with the bytes:
  *   byte 0: bit 0 HTTP_CONN_MIDSTREAM

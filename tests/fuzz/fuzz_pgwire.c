@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* libFuzzer target for src/parsers/pgwire.c. The input is a sequence of syscall views, so splits, truncation and tails
  * are fuzzed along with the bytes:
  *   byte 0: bit 0 PG_CONN_MIDSTREAM, bit 1 PG_ROLE_CLIENT, bits 2-7 tail size T

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* libFuzzer target for src/parsers/route.c. The input is a raw request-target; its first byte also picks the output
  * buffer's size, so writes past a small buffer are caught by ASan. Invariants: the template is printable ASCII,
  * starts with '/' (or is "*"), has no query, fragment, params or '@', fits its bounds, and templating it again

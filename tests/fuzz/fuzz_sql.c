@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* libFuzzer target for src/parsers/sql.c. The input is statement text; its first byte, when below 0x20, picks the mode
  * (bit 0: truncated capture) and a small output buffer for the scanner, so writes past it are caught by ASan.
  * Every input goes through the scanner (sql_normalize_fallback) and, bounded to 1 KiB like the capture, through

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* libFuzzer target for src/parsers/websocket.c. The input is a sequence of syscall views (see fuzz_http.c for the
  * record format, without the leading flags byte). Invariants: events carry the session's route and valid
  * opcodes, close events come with their direction, nothing is reported after END, and END comes once.

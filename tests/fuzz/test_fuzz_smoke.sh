@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Fuzz smoke test: build the libFuzzer targets (tests/fuzz/fuzz.mk) and run each for a few seconds
 # (FUZZ_SMOKE_SECONDS, default 5) from its stored corpus or its built-in seeds. TAP on stdout, one line per
 # target: "ok", "not ok" (a crash or a broken invariant: the log and the reproducer are named), or a counted

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* blocker: a process whose system calls are known exactly, ground truth for the BPF tests.
  *
  * It blocks a known time in one specific syscall a known number of times, fails a known syscall with a known

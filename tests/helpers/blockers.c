@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* A process that blocks for known times in known functions, for the off-CPU profiler test: once a line arrives
  * on stdin, block_alpha sleeps argv[1] times 50 ms and block_beta argv[1] times 100 ms. The sleeps are raw
  * nanosleep syscalls inlined into each function (a libc wrapper has no frame pointer, and the frame-pointer walk

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* A process with a known call chain, for the profiler tests: main -> chain_alpha -> chain_beta -> chain_gamma,
  * which spins for argv[1] seconds once a line arrives on stdin. Built with frame pointers (the Makefile's helper
  * rule). The empty asm after each call keeps it a call (no tail call would leave its frame out), and the spin

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* A nanosleep system call inlined into the calling function, for the off-CPU helpers: a libc wrapper has no frame
  * pointer, and the frame-pointer walk would then skip the function that called it. */
 #ifndef LOUPE_TEST_RAW_SLEEP_H

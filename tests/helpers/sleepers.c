@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Many short blocks in one known function, for counting off-CPU blocks one by one: once a line arrives on stdin,
  * argv[1] threads each sleep argv[2] times argv[3] microseconds in block_gamma (a raw nanosleep syscall inlined
  * there, as in blockers.c, so the frame-pointer walk keeps the function). Built with frame pointers.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Unit tests for src/parsers/http.c: server-side HTTP/1.x from truncated syscall views. Every scenario states the exact
  * events it expects, as text: "START GET /memories/{id} @1" (method, route, start ts), "RESP GET /r 200 1-2"
  * (status, start and end ts), "ABORT GET /r 1-9", "UPGRADE GET /ws 1-2 +N" (offset), "NOTHTTP reason". */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Unit tests for src/lib/log.c: level parsing and filtering, the JSON line format on stderr, rate limiting.
  * stderr is redirected to a temporary file around each log call; assertions run after it is restored. */
 #include <bpf/libbpf.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Unit tests for src/lib/names.c: syscall and errno names as they appear in metric labels. */
 #include <errno.h>
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Unit tests for src/parsers/pgwire.c: PostgreSQL protocol 3.0 from truncated syscall views, in both roles. Every
  * scenario states the exact events it expects, as text:
  *   "Q1 SELECT - [select 1] 3-4"          execution id, operation, sqlstate ('-' when ok), text, start-end

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Unit tests for src/metrics/registry.c: families and series, snapshot resets, the series budget, and the exposition
  * formats (Prometheus text 0.0.4 and OpenMetrics 1.0), checked line by line against the text we expect. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Unit tests for src/parsers/route.c: request-targets become route templates that carry no identifier, no query and
  * no host, and loupe_redactions_total{kind} counts what was abstracted. */
 #include <setjmp.h>

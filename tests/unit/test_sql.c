@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Unit tests for src/parsers/sql.c: statements that differ only in constants, whitespace, comments or list lengths share
  * a fingerprint, different shapes do not, and no constant of the input, nor any part of one cut by the capture,
  * reaches the normalised text. */

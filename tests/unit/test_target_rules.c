@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Unit tests for src/parsers/target_rules.c: --target parsing and its error messages, matching order, the default rules
  * against what real uvicorn and postgres processes look like, cgroup prefixes, and the /proc readers. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Unit tests for src/lib/util.c: the growable buffer, JSON string escaping, small-file reads and gzip. */
 #include <ctype.h>
 #include <errno.h>

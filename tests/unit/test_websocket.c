@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-2-Clause
 /* Unit tests for src/parsers/websocket.c: RFC 6455 frames from truncated syscall views. Events are compared as text:
  * "MSG in text 5 @1" (direction, opcode, size, ts; " z" when compressed), "CLOSE out 1000 @2",
  * "END 9 clean" / "END 9 unclean" (duration). */
