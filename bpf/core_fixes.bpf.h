@@ -25,4 +25,16 @@ static __always_inline __u64 task_start_ns(struct task_struct *p)
 	return BPF_CORE_READ((struct task_struct___pre55 *)leader, real_start_time);
 }
 
+/* The syscall number at sys_exit, from the user registers, as the kernel's syscall_get_nr() reads it
+ * (arch/x86/include/asm/syscall.h: orig_ax). libbpf's bpf_tracing.h has macros for syscall arguments but none for
+ * the number, so this is the one place that names a register; another ARCH must add its field here. */
+#if defined(__TARGET_ARCH_x86)
+static __always_inline __u32 syscall_nr(struct pt_regs *regs, const bool btf)
+{
+	return btf ? (__u32)regs->orig_ax : (__u32)BPF_CORE_READ(regs, orig_ax);
+}
+#else
+#error "syscall_nr(): only __TARGET_ARCH_x86 is supported (add the arch's syscall_get_nr() register)"
+#endif
+
 #endif

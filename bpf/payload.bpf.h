@@ -12,6 +12,7 @@
 #define LOUPE_PAYLOAD_BPF_H
 #include <bpf/bpf_core_read.h>
 #include "payload.h"
+#include "maps.bpf.h"
 
 #define PL_S_IFMT 00170000
 #define PL_S_IFSOCK 0140000
@@ -88,6 +89,9 @@ static __always_inline bool pl_is_captured_nr(__u32 nr)
  * measured: scripts/bench.sh). PL_RD picks the form; `btf` is a constant in each program, so the other branch is
  * compiled out. */
 #define PL_RD(btf, p, field) ((btf) ? (p)->field : BPF_CORE_READ(p, field))
+/* Syscall argument n (1-based) of the user registers regs, in the same two forms, through libbpf's portable
+ * macros (bpf_tracing.h knows which register holds it on each __TARGET_ARCH). */
+#define PL_ARG(btf, regs, n) ((btf) ? PT_REGS_PARM##n##_SYSCALL(regs) : PT_REGS_PARM##n##_CORE_SYSCALL(regs))
 
 /* The kernel's read-only cast (6.2+): a scalar that holds a kernel pointer becomes a typed, untrusted pointer. */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
@@ -158,7 +162,7 @@ static __always_inline bool pl_midstream(struct sock *sk, __u8 dir, long ret)
 static __always_inline __u32 pl_gather(struct pl_scratch *s, __u32 nr, struct pt_regs *regs, __u32 want,
 					const bool btf)
 {
-	unsigned long arg2 = PL_RD(btf, regs, si);
+	unsigned long arg2 = PL_ARG(btf, regs, 2);
 	struct iovec *iov;
 	__u64 iovcnt;
 	if (nr == PL_NR_READ || nr == PL_NR_WRITE || nr == PL_NR_RECVFROM || nr == PL_NR_SENDTO) {
@@ -168,7 +172,7 @@ static __always_inline __u32 pl_gather(struct pl_scratch *s, __u32 nr, struct pt
 	}
 	if (nr == PL_NR_READV || nr == PL_NR_WRITEV) {
 		iov = (struct iovec *)arg2;
-		iovcnt = PL_RD(btf, regs, dx);
+		iovcnt = PL_ARG(btf, regs, 3);
 	} else { /* sendmsg, recvmsg */
 		struct user_msghdr m;
 		if (bpf_probe_read_user(&m, sizeof(m), (void *)arg2))
@@ -200,10 +204,10 @@ static __always_inline void pl_capture(struct pt_regs *regs, __u32 nr, long ret,
 {
 	__u8 dir = (nr == PL_NR_READ || nr == PL_NR_READV || nr == PL_NR_RECVFROM || nr == PL_NR_RECVMSG) ? PL_DIR_IN
 														: PL_DIR_OUT;
-	if ((nr == PL_NR_RECVFROM && (PL_RD(btf, regs, r10) & PL_MSG_PEEK)) ||
-	    (nr == PL_NR_RECVMSG && (PL_RD(btf, regs, dx) & PL_MSG_PEEK)))
+	if ((nr == PL_NR_RECVFROM && (PL_ARG(btf, regs, 4) & PL_MSG_PEEK)) ||
+	    (nr == PL_NR_RECVMSG && (PL_ARG(btf, regs, 3) & PL_MSG_PEEK)))
 		return; /* the bytes stay queued: the next read reports them */
-	struct sock *sk = pl_fd_sock((int)PL_RD(btf, regs, di), btf);
+	struct sock *sk = pl_fd_sock((int)PL_ARG(btf, regs, 1), btf);
 	if (!sk)
 		return;
 	__u64 key = (__u64)sk;
@@ -213,17 +217,18 @@ static __always_inline void pl_capture(struct pt_regs *regs, __u32 nr, long ret,
 		if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE)
 			return; /* closed already: a new entry would never be removed */
 		struct pl_conn nc = {.id = __sync_fetch_and_add(&pl_next_id, 1) + 1, .service = svc};
-		if (bpf_map_update_elem(&pl_conns, &key, &nc, BPF_NOEXIST) == 0) {
+		bool created;
+		c = map_try_init(&pl_conns, &key, &nc, &created);
+		if (!c) {
+			if (!created)
+				count_drop(&pl_drops, PL_DROP_CONN_MAP_FULL);
+			return;
+		}
+		if (created) {
 			flags = PL_F_NEW;
 			if (pl_midstream(sk, dir, ret))
 				flags |= PL_F_MIDSTREAM;
-		} else if (bpf_map_lookup_elem(&pl_conns, &key) == NULL) {
-			count_drop(&pl_drops, PL_DROP_CONN_MAP_FULL);
-			return;
 		}
-		c = bpf_map_lookup_elem(&pl_conns, &key);
-		if (!c)
-			return;
 	}
 	if (c->state != PL_CAPTURE)
 		return;
@@ -248,7 +253,7 @@ static __always_inline void pl_capture(struct pt_regs *regs, __u32 nr, long ret,
 		tail = (__u64)ret - got;
 		if (tail > PAYLOAD_TAIL)
 			tail = PAYLOAD_TAIL;
-		const char *buf = (const char *)PL_RD(btf, regs, si);
+		const char *buf = (const char *)PL_ARG(btf, regs, 2);
 		if (bpf_probe_read_user(&s->data[got & (PAYLOAD_MAX_CAPTURE - 1)], tail & (PAYLOAD_TAIL * 2 - 1),
 					buf + ret - tail))
 			tail = 0;

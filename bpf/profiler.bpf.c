@@ -14,6 +14,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "bits.bpf.h"
+#include "maps.bpf.h"
 #include "targets.bpf.h"
 #include "profiler.h"
 
@@ -131,13 +132,8 @@ static __always_inline struct offcpu_start *start_of(struct task_struct *t, bool
 	if (btf)
 		return bpf_task_storage_get(&offcpu_start, t, 0, create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 	__u32 tid = BPF_CORE_READ(t, pid);
-	struct offcpu_start *st = bpf_map_lookup_elem(&offcpu_start_raw, &tid);
-	if (!st && create) {
-		struct offcpu_start zero = {};
-		bpf_map_update_elem(&offcpu_start_raw, &tid, &zero, BPF_NOEXIST);
-		st = bpf_map_lookup_elem(&offcpu_start_raw, &tid);
-	}
-	return st;
+	struct offcpu_start zero = {};
+	return create ? map_lookup_or_try_init(&offcpu_start_raw, &tid, &zero) : bpf_map_lookup_elem(&offcpu_start_raw, &tid);
 }
 
 /* One off-CPU record for task t (a target thread of service svc): blocked for delta_ns where st says. */

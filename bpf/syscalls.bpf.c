@@ -9,6 +9,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "bits.bpf.h"
+#include "core_fixes.bpf.h"
+#include "maps.bpf.h"
 #include "targets.bpf.h"
 #include "syscalls.h"
 #include "payload.bpf.h"
@@ -88,21 +90,11 @@ static __always_inline void count_error(__u32 svc, __u32 nr, long ret)
 	if (ret >= 0 || ret < -4095)
 		return;
 	struct syscall_err_key key = {.service = svc, .nr = nr, .err = (__u16)-ret};
-	__u64 *c = bpf_map_lookup_elem(&syscall_errors, &key);
-	if (c) {
-		(*c)++;
-		return;
-	}
-	__u64 one = 1;
-	/* -EEXIST: another CPU's copy was created first; this CPU's slot of it is ours. */
-	long err = bpf_map_update_elem(&syscall_errors, &key, &one, BPF_NOEXIST);
-	if (err == -EEXIST) {
-		c = bpf_map_lookup_elem(&syscall_errors, &key);
-		if (c)
-			(*c)++;
-	} else if (err) {
+	__u64 zero = 0, *c = map_lookup_or_try_init(&syscall_errors, &key, &zero);
+	if (c)
+		(*c)++; /* a per-CPU hash: this CPU's slot, also when another CPU created the entry */
+	else
 		count_drop(&syscall_drops, SYSCALL_DROP_ERRMAP_FULL);
-	}
 }
 
 static __always_inline int on_exit(struct pt_regs *regs, long ret, const bool btf)
@@ -111,7 +103,7 @@ static __always_inline int on_exit(struct pt_regs *regs, long ret, const bool bt
 	if (!svc || svc > LOUPE_MAX_SERVICES)
 		return 0;
 	/* The syscall number, as the kernel's syscall_get_nr() reads it: untimed ones have no start time. */
-	__u32 nr = btf ? (__u32)regs->orig_ax : (__u32)BPF_CORE_READ(regs, orig_ax);
+	__u32 nr = syscall_nr(regs, btf);
 	__u64 now;
 	if (is_untimed(nr)) {
 		__u32 idx = (svc - 1) * SYSCALL_MAX_NR + nr;
