@@ -2,6 +2,7 @@
 /* The one logging layer (src/lib/log.h): levelled JSON lines on stderr, rate-limited per event name, and the
  * libbpf print hook that routes libbpf's output through it. */
 #include "lib/log.h"
+#include "lib/hash.h"
 #include "lib/util.h"
 
 #include <bpf/libbpf.h>
@@ -52,12 +53,11 @@ void log_set_level(enum log_level lvl) { min_level = lvl; }
 enum log_level log_get_level(void) { return min_level; }
 unsigned long log_suppressed_total(void) { return suppressed_total; }
 
+/* The home slot of an event name. The table itself is not lib/hash.h's index: it is a fixed set of LOG_SLOTS
+ * rate-limit windows that evicts the oldest when full, a cache rather than a map that must keep every key. */
 static unsigned slot_of(const char *event)
 {
-	unsigned h = 5381;
-	for (const char *p = event; *p; p++)
-		h = h * 33 + (unsigned char)*p;
-	return h % LOG_SLOTS;
+	return (unsigned)(fnv1a_str(event) % LOG_SLOTS);
 }
 
 static bool slot_is(unsigned i, const char *event)

@@ -2,6 +2,7 @@
 /* The registry (src/metrics/registry.h): metric families with label schemas and series budgets, snapshot
  * families rebuilt on each scrape, and their exposition as Prometheus text 0.0.4 or OpenMetrics 1.0. */
 #include "metrics/registry.h"
+#include "lib/hash.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,7 +13,8 @@
 #include <strings.h>
 
 struct series {
-	struct series *next_hash, *next;
+	struct series *next; /* in creation order: the exposition's */
+	uint64_t hash;	     /* of key */
 	char *key;     /* label values joined by '\x1f' */
 	char **values; /* nlabels strings */
 	double value;
@@ -36,8 +38,9 @@ struct metric_family {
 	double *bounds;
 	size_t nbounds;
 
-	struct series **table;
-	size_t table_size, nseries, nadmitted;
+	struct series **by_id; /* series by id, found through idx (lib/hash.h) */
+	size_t by_id_cap, nseries, nadmitted;
+	struct id_index idx;
 	struct series *head, *tail;
 
 	/* Distinct label sets refused by the budget (keys only), for loupe_series_dropped_total. */
@@ -52,15 +55,7 @@ struct registry {
 	struct metric_family *series_dropped;
 };
 
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ull;
-	}
-	return h;
-}
+#define hash_str fnv1a_str
 
 struct registry *registry__new(void)
 {
@@ -103,7 +98,8 @@ static void family_free(struct metric_family *f)
 	free(f->dropped);
 	for (size_t i = 0; i < f->nlabels; i++)
 		free(f->labels[i]);
-	free(f->table);
+	free(f->by_id);
+	id_index__free(&f->idx);
 	free(f->bounds);
 	free(f->name);
 	free(f->help);
@@ -142,9 +138,7 @@ struct metric_family *registry__family(struct registry *r, const char *name, con
 	f->flags = flags;
 	f->budget = budget ? budget : r->default_budget;
 	f->service_label = -1;
-	f->table_size = 64;
-	f->table = calloc(f->table_size, sizeof(*f->table));
-	if (!f->name || !f->help || !f->table)
+	if (!f->name || !f->help)
 		goto fail;
 	for (size_t i = 0; labels && labels[i]; i++) {
 		if (i >= REGISTRY_MAX_LABELS)
@@ -222,36 +216,53 @@ static char *join_key(const struct metric_family *f, const char *const *values)
 	return b.p;
 }
 
-static struct series *table_find(struct metric_family *f, const char *key, uint64_t h)
+struct key_probe {
+	const struct metric_family *f;
+	const char *key;
+};
+
+static bool key_is(const void *ctx, uint32_t id)
 {
-	for (struct series *s = f->table[h % f->table_size]; s; s = s->next_hash)
-		if (!strcmp(s->key, key))
-			return s;
-	return NULL;
+	const struct key_probe *kp = ctx;
+	return !strcmp(kp->f->by_id[id]->key, kp->key);
 }
 
-static void table_grow(struct metric_family *f)
+static uint64_t series_hash(const void *ctx, uint32_t id)
 {
-	size_t n = f->table_size * 2;
-	struct series **t = calloc(n, sizeof(*t));
-	if (!t)
-		return; /* keep the old table: slower lookups, still correct */
-	for (struct series *s = f->head; s; s = s->next) {
-		uint64_t h = hash_str(s->key) % n;
-		s->next_hash = t[h];
-		t[h] = s;
+	const struct metric_family *f = ctx;
+	return f->by_id[id]->hash;
+}
+
+static struct series *table_find(struct metric_family *f, const char *key, uint64_t h)
+{
+	struct key_probe kp = {f, key};
+	int64_t id = id_index__find(&f->idx, h, key_is, &kp);
+	return id < 0 ? NULL : f->by_id[id];
+}
+
+/* Room for one more series in the index and the id array: 0 or -ENOMEM. */
+static int table_reserve(struct metric_family *f)
+{
+	if (f->nseries == f->by_id_cap) {
+		size_t cap = f->by_id_cap ? f->by_id_cap * 2 : 64;
+		struct series **by_id = realloc(f->by_id, cap * sizeof(*by_id));
+		if (!by_id)
+			return -ENOMEM;
+		f->by_id = by_id;
+		f->by_id_cap = cap;
 	}
-	free(f->table);
-	f->table = t;
-	f->table_size = n;
+	return id_index__reserve(&f->idx, f->nseries + 1, series_hash, f);
 }
 
 static struct series *series_new(struct metric_family *f, const char *const *values, char *key, uint64_t h)
 {
+	if (table_reserve(f))
+		return NULL;
 	struct series *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
 	s->key = key;
+	s->hash = h;
 	s->values = calloc(f->nlabels ? f->nlabels : 1, sizeof(char *));
 	if (!s->values)
 		goto fail;
@@ -265,16 +276,14 @@ static struct series *series_new(struct metric_family *f, const char *const *val
 		if (!s->counts)
 			goto fail;
 	}
-	s->next_hash = f->table[h % f->table_size];
-	f->table[h % f->table_size] = s;
+	f->by_id[f->nseries] = s;
+	id_index__insert(&f->idx, h, (uint32_t)f->nseries);
 	if (f->tail)
 		f->tail->next = s;
 	else
 		f->head = s;
 	f->tail = s;
 	f->nseries++;
-	if (f->nseries > f->table_size * 2)
-		table_grow(f);
 	return s;
 fail:
 	s->key = NULL; /* owned by caller on failure */
