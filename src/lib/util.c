@@ -32,7 +32,7 @@ void buf__reset(struct buf *b)
 static int buf__reserve(struct buf *b, size_t extra)
 {
 	if (b->oom)
-		return -1;
+		return -ENOMEM;
 	if (b->len + extra + 1 <= b->cap)
 		return 0;
 	size_t cap = b->cap ? b->cap : 256;
@@ -41,7 +41,7 @@ static int buf__reserve(struct buf *b, size_t extra)
 	char *p = realloc(b->p, cap);
 	if (!p) {
 		b->oom = 1;
-		return -1;
+		return -ENOMEM;
 	}
 	b->p = p;
 	b->cap = cap;

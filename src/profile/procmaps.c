@@ -79,10 +79,10 @@ static int open_mapped(const char *path, uint64_t ino)
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	struct stat st;
 	if (fd < 0)
-		return -1;
+		return -errno;
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (ino && st.st_ino != ino)) {
 		close(fd);
-		return -1;
+		return -ENOENT; /* not the file the process mapped */
 	}
 	return fd;
 }

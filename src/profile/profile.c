@@ -177,7 +177,7 @@ static bool stack_eq(const void *ctx, uint32_t id)
 }
 
 /* Add values to the stack (service, thread, frames), creating it when new unless the limit is reached (and force
- * is false): returns 1 then (the caller folds the sample into [other]), 0 when added, or -ENOMEM. */
+ * is false): 0 when added, -ENOSPC at the limit (the caller folds the sample into [other]), or -ENOMEM. */
 static int stack_add(struct profile *p, uint32_t service, uint32_t thread, const uint32_t *frames, uint32_t depth,
 		     uint64_t count, uint64_t ns, bool force)
 {
@@ -192,7 +192,7 @@ static int stack_add(struct profile *p, uint32_t service, uint32_t thread, const
 		return 0;
 	}
 	if (p->nstack >= p->max_stacks && !force)
-		return 1;
+		return -ENOSPC;
 	if (id_index__reserve(&p->stack_idx, p->nstack + 1, stack_hash_of, p) ||
 	    !GROW(p->stack, p->stack_cap, p->nstack + 1) ||
 	    !GROW(p->pool, p->pool_cap, p->npool + depth))
@@ -302,9 +302,7 @@ int profile__add(struct profile *p, const char *service, const char *thread, con
 	if (depth < 0)
 		return -ENOMEM;
 	int rc = stack_add(p, (uint32_t)svc, (uint32_t)thr, ids, (uint32_t)depth, count, ns, false);
-	if (rc <= 0)
-		return rc;
-	return add_other(p, (uint32_t)svc, count, ns);
+	return rc == -ENOSPC ? add_other(p, (uint32_t)svc, count, ns) : rc;
 }
 
 int profile__merge(struct profile *dst, const struct profile *src, const char *service)
