@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /* ELF function tables: symbols collected with their names into one arena, sorted, aliases merged, sizes of 0
  * stretched; PT_LOAD segments kept for address translation. */
+#include "profile/addrtab.h"
 #include "profile/elfsyms.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "lib/util.h"
 
-#define BACK_SCAN 8	/* symbols looked at before the nearest one, for a big one enclosing a small one */
 
 /* A function: [addr, addr + size), name at names + name. 16 bytes, so libc's table stays small. */
 struct sym_entry {
@@ -18,6 +19,7 @@ struct sym_entry {
 	uint32_t size;
 	uint32_t name;
 };
+_Static_assert(offsetof(struct sym_entry, addr) == 0, "profile/addrtab.h reads the start first");
 
 struct sym_seg {
 	uint64_t off, filesz, vaddr;
@@ -66,27 +68,21 @@ size_t sym_table__build_id(const struct sym_table *t, char *hex, size_t n)
 	return t->build_id_len;
 }
 
+static uint64_t sym_size(const void *e)
+{
+	return ((const struct sym_entry *)e)->size;
+}
+
 const char *sym_table__find(const struct sym_table *t, uint64_t vaddr, uint64_t *offset)
 {
 	if (!t || !t->n)
 		return NULL;
-	size_t lo = 0, hi = t->n;	/* first symbol above vaddr */
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (t->syms[mid].addr <= vaddr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (size_t i = lo, k = 0; i > 0 && k < BACK_SCAN; i--, k++) {
-		const struct sym_entry *s = &t->syms[i - 1];
-		if (vaddr - s->addr < s->size) {
-			if (offset)
-				*offset = vaddr - s->addr;
-			return t->names + s->name;
-		}
-	}
-	return NULL;
+	int64_t i = addrtab_enclosing(t->syms, t->n, sizeof(*t->syms), vaddr, sym_size);
+	if (i < 0)
+		return NULL;
+	if (offset)
+		*offset = vaddr - t->syms[i].addr;
+	return t->names + t->syms[i].name;
 }
 
 int sym_table__vaddr(const struct sym_table *t, uint64_t off, uint64_t *vaddr)

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /* kallsyms: the text is parsed by hand into one arena of names, sorted by address, aliases dropped. */
+#include "profile/addrtab.h"
 #include "profile/kallsyms.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "lib/util.h"
@@ -17,6 +19,7 @@ struct ksym_entry {
 	uint32_t name, module;
 	uint32_t text;		/* a function (t T w W); other symbols only end the one before them */
 };
+_Static_assert(offsetof(struct ksym_entry, addr) == 0, "profile/addrtab.h reads the start first");
 
 struct ksyms {
 	struct ksym_entry *e;
@@ -210,14 +213,7 @@ const char *ksyms__find(const struct ksyms *ks, uint64_t addr, const char **modu
 {
 	if (!ks || !ks->n)
 		return NULL;
-	size_t lo = 0, hi = ks->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (ks->e[mid].addr <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
+	size_t lo = addrtab_upper(ks->e, ks->n, sizeof(*ks->e), addr);
 	if (!lo)
 		return NULL;
 	const struct ksym_entry *k = &ks->e[lo - 1];

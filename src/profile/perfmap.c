@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /* perf maps: entries with names in one buffer, sorted by start then by line order, so a lookup walking back from
  * the last start at or below an address meets the newest line for a start first. */
+#include "profile/addrtab.h"
 #include "profile/perfmap.h"
 
 #include <errno.h>
@@ -8,18 +9,19 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/util.h"
 
-#define BACK_SCAN 8	/* entries looked at before the nearest one, for a big one enclosing a small one */
 
 struct pm_entry {
 	uint64_t start, size;
 	uint32_t name, seq;
 };
+_Static_assert(offsetof(struct pm_entry, start) == 0, "profile/addrtab.h reads the start first");
 
 struct perf_map {
 	char *path;
@@ -151,26 +153,20 @@ size_t perf_map__count(const struct perf_map *pm)
 	return pm ? pm->n : 0;
 }
 
+static uint64_t pm_size(const void *e)
+{
+	return ((const struct pm_entry *)e)->size;
+}
+
 const char *perf_map__find(const struct perf_map *pm, uint64_t addr, uint64_t *offset)
 {
 	if (!pm || !pm->n)
 		return NULL;
-	size_t lo = 0, hi = pm->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (pm->e[mid].start <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
 	/* Walking back from the last start <= addr meets the newest line for a start first. */
-	for (size_t i = lo, k = 0; i > 0 && k < BACK_SCAN; i--, k++) {
-		const struct pm_entry *e = &pm->e[i - 1];
-		if (addr - e->start < e->size) {
-			if (offset)
-				*offset = addr - e->start;
-			return pm->names.p + e->name;
-		}
-	}
-	return NULL;
+	int64_t i = addrtab_enclosing(pm->e, pm->n, sizeof(*pm->e), addr, pm_size);
+	if (i < 0)
+		return NULL;
+	if (offset)
+		*offset = addr - pm->e[i].start;
+	return pm->names.p + pm->e[i].name;
 }
