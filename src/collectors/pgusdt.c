@@ -24,7 +24,6 @@
 #include <glob.h>
 #include <libelf.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +106,71 @@ static size_t vaddr_to_offset(Elf *elf, uint64_t addr, bool exec)
 	return 0;
 }
 
+/* The .note.stapsdt section, and the address of .stapsdt.base in this file (0 when it has none): a prelinked
+ * binary moved its sections, and .stapsdt.base says by how much (the note holds the base it was linked with). */
+static Elf_Scn *find_stapsdt(Elf *elf, size_t shstrndx, uint64_t *base_addr)
+{
+	Elf_Scn *note = NULL;
+	*base_addr = 0;
+	for (Elf_Scn *scn = NULL; (scn = elf_nextscn(elf, scn));) {
+		GElf_Shdr sh;
+		const char *name;
+		if (!gelf_getshdr(scn, &sh) || !(name = elf_strptr(elf, shstrndx, sh.sh_name)))
+			continue;
+		if (!strcmp(name, ".stapsdt.base"))
+			*base_addr = sh.sh_addr;
+		else if (sh.sh_type == SHT_NOTE && !strcmp(name, ".note.stapsdt"))
+			note = scn;
+	}
+	return note;
+}
+
+/* One probe of a stapsdt note: its name, and the addresses of its instruction and semaphore (0: none). */
+struct stapsdt_probe {
+	const char *name;
+	uint64_t pc, sema;
+};
+
+/* Decode a note's descriptor (pc, base, semaphore, then provider and name strings) when it is a probe of provider
+ * "postgresql", relocated by base_addr; false for any other note. */
+static bool parse_stapsdt(const char *desc, size_t descsz, uint64_t base_addr, struct stapsdt_probe *p)
+{
+	uint64_t base;
+	if (descsz < 3 * 8 + 2)
+		return false;
+	memcpy(&p->pc, desc, 8);
+	memcpy(&base, desc + 8, 8);
+	memcpy(&p->sema, desc + 16, 8);
+	const char *provider = desc + 24, *end = desc + descsz;
+	const char *name = memchr(provider, '\0', (size_t)(end - provider));
+	if (!name++ || name >= end || !memchr(name, '\0', (size_t)(end - name)) || strcmp(provider, "postgresql"))
+		return false;
+	if (base_addr && base) {
+		p->pc += base_addr - base;
+		if (p->sema)
+			p->sema += base_addr - base;
+	}
+	p->name = name;
+	return true;
+}
+
+/* Record a site of the probe_defs entry that probe names, as file offsets. Returns 1 when it is the first site of
+ * that probe, else 0 (not one loupe uses, no room left, or addresses no segment maps). */
+static int add_site(struct pg_binary *b, Elf *elf, const struct stapsdt_probe *probe)
+{
+	for (size_t p = 0; p < PG_NPROBES; p++) {
+		if (strcmp(probe->name, probe_defs[p].name) || b->nsites[p] >= PG_MAX_SITES)
+			continue;
+		struct pg_site s = {.offset = vaddr_to_offset(elf, probe->pc, true),
+				    .ref_ctr_offset = probe->sema ? vaddr_to_offset(elf, probe->sema, false) : 0};
+		if (!s.offset || (probe->sema && !s.ref_ctr_offset))
+			return 0;
+		b->sites[p][b->nsites[p]++] = s;
+		return b->nsites[p] == 1;
+	}
+	return 0;
+}
+
 /* Read the probes of provider "postgresql" that loupe uses from the binary's .note.stapsdt (the SystemTap SDT
  * note format: https://sourceware.org/systemtap/wiki/UserSpaceProbeImplementation). Returns how many of the
  * probes in probe_defs it has, or -errno. */
@@ -116,65 +180,26 @@ static int read_probes(struct pg_binary *b)
 	Elf *elf = NULL;
 	if (fd < 0)
 		return -errno;
-	if (elf_version(EV_CURRENT) == EV_NONE || !(elf = elf_begin(fd, ELF_C_READ, NULL)) ||
-	    gelf_getclass(elf) != ELFCLASS64) {
-		err = -ENOEXEC;
-		goto out;
-	}
 	size_t shstrndx;
-	if (elf_getshdrstrndx(elf, &shstrndx)) {
+	if (elf_version(EV_CURRENT) == EV_NONE || !(elf = elf_begin(fd, ELF_C_READ, NULL)) ||
+	    gelf_getclass(elf) != ELFCLASS64 || elf_getshdrstrndx(elf, &shstrndx)) {
 		err = -ENOEXEC;
 		goto out;
 	}
-	/* A prelinked binary moved its sections: .stapsdt.base says by how much (the note holds the base it was
-	 * linked with). */
-	uint64_t base_addr = 0;
-	Elf_Scn *note = NULL;
-	for (Elf_Scn *scn = NULL; (scn = elf_nextscn(elf, scn));) {
-		GElf_Shdr sh;
-		const char *name;
-		if (!gelf_getshdr(scn, &sh) || !(name = elf_strptr(elf, shstrndx, sh.sh_name)))
-			continue;
-		if (!strcmp(name, ".stapsdt.base"))
-			base_addr = sh.sh_addr;
-		else if (sh.sh_type == SHT_NOTE && !strcmp(name, ".note.stapsdt"))
-			note = scn;
-	}
+	uint64_t base_addr;
+	Elf_Scn *note = find_stapsdt(elf, shstrndx, &base_addr);
 	Elf_Data *data = note ? elf_getdata(note, NULL) : NULL;
 	if (!data)
 		goto out; /* no probes: built without --enable-dtrace */
 	GElf_Nhdr nh;
 	size_t off = 0, name_off, desc_off;
 	while ((off = gelf_getnote(data, off, &nh, &name_off, &desc_off)) > 0) {
-		const char *desc = (const char *)data->d_buf + desc_off;
+		struct stapsdt_probe probe;
 		if (nh.n_type != NT_STAPSDT || nh.n_namesz != 8 ||
-		    memcmp((const char *)data->d_buf + name_off, "stapsdt", 8) || nh.n_descsz < 3 * 8 + 2)
+		    memcmp((const char *)data->d_buf + name_off, "stapsdt", 8) ||
+		    !parse_stapsdt((const char *)data->d_buf + desc_off, nh.n_descsz, base_addr, &probe))
 			continue;
-		uint64_t pc, base, sema;
-		memcpy(&pc, desc, 8);
-		memcpy(&base, desc + 8, 8);
-		memcpy(&sema, desc + 16, 8);
-		const char *provider = desc + 24, *end = desc + nh.n_descsz;
-		const char *name = memchr(provider, '\0', (size_t)(end - provider));
-		if (!name++ || name >= end || !memchr(name, '\0', (size_t)(end - name)) || strcmp(provider, "postgresql"))
-			continue;
-		if (base_addr && base) {
-			pc += base_addr - base;
-			if (sema)
-				sema += base_addr - base;
-		}
-		for (size_t p = 0; p < PG_NPROBES; p++) {
-			if (strcmp(name, probe_defs[p].name) || b->nsites[p] >= PG_MAX_SITES)
-				continue;
-			struct pg_site s = {.offset = vaddr_to_offset(elf, pc, true),
-					    .ref_ctr_offset = sema ? vaddr_to_offset(elf, sema, false) : 0};
-			if (!s.offset || (sema && !s.ref_ctr_offset))
-				break;
-			if (!b->nsites[p])
-				found++;
-			b->sites[p][b->nsites[p]++] = s;
-			break;
-		}
+		found += add_site(b, elf, &probe);
 	}
 out:
 	elf_end(elf);
@@ -204,8 +229,23 @@ static void add_binary(struct pgusdt *pg, const char *path)
 	b->ino = st.st_ino;
 }
 
-/* Binaries of running target processes named postgres (through /proc/PID/root, so that a process in another
- * mount namespace names its own file). */
+/* The binary process pid (a /proc entry name) runs, when it is a postgres server, through /proc/PID/root so that a
+ * process in another mount namespace names its own file. A binary deleted since it started is skipped. */
+static void add_process_binary(struct pgusdt *pg, const char *pid)
+{
+	char link[300], exe[PATH_MAX], path[PATH_MAX + 320];
+	snprintf(link, sizeof(link), "/proc/%s/exe", pid);
+	ssize_t n = readlink(link, exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return;
+	exe[n] = '\0';
+	if (!is_postgres_exe(exe) || strstr(exe, " (deleted)"))
+		return;
+	snprintf(path, sizeof(path), "/proc/%s/root%s", pid, exe);
+	add_binary(pg, path);
+}
+
+/* Binaries of running target processes named postgres. */
 static void find_running(struct pgusdt *pg)
 {
 	struct bpf_map *m = NULL;
@@ -216,19 +256,24 @@ static void find_running(struct pgusdt *pg)
 	int fd = bpf_map__fd(m);
 	__u32 key, next, *prev = NULL;
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		char link[64], exe[PATH_MAX], path[PATH_MAX + 64];
+		char pid[16];
 		key = next;
 		prev = &key;
-		snprintf(link, sizeof(link), "/proc/%u/exe", next);
-		ssize_t n = readlink(link, exe, sizeof(exe) - 1);
-		if (n <= 0)
-			continue;
-		exe[n] = '\0';
-		if (!is_postgres_exe(exe) || strstr(exe, " (deleted)"))
-			continue;
-		snprintf(path, sizeof(path), "/proc/%u/root%s", next, exe);
-		add_binary(pg, path);
+		snprintf(pid, sizeof(pid), "%u", next);
+		add_process_binary(pg, pid);
 	}
+}
+
+/* Binaries of every running postgres process on the host (for `loupe check`, which has no targets). */
+static void find_running_any(struct pgusdt *pg)
+{
+	DIR *d = opendir("/proc");
+	if (!d)
+		return;
+	for (struct dirent *de; (de = readdir(d));)
+		if (de->d_name[0] >= '1' && de->d_name[0] <= '9')
+			add_process_binary(pg, de->d_name);
+	closedir(d);
 }
 
 /* Installed servers, newest first: for `loupe run` when no postgres target runs yet and a service is called
@@ -248,26 +293,21 @@ static void find_installed(struct pgusdt *pg)
 	}
 }
 
-static int pgusdt_open(struct loupe *L, void **priv)
+/* The binaries to probe, with their probes read: running targets' first, else installed ones when a service is
+ * named postgres. 0, or LOUPE_FEATURE_DISABLED with the reason in detail (when detail is not NULL). */
+static int find_binaries(struct pgusdt *pg, char *detail, size_t dlen)
 {
-	struct pgusdt *pg = calloc(1, sizeof(*pg));
-	char *detail = L->opening ? L->opening->detail : NULL;
-	size_t dlen = L->opening ? sizeof(L->opening->detail) : 0;
-	int err;
-	if (!pg)
-		return -ENOMEM;
-	pg->L = L;
+	const struct target_rules *rules = &pg->L->opt->rules;
 	find_running(pg);
 	bool named = false;
-	for (int s = 1; s <= L->opt->rules.nservices; s++)
-		named |= !strcmp(L->opt->rules.service[s], "postgres");
+	for (int s = 1; s <= rules->nservices; s++)
+		named |= !strcmp(rules->service[s], "postgres");
 	if (!pg->nbins && named)
 		find_installed(pg);
 	if (!pg->nbins) {
 		if (detail)
 			snprintf(detail, dlen, "off: no postgres binary (no target process runs one, and no service "
 					       "named postgres has one installed)");
-		free(pg);
 		return LOUPE_FEATURE_DISABLED;
 	}
 	int with_probes = 0;
@@ -282,22 +322,42 @@ static int pgusdt_open(struct loupe *L, void **priv)
 		if (detail)
 			snprintf(detail, dlen, "off: the postgres binary has no USDT probes (PostgreSQL built without "
 					       "--enable-dtrace)");
-		free(pg);
 		return LOUPE_FEATURE_DISABLED;
 	}
+	return 0;
+}
 
+/* Open the skeleton with only the enabled probes' programs, sharing the targets' service map, and load it. */
+static int pgusdt_load(struct pgusdt *pg)
+{
+	struct loupe *L = pg->L;
 	pg->skel = pgusdt_bpf__open();
-	if (!pg->skel) {
-		err = -errno;
-		goto fail;
-	}
+	if (!pg->skel)
+		return -errno;
 	for (size_t p = 0; p < PG_NPROBES; p++) {
 		struct bpf_program *prog = bpf_object__find_program_by_name(pg->skel->obj, probe_defs[p].prog);
 		if (prog)
 			bpf_program__set_autoload(prog, probe_enabled(L, &probe_defs[p]));
 	}
+	int err;
 	if ((err = bpf_map__set_max_entries(pg->skel->maps.target_svc, L->pid_max)) ||
 	    (err = bpf_map__reuse_fd(pg->skel->maps.target_svc, L->target_svc_fd)) || (err = pgusdt_bpf__load(pg->skel)))
+		return err;
+	return 0;
+}
+
+static int pgusdt_open(struct loupe *L, void **priv)
+{
+	struct pgusdt *pg = calloc(1, sizeof(*pg));
+	int err;
+	if (!pg)
+		return -ENOMEM;
+	pg->L = L;
+	err = find_binaries(pg, L->opening ? L->opening->detail : NULL, L->opening ? sizeof(L->opening->detail) : 0);
+	if (err)
+		goto fail;
+	err = pgusdt_load(pg);
+	if (err)
 		goto fail;
 	loupe__add_object(L, pg->skel->obj);
 	if (L->opening)
@@ -310,36 +370,42 @@ fail:
 	return err;
 }
 
+/* Attach probe p at each of its sites in every binary; the first error is kept in attach_err[p] and logged.
+ * Returns how many sites attached. */
+static unsigned attach_probe(struct pgusdt *pg, size_t p)
+{
+	struct bpf_program *prog = bpf_object__find_program_by_name(pg->skel->obj, probe_defs[p].prog);
+	unsigned n = 0;
+	for (int i = 0; i < pg->nbins; i++) {
+		const struct pg_binary *b = &pg->bins[i];
+		for (unsigned s = 0; s < b->nsites[p]; s++) {
+			/* pid -1: every process running this binary, now and later; the kernel raises the semaphore in
+			 * each of them. */
+			LIBBPF_OPTS(bpf_uprobe_opts, opts, .ref_ctr_offset = b->sites[p][s].ref_ctr_offset);
+			struct bpf_link *l = bpf_program__attach_uprobe_opts(prog, -1, b->path, b->sites[p][s].offset, &opts);
+			if (!l) {
+				if (!pg->attach_err[p])
+					pg->attach_err[p] = -errno;
+				continue;
+			}
+			pg->links[pg->nlinks++] = l;
+			pg->attached[p]++;
+			n++;
+		}
+	}
+	if (pg->attach_err[p])
+		log_warn("pg_usdt_attach_failed", "postgres probe %s: attach failed (%s)", probe_defs[p].name,
+			 strerror(-pg->attach_err[p]));
+	return n;
+}
+
 static int pgusdt_attach(void *priv)
 {
 	struct pgusdt *pg = priv;
 	unsigned total = 0;
-	for (size_t p = 0; p < PG_NPROBES; p++) {
-		if (!probe_enabled(pg->L, &probe_defs[p]))
-			continue;
-		struct bpf_program *prog = bpf_object__find_program_by_name(pg->skel->obj, probe_defs[p].prog);
-		for (int i = 0; i < pg->nbins; i++) {
-			const struct pg_binary *b = &pg->bins[i];
-			for (unsigned s = 0; s < b->nsites[p]; s++) {
-				/* pid -1: every process running this binary, now and later; the kernel raises the
-				 * semaphore in each of them. */
-				LIBBPF_OPTS(bpf_uprobe_opts, opts, .ref_ctr_offset = b->sites[p][s].ref_ctr_offset);
-				struct bpf_link *l =
-					bpf_program__attach_uprobe_opts(prog, -1, b->path, b->sites[p][s].offset, &opts);
-				if (!l) {
-					if (!pg->attach_err[p])
-						pg->attach_err[p] = -errno;
-					continue;
-				}
-				pg->links[pg->nlinks++] = l;
-				pg->attached[p]++;
-				total++;
-			}
-		}
-		if (pg->attach_err[p])
-			log_warn("pg_usdt_attach_failed", "postgres probe %s: attach failed (%s)", probe_defs[p].name,
-				 strerror(-pg->attach_err[p]));
-	}
+	for (size_t p = 0; p < PG_NPROBES; p++)
+		if (probe_enabled(pg->L, &probe_defs[p]))
+			total += attach_probe(pg, p);
 	if (!total) {
 		for (size_t p = 0; p < PG_NPROBES; p++)
 			if (pg->attach_err[p])
@@ -351,31 +417,34 @@ static int pgusdt_attach(void *priv)
 	return 0;
 }
 
-static int pgusdt_collect(void *priv, struct registry *reg)
+static const struct {
+	const char *name, *help;
+} hist_defs[PG_HIST_NR] = {
+	[PG_HIST_LOCK_WAIT] = {"loupe_postgres_lock_wait_seconds",
+			       "Time PostgreSQL backends waited for a heavyweight lock that was then granted "
+			       "(USDT lock__wait__start/done; waits ended by an error are not counted)."},
+	[PG_HIST_CHECKPOINT] = {"loupe_postgres_checkpoint_duration_seconds",
+				"Duration of PostgreSQL checkpoints (USDT checkpoint__start/done)."},
+	[PG_HIST_QUERY] = {"loupe_postgres_usdt_query_duration_seconds",
+			   "Duration of PostgreSQL queries in the backend (USDT query__start/done; only with "
+			   "--pg-usdt-query)."},
+};
+
+static const struct counter_def counter_defs[PG_CNT_NR] = {
+	[PG_CNT_DEADLOCKS] = {"loupe_postgres_deadlocks_total", "Deadlocks PostgreSQL detected (USDT deadlock__found)."},
+	[PG_CNT_XACT_ABORTS] = {"loupe_postgres_transaction_aborts_total",
+				"PostgreSQL transactions aborted: ROLLBACK or an error (USDT transaction__abort)."},
+	[PG_CNT_XACT_COMMITS] = {"loupe_postgres_transaction_commits_total",
+				 "PostgreSQL transactions committed (USDT transaction__commit; only with "
+				 "--pg-usdt-query)."},
+};
+
+/* The per-service latency histograms ([service][histogram] in pg_hists), the query one only with
+ * --pg-usdt-query. */
+static int export_hists(struct pgusdt *pg, struct registry *reg)
 {
-	struct pgusdt *pg = priv;
+	static const char *const labels[] = {"service_name", NULL};
 	const struct target_rules *rules = &pg->L->opt->rules;
-	static const char *const l1[] = {"service_name", NULL};
-	static const struct {
-		const char *name, *help;
-	} hists[PG_HIST_NR] = {
-		[PG_HIST_LOCK_WAIT] = {"loupe_postgres_lock_wait_seconds",
-				       "Time PostgreSQL backends waited for a heavyweight lock that was then granted "
-				       "(USDT lock__wait__start/done; waits ended by an error are not counted)."},
-		[PG_HIST_CHECKPOINT] = {"loupe_postgres_checkpoint_duration_seconds",
-					"Duration of PostgreSQL checkpoints (USDT checkpoint__start/done)."},
-		[PG_HIST_QUERY] = {"loupe_postgres_usdt_query_duration_seconds",
-				   "Duration of PostgreSQL queries in the backend (USDT query__start/done; only with "
-				   "--pg-usdt-query)."},
-	};
-	static const struct counter_def counters[PG_CNT_NR] = {
-		[PG_CNT_DEADLOCKS] = {"loupe_postgres_deadlocks_total", "Deadlocks PostgreSQL detected (USDT deadlock__found)."},
-		[PG_CNT_XACT_ABORTS] = {"loupe_postgres_transaction_aborts_total",
-					"PostgreSQL transactions aborted: ROLLBACK or an error (USDT transaction__abort)."},
-		[PG_CNT_XACT_COMMITS] = {"loupe_postgres_transaction_commits_total",
-					 "PostgreSQL transactions committed (USDT transaction__commit; only with "
-					 "--pg-usdt-query)."},
-	};
 	const size_t nwords = sizeof(struct loupe_hist) / sizeof(uint64_t);
 	int err = percpu_array_sum_all(bpf_map__fd(pg->skel->maps.pg_hists), (LOUPE_MAX_SERVICES + 1) * PG_HIST_NR,
 				       nwords, pg->sums);
@@ -384,7 +453,7 @@ static int pgusdt_collect(void *priv, struct registry *reg)
 	for (int h = 0; h < PG_HIST_NR; h++) {
 		if (h == PG_HIST_QUERY && !pg->L->opt->pg_usdt_query)
 			continue;
-		struct metric_family *f = log2_hist_family(reg, hists[h].name, hists[h].help, l1);
+		struct metric_family *f = log2_hist_family(reg, hist_defs[h].name, hist_defs[h].help, labels);
 		if (!f)
 			return -ENOMEM;
 		for (int s = 1; s <= rules->nservices; s++) {
@@ -393,9 +462,19 @@ static int pgusdt_collect(void *priv, struct registry *reg)
 			log2_hist_observe(f, v, words);
 		}
 	}
+	return 0;
+}
+
+static int pgusdt_collect(void *priv, struct registry *reg)
+{
+	struct pgusdt *pg = priv;
 	uint64_t skip = pg->L->opt->pg_usdt_query ? 0 : 1ull << PG_CNT_XACT_COMMITS;
-	if ((err = export_service_counters(reg, rules, bpf_map__fd(pg->skel->maps.pg_counters), counters, PG_CNT_NR,
-					   skip)))
+	int err = export_hists(pg, reg);
+	if (err)
+		return err;
+	err = export_service_counters(reg, &pg->L->opt->rules, bpf_map__fd(pg->skel->maps.pg_counters), counter_defs,
+				      PG_CNT_NR, skip);
+	if (err)
 		return err;
 	return loupe_export_drops(reg, "pg_usdt", bpf_map__fd(pg->skel->maps.pg_drops), drop_reasons, PG_DROP_NR);
 }
@@ -437,24 +516,8 @@ bool pgusdt__check(char *detail, size_t len)
 		snprintf(detail, len, "out of memory");
 		return false;
 	}
-	/* Running servers first (any postgres process: there are no targets here), then installed ones. */
-	DIR *d = opendir("/proc");
-	for (struct dirent *de; d && (de = readdir(d));) {
-		char link[300], exe[PATH_MAX], path[PATH_MAX + 320];
-		if (de->d_name[0] < '1' || de->d_name[0] > '9')
-			continue;
-		snprintf(link, sizeof(link), "/proc/%s/exe", de->d_name);
-		ssize_t n = readlink(link, exe, sizeof(exe) - 1);
-		if (n <= 0)
-			continue;
-		exe[n] = '\0';
-		if (is_postgres_exe(exe) && !strstr(exe, " (deleted)")) {
-			snprintf(path, sizeof(path), "/proc/%s/root%s", de->d_name, exe);
-			add_binary(pg, path);
-		}
-	}
-	if (d)
-		closedir(d);
+	/* Running servers first, then installed ones. */
+	find_running_any(pg);
 	find_installed(pg);
 	int best = 0;
 	for (int i = 0; i < pg->nbins; i++) {
