@@ -14,7 +14,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +44,8 @@ static int syscalls_open(struct loupe *L, void **priv)
 	s->sums = calloc((size_t)s->nservices * SYSCALL_MAX_NR, sizeof(struct loupe_hist));
 	s->calls = calloc((size_t)s->nservices * SYSCALL_MAX_NR, sizeof(uint64_t));
 	if (!s->sums || !s->calls) {
-		free(s->sums);
-		free(s->calls);
-		free(s);
-		return -ENOMEM;
+		err = -ENOMEM;
+		goto fail;
 	}
 	s->skel = syscalls_bpf__open();
 	if (!s->skel) {
@@ -88,10 +85,77 @@ static int syscalls_attach(void *priv)
 	return syscalls_bpf__attach(s->skel);
 }
 
+/* The timed syscalls' histograms ([service][syscall] in syscall_hist), the syscalls a service never made left out. */
+static int export_latency(struct syscalls *s, struct metric_family *hist)
+{
+	const struct target_rules *rules = &s->L->opt->rules;
+	const size_t nwords = sizeof(struct loupe_hist) / sizeof(uint64_t);
+	char tmp[32];
+	int err = percpu_array_sum_all(bpf_map__fd(s->skel->maps.syscall_hist), (uint32_t)s->nservices * SYSCALL_MAX_NR,
+				       nwords, s->sums);
+	if (err)
+		return err;
+	for (int svc = 1; svc <= s->nservices; svc++) {
+		for (__u32 nr = 0; nr < SYSCALL_MAX_NR; nr++) {
+			const uint64_t *words = s->sums + ((size_t)(svc - 1) * SYSCALL_MAX_NR + nr) * nwords;
+			uint64_t total = 0;
+			for (int k = 0; k < HIST_SLOTS; k++)
+				total += words[k];
+			if (!total)
+				continue;
+			const char *v[] = {rules->service[svc], syscall_name(nr, tmp, sizeof(tmp))};
+			log2_hist_observe(hist, v, words);
+		}
+	}
+	return 0;
+}
+
+/* The --untimed-syscalls set's call counts ([service][syscall] in syscall_untimed). */
+static int export_untimed(struct syscalls *s, struct metric_family *untimed)
+{
+	const struct target_rules *rules = &s->L->opt->rules;
+	char tmp[32];
+	int err = percpu_array_sum_all(bpf_map__fd(s->skel->maps.syscall_untimed),
+				       (uint32_t)s->nservices * SYSCALL_MAX_NR, 1, s->calls);
+	if (err)
+		return err;
+	for (int svc = 1; svc <= s->nservices; svc++) {
+		for (__u32 nr = 0; nr < SYSCALL_MAX_NR; nr++) {
+			uint64_t n = s->calls[(size_t)(svc - 1) * SYSCALL_MAX_NR + nr];
+			if (n) {
+				const char *v[] = {rules->service[svc], syscall_name(nr, tmp, sizeof(tmp))};
+				family__add(untimed, v, (double)n);
+			}
+		}
+	}
+	return 0;
+}
+
+/* The syscall_errors hash, keyed by service, syscall and errno. */
+static void export_errors(struct syscalls *s, struct metric_family *errs)
+{
+	const struct target_rules *rules = &s->L->opt->rules;
+	char tmp[32], tmp2[32];
+	int fd = bpf_map__fd(s->skel->maps.syscall_errors);
+	struct syscall_err_key key, next, *prev = NULL;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		uint64_t count;
+		/* rt_sigreturn "returns" the interrupted syscall's restored result: not an error of its own. */
+		if (next.nr != SYS_rt_sigreturn && !percpu_sum_u64(fd, &next, &count, 1) && next.service >= 1 &&
+		    next.service <= s->nservices) {
+			const char *v[] = {rules->service[next.service], syscall_name(next.nr, tmp, sizeof(tmp)),
+					   errno_name(next.err, tmp2, sizeof(tmp2))};
+			family__add(errs, v, (double)count);
+		}
+		key = next;
+		prev = &key;
+	}
+}
+
 static int syscalls_collect(void *priv, struct registry *reg)
 {
 	struct syscalls *s = priv;
-	const struct target_rules *rules = &s->L->opt->rules;
+	/* Declared together, before any map is read: the exposition lists families in declaration order. */
 	static const char *const hist_labels[] = {"service_name", "syscall", NULL};
 	struct metric_family *hist =
 		log2_hist_family(reg, "loupe_syscall_duration_seconds",
@@ -108,53 +172,10 @@ static int syscalls_collect(void *priv, struct registry *reg)
 	if (!hist || !errs || !untimed)
 		return -ENOMEM;
 
-	int fd = bpf_map__fd(s->skel->maps.syscall_hist);
-	const size_t nwords = sizeof(struct loupe_hist) / sizeof(uint64_t);
-	char tmp[32], tmp2[32];
-	int err = percpu_array_sum_all(fd, (uint32_t)s->nservices * SYSCALL_MAX_NR, nwords, s->sums);
-	if (err)
+	int err;
+	if ((err = export_latency(s, hist)) || (err = export_untimed(s, untimed)))
 		return err;
-	for (int svc = 1; svc <= s->nservices; svc++) {
-		for (__u32 nr = 0; nr < SYSCALL_MAX_NR; nr++) {
-			const uint64_t *words = s->sums + ((size_t)(svc - 1) * SYSCALL_MAX_NR + nr) * nwords;
-			uint64_t total = 0;
-			for (int k = 0; k < HIST_SLOTS; k++)
-				total += words[k];
-			if (!total)
-				continue;
-			const char *v[] = {rules->service[svc], syscall_name(nr, tmp, sizeof(tmp))};
-			log2_hist_observe(hist, v, words);
-		}
-	}
-
-	fd = bpf_map__fd(s->skel->maps.syscall_untimed);
-	if ((err = percpu_array_sum_all(fd, (uint32_t)s->nservices * SYSCALL_MAX_NR, 1, s->calls)))
-		return err;
-	for (int svc = 1; svc <= s->nservices; svc++) {
-		for (__u32 nr = 0; nr < SYSCALL_MAX_NR; nr++) {
-			uint64_t n = s->calls[(size_t)(svc - 1) * SYSCALL_MAX_NR + nr];
-			if (n) {
-				const char *v[] = {rules->service[svc], syscall_name(nr, tmp, sizeof(tmp))};
-				family__add(untimed, v, (double)n);
-			}
-		}
-	}
-
-	fd = bpf_map__fd(s->skel->maps.syscall_errors);
-	struct syscall_err_key key, next, *prev = NULL;
-	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		uint64_t count;
-		/* rt_sigreturn "returns" the interrupted syscall's restored result: not an error of its own. */
-		if (next.nr != SYS_rt_sigreturn && !percpu_sum_u64(fd, &next, &count, 1) && next.service >= 1 &&
-		    next.service <= s->nservices) {
-			const char *v[] = {rules->service[next.service], syscall_name(next.nr, tmp, sizeof(tmp)),
-					   errno_name(next.err, tmp2, sizeof(tmp2))};
-			family__add(errs, v, (double)count);
-		}
-		key = next;
-		prev = &key;
-	}
-
+	export_errors(s, errs);
 	return loupe_export_drops(reg, "syscalls", bpf_map__fd(s->skel->maps.syscall_drops), drop_reasons,
 				  SYSCALL_DROP_NR);
 }
