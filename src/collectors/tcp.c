@@ -9,17 +9,14 @@
 #include "tcp.h"
 #include "tcp.skel.h"
 
-#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 enum { PEER_LOOPBACK, PEER_PRIVATE, PEER_PUBLIC, PEER_SERVICE0 }; /* PEER_SERVICE0 + svc - 1: a local service */
@@ -115,6 +112,48 @@ static const double duration_bounds[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 
 static const double latency_bounds[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
 					0.01,	 0.025,	 0.05,	  0.1,	  0.25,	 0.5,	 1};
 
+/* An established connection: remembered (for its close) and counted. */
+static void on_open(struct tcp *t, const struct tcp_rec *r, const char *svc, const char *dir)
+{
+	uint8_t peer = classify_peer(t, r);
+	struct conn_slot *s = conn_find(t, r->sk, true);
+	if (!s) {
+		t->conn_table_full++;
+		return;
+	}
+	if (s->sk <= 1)
+		t->nconns++;
+	*s = (struct conn_slot){.sk = r->sk, .svc = (uint8_t)r->service, .dir = r->dir, .peer = peer};
+	if (r->dir == TCP_DIR_OUTBOUND)
+		t->client_svc[r->lport] = (uint8_t)r->service;
+	const char *v[] = {svc, dir, peer_name(t, peer)};
+	family__add(t->opened, v, 1);
+	family__add(t->active, v, 1);
+	if (r->dir == TCP_DIR_OUTBOUND) {
+		const char *cv[] = {svc, peer_name(t, peer)};
+		family__observe(t->connect, cv, ns_to_seconds(r->connect_ns));
+	}
+}
+
+/* A closed connection: forgotten, and its lifetime, bytes and RTT observed under the peer it opened with. */
+static void on_close(struct tcp *t, const struct tcp_rec *r, const char *svc, const char *dir)
+{
+	struct conn_slot *s = conn_find(t, r->sk, false);
+	uint8_t peer = s ? s->peer : classify_peer(t, r);
+	const char *v[] = {svc, dir, peer_name(t, peer)};
+	if (s) {
+		family__add(t->active, v, -1);
+		s->sk = 1;
+		t->nconns--;
+	}
+	if (r->dir == TCP_DIR_OUTBOUND && t->client_svc[r->lport] == r->service)
+		t->client_svc[r->lport] = 0;
+	family__observe(t->duration, v, ns_to_seconds(r->duration_ns));
+	family__add(t->sent, v, (double)r->bytes_sent);
+	family__add(t->received, v, (double)r->bytes_received);
+	family__observe(t->srtt, v, ns_to_seconds(r->srtt_us * NSEC_PER_USEC));
+}
+
 static int on_record(void *ctx, void *data, size_t len)
 {
 	struct tcp *t = ctx;
@@ -127,157 +166,134 @@ static int on_record(void *ctx, void *data, size_t len)
 	case REC_TCP_LISTEN:
 		t->listen_svc[r->lport] = (uint8_t)r->service;
 		break;
-	case REC_TCP_OPEN: {
-		uint8_t peer = classify_peer(t, r);
-		struct conn_slot *s = conn_find(t, r->sk, true);
-		if (!s) {
-			t->conn_table_full++;
-			break;
-		}
-		if (s->sk <= 1)
-			t->nconns++;
-		*s = (struct conn_slot){.sk = r->sk, .svc = (uint8_t)r->service, .dir = r->dir, .peer = peer};
-		if (r->dir == TCP_DIR_OUTBOUND)
-			t->client_svc[r->lport] = (uint8_t)r->service;
-		const char *v[] = {svc, dir, peer_name(t, peer)};
-		family__add(t->opened, v, 1);
-		family__add(t->active, v, 1);
-		if (r->dir == TCP_DIR_OUTBOUND) {
-			const char *cv[] = {svc, peer_name(t, peer)};
-			family__observe(t->connect, cv, ns_to_seconds(r->connect_ns));
-		}
+	case REC_TCP_OPEN:
+		on_open(t, r, svc, dir);
 		break;
-	}
 	case REC_TCP_CONNECT_FAIL: {
 		const char *cv[] = {svc, peer_name(t, classify_peer(t, r))};
 		family__add(t->connect_err, cv, 1);
 		break;
 	}
-	case REC_TCP_CLOSE: {
-		struct conn_slot *s = conn_find(t, r->sk, false);
-		uint8_t peer = s ? s->peer : classify_peer(t, r);
-		const char *v[] = {svc, dir, peer_name(t, peer)};
-		if (s) {
-			family__add(t->active, v, -1);
-			s->sk = 1;
-			t->nconns--;
-		}
-		if (r->dir == TCP_DIR_OUTBOUND && t->client_svc[r->lport] == r->service)
-			t->client_svc[r->lport] = 0;
-		family__observe(t->duration, v, ns_to_seconds(r->duration_ns));
-		family__add(t->sent, v, (double)r->bytes_sent);
-		family__add(t->received, v, (double)r->bytes_received);
-		family__observe(t->srtt, v, ns_to_seconds(r->srtt_us * NSEC_PER_USEC));
+	case REC_TCP_CLOSE:
+		on_close(t, r, svc, dir);
 		break;
 	}
-	}
 	return 0;
+}
+
+struct target_sock {
+	unsigned long ino;
+	uint8_t svc;
+};
+
+/* Append the socket inodes among process pid's open fds to *socks, as sockets of service svc. A full array (no
+ * memory to grow it) ends the walk early. */
+static void add_process_sockets(__u32 pid, uint8_t svc, struct target_sock **socks, size_t *n, size_t *cap)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%u/fd", pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	for (struct dirent *de; (de = readdir(d));) {
+		char target[64];
+		ssize_t l = readlinkat(dirfd(d), de->d_name, target, sizeof(target) - 1);
+		if (l <= 0)
+			continue;
+		target[l] = '\0';
+		unsigned long ino;
+		if (sscanf(target, "socket:[%lu]", &ino) != 1)
+			continue;
+		if (*n == *cap) {
+			void *nv = realloc(*socks, *cap * 2 * sizeof(**socks));
+			if (!nv)
+				break;
+			*socks = nv;
+			*cap *= 2;
+		}
+		(*socks)[*n] = (struct target_sock){.ino = ino, .svc = svc};
+		(*n)++;
+	}
+	closedir(d);
+}
+
+/* Socket inode -> service, from the open fds of every process in target_procs; NULL without memory. */
+static struct target_sock *target_sockets(int procs_fd, size_t *n)
+{
+	size_t cap = 1024;
+	struct target_sock *socks = malloc(cap * sizeof(*socks));
+	__u32 key, next, *prev = NULL;
+	struct target_info info;
+	*n = 0;
+	while (socks && !bpf_map_get_next_key(procs_fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (!bpf_map_lookup_elem(procs_fd, &next, &info))
+			add_process_sockets(next, (uint8_t)info.service, &socks, n, &cap);
+	}
+	return socks;
+}
+
+/* The LISTEN sockets of one /proc/net/tcp{,6} table that are target sockets: their ports go into tcp_listeners
+ * (and listen_svc). Returns how many. */
+static unsigned seed_from_table(struct tcp *t, const char *table, const struct target_sock *socks, size_t n)
+{
+	FILE *fp = fopen(table, "re");
+	if (!fp)
+		return 0;
+	unsigned seeded = 0;
+	char line[512];
+	while (fgets(line, sizeof(line), fp)) {
+		char local[64];
+		unsigned state, port;
+		unsigned long ino;
+		/* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+		if (sscanf(line, " %*d: %63s %*s %x %*s %*s %*s %*u %*u %lu", local, &state, &ino) != 3 ||
+		    state != 0x0A /* TCP_LISTEN */)
+			continue;
+		char *colon = strrchr(local, ':');
+		if (!colon || sscanf(colon + 1, "%x", &port) != 1 || port > 65535)
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			if (socks[i].ino != ino)
+				continue;
+			__u16 p = (__u16)port;
+			__u32 svc = socks[i].svc;
+			bpf_map_update_elem(bpf_map__fd(t->skel->maps.tcp_listeners), &p, &svc, BPF_ANY);
+			t->listen_svc[p] = (uint8_t)svc;
+			seeded++;
+			break;
+		}
+	}
+	fclose(fp);
+	return seeded;
 }
 
 /* Ports that targets already listen on when loupe starts: /proc/net/tcp{,6} LISTEN sockets whose inode is an
  * open fd of a target process. */
 static void seed_listeners(struct tcp *t)
 {
-	int procs_fd = -1;
 	struct bpf_map *m = NULL;
 	/* target_procs lives in the targets object; find it through the shared objects list */
 	for (int i = 0; i < t->L->nobjects && !m; i++)
 		m = bpf_object__find_map_by_name(t->L->objects[i], "target_procs");
 	if (!m)
 		return;
-	procs_fd = bpf_map__fd(m);
-
-	/* inode -> service, from every target's fds */
-	size_t cap = 1024, n = 0;
-	struct {
-		unsigned long ino;
-		uint8_t svc;
-	} *socks = malloc(cap * sizeof(*socks));
-	__u32 key, next, *prev = NULL;
-	struct target_info info;
-	while (socks && !bpf_map_get_next_key(procs_fd, prev, &next)) {
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(procs_fd, &next, &info))
-			continue;
-		char path[64];
-		snprintf(path, sizeof(path), "/proc/%u/fd", next);
-		DIR *d = opendir(path);
-		if (!d)
-			continue;
-		for (struct dirent *de; (de = readdir(d));) {
-			char target[64];
-			ssize_t l = readlinkat(dirfd(d), de->d_name, target, sizeof(target) - 1);
-			if (l <= 0)
-				continue;
-			target[l] = '\0';
-			unsigned long ino;
-			if (sscanf(target, "socket:[%lu]", &ino) != 1)
-				continue;
-			if (n == cap) {
-				cap *= 2;
-				void *nv = realloc(socks, cap * sizeof(*socks));
-				if (!nv)
-					break;
-				socks = nv;
-			}
-			socks[n].ino = ino;
-			socks[n].svc = (uint8_t)info.service;
-			n++;
-		}
-		closedir(d);
-	}
+	size_t n;
+	struct target_sock *socks = target_sockets(bpf_map__fd(m), &n);
 	unsigned seeded = 0;
 	static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
-	for (size_t f = 0; socks && f < ARRAY_SIZE(tables); f++) {
-		FILE *fp = fopen(tables[f], "re");
-		if (!fp)
-			continue;
-		char line[512];
-		while (fgets(line, sizeof(line), fp)) {
-			char local[64];
-			unsigned state, port;
-			unsigned long ino;
-			/* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
-			if (sscanf(line, " %*d: %63s %*s %x %*s %*s %*s %*u %*u %lu", local, &state, &ino) != 3 ||
-			    state != 0x0A /* TCP_LISTEN */)
-				continue;
-			char *colon = strrchr(local, ':');
-			if (!colon || sscanf(colon + 1, "%x", &port) != 1 || port > 65535)
-				continue;
-			for (size_t i = 0; i < n; i++) {
-				if (socks[i].ino != ino)
-					continue;
-				__u16 p = (__u16)port;
-				__u32 svc = socks[i].svc;
-				bpf_map_update_elem(bpf_map__fd(t->skel->maps.tcp_listeners), &p, &svc, BPF_ANY);
-				t->listen_svc[p] = (uint8_t)svc;
-				seeded++;
-				break;
-			}
-		}
-		fclose(fp);
-	}
+	for (size_t f = 0; socks && f < ARRAY_SIZE(tables); f++)
+		seeded += seed_from_table(t, tables[f], socks, n);
 	free(socks);
 	log_info("tcp_listeners", "%u listening port(s) of running targets found", seeded);
 }
 
-static int tcp_open(struct loupe *L, void **priv)
+/* The families the ring-buffer records update, declared once at open (event families: never reset). */
+static int declare_families(struct tcp *t, struct registry *reg)
 {
-	struct tcp *t = calloc(1, sizeof(*t));
-	const char *hook;
-	int err;
-	if (!t)
-		return -ENOMEM;
-	t->L = L;
-	t->conns = calloc(CONN_SLOTS, sizeof(*t->conns));
-	if (!t->conns) {
-		err = -ENOMEM;
-		goto fail;
-	}
 	static const char *const l3[] = {"service_name", "direction", "peer", NULL};
 	static const char *const l2[] = {"service_name", "peer", NULL};
-	struct registry *reg = L->reg;
 	t->opened = registry__family(reg, "loupe_tcp_connections_total",
 				     "TCP connections of target services that reached ESTABLISHED.", METRIC_COUNTER, l3, 0, 0);
 	t->active = registry__family(reg, "loupe_tcp_connections_active",
@@ -299,14 +315,29 @@ static int tcp_open(struct loupe *L, void **priv)
 	t->srtt = registry__family(reg, "loupe_tcp_srtt_seconds", "Smoothed round-trip time of connections at close.",
 				   METRIC_HISTOGRAM, l3, 0, 0);
 	if (!t->opened || !t->active || !t->duration || !t->connect || !t->connect_err || !t->sent || !t->received ||
-	    !t->srtt) {
-		err = -ENOMEM;
-		goto fail;
-	}
+	    !t->srtt)
+		return -ENOMEM;
 	family__set_buckets(t->duration, duration_bounds, ARRAY_SIZE(duration_bounds));
 	family__set_buckets(t->connect, latency_bounds, ARRAY_SIZE(latency_bounds));
 	family__set_buckets(t->srtt, latency_bounds, ARRAY_SIZE(latency_bounds));
+	return 0;
+}
 
+static int tcp_open(struct loupe *L, void **priv)
+{
+	struct tcp *t = calloc(1, sizeof(*t));
+	const char *hook;
+	int err;
+	if (!t)
+		return -ENOMEM;
+	t->L = L;
+	t->conns = calloc(CONN_SLOTS, sizeof(*t->conns));
+	if (!t->conns) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	if ((err = declare_families(t, L->reg)))
+		goto fail;
 	t->skel = tcp_bpf__open();
 	if (!t->skel) {
 		err = -errno;
