@@ -21,7 +21,7 @@ struct targets {
 	struct targets_bpf *skel;
 	struct ring_buffer *rb;
 	struct proc_ident_buf idbuf;
-	long ticks_per_sec;
+	unsigned long long ns_per_tick; /* /proc/PID/stat counts start times in clock ticks, BPF in ns */
 	unsigned long execs_seen, classified, stale_removed;
 	unsigned count[LOUPE_MAX_SERVICES + 1];
 	unsigned char *seen; /* pid_max bits, scratch for targets_collect */
@@ -41,7 +41,7 @@ static int track(struct targets *t, pid_t tgid, int svc, unsigned long long star
 {
 	__u32 key = (__u32)tgid, val = (__u32)svc;
 	struct target_info info = {.service = (__u32)svc,
-				   .start_ns = start_ticks * (NSEC_PER_SEC / (unsigned long long)t->ticks_per_sec)};
+				   .start_ns = start_ticks * t->ns_per_tick};
 	if (bpf_map_update_elem(bpf_map__fd(t->skel->maps.target_procs), &key, &info, BPF_ANY))
 		return -errno;
 	if (bpf_map_update_elem(t->L->target_svc_fd, &key, &val, BPF_ANY))
@@ -50,7 +50,7 @@ static int track(struct targets *t, pid_t tgid, int svc, unsigned long long star
 	__u64 exited_start;
 	if (proc_start_ticks(tgid, &now_ticks) || now_ticks != start_ticks ||
 	    (!bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.recent_exits), &key, &exited_start) &&
-	     exited_start / (NSEC_PER_SEC / (unsigned long long)t->ticks_per_sec) == start_ticks)) {
+	     exited_start / t->ns_per_tick == start_ticks)) {
 		__u32 none = 0;
 		bpf_map_update_elem(t->L->target_svc_fd, &key, &none, BPF_ANY);
 		bpf_map_delete_elem(bpf_map__fd(t->skel->maps.target_procs), &key);
@@ -186,7 +186,7 @@ static int on_record(void *ctx, void *data, size_t len)
 		/* The process may have exited, and its pid been reused, before we read /proc: the start time
 		 * that BPF saw must match the one /proc shows now. */
 		if (proc_start_ticks((pid_t)r->tgid, &start) ||
-		    start != r->start_ns / (NSEC_PER_SEC / (unsigned long long)t->ticks_per_sec))
+		    start != r->start_ns / t->ns_per_tick)
 			break;
 		int svc = classify(t, (pid_t)r->tgid, start);
 		if (!svc || (int)r->service == svc)
@@ -208,6 +208,19 @@ static int on_record(void *ctx, void *data, size_t len)
 	return 0;
 }
 
+/* The rules' literal exec names (comm) with their services, for the BPF side to classify those execs itself. */
+static void set_exec_comms(struct targets_bpf *skel, const struct target_rules *rules)
+{
+	char comm[LOUPE_EXEC_COMMS][16];
+	unsigned svc[LOUPE_EXEC_COMMS];
+	int n = target_rules__exec_literals(rules, comm, svc, LOUPE_EXEC_COMMS);
+	for (int i = 0; i < n; i++) {
+		memcpy((char *)skel->rodata->exec_comm[i], comm[i], LOUPE_COMM_LEN);
+		skel->rodata->exec_comm_svc[i] = svc[i];
+	}
+	skel->rodata->n_exec_comms = (__u32)n;
+}
+
 static int targets_open(struct loupe *L, void **priv)
 {
 	struct targets *t = calloc(1, sizeof(*t));
@@ -216,9 +229,8 @@ static int targets_open(struct loupe *L, void **priv)
 	if (!t)
 		return -ENOMEM;
 	t->L = L;
-	t->ticks_per_sec = sysconf(_SC_CLK_TCK);
-	if (t->ticks_per_sec <= 0)
-		t->ticks_per_sec = 100;
+	long ticks_per_sec = sysconf(_SC_CLK_TCK);
+	t->ns_per_tick = NSEC_PER_SEC / (unsigned long long)(ticks_per_sec > 0 ? ticks_per_sec : 100);
 	t->seen_bytes = L->pid_max / 8 + 1;
 	t->seen = malloc(t->seen_bytes);
 	if (!t->seen) {
@@ -231,16 +243,7 @@ static int targets_open(struct loupe *L, void **priv)
 		goto fail;
 	}
 	t->skel->rodata->self_tgid = (__u32)getpid();
-	{
-		char comm[LOUPE_EXEC_COMMS][16];
-		unsigned svc[LOUPE_EXEC_COMMS];
-		int n = target_rules__exec_literals(&L->opt->rules, comm, svc, LOUPE_EXEC_COMMS);
-		for (int i = 0; i < n; i++) {
-			memcpy((char *)t->skel->rodata->exec_comm[i], comm[i], LOUPE_COMM_LEN);
-			t->skel->rodata->exec_comm_svc[i] = svc[i];
-		}
-		t->skel->rodata->n_exec_comms = (__u32)n;
-	}
+	set_exec_comms(t->skel, &L->opt->rules);
 	err = bpf_map__set_max_entries(t->skel->maps.target_svc, L->pid_max);
 	if (err)
 		goto fail;
@@ -297,7 +300,7 @@ static bool is_stale(struct targets *t, __u32 tgid, const struct target_info *in
 	unsigned long long ticks;
 	if (proc_stat_read((pid_t)tgid, &state, NULL, &ticks) || state == 'Z' || state == 'X')
 		return true;
-	return info->start_ns / (NSEC_PER_SEC / (unsigned long long)t->ticks_per_sec) != ticks;
+	return info->start_ns / t->ns_per_tick != ticks;
 }
 
 static void untrack(struct targets *t, __u32 tgid, const struct target_info *info)
@@ -313,15 +316,9 @@ static void untrack(struct targets *t, __u32 tgid, const struct target_info *inf
 	t->stale_removed++;
 }
 
-static int targets_collect(void *priv, struct registry *reg)
+/* Live target processes per service, from target_procs; stale entries are untracked on the way. */
+static void count_targets(struct targets *t, unsigned *count)
 {
-	struct targets *t = priv;
-	static const char *const labels[] = {"service_name", NULL};
-	struct metric_family *f = registry__family(reg, "loupe_targets", "Live processes tracked per service.",
-						   METRIC_GAUGE, labels, LOUPE_MAX_SERVICES + 1, FAMILY_SNAPSHOT);
-	if (!f)
-		return -ENOMEM;
-	unsigned count[LOUPE_MAX_SERVICES + 1] = {0};
 	int fd = bpf_map__fd(t->skel->maps.target_procs);
 	__u32 key, next, *prev = NULL;
 	struct target_info info;
@@ -342,6 +339,18 @@ static int targets_collect(void *priv, struct registry *reg)
 		}
 		count[info.service]++;
 	}
+}
+
+static int targets_collect(void *priv, struct registry *reg)
+{
+	struct targets *t = priv;
+	static const char *const labels[] = {"service_name", NULL};
+	struct metric_family *f = registry__family(reg, "loupe_targets", "Live processes tracked per service.",
+						   METRIC_GAUGE, labels, LOUPE_MAX_SERVICES + 1, FAMILY_SNAPSHOT);
+	if (!f)
+		return -ENOMEM;
+	unsigned count[LOUPE_MAX_SERVICES + 1] = {0};
+	count_targets(t, count);
 	const struct target_rules *rules = &t->L->opt->rules;
 	for (int s = 1; s <= rules->nservices; s++) {
 		const char *v[] = {rules->service[s]};
