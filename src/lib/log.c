@@ -79,26 +79,28 @@ static unsigned slot_find(const char *event)
 	return victim;
 }
 
-/* Returns how many earlier records were suppressed (to report), or -1 when this one must be dropped. */
-static long rate_check(const char *event)
+/* Whether a record of event may be written now; when it opens a new window, *suppressed_before is how many
+ * records of the last one were dropped (to report with it), else 0. */
+static bool rate_admit(const char *event, unsigned *suppressed_before)
 {
 	unsigned i = slot_find(event);
 	uint64_t now = now_ns(CLOCK_MONOTONIC);
 	bool same = slot_is(i, event);
+	*suppressed_before = 0;
 	if (!same || now - slots[i].window_start > LOG_WINDOW_NS) {
-		long dropped = same ? slots[i].suppressed : 0;
+		*suppressed_before = same ? slots[i].suppressed : 0;
 		snprintf(slots[i].event, sizeof(slots[i].event), "%s", event);
 		slots[i].window_start = now;
 		slots[i].count = 1;
 		slots[i].suppressed = 0;
-		return dropped;
+		return true;
 	}
 	if (++slots[i].count > LOG_BURST) {
 		slots[i].suppressed++;
 		suppressed_total++;
-		return -1;
+		return false;
 	}
-	return 0;
+	return true;
 }
 
 static void log_vmsg(enum log_level lvl, const char *event, const char *fmt, va_list ap)
@@ -106,8 +108,8 @@ static void log_vmsg(enum log_level lvl, const char *event, const char *fmt, va_
 	if (lvl < min_level || min_level == LOG_OFF)
 		return;
 	pthread_mutex_lock(&log_lock);
-	long dropped = rate_check(event);
-	if (dropped < 0) {
+	unsigned dropped;
+	if (!rate_admit(event, &dropped)) {
 		pthread_mutex_unlock(&log_lock);
 		return;
 	}
@@ -129,7 +131,7 @@ static void log_vmsg(enum log_level lvl, const char *event, const char *fmt, va_
 	buf__json_str(&line, msg.p ? msg.p : "");
 	buf__puts(&line, "\"");
 	if (dropped > 0)
-		buf__printf(&line, ",\"suppressed_before\":%ld", dropped);
+		buf__printf(&line, ",\"suppressed_before\":%u", dropped);
 	buf__puts(&line, "}\n");
 	if (!line.oom) {
 		ssize_t off = 0;

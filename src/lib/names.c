@@ -4,6 +4,7 @@
 #include "syscall_names.h"
 #include "lib/util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,7 +21,7 @@ int syscall_number(const char *name)
 	for (size_t nr = 0; nr < ARRAY_SIZE(syscall_names); nr++)
 		if (syscall_names[nr] && !strcmp(syscall_names[nr], name))
 			return (int)nr;
-	return -1;
+	return -ENOENT;
 }
 
 const char *errno_name(int err, char *tmp, size_t n)

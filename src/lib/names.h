@@ -6,7 +6,7 @@
 
 /* "read", or "syscall_N" for unknown numbers (written into tmp). */
 const char *syscall_name(unsigned nr, char *tmp, size_t n);
-/* The number of a syscall name ("futex"), or -1. */
+/* The number of a syscall name ("futex"), or -ENOENT. */
 int syscall_number(const char *name);
 /* "EAGAIN", or "EN" for unknown values (written into tmp). The kernel-internal restart codes (512-516) read as
  * the error userspace gets: EINTR (or ENOTTY for ENOIOCTLCMD). */

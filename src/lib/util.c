@@ -108,27 +108,30 @@ long read_file(const char *path, char **out)
 		return -errno;
 	struct buf b = {0};
 	char tmp[4096];
+	long ret;
 	for (;;) {
 		ssize_t n = read(fd, tmp, sizeof(tmp));
 		if (n < 0) {
-			int err = -errno;
-			close(fd);
-			buf__free(&b);
-			return err;
+			ret = -errno;
+			goto fail;
 		}
 		if (n == 0)
 			break;
 		buf__append(&b, tmp, (size_t)n);
 	}
-	close(fd);
 	if (!b.p)
 		buf__append(&b, "", 0);
 	if (b.oom) {
-		buf__free(&b);
-		return -ENOMEM;
+		ret = -ENOMEM;
+		goto fail;
 	}
+	close(fd);
 	*out = b.p;
 	return (long)b.len;
+fail:
+	close(fd);
+	buf__free(&b);
+	return ret;
 }
 
 int read_line(const char *path, char *dst, size_t n)

@@ -58,11 +58,11 @@ static void test_syscall_number(void **state)
 			assert_int_equal(syscall_number(n), (int)nr);
 	}
 	/* Unknown, empty, a prefix, a different case, the syscall_N spelling: not names. */
-	assert_int_equal(syscall_number("nosuchcall"), -1);
-	assert_int_equal(syscall_number(""), -1);
-	assert_int_equal(syscall_number("fute"), -1);
-	assert_int_equal(syscall_number("FUTEX"), -1);
-	assert_int_equal(syscall_number("syscall_335"), -1);
+	assert_int_equal(syscall_number("nosuchcall"), -ENOENT);
+	assert_int_equal(syscall_number(""), -ENOENT);
+	assert_int_equal(syscall_number("fute"), -ENOENT);
+	assert_int_equal(syscall_number("FUTEX"), -ENOENT);
+	assert_int_equal(syscall_number("syscall_335"), -ENOENT);
 }
 
 static void test_errno_known(void **state)
