@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: BSD-2-Clause
 /* loupe-bench-floor: attach the empty sys_enter/sys_exit programs of floor.bpf.c and hold them until SIGINT or
  * SIGTERM. scripts/bench.sh runs it as the "floor" condition: the cost every syscall pays for having any program on
  * those hooks, against which loupe's untargeted path is judged.

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: BSD-2-Clause
 /* loupe-bench-sc: the time one cheap syscall takes, in ns, under whatever is attached to sys_enter/sys_exit.
  *
  *   loupe-bench-sc [-n CALLS] [-r REPS] [-c CPU] [-w WARMUP_MS]

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: BSD-2-Clause
 /* loupe-bench-mix: make many distinct syscalls, so that a loupe targeting this process exports many series.
  * scripts/bench.sh runs several of these as separate services to time /metrics at about 10k samples, the scale
  * DESIGN.md section 6 asks scrape time for.
