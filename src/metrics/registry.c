@@ -55,8 +55,6 @@ struct registry {
 	struct metric_family *series_dropped;
 };
 
-#define hash_str fnv1a_str
-
 struct registry *registry__new(void)
 {
 	struct registry *r = calloc(1, sizeof(*r));
@@ -122,12 +120,11 @@ void registry__set_default_budget(struct registry *r, size_t budget)
 	r->default_budget = budget;
 }
 
-struct metric_family *registry__family(struct registry *r, const char *name, const char *help, enum metric_type type,
-				       const char *const *labels, size_t budget, unsigned flags)
+/* A family with copies of its name, help and labels, not yet in the registry. NULL without memory or with more
+ * than REGISTRY_MAX_LABELS labels. */
+static struct metric_family *family_new(struct registry *r, const char *name, const char *help, enum metric_type type,
+					const char *const *labels, size_t budget, unsigned flags)
 {
-	for (struct metric_family *f = r->head; f; f = f->next)
-		if (!strcmp(f->name, name))
-			return f->type == type ? f : NULL;
 	struct metric_family *f = calloc(1, sizeof(*f));
 	if (!f)
 		return NULL;
@@ -150,6 +147,21 @@ struct metric_family *registry__family(struct registry *r, const char *name, con
 			f->service_label = (int)i;
 		f->nlabels = i + 1;
 	}
+	return f;
+fail:
+	family_free(f);
+	return NULL;
+}
+
+struct metric_family *registry__family(struct registry *r, const char *name, const char *help, enum metric_type type,
+				       const char *const *labels, size_t budget, unsigned flags)
+{
+	for (struct metric_family *f = r->head; f; f = f->next)
+		if (!strcmp(f->name, name))
+			return f->type == type ? f : NULL;
+	struct metric_family *f = family_new(r, name, help, type, labels, budget, flags);
+	if (!f)
+		return NULL;
 	if (r->tail)
 		r->tail->next = f;
 	else
@@ -162,9 +174,6 @@ struct metric_family *registry__family(struct registry *r, const char *name, con
 		family__add(r->series_dropped, v, 0);
 	}
 	return f;
-fail:
-	family_free(f);
-	return NULL;
 }
 
 int family__set_buckets(struct metric_family *f, const double *upper, size_t n)
@@ -334,12 +343,39 @@ out:
 	}
 }
 
+/* The _other series that values fold into when the family is over budget: every label but service_name reads
+ * "_other", so each service keeps its own overflow. Out of line: inlined into series_get, this rare path cost
+ * every lookup an instruction (callgrind, 20 scrapes of 10k series: 866.98M against 866.76M). */
+__attribute__((noinline)) static struct series *series_other(struct metric_family *f, const char *const *values)
+{
+	const char *other[REGISTRY_MAX_LABELS];
+	for (size_t i = 0; i < f->nlabels; i++)
+		other[i] = (int)i == f->service_label ? values[i] : REGISTRY_OTHER;
+	char *key = join_key(f, other);
+	if (!key)
+		return NULL;
+	uint64_t h = fnv1a_str(key);
+	struct series *s = table_find(f, key, h);
+	if (s) {
+		free(key);
+		return s;
+	}
+	s = series_new(f, other, key, h);
+	if (!s)
+		free(key);
+	else
+		s->is_other = 1;
+	return s;
+}
+
+/* The series of values: found, else admitted while the budget lasts, else its _other series. NULL without
+ * memory. */
 static struct series *series_get(struct metric_family *f, const char *const *values)
 {
 	char *key = join_key(f, values);
 	if (!key)
 		return NULL;
-	uint64_t h = hash_str(key);
+	uint64_t h = fnv1a_str(key);
 	struct series *s = table_find(f, key, h);
 	if (s) {
 		free(key);
@@ -354,27 +390,9 @@ static struct series *series_get(struct metric_family *f, const char *const *val
 		f->nadmitted++;
 		return s;
 	}
-	/* Over budget: fold into the _other series of the same service. */
 	note_dropped(f, key);
 	free(key);
-	const char *other[REGISTRY_MAX_LABELS];
-	for (size_t i = 0; i < f->nlabels; i++)
-		other[i] = (int)i == f->service_label ? values[i] : REGISTRY_OTHER;
-	key = join_key(f, other);
-	if (!key)
-		return NULL;
-	h = hash_str(key);
-	s = table_find(f, key, h);
-	if (s) {
-		free(key);
-		return s;
-	}
-	s = series_new(f, other, key, h);
-	if (!s)
-		free(key);
-	else
-		s->is_other = 1;
-	return s;
+	return series_other(f, values);
 }
 
 int family__add(struct metric_family *f, const char *const *values, double v)
@@ -433,7 +451,7 @@ double family__get(struct metric_family *f, const char *const *values)
 	char *key = join_key(f, values);
 	if (!key)
 		return NAN;
-	struct series *s = table_find(f, key, hash_str(key));
+	struct series *s = table_find(f, key, fnv1a_str(key));
 	free(key);
 	return s ? s->value : NAN;
 }
@@ -470,6 +488,22 @@ static bool media_type_is(const char *t, const char *end, const char *want)
 	return (size_t)(end - t) == strlen(want) && !strncasecmp(t, want, (size_t)(end - t));
 }
 
+/* The weight of one media range from its parameters (";q=0.5"): the last q given, else 1. */
+static double media_range_q(const char *params, const char *end)
+{
+	double q = 1;
+	for (const char *p = params; p < end; p++) {
+		if (*p != ';')
+			continue;
+		const char *k = p + 1;
+		while (k < end && (*k == ' ' || *k == '\t'))
+			k++;
+		if (end - k >= 2 && (*k == 'q' || *k == 'Q') && k[1] == '=')
+			q = strtod(k + 2, NULL);
+	}
+	return q;
+}
+
 /* OpenMetrics when the client accepts it (q > 0) at least as much as text/plain. Media types are
  * case-insensitive and q=0 means "not acceptable" (RFC 9110 section 12.5.1); Prometheus weighs the formats of
  * its scrape_protocols with decreasing q. */
@@ -484,16 +518,7 @@ enum expo_format expo_negotiate(const char *accept)
 			t++;
 		for (te = t; te < end && *te != ';' && *te != ' ' && *te != '\t';)
 			te++;
-		double q = 1;
-		for (const char *p = te; p < end; p++) {
-			if (*p != ';')
-				continue;
-			const char *k = p + 1;
-			while (k < end && (*k == ' ' || *k == '\t'))
-				k++;
-			if (end - k >= 2 && (*k == 'q' || *k == 'Q') && k[1] == '=')
-				q = strtod(k + 2, NULL);
-		}
+		double q = media_range_q(te, end);
 		if (media_type_is(t, te, "application/openmetrics-text"))
 			om_q = fmax(om_q, q);
 		else if (media_type_is(t, te, "text/plain"))
@@ -607,6 +632,26 @@ static void put_sample(struct buf *b, const char *name, const char *suffix, cons
 	buf__append(b, "\n", 1);
 }
 
+/* le="..." of every bucket and +Inf, formatted once for the family into le, each string with its NUL; returns
+ * the offset of each in le (nbounds + 1 of them), or NULL without memory. */
+static size_t *put_le_labels(struct buf *le, const struct metric_family *f)
+{
+	size_t *le_off = calloc(f->nbounds + 2, sizeof(*le_off));
+	if (!le_off)
+		return NULL;
+	for (size_t i = 0; i <= f->nbounds; i++) {
+		le_off[i] = le->len;
+		buf__puts(le, "le=\"");
+		if (i < f->nbounds)
+			put_double(le, f->bounds[i]);
+		else
+			buf__puts(le, "+Inf");
+		buf__append(le, "\"", 1);
+		buf__append(le, "", 1);
+	}
+	return le_off;
+}
+
 static void render_family(struct buf *b, const struct metric_family *f, enum expo_format fmt, struct buf *labels)
 {
 	static const char *const type_names[] = {"counter", "gauge", "histogram"};
@@ -620,25 +665,11 @@ static void render_family(struct buf *b, const struct metric_family *f, enum exp
 	put_help(b, f->help, fmt);
 	buf__printf(b, "\n# TYPE %.*s %s\n", fam_len, f->name, type_names[f->type]);
 
-	/* le="..." of every bucket, formatted once for the family */
 	struct buf le = {0};
 	size_t *le_off = NULL;
-	if (f->type == METRIC_HISTOGRAM) {
-		le_off = calloc(f->nbounds + 2, sizeof(*le_off));
-		if (!le_off) {
-			b->oom = 1;
-			return;
-		}
-		for (size_t i = 0; i <= f->nbounds; i++) {
-			le_off[i] = le.len;
-			buf__puts(&le, "le=\"");
-			if (i < f->nbounds)
-				put_double(&le, f->bounds[i]);
-			else
-				buf__puts(&le, "+Inf");
-			buf__append(&le, "\"", 1);
-			buf__append(&le, "", 1); /* each string keeps its NUL inside le */
-		}
+	if (f->type == METRIC_HISTOGRAM && !(le_off = put_le_labels(&le, f))) {
+		b->oom = 1;
+		return;
 	}
 	for (const struct series *s = f->head; s; s = s->next) {
 		buf__reset(labels);
