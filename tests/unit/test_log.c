@@ -231,9 +231,9 @@ static void test_json_line(void **state)
 	assert_int_equal(strlen(rest), 5);
 	assert_true(rest[0] == '.' && isdigit((unsigned char)rest[1]) && isdigit((unsigned char)rest[2]) &&
 		    isdigit((unsigned char)rest[3]) && rest[4] == 'Z');
-	double t = (double)timegm(&tm) + atoi(rest + 1) / 1000.0;
+	double t = (double)timegm(&tm) + atoi(rest + 1) / (double)MSEC_PER_SEC;
 	assert_true(t >= (double)before.tv_sec - 0.001);
-	assert_true(t <= (double)after.tv_sec + after.tv_nsec / 1e9 + 0.001);
+	assert_true(t <= (double)after.tv_sec + ns_to_seconds((uint64_t)after.tv_nsec) + 0.001);
 	free(text);
 }
 
