@@ -154,9 +154,9 @@ static bool parse_stapsdt(const char *desc, size_t descsz, uint64_t base_addr, s
 	return true;
 }
 
-/* Record a site of the probe_defs entry that probe names, as file offsets. Returns 1 when it is the first site of
- * that probe, else 0 (not one loupe uses, no room left, or addresses no segment maps). */
-static int add_site(struct pg_binary *b, Elf *elf, const struct stapsdt_probe *probe)
+/* Record a site of the probe_defs entry that probe names, as file offsets. True when it is the first site of that
+ * probe; false when it is not (or not one loupe uses, no room is left, or no segment maps its addresses). */
+static bool add_site(struct pg_binary *b, Elf *elf, const struct stapsdt_probe *probe)
 {
 	for (size_t p = 0; p < PG_NPROBES; p++) {
 		if (strcmp(probe->name, probe_defs[p].name) || b->nsites[p] >= PG_MAX_SITES)
@@ -164,11 +164,11 @@ static int add_site(struct pg_binary *b, Elf *elf, const struct stapsdt_probe *p
 		struct pg_site s = {.offset = vaddr_to_offset(elf, probe->pc, true),
 				    .ref_ctr_offset = probe->sema ? vaddr_to_offset(elf, probe->sema, false) : 0};
 		if (!s.offset || (probe->sema && !s.ref_ctr_offset))
-			return 0;
+			return false;
 		b->sites[p][b->nsites[p]++] = s;
 		return b->nsites[p] == 1;
 	}
-	return 0;
+	return false;
 }
 
 /* Read the probes of provider "postgresql" that loupe uses from the binary's .note.stapsdt (the SystemTap SDT

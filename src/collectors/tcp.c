@@ -317,9 +317,11 @@ static int declare_families(struct tcp *t, struct registry *reg)
 	if (!t->opened || !t->active || !t->duration || !t->connect || !t->connect_err || !t->sent || !t->received ||
 	    !t->srtt)
 		return -ENOMEM;
-	family__set_buckets(t->duration, duration_bounds, ARRAY_SIZE(duration_bounds));
-	family__set_buckets(t->connect, latency_bounds, ARRAY_SIZE(latency_bounds));
-	family__set_buckets(t->srtt, latency_bounds, ARRAY_SIZE(latency_bounds));
+	int err;
+	if ((err = family__set_buckets(t->duration, duration_bounds, ARRAY_SIZE(duration_bounds))) ||
+	    (err = family__set_buckets(t->connect, latency_bounds, ARRAY_SIZE(latency_bounds))) ||
+	    (err = family__set_buckets(t->srtt, latency_bounds, ARRAY_SIZE(latency_bounds))))
+		return err;
 	return 0;
 }
 
