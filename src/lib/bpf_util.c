@@ -33,6 +33,18 @@ int percpu_sum_u64(int map_fd, const void *key, uint64_t *out, size_t nwords)
 	return 0;
 }
 
+/* percpu_array_sum_all without batch operations (not for this map type on this kernel): one lookup per key. */
+static int percpu_array_sum_each(int map_fd, uint32_t nkeys, size_t nwords, uint64_t *out)
+{
+	int err = 0;
+	for (uint32_t k = 0; k < nkeys && !err; k++) {
+		err = percpu_sum_u64(map_fd, &k, out + (size_t)k * nwords, nwords);
+		if (err == -ENOENT)
+			err = 0;
+	}
+	return err;
+}
+
 int percpu_array_sum_all(int map_fd, uint32_t nkeys, size_t nwords, uint64_t *out)
 {
 	int ncpu = libbpf_num_possible_cpus();
@@ -68,15 +80,8 @@ int percpu_array_sum_all(int map_fd, uint32_t nkeys, size_t nwords, uint64_t *ou
 		if (rc) /* ENOENT: the last batch */
 			break;
 	}
-	if (err == -EINVAL || err == -ENOTSUP || err == -EOPNOTSUPP) {
-		/* No batch ops for this map type on this kernel: one lookup per key. */
-		err = 0;
-		for (uint32_t k = 0; k < nkeys && !err; k++) {
-			err = percpu_sum_u64(map_fd, &k, out + (size_t)k * nwords, nwords);
-			if (err == -ENOENT)
-				err = 0;
-		}
-	}
+	if (err == -EINVAL || err == -ENOTSUP || err == -EOPNOTSUPP)
+		err = percpu_array_sum_each(map_fd, nkeys, nwords, out);
 out:
 	free(keys);
 	free(vals);
