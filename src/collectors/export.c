@@ -16,7 +16,8 @@ struct metric_family *log2_hist_family(struct registry *reg, const char *name, c
 		double bounds[HIST_SLOTS - 1];
 		for (int k = 0; k < HIST_SLOTS - 1; k++)
 			bounds[k] = ldexp(1.0, k + HIST_MIN_SHIFT) / (double)NSEC_PER_SEC;
-		family__set_buckets(f, bounds, HIST_SLOTS - 1);
+		if (family__set_buckets(f, bounds, HIST_SLOTS - 1))
+			return NULL; /* out of memory: a histogram of +Inf alone would mislead */
 	}
 	return f;
 }
