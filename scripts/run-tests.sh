@@ -55,7 +55,7 @@ run_one() { # suite path
 
 for suite in "${suites[@]}"; do
 	case "$suite" in
-	unit) tests=(build/tests/test_*) ;;
+	unit) tests=(build/tests/test_* tests/unit/test_*.py) ;; # cmocka binaries, and the shape of src/
 	fuzz) tests=(tests/fuzz/test_*) ;; # a short libFuzzer run of every parser target
 	bpf) tests=(tests/bpf/test_*) ;;
 	e2e) tests=(tests/e2e/test_*) ;;
