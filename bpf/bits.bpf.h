@@ -8,6 +8,11 @@
 #define EEXIST 17 /* errno values are not in vmlinux.h */
 #endif
 
+/* Time units: vmlinux.h has no macros, and src/lib/util.h (userspace's copy) is not for BPF objects. */
+#ifndef NSEC_PER_MSEC
+#define NSEC_PER_MSEC 1000000ULL
+#endif
+
 /* floor(log2(v)) for v > 0, branch-light (the verifier sees a bounded result). */
 static __always_inline __u32 log2_u64(__u64 v)
 {

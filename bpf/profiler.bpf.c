@@ -24,7 +24,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define KERNEL_TASK_DEAD 0x80
 
 const volatile bool profile_all = false;
-const volatile __u64 offcpu_min_ns = 1000000;
+const volatile __u64 offcpu_min_ns = NSEC_PER_MSEC;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
