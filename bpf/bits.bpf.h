@@ -4,10 +4,6 @@
 #define LOUPE_BITS_BPF_H
 #include "hist.h"
 
-#ifndef EEXIST
-#define EEXIST 17 /* errno values are not in vmlinux.h */
-#endif
-
 /* Time units: vmlinux.h has no macros, and src/lib/util.h (userspace's copy) is not for BPF objects. */
 #ifndef NSEC_PER_MSEC
 #define NSEC_PER_MSEC 1000000ULL

@@ -133,7 +133,8 @@ static __always_inline struct offcpu_start *start_of(struct task_struct *t, bool
 		return bpf_task_storage_get(&offcpu_start, t, 0, create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 	__u32 tid = BPF_CORE_READ(t, pid);
 	struct offcpu_start zero = {};
-	return create ? map_lookup_or_try_init(&offcpu_start_raw, &tid, &zero) : bpf_map_lookup_elem(&offcpu_start_raw, &tid);
+	return create ? map_lookup_or_try_init(&offcpu_start_raw, &tid, &zero)
+		      : bpf_map_lookup_elem(&offcpu_start_raw, &tid);
 }
 
 /* One off-CPU record for task t (a target thread of service svc): blocked for delta_ns where st says. */

@@ -17,6 +17,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* include/linux/err.h: a syscall's return value is an error when it lies in [-MAX_ERRNO, -1]. */
+#define MAX_ERRNO 4095
+
 /* [service-1][syscall] -> histogram; max_entries = services * SYSCALL_MAX_NR, set by userspace. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -87,7 +90,7 @@ static __always_inline int on_enter(long id)
 
 static __always_inline void count_error(__u32 svc, __u32 nr, long ret)
 {
-	if (ret >= 0 || ret < -4095)
+	if (ret >= 0 || ret < -MAX_ERRNO)
 		return;
 	struct syscall_err_key key = {.service = svc, .nr = nr, .err = (__u16)-ret};
 	__u64 zero = 0, *c = map_lookup_or_try_init(&syscall_errors, &key, &zero);
