@@ -159,11 +159,92 @@ static void desync(struct wfeed *f, struct ws_dir *d)
 		f->sink->stats->desync++;
 }
 
+/* A control frame's header (ok: no reserved bit broken so far). Section 5.5: control frames are never fragmented
+ * and carry at most 125 bytes; RFC 7692 section 6: RSV1 only on the first frame of a data message. */
+static void control_frame(struct wfeed *f, struct ws_dir *d, const struct frame *fr, bool ok)
+{
+	if (!fr->fin) {
+		error(f, WS_ERR_CONTROL_FRAGMENTED);
+		return;
+	}
+	if (fr->len > 125) {
+		error(f, WS_ERR_CONTROL_TOO_LONG);
+		return;
+	}
+	if (fr->rsv & 0x4) {
+		error(f, WS_ERR_RSV);
+		ok = false;
+	}
+	if (!ok)
+		return;
+	emit_message(f, fr->opcode, fr->len, false);
+	if (fr->opcode == WS_OP_CLOSE) {
+		d->closed = 1;
+		if (fr->len == 0) {
+			emit_close(f, WS_CLOSE_NO_STATUS);
+		} else if (fr->len == 1) {
+			error(f, WS_ERR_CLOSE_PAYLOAD); /* section 5.5.1: a body starts with a 2-byte code */
+			emit_close(f, WS_CLOSE_NO_STATUS);
+		} else {
+			d->want_code = 1;
+		}
+	}
+}
+
+/* A continuation frame's header: the message it continues grows, and ends with fin (section 5.4). */
+static void continuation_frame(struct wfeed *f, struct ws_dir *d, const struct frame *fr, bool ok)
+{
+	if (d->skip_cont) {
+		/* The rest of a message whose start was lost with the sync. */
+		if (fr->fin)
+			d->skip_cont = 0;
+		return;
+	}
+	if (!d->in_msg) {
+		error(f, WS_ERR_UNEXPECTED_CONT);
+		return;
+	}
+	if (fr->rsv & 0x4) {
+		error(f, WS_ERR_RSV);
+		ok = false;
+	}
+	d->msg_size = d->msg_size + fr->len < d->msg_size ? UINT64_MAX : d->msg_size + fr->len;
+	if (fr->fin) {
+		d->in_msg = 0;
+		if (ok)
+			emit_message(f, d->msg_opcode, d->msg_size, d->msg_compressed);
+	}
+}
+
+/* A text or binary frame's header: it starts a message, whole when fin is set. */
+static void message_frame(struct wfeed *f, struct ws_dir *d, const struct frame *fr, bool ok)
+{
+	d->skip_cont = 0;
+	if (d->in_msg) {
+		error(f, WS_ERR_INTERLEAVED); /* the unfinished message is dropped */
+		d->in_msg = 0;
+	}
+	if (d->closed) {
+		error(f, WS_ERR_AFTER_CLOSE);
+		return;
+	}
+	if (!ok)
+		return;
+	if (fr->fin) {
+		emit_message(f, fr->opcode, fr->len, fr->rsv & 0x4);
+	} else {
+		d->in_msg = 1;
+		d->msg_opcode = fr->opcode;
+		d->msg_size = fr->len;
+		d->msg_compressed = !!(fr->rsv & 0x4);
+	}
+}
+
 /* A complete header: account for the frame (sections 5.2-5.5) and get ready to pass its payload. */
 static void frame_start(struct wfeed *f, struct ws_dir *d)
 {
 	struct frame fr;
-	bool control, ok = true;
+	bool ok = true;
 
 	frame_decode(d->hdr, &fr);
 	d->hdrlen = 0;
@@ -190,85 +271,14 @@ static void frame_start(struct wfeed *f, struct ws_dir *d)
 		error(f, WS_ERR_RSV); /* RSV2/RSV3: no extension here defines them */
 		ok = false;
 	}
-	if (!opcode_known(fr.opcode)) {
+	if (!opcode_known(fr.opcode))
 		error(f, WS_ERR_RESERVED_OPCODE);
-		return;
-	}
-	control = is_control(fr.opcode);
-	if (control) {
-		/* Section 5.5: control frames are never fragmented and carry at most 125 bytes; RFC 7692
-		 * section 6: RSV1 only on the first frame of a data message. */
-		if (!fr.fin) {
-			error(f, WS_ERR_CONTROL_FRAGMENTED);
-			return;
-		}
-		if (fr.len > 125) {
-			error(f, WS_ERR_CONTROL_TOO_LONG);
-			return;
-		}
-		if (fr.rsv & 0x4) {
-			error(f, WS_ERR_RSV);
-			ok = false;
-		}
-		if (!ok)
-			return;
-		emit_message(f, fr.opcode, fr.len, false);
-		if (fr.opcode == WS_OP_CLOSE) {
-			d->closed = 1;
-			if (fr.len == 0) {
-				emit_close(f, WS_CLOSE_NO_STATUS);
-			} else if (fr.len == 1) {
-				error(f, WS_ERR_CLOSE_PAYLOAD); /* section 5.5.1: a body starts with a 2-byte code */
-				emit_close(f, WS_CLOSE_NO_STATUS);
-			} else {
-				d->want_code = 1;
-			}
-		}
-		return;
-	}
-	if (fr.opcode == WS_OP_CONT) {
-		if (d->skip_cont) {
-			/* The rest of a message whose start was lost with the sync. */
-			if (fr.fin)
-				d->skip_cont = 0;
-			return;
-		}
-		if (!d->in_msg) {
-			error(f, WS_ERR_UNEXPECTED_CONT);
-			return;
-		}
-		if (fr.rsv & 0x4) {
-			error(f, WS_ERR_RSV);
-			ok = false;
-		}
-		d->msg_size = d->msg_size + fr.len < d->msg_size ? UINT64_MAX : d->msg_size + fr.len;
-		if (fr.fin) {
-			d->in_msg = 0;
-			if (ok)
-				emit_message(f, d->msg_opcode, d->msg_size, d->msg_compressed);
-		}
-		return;
-	}
-	/* A text or binary frame starts a message. */
-	d->skip_cont = 0;
-	if (d->in_msg) {
-		error(f, WS_ERR_INTERLEAVED); /* the unfinished message is dropped */
-		d->in_msg = 0;
-	}
-	if (d->closed) {
-		error(f, WS_ERR_AFTER_CLOSE);
-		return;
-	}
-	if (!ok)
-		return;
-	if (fr.fin) {
-		emit_message(f, fr.opcode, fr.len, fr.rsv & 0x4);
-	} else {
-		d->in_msg = 1;
-		d->msg_opcode = fr.opcode;
-		d->msg_size = fr.len;
-		d->msg_compressed = !!(fr.rsv & 0x4);
-	}
+	else if (is_control(fr.opcode))
+		control_frame(f, d, &fr, ok);
+	else if (fr.opcode == WS_OP_CONT)
+		continuation_frame(f, d, &fr, ok);
+	else
+		message_frame(f, d, &fr, ok);
 }
 
 /* The close frame's code bytes p[0..n) at payload offset d->fpos, captured (p != NULL) or not. */
