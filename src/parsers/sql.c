@@ -226,6 +226,119 @@ static void classify_word(const struct lexer *L, struct tok *t)
 				     cmp_str) != NULL;
 }
 
+/* A word from s[i] on (ident_start), or the string or quoted name a one-letter prefix opens (E'..', B'..', X'..',
+ * N'..', U&'..', U&".."): where the token ends. */
+static size_t scan_word(const struct lexer *L, size_t i, struct tok *t)
+{
+	const char *s = L->s;
+	size_t n = L->n, j = i + 1;
+	while (j < n && ident_cont(s[j]))
+		j++;
+	unsigned char u = upper(s[i]);
+	if (j == i + 1 && j < n && s[j] == '\'' && strchr("EBXN", u)) {
+		t->type = T_STRING;
+		return scan_string(s, n, j, &t->cut);
+	}
+	if (j == i + 1 && u == 'U' && j + 1 < n && s[j] == '&' && s[j + 1] == '\'') {
+		t->type = T_STRING;
+		return scan_string(s, n, j + 1, &t->cut);
+	}
+	if (j == i + 1 && u == 'U' && j + 1 < n && s[j] == '&' && s[j + 1] == '"') {
+		t->type = T_QIDENT;
+		return scan_qident(s, n, j + 1, &t->cut);
+	}
+	t->type = T_WORD;
+	t->cut = j == n;
+	t->len = j - i;
+	classify_word(L, t);
+	return j;
+}
+
+/* A number from s[i] on, and anything glued to it: "0x1F", "1_000", "1.5e-3", "12abc" are one constant. */
+static size_t scan_number(const char *s, size_t n, size_t i, struct tok *t)
+{
+	size_t j = i + 1;
+	bool hex = s[i] == '0' && j < n && upper(s[j]) == 'X';
+	t->type = T_NUMBER;
+	for (; j < n; j++) {
+		unsigned char d = s[j];
+		if (ident_cont(d) && d != '$')
+			continue;
+		if (d == '.' && !(j + 1 < n && s[j + 1] == '.'))
+			continue;
+		if ((d == '+' || d == '-') && !hex && upper(s[j - 1]) == 'E' && j + 1 < n && is_digit(s[j + 1]))
+			continue;
+		break;
+	}
+	t->cut = j == n;
+	return j;
+}
+
+/* What a '$' at s[i] opens: a parameter ($1), a dollar-quoted string ($tag$ .. $tag$, the tag a name without '$',
+ * or empty), or an operator character. */
+static size_t scan_dollar(const char *s, size_t n, size_t i, struct tok *t)
+{
+	size_t j = i + 1;
+	if (j < n && is_digit(s[j])) {
+		t->type = T_PARAM;
+		while (j < n && ident_cont(s[j]))
+			j++;
+		return j;
+	}
+	size_t k = j;
+	if (k < n && ident_start(s[k]))
+		for (k++; k < n && ident_cont(s[k]) && s[k] != '$'; k++)
+			;
+	if (k >= n) {
+		/* the text ends inside what may be a delimiter */
+		t->type = T_STRING;
+		t->cut = true;
+		return n;
+	}
+	if (s[k] == '$') {
+		size_t d = k + 1 - i;
+		const char *end = memmem(s + k + 1, n - k - 1, s + i, d);
+		t->type = T_STRING;
+		t->cut = !end;
+		return end ? (size_t)(end - s) + d : n;
+	}
+	t->type = T_OP;
+	return j;
+}
+
+/* An operator from s[i] on (op_char), stopping before a comment's start. */
+static size_t scan_operator(const char *s, size_t n, size_t i, struct tok *t)
+{
+	size_t j = i + 1;
+	while (j < n && op_char(s[j]) && !(s[j] == '-' && j + 1 < n && s[j + 1] == '-') &&
+	       !(s[j] == '/' && j + 1 < n && s[j + 1] == '*'))
+		j++;
+	/* A multi-character operator cannot end in + or - unless it has one of ~ ! @ # % ^ & | ` ?
+	 * ("=-5" is "=" and "-5"). */
+	bool special = false;
+	for (size_t k = i; k < j; k++)
+		special |= strchr("~!@#%^&|`?", s[k]) != NULL;
+	while (!special && j - i > 1 && (s[j - 1] == '+' || s[j - 1] == '-'))
+		j--;
+	t->type = T_OP;
+	return j;
+}
+
+/* The type of a one-character token. */
+static enum tok_type punct_type(unsigned char c)
+{
+	switch (c) {
+	case '(': return T_LPAREN;
+	case ')': return T_RPAREN;
+	case '[': return T_LBRACK;
+	case ']': return T_RBRACK;
+	case ',': return T_COMMA;
+	case ';': return T_SEMI;
+	case '.': return T_DOT;
+	default: return T_OP; /* ':', '\\', '{', ... */
+	}
+}
+
 /* The next token, or false at the end. With a truncated text, a word or quoted name that reaches the end may
  * be cut and ends the text; an unterminated quoted name always does. */
 static bool lex(struct lexer *L, struct tok *t)
@@ -248,92 +361,18 @@ static bool lex(struct lexer *L, struct tok *t)
 		t->type = T_QIDENT;
 		j = scan_qident(s, n, i, &t->cut);
 	} else if (ident_start(c)) {
-		while (j < n && ident_cont(s[j]))
-			j++;
-		unsigned char u = upper(c);
-		if (j == i + 1 && j < n && s[j] == '\'' && strchr("EBXN", u)) {
-			/* E'..', B'..', X'..', N'..' */
-			t->type = T_STRING;
-			j = scan_string(s, n, j, &t->cut);
-		} else if (j == i + 1 && u == 'U' && j + 1 < n && s[j] == '&' && s[j + 1] == '\'') {
-			t->type = T_STRING;
-			j = scan_string(s, n, j + 1, &t->cut);
-		} else if (j == i + 1 && u == 'U' && j + 1 < n && s[j] == '&' && s[j + 1] == '"') {
-			t->type = T_QIDENT;
-			j = scan_qident(s, n, j + 1, &t->cut);
-		} else {
-			t->type = T_WORD;
-			t->cut = j == n;
-			t->len = j - i;
-			classify_word(L, t);
-		}
+		j = scan_word(L, i, t);
 	} else if (is_digit(c) || (c == '.' && j < n && is_digit(s[j]))) {
-		/* A number, and anything glued to it: "0x1F", "1_000", "1.5e-3", "12abc" are one constant. */
-		bool hex = c == '0' && j < n && upper(s[j]) == 'X';
-		t->type = T_NUMBER;
-		for (; j < n; j++) {
-			unsigned char d = s[j];
-			if (ident_cont(d) && d != '$')
-				continue;
-			if (d == '.' && !(j + 1 < n && s[j + 1] == '.'))
-				continue;
-			if ((d == '+' || d == '-') && !hex && upper(s[j - 1]) == 'E' && j + 1 < n && is_digit(s[j + 1]))
-				continue;
-			break;
-		}
-		t->cut = j == n;
+		j = scan_number(s, n, i, t);
 	} else if (c == '$') {
-		if (j < n && is_digit(s[j])) {
-			t->type = T_PARAM;
-			while (j < n && ident_cont(s[j]))
-				j++;
-		} else {
-			/* $tag$ .. $tag$ (the tag is a name without '$', or empty) */
-			size_t k = j;
-			if (k < n && ident_start(s[k]))
-				for (k++; k < n && ident_cont(s[k]) && s[k] != '$'; k++)
-					;
-			if (k >= n) {
-				/* the text ends inside what may be a delimiter */
-				t->type = T_STRING;
-				t->cut = true;
-				j = n;
-			} else if (s[k] == '$') {
-				size_t d = k + 1 - i;
-				const char *end = memmem(s + k + 1, n - k - 1, s + i, d);
-				t->type = T_STRING;
-				t->cut = !end;
-				j = end ? (size_t)(end - s) + d : n;
-			} else {
-				t->type = T_OP;
-			}
-		}
+		j = scan_dollar(s, n, i, t);
 	} else if (op_char(c)) {
-		while (j < n && op_char(s[j]) && !(s[j] == '-' && j + 1 < n && s[j + 1] == '-') &&
-		       !(s[j] == '/' && j + 1 < n && s[j + 1] == '*'))
-			j++;
-		/* A multi-character operator cannot end in + or - unless it has one of ~ ! @ # % ^ & | ` ?
-		 * ("=-5" is "=" and "-5"). */
-		bool special = false;
-		for (size_t k = i; k < j; k++)
-			special |= strchr("~!@#%^&|`?", s[k]) != NULL;
-		while (!special && j - i > 1 && (s[j - 1] == '+' || s[j - 1] == '-'))
-			j--;
-		t->type = T_OP;
+		j = scan_operator(s, n, i, t);
 	} else if (c == ':' && j < n && s[j] == ':') {
 		t->type = T_CAST;
 		j++;
 	} else {
-		switch (c) {
-		case '(': t->type = T_LPAREN; break;
-		case ')': t->type = T_RPAREN; break;
-		case '[': t->type = T_LBRACK; break;
-		case ']': t->type = T_RBRACK; break;
-		case ',': t->type = T_COMMA; break;
-		case ';': t->type = T_SEMI; break;
-		case '.': t->type = T_DOT; break;
-		default: t->type = T_OP; break; /* ':', '\\', '{', ... */
-		}
+		t->type = punct_type(c);
 	}
 	t->len = j - i;
 	L->i = j;
