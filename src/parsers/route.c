@@ -301,11 +301,71 @@ static size_t scheme_len(const char *s, size_t n)
 	return 0;
 }
 
+/* Where the path was cut short: "/..." stands for what is missing. */
+static void put_cut(struct out *o, struct route_stats *st)
+{
+	put(o, "/...", 4);
+	count(st, ROUTE_TRUNCATED);
+}
+
+/* The segments of path[i..end) as template words, "//" collapsed and ";params" dropped (*params set). cut: the
+ * path's last segment is incomplete. True when the template was cut short ("/..." written). */
+static bool put_segments(struct out *o, const char *path, size_t i, size_t end, bool cut, struct route_stats *st,
+			 bool *params)
+{
+	size_t nseg = 0;
+
+	while (i < end) {
+		size_t s, e;
+
+		while (i < end && path[i] == '/')
+			i++; /* "//" collapses */
+		if (i == end)
+			break;
+		s = i;
+		while (i < end && path[i] != '/')
+			i++;
+		e = i;
+		bool last = i == end;
+		if (last && cut) {
+			put_cut(o, st);
+			return true;
+		}
+		/* RFC 3986 section 3.3: ";params" inside a segment (jsessionid=...) are parameters, not the route. */
+		const char *semi = memchr(path + s, ';', e - s);
+		if (semi) {
+			*params = true;
+			e = (size_t)(semi - path);
+			if (e == s)
+				continue;
+		}
+		if (nseg == ROUTE_MAX_SEGMENTS) {
+			put_cut(o, st);
+			return true;
+		}
+		int kind = classify(path + s, e - s);
+		const char *w = kind < 0 ? path + s : ROUTE_ID;
+		size_t wl = kind < 0 ? e - s : strlen(ROUTE_ID);
+		/* Keep room for "/..." unless this is the last segment. */
+		size_t room = last ? 0 : 4;
+		if (o->len + 1 + wl + room > o->limit) {
+			put_cut(o, st);
+			return true;
+		}
+		if (kind >= 0)
+			count(st, kind);
+		put(o, "/", 1);
+		put(o, w, wl);
+		nseg++;
+	}
+	return false;
+}
+
 static size_t template(const char *path, size_t n, char *out, size_t outn, struct route_stats *st, bool prefix)
 {
 	struct out o = { .p = out };
-	bool query = false, params = false, truncated = false;
-	size_t nseg = 0, i = 0, end;
+	bool query = false, params = false, truncated;
+	size_t i = 0, end;
 
 	if (!out || outn < ROUTE_MIN_OUT) {
 		if (out && outn)
@@ -330,8 +390,7 @@ static size_t template(const char *path, size_t n, char *out, size_t outn, struc
 		count(st, ROUTE_AUTHORITY);
 		if (i == n && prefix) {
 			/* The authority itself may be cut: nothing of the path is known. */
-			put(&o, "/...", 4);
-			count(st, ROUTE_TRUNCATED);
+			put_cut(&o, st);
 			goto done;
 		}
 	} else if (!n || path[0] != '/') {
@@ -350,60 +409,11 @@ static size_t template(const char *path, size_t n, char *out, size_t outn, struc
 	/* A cut path ends in an incomplete segment; a cut query leaves the path whole. */
 	bool cut = prefix && !query;
 
-	while (i < end) {
-		size_t s, e;
-
-		while (i < end && path[i] == '/')
-			i++; /* "//" collapses */
-		if (i == end)
-			break;
-		s = i;
-		while (i < end && path[i] != '/')
-			i++;
-		e = i;
-		bool last = i == end;
-		if (last && cut) {
-			put(&o, "/...", 4);
-			count(st, ROUTE_TRUNCATED);
-			truncated = true;
-			break;
-		}
-		/* RFC 3986 section 3.3: ";params" inside a segment (jsessionid=...) are parameters, not the route. */
-		const char *semi = memchr(path + s, ';', e - s);
-		if (semi) {
-			params = true;
-			e = (size_t)(semi - path);
-			if (e == s)
-				continue;
-		}
-		if (nseg == ROUTE_MAX_SEGMENTS) {
-			put(&o, "/...", 4);
-			count(st, ROUTE_TRUNCATED);
-			truncated = true;
-			break;
-		}
-		int kind = classify(path + s, e - s);
-		const char *w = kind < 0 ? path + s : ROUTE_ID;
-		size_t wl = kind < 0 ? e - s : strlen(ROUTE_ID);
-		/* Keep room for "/..." unless this is the last segment. */
-		size_t room = last ? 0 : 4;
-		if (o.len + 1 + wl + room > o.limit) {
-			put(&o, "/...", 4);
-			count(st, ROUTE_TRUNCATED);
-			truncated = true;
-			break;
-		}
-		if (kind >= 0)
-			count(st, kind);
-		put(&o, "/", 1);
-		put(&o, w, wl);
-		nseg++;
-	}
+	truncated = put_segments(&o, path, i, end, cut, st, &params);
 	if (!truncated && cut && (end == 0 || path[end - 1] == '/')) {
 		/* The cut fell right after a '/': the next segment is unknown. */
 		if (o.len + 4 <= o.limit) {
-			put(&o, "/...", 4);
-			count(st, ROUTE_TRUNCATED);
+			put_cut(&o, st);
 			truncated = true;
 		}
 	}
