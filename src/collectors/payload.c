@@ -6,8 +6,9 @@
  * protocol it speaks, through the table of protocols alone (src/collectors/payload_protos.c; the rows are
  * src/collectors/payload_http.c and src/collectors/payload_pg.c): the first calls choose, each row asked in table
  * order whether the call opens its protocol (a PostgreSQL startup packet, else HTTP); a row's feed may hand the
- * rest of the call to another row (HTTP's upgrade to WebSocket); a connection no protocol claims (TLS, HTTP/2, a server speaking first, anything else) is
- * marked PL_STOPPED in the kernel map, which then stops capturing it, and its state is freed.
+ * rest of the call to another row (HTTP's upgrade to WebSocket); a connection no protocol claims (TLS, HTTP/2, a
+ * server speaking first, anything else) is marked PL_STOPPED in the kernel map, which then stops capturing it, and
+ * its state is freed.
  *
  * Privacy (DESIGN.md section 3): parsers see at most --capture-bytes of each call (and the last bytes of longer
  * ones) and keep no payload; what leaves is route templates and SQL fingerprints, admitted per service by the
@@ -28,7 +29,6 @@ static const char *const drop_reasons[PL_DROP_NR] = {
 	[PL_DROP_CLOSE_RINGBUF] = "close_ringbuf_full",
 	[PL_DROP_CONN_MAP_FULL] = "conn_map_full",
 };
-
 
 static const char *const class_names[CLASS_NR] = {"http", "websocket", "tls", "http2", "unknown", "postgresql",
 						   "postgresql_encrypted"};
@@ -52,7 +52,6 @@ static void stop_capture(struct payload *p, const struct conn *c)
 	v.state = PL_STOPPED;
 	bpf_map_update_elem(p->conns_fd, &c->sk, &v, BPF_EXIST);
 }
-
 
 /* End a connection's parsing (closed, expired or given up) and free it. */
 static void conn_end(struct payload *p, struct conn **pp, uint64_t ts_ns)

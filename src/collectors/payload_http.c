@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: BSD-2-Clause
-/* The HTTP/1.x and WebSocket rows of the payload protocol table (src/collectors/payload_int.h): src/parsers/http.c and
- * src/parsers/websocket.c fed with a connection's calls, their events turned into metrics.
+/* The HTTP/1.x and WebSocket rows of the payload protocol table (src/collectors/payload_int.h):
+ * src/parsers/http.c and src/parsers/websocket.c fed with a connection's calls, their events turned into metrics.
  *
- * Privacy (DESIGN.md section 3): the only text that leaves is a route template (src/parsers/route.c), admitted per service
- * as follows: a template becomes a label value once a response with a status below 300 (1xx, 2xx) or from 500 up
- * was seen for it, and at most --route-budget templates per service are admitted (then "_other"). A 3xx or 4xx
+ * Privacy (DESIGN.md section 3): the only text that leaves is a route template (src/parsers/route.c), admitted per
+ * service as follows: a template becomes a label value once a response with a status below 300 (1xx, 2xx) or from
+ * 500 up was seen for it, and at most --route-budget templates per service are admitted (then "_other"). A 3xx or 4xx
  * answer to a template not admitted yet is labelled "_unmatched": paths that only ever got 404 or a redirect
  * (scanners, typos, guessed secrets, trailing-slash redirects) never become labels and never use up the budget. */
 #include "collectors/payload_int.h"

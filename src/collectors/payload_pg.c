@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
-/* The PostgreSQL row of the payload protocol table (src/collectors/payload_int.h): src/parsers/pgwire.c fed with a connection's
- * calls in the role the detector found (the backend, or the application), statements fingerprinted by src/parsers/sql.c,
- * events turned into metrics.
+/* The PostgreSQL row of the payload protocol table (src/collectors/payload_int.h): src/parsers/pgwire.c fed with a
+ * connection's calls in the role the detector found (the backend, or the application), statements fingerprinted by
+ * src/parsers/sql.c, events turned into metrics.
  *
  * Privacy (DESIGN.md section 3): statements leave only as fingerprints and their normalised text (literals
  * replaced); the first --fingerprint-budget fingerprints of a service are labels, later ones "_other". The
@@ -52,8 +52,6 @@ static int pg_role_of(const struct view *v, bool midstream)
 	return -1;
 }
 
-/* The fingerprint label of a statement: its id while the service's budget of fingerprints lasts (the normalised
- * text then goes to loupe_postgres_statement_info), else "_other". */
 static bool pg_detect(struct conn *c, const struct view *v)
 {
 	int role = pg_role_of(v, c->midstream);
@@ -63,6 +61,8 @@ static bool pg_detect(struct conn *c, const struct view *v)
 	return true;
 }
 
+/* The fingerprint label of a statement: its id while the service's budget of fingerprints lasts (the normalised
+ * text then goes to loupe_postgres_statement_info), else "_other". */
 static const char *fingerprint_label(struct payload *p, struct svc_stats *st, const char *svc, const struct sql_fp *fp)
 {
 	bool added;
