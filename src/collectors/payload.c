@@ -70,13 +70,13 @@ static void conn_end(struct payload *p, struct conn **pp, uint64_t ts_ns)
 /* The first calls of a connection choose its protocol: the row that claims the call, asked in table order. A fresh
  * connection is always claimed (HTTP takes what no protocol before it recognised, and then decides whether it is
  * HTTP). A connection captured mid-stream waits for a call that begins at a message boundary of some protocol,
- * for up to HTTP_UNSYNCED_MAX calls. The row claiming it, PROTO_DETECT to wait, or -1 to give up. */
+ * for up to DETECT_CALLS_MAX calls. The row claiming it, PROTO_DETECT to wait, or -1 to give up. */
 static int detect(struct payload *p, struct conn *c, const struct view *v)
 {
 	for (int i = 0; i < PROTO_NR; i++)
 		if (payload_protos[i] && payload_protos[i]->detect && payload_protos[i]->detect(c, v))
 			return i;
-	if (c->midstream && ++c->detect_calls < HTTP_UNSYNCED_MAX)
+	if (c->midstream && ++c->detect_calls < DETECT_CALLS_MAX)
 		return PROTO_DETECT;
 	p->svc[c->service].classes[CLASS_UNKNOWN]++;
 	return -1;

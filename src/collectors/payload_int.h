@@ -17,6 +17,9 @@
 #define CONN_MAX 16384		 /* connections parsed at once; more are not captured (counted) */
 #define CONN_IDLE_NS (300 * NSEC_PER_SEC) /* idle this long: ask the kernel whether it still exists */
 #define ROUTE_UNMATCHED "_unmatched"
+/* Calls a connection captured mid-stream may take to begin at some protocol's message boundary: the bound HTTP
+ * gives a connection whose framing it has not found yet. */
+#define DETECT_CALLS_MAX HTTP_UNSYNCED_MAX
 
 /* Rows of the table; detection asks them in this order, so HTTP, which claims any fresh connection, comes after
  * the protocols with a recognisable opening. PROTO_DETECT is no row: a connection no row has claimed yet. */
