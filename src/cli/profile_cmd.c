@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <regex.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -76,6 +77,7 @@ static const char profile_usage[] =
 	"      --hz H               samples per second on every CPU (default 99)\n"
 	"      --kind KIND          cpu (default) or offcpu (time blocked, by where threads blocked)\n"
 	"      --format FORMAT      pprof (default; gzip), folded or svg\n"
+	"      --focus REGEX        only the stacks through a function REGEX matches (extended regex, as pprof -focus)\n"
 	"  -o, --output FILE        where to write it (- for stdout)\n"
 	"      --tracepoints KIND   auto (default), tp_btf or raw_tp (as for loupe run)\n"
 	"      --log-level LEVEL    default warn\n"
@@ -93,7 +95,7 @@ static int parse_profile_args(int argc, char **argv, struct loupe_options *opt, 
 		{"hz", required_argument, NULL, 'H'},	   {"kind", required_argument, NULL, 'k'},
 		{"format", required_argument, NULL, 'f'},  {"output", required_argument, NULL, 'o'},
 		{"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
-		{"tracepoints", required_argument, NULL, 'T'},
+		{"tracepoints", required_argument, NULL, 'T'}, {"focus", required_argument, NULL, 'F'},
 		{0},
 	};
 	const char *service = NULL, *pid = NULL;
@@ -144,6 +146,19 @@ static int parse_profile_args(int argc, char **argv, struct loupe_options *opt, 
 			}
 			break;
 		case 'o': sess->out_path = optarg; break;
+		case 'F': {
+			regex_t re;
+			int e = regcomp(&re, optarg, REG_EXTENDED | REG_NOSUB);
+			if (e) {
+				regerror(e, &re, err, sizeof(err));
+				usage_error("profile", "bad --focus '%s': %s", optarg, err);
+				rc = -EINVAL;
+			} else {
+				regfree(&re);
+				sess->q.focus = optarg;
+			}
+			break;
+		}
 		case 'T': rc = parse_tracepoints_opt("profile", optarg, &opt->tracepoints); break;
 		case 'L': rc = parse_log_level_opt("profile", optarg); break;
 		case 'h':

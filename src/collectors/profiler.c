@@ -6,12 +6,14 @@
  * profiler__profile() merges the last ones into pprof, folded stacks or an SVG flame graph for its readers
  * (src/collectors/profiles.h). Also counted per service: loupe_profile_samples_total, loupe_offcpu_seconds_total. */
 #include "collectors/profiles.h"
+#include "collectors/unwinder.h"
 #include "lib/perf_event.h"
 #include "core/loupe.h"
 #include "profile/flamegraph.h"
 #include "lib/log.h"
 #include "profile/pprof.h"
 #include "profile/profile.h"
+#include "profile/pyruntime.h"
 #include "profiler.h"
 #include "profiler.skel.h"
 #include "profile/symbolize.h"
@@ -20,6 +22,7 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <linux/perf_event.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,8 @@ struct prof_session {
 	const char *ctype;
 	void (*done_cb)(void *arg);
 	void *arg;
+	bool has_focus;
+	regex_t focus;
 };
 
 struct profiler {
@@ -66,7 +71,11 @@ struct profiler {
 	struct pid_maps {
 		uint32_t pid;
 		struct proc_maps *m;
+		uint64_t uw_refresh_ns; /* when its unwinding rules were last refreshed for an unknown address */
 	} maps[PROF_PIDS];
+	struct unwinder *uw;   /* NULL: frame pointers only (the unwinder could not start) */
+	struct py_codes *pyc; /* CPython code objects' names */
+	uint64_t uw_records, uw_cut, py_records; /* records unwound with rules; cut short; with CPython frames */
 	struct sym_frame sf[2 * PROF_STACK_MAX];
 	struct profile_frame pf[2 * PROF_STACK_MAX];
 	/* Profiles of the last PROF_SLOTS minutes, [kind][minute % PROF_SLOTS]; minute[] says which minute. */
@@ -78,6 +87,7 @@ struct profiler {
 static const char *const drop_reasons[PROF_DROP_NR] = {
 	[PROF_DROP_RINGBUF] = "ringbuf_full",
 	[PROF_DROP_STORAGE] = "task_storage_unavailable",
+	[PROF_DROP_SCRATCH] = "scratch_unavailable",
 };
 
 static int profiler_open(struct loupe *L, void **priv)
@@ -114,6 +124,13 @@ static int profiler_open(struct loupe *L, void **priv)
 	if ((err = profiler_bpf__load(pr->skel)))
 		goto fail;
 	loupe__add_object(L, pr->skel->obj);
+	pr->pyc = pyruntime__codes_new();
+	pr->uw = unwinder__new(bpf_map__fd(pr->skel->maps.unwind_rows), bpf_map__max_entries(pr->skel->maps.unwind_rows),
+			       bpf_map__fd(pr->skel->maps.unwind_procs), bpf_map__fd(pr->skel->maps.unwind_slot),
+			       bpf_map__fd(pr->skel->maps.py_layouts));
+	if (!pr->uw || !pr->pyc)
+		log_warn("profile_unwind_unavailable", "could not set up stack unwinding (%s): user stacks by frame pointers "
+			 "only, no CPython frames", strerror(errno ? errno : ENOMEM));
 	L->opening->hook = "perf_event";
 	*priv = pr;
 	return 0;
@@ -133,11 +150,18 @@ static struct proc_maps *maps_of(struct profiler *pr, uint32_t pid)
 		return e->m;
 	if (e->m) {
 		sym_cache__drop_pid(pr->syms, (pid_t)e->pid);
+		if (pr->uw)
+			unwinder__forget(pr->uw, (pid_t)e->pid);
+		if (pr->pyc)
+			pyruntime__codes_drop_pid(pr->pyc, (pid_t)e->pid);
 		proc_maps__free(e->m);
 	}
 	int err;
 	e->pid = pid;
+	e->uw_refresh_ns = 0;
 	e->m = proc_maps__snapshot(pr->syms, (pid_t)pid, &err);
+	if (e->m && pr->uw && (err = unwinder__add(pr->uw, e->m)))
+		log_debug("profile_unwind_unavailable", "process %u keeps frame-pointer stacks: %s", pid, strerror(-err));
 	return e->m;
 }
 
@@ -163,36 +187,83 @@ static struct profile *current_profile(struct profiler *pr, enum profile_kind ki
 	return pr->slot[kind][i];
 }
 
-/* Kernel frames, then user frames, leaf first (return addresses: all but the innermost are looked up at addr - 1,
- * inside the call). */
-static size_t symbolise(struct profiler *pr, const struct prof_rec *r, const __u64 *kstack, int kn,
-			const __u64 *ustack, int un)
+/* The BPF side met an address outside the mappings it knows for r's process: read its maps again (new libraries,
+ * JIT code) and reload its rules, at most once a second. */
+static void unwind_refresh(struct profiler *pr, const struct prof_rec *r)
 {
+	struct pid_maps *e = &pr->maps[(r->tgid * 2654435761u) % PROF_PIDS];
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+	if (!pr->uw || !e->m || e->pid != r->tgid || now - e->uw_refresh_ns < NSEC_PER_SEC)
+		return;
+	e->uw_refresh_ns = now;
+	if (!proc_maps__refresh(e->m))
+		unwinder__add(pr->uw, e->m);
+}
+
+/* CPython frame i of r into pr->pf[n]. */
+static void python_frame(struct profiler *pr, const struct prof_rec *r, const struct py_layout *L, uint32_t i,
+			 size_t n)
+{
+	struct py_code_info ci;
+	char name[2 * PY_NAME_MAX + 2];
+	const char *nm = "[py:unknown]", *file = NULL;
+	uint32_t line = 0;
+	if (pr->pyc && !pyruntime__code(pr->pyc, (pid_t)r->tgid, L, r->py[i].code, r->py[i].instr, &ci)) {
+		snprintf(name, sizeof(name), "%s.%s", ci.module, ci.qualname);
+		nm = sym_cache__intern(pr->syms, name);
+		file = sym_cache__intern(pr->syms, ci.file);
+		line = ci.first_line;
+	}
+	pr->pf[n] = (struct profile_frame){.name = nm ? nm : "[py:unknown]", .module = "python", .file = file ? file : "",
+					   .line = line};
+}
+
+/* _PyEval_EvalFrameDefault (and its cold part): the interpreter running CPython frames. */
+static bool is_eval_frame(const char *name)
+{
+	return !strncmp(name, "_PyEval_EvalFrameDefault", 24);
+}
+
+/* Kernel frames, then user frames, leaf first (return addresses: all but the innermost are looked up at addr - 1,
+ * inside the call), into pr->pf. CPython frames replace the interpreter's native frame that runs them: at each
+ * _PyEval_EvalFrameDefault, the Python frames from the current one through the first frame of that call; any left
+ * when the native stack ends (it was cut short) go after it, as its callers. */
+static size_t symbolise(struct profiler *pr, const struct prof_rec *r)
+{
+	int kn = r->kstack_bytes > 0 ? r->kstack_bytes / 8 : 0, un = r->ustack_bytes > 0 ? r->ustack_bytes / 8 : 0;
+	if (kn > PROF_STACK_MAX)
+		kn = PROF_STACK_MAX;
+	if (un > PROF_STACK_MAX)
+		un = PROF_STACK_MAX;
 	size_t n = 0;
 	/* The mappings first: resolving the kernel frames may load kallsyms (~100 ms, once), and a short-lived
 	 * process can be gone by then. */
-	struct proc_maps *m = un > 0 ? maps_of(pr, r->tgid) : NULL;
+	struct proc_maps *m = un > 0 || r->py_n ? maps_of(pr, r->tgid) : NULL;
 	for (int i = 0; i < kn && n < ARRAY_SIZE(pr->sf); i++, n++) {
-		sym_resolve_kernel(pr->syms, kstack[i] - (n ? 1 : 0), &pr->sf[n]);
+		sym_resolve_kernel(pr->syms, r->kstack[i] - (n ? 1 : 0), &pr->sf[n]);
 		/* The sched_switch stack starts inside loupe's own program and the tracing glue: not the thread's. */
 		if (!n && (!strncmp(pr->sf[0].name, "bpf_", 4) || !strncmp(pr->sf[0].name, "__bpf_", 6)))
 			n--;
 	}
-	for (int i = 0; m && i < un && n < ARRAY_SIZE(pr->sf); i++, n++)
-		sym_resolve_user(pr->syms, m, ustack[i] - (n ? 1 : 0), &pr->sf[n]);
 	for (size_t i = 0; i < n; i++)
 		pr->pf[i] = (struct profile_frame){.name = pr->sf[i].name, .module = pr->sf[i].module};
-	return n;
-}
-
-/* A stack of the prof_stacks map (off-CPU records) into buf; its frame count. */
-static int stack_of(struct profiler *pr, int32_t id, __u64 *buf)
-{
-	if (id < 0 || bpf_map_lookup_elem(bpf_map__fd(pr->skel->maps.prof_stacks), &id, buf))
-		return 0;
-	int n = 0;
-	while (n < PROF_STACK_MAX && buf[n])
-		n++;
+	const struct py_layout *L = r->py_n && pr->uw ? unwinder__py_layout(pr->uw, (pid_t)r->tgid) : NULL;
+	uint32_t py = 0, py_n = L ? (r->py_n < PY_FRAMES_MAX ? r->py_n : PY_FRAMES_MAX) : 0;
+	for (int i = 0; m && i < un && n < ARRAY_SIZE(pr->pf); i++) {
+		struct sym_frame *f = &pr->sf[n];
+		sym_resolve_user(pr->syms, m, r->ustack[i] - (i ? 1 : 0), f);
+		if (py < py_n && is_eval_frame(f->name)) {
+			bool entry = false;
+			while (py < py_n && !entry && n < ARRAY_SIZE(pr->pf)) {
+				entry = (r->py_entry >> py) & 1;
+				python_frame(pr, r, L, py++, n++);
+			}
+			continue;
+		}
+		pr->pf[n++] = (struct profile_frame){.name = f->name, .module = f->module};
+	}
+	while (py < py_n && n < ARRAY_SIZE(pr->pf))
+		python_frame(pr, r, L, py++, n++);
 	return n;
 }
 
@@ -211,6 +282,8 @@ static void session_add(struct profiler *pr, enum profile_kind kind, const char 
 static void session_free(struct prof_session *ps)
 {
 	cpu_perf__detach(&ps->perf);
+	if (ps->has_focus)
+		regfree(&ps->focus);
 	profile__free(ps->p);
 	buf__free(&ps->out);
 	*ps = (struct prof_session){0};
@@ -230,7 +303,17 @@ static void sessions_tick(struct profiler *pr)
 		cpu_perf__detach(&ps->perf);
 		ring_buffer__consume(pr->rb); /* its last samples (the BPF side wakes no reader for each record) */
 		profile__set_time(ps->p, ps->start_unix_ns, unix_ns() - ps->start_unix_ns);
-		int rc = render(ps->p, ps->format, ps->service[0] ? ps->service : NULL, &ps->out, &ps->ctype);
+		int rc = 0;
+		if (ps->has_focus) { /* the stacks through the focused functions */
+			struct profile *f = profile__new(ps->kind, ps->kind == PROFILE_CPU ? ps->hz : 0);
+			rc = f ? profile__merge_focus(f, ps->p, NULL, &ps->focus) : -ENOMEM;
+			if (f)
+				profile__set_time(f, ps->start_unix_ns, unix_ns() - ps->start_unix_ns);
+			profile__free(ps->p);
+			ps->p = f;
+		}
+		if (!rc)
+			rc = render(ps->p, ps->format, ps->service[0] ? ps->service : NULL, &ps->out, &ps->ctype);
 		if (!rc && ps->out.oom)
 			rc = -ENOMEM;
 		ps->err_code = rc;
@@ -246,34 +329,34 @@ static int on_record(void *ctx, void *data, size_t size)
 {
 	struct profiler *pr = ctx;
 	const struct prof_rec *r = data;
-	if (size < sizeof(*r) || r->service > LOUPE_MAX_SERVICES)
+	if (size < prof_rec_size(0) || r->service > LOUPE_MAX_SERVICES || r->py_n > PY_FRAMES_MAX ||
+	    size < prof_rec_size(r->py_n))
 		return 0;
 	/* With --profile-all, threads of no target service are profiled too, under "_untargeted". */
 	const char *svc = r->service ? target_rules__service(&pr->L->opt->rules, (int)r->service) : "_untargeted";
 	char comm[sizeof(r->comm) + 1];
 	memcpy(comm, r->comm, sizeof(r->comm));
 	comm[sizeof(r->comm)] = 0;
+	if (r->flags & PROF_REC_UW_MISS)
+		unwind_refresh(pr, r);
+	pr->uw_records += !!(r->flags & PROF_REC_UW_TABLES);
+	pr->uw_cut += !!(r->flags & PROF_REC_UW_CUT);
+	pr->py_records += r->py_n > 0;
+	size_t n = symbolise(pr, r);
 	if (r->type == REC_PROF_SAMPLE) {
 		pr->samples[r->service]++;
 		pr->stackless += r->ustack_bytes <= 0 && r->kstack_bytes <= 0;
-		int kn = r->kstack_bytes > 0 ? r->kstack_bytes / 8 : 0, un = r->ustack_bytes > 0 ? r->ustack_bytes / 8 : 0;
-		size_t n = symbolise(pr, r, r->kstack, kn, r->ustack, un);
 		struct profile *p = current_profile(pr, PROFILE_CPU);
 		if (p)
 			profile__add(p, svc, comm, pr->pf, n, 1, NSEC_PER_SEC / pr->L->opt->profile_hz);
 	} else if (r->type == REC_PROF_OFFCPU) {
 		pr->offcpu_ns[r->service] += r->value_ns;
 		pr->offcpu_late[r->service] += !!(r->flags & PROF_REC_LATE);
-		static __u64 kbuf[PROF_STACK_MAX], ubuf[PROF_STACK_MAX];
-		int kn = stack_of(pr, r->kstack_id, kbuf), un = stack_of(pr, r->ustack_id, ubuf);
-		size_t n = symbolise(pr, r, kbuf, kn, ubuf, un);
 		struct profile *p = current_profile(pr, PROFILE_OFFCPU);
 		if (p)
 			profile__add(p, svc, comm, pr->pf, n, 1, r->value_ns);
 		session_add(pr, PROFILE_OFFCPU, svc, comm, n, r->value_ns);
 	} else if (r->type == REC_PROF_SESSION) {
-		int kn = r->kstack_bytes > 0 ? r->kstack_bytes / 8 : 0, un = r->ustack_bytes > 0 ? r->ustack_bytes / 8 : 0;
-		size_t n = symbolise(pr, r, r->kstack, kn, r->ustack, un);
 		session_add(pr, PROFILE_CPU, svc, comm, n, 0);
 	}
 	return 0;
@@ -303,6 +386,8 @@ static int profiler_poll(void *priv)
 	struct profiler *pr = priv;
 	int n = ring_buffer__consume(pr->rb);
 	sessions_tick(pr);
+	if (pr->uw)
+		unwinder__sweep(pr->uw);
 	return n < 0 ? n : 0;
 }
 
@@ -360,6 +445,24 @@ static void profiler_status(void *priv, struct buf *json)
 {
 	struct profiler *pr = priv;
 	buf__printf(json, "\"hz\":%u,\"offcpu\":%s", pr->L->opt->profile_hz, pr->L->opt->offcpu ? "true" : "false");
+	if (!pr->uw) {
+		buf__puts(json, ",\"unwind\":null");
+		return;
+	}
+	struct unwinder_stats st;
+	unwinder__stats(pr->uw, &st);
+	buf__printf(json,
+		    ",\"unwind\":{\"rows\":%llu,\"rows_max\":%llu,\"files\":%llu,\"files_without_rules\":%llu,"
+		    "\"files_pool_full\":%llu,\"processes\":%llu,\"mapping_sets\":%llu,\"records\":%llu,"
+		    "\"records_cut\":%llu,\"load_ms\":%.1f},\"python\":{\"processes\":%llu,\"records\":%llu,"
+		    "\"unreadable\":%llu,\"unreadable_reason\":",
+		    (unsigned long long)st.rows_used, (unsigned long long)st.rows_max, (unsigned long long)st.files,
+		    (unsigned long long)st.files_failed, (unsigned long long)st.files_pool_full,
+		    (unsigned long long)st.procs, (unsigned long long)st.slots, (unsigned long long)pr->uw_records,
+		    (unsigned long long)pr->uw_cut, (double)st.load_ns / 1e6, (unsigned long long)st.py_procs,
+		    (unsigned long long)pr->py_records, (unsigned long long)st.py_unreadable);
+	buf__json_str(json, st.py_unreadable_why);
+	buf__puts(json, "}");
 }
 
 static void profiler_close(void *priv)
@@ -372,6 +475,8 @@ static void profiler_close(void *priv)
 		session_free(&pr->sess[i]);
 	cpu_perf__detach(&pr->perf);
 	bpf_link__destroy(pr->offcpu_link);
+	unwinder__free(pr->uw);
+	pyruntime__codes_free(pr->pyc);
 	profiler_bpf__destroy(pr->skel);
 	for (int k = 0; k < 2; k++)
 		for (int i = 0; i < PROF_SLOTS; i++)
@@ -396,6 +501,23 @@ static int render(struct profile *p, enum profile_format format, const char *ser
 	}
 	*ctype = "application/octet-stream";
 	return pprof_encode(p, out);
+}
+
+/* q's focus compiled into re: 0 (*has false when there is none), or -EINVAL with err set. */
+static int focus_compile(const struct profile_request *q, regex_t *re, bool *has, char *err, size_t errlen)
+{
+	*has = false;
+	if (!q->focus)
+		return 0;
+	int rc = regcomp(re, q->focus, REG_EXTENDED | REG_NOSUB);
+	if (rc) {
+		char why[120];
+		regerror(rc, re, why, sizeof(why));
+		snprintf(err, errlen, "bad focus: %s", why);
+		return -EINVAL;
+	}
+	*has = true;
+	return 0;
 }
 
 /* The profiler feature's state when it runs, else NULL. */
@@ -432,7 +554,7 @@ int profiler__session_start(struct loupe *L, const struct profile_request *q, un
 			    void (*done)(void *arg), void *arg, char *err, size_t errlen)
 {
 	struct profiler *pr;
-	int id = running_profiler(L, q, &pr, err, errlen);
+	int rc, id = running_profiler(L, q, &pr, err, errlen);
 	if (id)
 		return id;
 	pthread_mutex_lock(&L->lock);
@@ -447,6 +569,11 @@ int profiler__session_start(struct loupe *L, const struct profile_request *q, un
 	struct prof_session *ps = &pr->sess[id];
 	*ps = (struct prof_session){.used = true, .kind = q->kind, .format = q->format, .hz = hz, .done_cb = done,
 				    .arg = arg};
+	if ((rc = focus_compile(q, &ps->focus, &ps->has_focus, err, errlen))) {
+		session_free(ps);
+		id = rc;
+		goto out;
+	}
 	snprintf(ps->service, sizeof(ps->service), "%s", q->service ? q->service : "");
 	ps->start_unix_ns = unix_ns();
 	ps->deadline_ns = now_ns(CLOCK_MONOTONIC) + seconds * NSEC_PER_SEC;
@@ -502,7 +629,11 @@ int profiler__profile(struct loupe *L, const struct profile_request *q, struct b
 		      char *err, size_t errlen)
 {
 	struct profiler *pr;
+	regex_t focus;
+	bool has_focus;
 	int rc = running_profiler(L, q, &pr, err, errlen);
+	if (!rc)
+		rc = focus_compile(q, &focus, &has_focus, err, errlen);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&L->lock);
@@ -518,7 +649,7 @@ int profiler__profile(struct loupe *L, const struct profile_request *q, struct b
 	for (uint64_t m = first_min; !rc && m <= now_min; m++) {
 		unsigned i = (unsigned)(m % PROF_SLOTS);
 		if (pr->slot[q->kind][i] && pr->minute[q->kind][i] == m)
-			rc = profile__merge(p, pr->slot[q->kind][i], q->service);
+			rc = profile__merge_focus(p, pr->slot[q->kind][i], q->service, has_focus ? &focus : NULL);
 	}
 	pthread_mutex_unlock(&L->lock);
 	if (!rc) {
@@ -528,6 +659,8 @@ int profiler__profile(struct loupe *L, const struct profile_request *q, struct b
 	if (!rc && out->oom)
 		rc = -ENOMEM;
 	profile__free(p);
+	if (has_focus)
+		regfree(&focus);
 	if (rc)
 		snprintf(err, errlen, "could not build the profile: %s", strerror(-rc));
 	return rc;

@@ -19,6 +19,8 @@ struct profile_request {
 	enum profile_format format;
 	unsigned window_s;	/* the continuous profile of the last window_s seconds (rounded up to minutes) */
 	const char *service;	/* NULL: every service */
+	const char *focus;	/* NULL, or an extended regular expression: only the stacks with a frame it matches
+				 * (pprof's -focus); a bad one is -EINVAL */
 };
 
 /* Build the continuous profile asked for into out (content type in *ctype): 0, or -errno with err set:

@@ -31,6 +31,7 @@ struct node {
 	uint64_t value;
 	uint64_t off;		/* value units left of this node */
 	bool drawn;
+	bool interp;		/* interpreted code (a CPython function): drawn in greens */
 };
 
 struct tree {
@@ -143,6 +144,7 @@ static int tree_add(struct tree *t, const struct profile *p, const struct profil
 		if ((cur = tree_child(t, (uint32_t)cur, name, NODE_FRAME)) < 0)
 			return -ENOMEM;
 		t->node[cur].value += val;
+		t->node[cur].interp = profile__frame_file(p, s->frames[d], NULL) != NULL;
 	}
 	return 0;
 }
@@ -331,7 +333,11 @@ static void colour(const struct node *nd, enum profile_kind kind, int rgb[3])
 	}
 	uint64_t h = mix(fnv1a_str(nd->name));	/* of the name's text: a function keeps its colour across graphs */
 	unsigned a = h & 0xff, b = (h >> 8) & 0xff, c = (h >> 16) & 0xff;
-	if (kind == PROFILE_CPU) {	/* reds, oranges, yellows */
+	if (nd->interp) {		/* interpreted code, in either kind: greens */
+		rgb[0] = 50 + (int)(a % 80);
+		rgb[1] = 170 + (int)(b % 60);
+		rgb[2] = 50 + (int)(c % 60);
+	} else if (kind == PROFILE_CPU) {	/* reds, oranges, yellows */
 		rgb[0] = 205 + (int)(a % 50);
 		rgb[1] = 70 + (int)(b % 160);
 		rgb[2] = (int)(c % 60);

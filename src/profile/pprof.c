@@ -122,6 +122,9 @@ static int encode_strings(struct pprof_enc *enc)
 		const char *mod = profile__frame_module(p, (uint32_t)i);
 		if (mod)
 			str_index(st, mod);
+		const char *file = profile__frame_file(p, (uint32_t)i, NULL);
+		if (file)
+			str_index(st, file);
 	}
 	for (size_t i = 0; i < enc->nsample; i++) {
 		struct profile_sample s;
@@ -212,6 +215,12 @@ static void encode_functions(struct pprof_enc *enc)
 		perftools__profiles__function__init(f);
 		f->id = i + 1;
 		f->name = f->system_name = str_index(&enc->st, profile__frame_name(enc->p, (uint32_t)i));
+		uint32_t line = 0;
+		const char *file = profile__frame_file(enc->p, (uint32_t)i, &line);
+		if (file) { /* interpreted code: its source file (a basename) and first line */
+			f->filename = str_index(&enc->st, file);
+			f->start_line = line;
+		}
 		enc->funcp[i] = f;
 	}
 }
@@ -223,6 +232,7 @@ static void encode_locations(struct pprof_enc *enc)
 		Line *l = &enc->lines[i];
 		perftools__profiles__line__init(l);
 		l->function_id = enc->funcs[i].id;
+		l->line = enc->funcs[i].start_line;
 		enc->linep[i] = l;
 
 		Location *loc = &enc->locs[i];

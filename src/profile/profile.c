@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,8 @@
 struct frame {
 	uint32_t name;		/* string id */
 	uint32_t module;	/* string id; 0 ("") when unknown */
+	uint32_t file;		/* string id; 0 ("") for native frames */
+	uint32_t line;
 };
 
 struct stack {
@@ -127,8 +130,9 @@ static bool frame_eq(const void *ctx, uint32_t id)
 	return k->p->frame[id].name == k->name;
 }
 
-/* The frame id of the function named by string id name; module (string id, 0 unknown) fills in an unknown one. */
-static int64_t frame_id(struct profile *p, uint32_t name, uint32_t module)
+/* The frame id of the function named by string id name; module, file (string ids, 0 unknown) and line fill in
+ * unknown ones. */
+static int64_t frame_id(struct profile *p, uint32_t name, uint32_t module, uint32_t file, uint32_t line)
 {
 	uint64_t h = u32_hash(name);
 	int64_t found = id_index__find(&p->frame_idx, h, frame_eq, &(struct frame_key){ p, name });
@@ -136,13 +140,17 @@ static int64_t frame_id(struct profile *p, uint32_t name, uint32_t module)
 		struct frame *f = &p->frame[found];
 		if (!f->module)
 			f->module = module;
+		if (!f->file) {
+			f->file = file;
+			f->line = line;
+		}
 		return found;
 	}
 	if (id_index__reserve(&p->frame_idx, p->nframe + 1, frame_hash_of, p) ||
 	    !GROW(p->frame, p->frame_cap, p->nframe + 1))
 		return -ENOMEM;
 	uint32_t id = (uint32_t)p->nframe++;
-	p->frame[id] = (struct frame){ .name = name, .module = module };
+	p->frame[id] = (struct frame){ .name = name, .module = module, .file = file, .line = line };
 	id_index__insert(&p->frame_idx, h, id);
 	return id;
 }
@@ -241,14 +249,15 @@ void profile__free(struct profile *p)
 	free(p);
 }
 
-/* The frame id of the function name (NULL or empty: PROFILE_UNKNOWN) in module (NULL: unknown); -ENOMEM. */
-static int64_t frame_of(struct profile *p, const char *name, const char *module)
+/* The frame id of f's function (a NULL or empty name: PROFILE_UNKNOWN); -ENOMEM. */
+static int64_t frame_of(struct profile *p, const struct profile_frame *f)
 {
-	int64_t name_id = intern(p, name && *name ? name : PROFILE_UNKNOWN);
-	int64_t module_id = intern(p, module ? module : "");
-	if (name_id < 0 || module_id < 0)
+	int64_t name_id = intern(p, f->name && *f->name ? f->name : PROFILE_UNKNOWN);
+	int64_t module_id = intern(p, f->module ? f->module : "");
+	int64_t file_id = intern(p, f->file ? f->file : "");
+	if (name_id < 0 || module_id < 0 || file_id < 0)
 		return -ENOMEM;
-	return frame_id(p, (uint32_t)name_id, (uint32_t)module_id);
+	return frame_id(p, (uint32_t)name_id, (uint32_t)module_id, (uint32_t)file_id, f->line);
 }
 
 /* Frame ids of frames[0..n) into ids, at most PROFILE_MAX_DEPTH of them, and a stack with no frame as the one
@@ -258,14 +267,14 @@ static int64_t frame_ids(struct profile *p, const struct profile_frame *frames, 
 	if (n > PROFILE_MAX_DEPTH)
 		n = PROFILE_MAX_DEPTH;	/* leaf first: the outermost callers go */
 	for (size_t i = 0; i < n; i++) {
-		int64_t f = frame_of(p, frames[i].name, frames[i].module);
+		int64_t f = frame_of(p, &frames[i]);
 		if (f < 0)
 			return f;
 		ids[i] = (uint32_t)f;
 	}
 	if (n)
 		return (int64_t)n;
-	int64_t f = frame_of(p, PROFILE_UNKNOWN, NULL);
+	int64_t f = frame_of(p, &(struct profile_frame){ .name = PROFILE_UNKNOWN });
 	if (f < 0)
 		return f;
 	ids[0] = (uint32_t)f;
@@ -277,7 +286,7 @@ static int64_t frame_ids(struct profile *p, const struct profile_frame *frames, 
 static int add_other(struct profile *p, uint32_t service, uint64_t count, uint64_t ns)
 {
 	int64_t other = intern(p, PROFILE_OTHER);
-	int64_t f = other < 0 ? other : frame_id(p, (uint32_t)other, 0);
+	int64_t f = other < 0 ? other : frame_id(p, (uint32_t)other, 0, 0, 0);
 	if (f < 0)
 		return -ENOMEM;
 	uint32_t id = (uint32_t)f;
@@ -305,18 +314,33 @@ int profile__add(struct profile *p, const char *service, const char *thread, con
 	return rc == -ENOSPC ? add_other(p, (uint32_t)svc, count, ns) : rc;
 }
 
+/* Whether a frame of s has a name focus matches. */
+static bool stack_matches(const struct profile *p, const struct stack *s, const regex_t *focus)
+{
+	for (uint32_t d = 0; d < s->depth; d++)
+		if (!regexec(focus, p->str[p->frame[p->pool[s->off + d]].name], 0, NULL, 0))
+			return true;
+	return false;
+}
+
 int profile__merge(struct profile *dst, const struct profile *src, const char *service)
+{
+	return profile__merge_focus(dst, src, service, NULL);
+}
+
+int profile__merge_focus(struct profile *dst, const struct profile *src, const char *service, const regex_t *focus)
 {
 	if (!dst || !src || dst->kind != src->kind)
 		return -EINVAL;
 	struct profile_frame frames[PROFILE_MAX_DEPTH];
 	for (size_t i = 0; i < src->nstack; i++) {
 		const struct stack *s = &src->stack[i];
-		if (service && strcmp(src->str[s->service], service))
+		if ((service && strcmp(src->str[s->service], service)) || (focus && !stack_matches(src, s, focus)))
 			continue;
 		for (uint32_t d = 0; d < s->depth; d++) {
 			const struct frame *f = &src->frame[src->pool[s->off + d]];
-			frames[d] = (struct profile_frame){ .name = src->str[f->name], .module = src->str[f->module] };
+			frames[d] = (struct profile_frame){ .name = src->str[f->name], .module = src->str[f->module],
+							    .file = src->str[f->file], .line = f->line };
 		}
 		int err = profile__add(dst, src->str[s->service], src->str[s->thread], frames, s->depth, s->count,
 				       s->ns);
@@ -411,6 +435,15 @@ const char *profile__frame_name(const struct profile *p, uint32_t id)
 const char *profile__frame_module(const struct profile *p, uint32_t id)
 {
 	return id < p->nframe && p->frame[id].module ? p->str[p->frame[id].module] : NULL;
+}
+
+const char *profile__frame_file(const struct profile *p, uint32_t id, uint32_t *line)
+{
+	if (id >= p->nframe || !p->frame[id].file)
+		return NULL;
+	if (line)
+		*line = p->frame[id].line;
+	return p->str[p->frame[id].file];
 }
 
 void profile__totals(const struct profile *p, uint64_t *count, uint64_t *ns)

@@ -21,6 +21,7 @@
  * Functions returning int give 0 or a negative errno; free functions accept NULL. */
 #ifndef LOUPE_PROFILE_H
 #define LOUPE_PROFILE_H
+#include <regex.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,8 +52,10 @@ enum {
 };
 
 struct profile_frame {
-	const char *name;	/* symbol, or "file+0xoffset" when unresolved */
+	const char *name;	/* symbol, or "file+0xoffset" when unresolved; "module.qualname" for interpreted code */
 	const char *module;	/* the mapping's file name (binary, library, "[kernel]"); NULL or "" when unknown */
+	const char *file;	/* interpreted code (CPython): its source file's basename; NULL for native frames */
+	uint32_t line;		/* with file: the function's first line */
 };
 
 /* A read-only view of one aggregated key; its pointers live as long as the profile. */
@@ -80,6 +83,9 @@ int profile__add(struct profile *p, const char *service, const char *thread, con
 /* Add every key of src whose service equals service (NULL: all) into dst. Both must be of the same kind
  * (-EINVAL otherwise). */
 int profile__merge(struct profile *dst, const struct profile *src, const char *service);
+/* The same, keeping only the keys with a frame whose name focus matches (NULL: all), like pprof's -focus: the
+ * stacks through the focused functions, whole. */
+int profile__merge_focus(struct profile *dst, const struct profile *src, const char *service, const regex_t *focus);
 
 /* The collection's start (Unix time, ns) and length, for pprof's time_nanos and duration_nanos and the flame
  * graph's subtitle. Both are 0 until set. */
@@ -111,6 +117,8 @@ uint64_t profile__sample_value(const struct profile *p, const struct profile_sam
 size_t profile__frame_count(const struct profile *p);
 const char *profile__frame_name(const struct profile *p, uint32_t id);	/* NULL past the end */
 const char *profile__frame_module(const struct profile *p, uint32_t id);	/* NULL when unknown */
+/* An interpreted frame's source file basename, and its first line in *line (may be NULL); NULL for native ones. */
+const char *profile__frame_file(const struct profile *p, uint32_t id, uint32_t *line);
 
 /* Sums over all keys (either pointer may be NULL), and samples folded into [other] by the stack limit. */
 void profile__totals(const struct profile *p, uint64_t *count, uint64_t *ns);

@@ -313,6 +313,9 @@ static enum MHD_Result serve_profile(struct httpd *h, struct MHD_Connection *c, 
 		q.format = strcmp(v, "folded") ? PROFILE_FORMAT_PPROF : PROFILE_FORMAT_FOLDED;
 	}
 	q.service = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "service");
+	q.focus = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "focus");
+	if (q.focus && (!*q.focus || strlen(q.focus) > 256))
+		return reply_text(c, 400, "bad focus: expected a regular expression of 1 .. 256 characters\n");
 	if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "seconds")))
 		return start_session(h, c, &q, v, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "hz"), con_cls);
 	if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "window")) && !parse_window(v, &q.window_s))
@@ -332,7 +335,8 @@ static const char index_page[] = "loupe " LOUPE_VERSION "\n"
 				 "                                             &format=folded for folded stacks)\n"
 				 "  /debug/pprof/profile?seconds=30&hz=99       an on-demand session: answers when it ends\n"
 				 "  /debug/pprof/offcpu?window=5m&service=S    off-CPU profile (needs --offcpu)\n"
-				 "  /flamegraph.svg?window=5m&service=S&kind=cpu|offcpu   flame graph\n";
+				 "  /flamegraph.svg?window=5m&service=S&kind=cpu|offcpu   flame graph\n"
+				 "  (each profile also takes &focus=REGEX: only the stacks through a function it matches)\n";
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 			      const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
