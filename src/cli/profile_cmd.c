@@ -59,6 +59,10 @@ static int session_write(struct loupe *L, void *arg)
 		rc = -errno;
 		fprintf(stderr, "loupe profile: cannot write %s: %s\n", s->out_path, strerror(errno));
 	}
+	uint64_t lost = profiler__lost_records(L);
+	if (!rc && lost) /* the profile is written, but it must not look complete */
+		fprintf(stderr, "loupe profile: warning: %llu records were lost (the ring buffer was full: loupe fell "
+			"behind); the profile is incomplete\n", (unsigned long long)lost);
 out:
 	buf__free(&out);
 	return rc;
@@ -83,7 +87,8 @@ static const char profile_usage[] =
 	"      --log-level LEVEL    default warn\n"
 	"  -h, --help               show this help\n"
 	"\n"
-	"On a terminal a progress bar shows the time left; otherwise loupe profile prints nothing but errors.\n";
+	"On a terminal a progress bar shows the time left; otherwise loupe profile prints nothing but errors, and a\n"
+	"warning when records were lost (the profile is then incomplete; it is still written, exit status 0).\n";
 
 /* Options into opt and sess: 0, or -EINVAL after a usage error, -ESRCH when --pid names no process (said);
  * *help when --help was printed. */

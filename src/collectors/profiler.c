@@ -7,6 +7,7 @@
  * (src/collectors/profiles.h). Also counted per service: loupe_profile_samples_total, loupe_offcpu_seconds_total. */
 #include "collectors/profiles.h"
 #include "collectors/unwinder.h"
+#include "lib/bpf_util.h"
 #include "lib/perf_event.h"
 #include "core/loupe.h"
 #include "profile/flamegraph.h"
@@ -34,6 +35,9 @@ extern const struct collector profiler_collector; /* this file's row, at its end
 #define PROF_SLOTS 10   /* minutes of continuous profile kept: ?window= up to 10m */
 #define PROF_PIDS 1024  /* processes whose mappings are kept (open addressing; the oldest go first) */
 #define PROF_SESSIONS 4 /* on-demand sessions at once */
+/* The ring buffer with --offcpu: every block of a target thread is a record (~2 KiB): 8 MiB hold ~2 s of 2,000
+ * blocks/s without a read (the BPF object's default, 2 MiB, is for CPU samples alone). */
+#define PROF_RING_OFFCPU (8u << 20)
 
 /* An on-demand session (?seconds=N): its own perf events at its own frequency (cpu), or the off-CPU records of
  * its window, into its own profile; finished by the poll after its deadline, then taken by the HTTP server. */
@@ -120,6 +124,8 @@ static int profiler_open(struct loupe *L, void **priv)
 	if (!L->opt->offcpu) {
 		bpf_program__set_autoload(pr->skel->progs.offcpu_switch_btf, false);
 		bpf_program__set_autoload(pr->skel->progs.offcpu_switch_raw, false);
+	} else if ((err = bpf_map__set_max_entries(pr->skel->maps.prof_events, PROF_RING_OFFCPU))) {
+		goto fail;
 	}
 	if ((err = profiler_bpf__load(pr->skel)))
 		goto fail;
@@ -131,6 +137,9 @@ static int profiler_open(struct loupe *L, void **priv)
 	if (!pr->uw || !pr->pyc)
 		log_warn("profile_unwind_unavailable", "could not set up stack unwinding (%s): user stacks by frame pointers "
 			 "only, no CPython frames", strerror(errno ? errno : ENOMEM));
+	/* Kernel symbols now rather than at the first kernel frame: reading them takes ~100 ms (more on a busy host),
+	 * a stall of the reader in which the ring buffer filled up under off-CPU load (records were lost). */
+	sym_cache__ksyms(pr->syms);
 	L->opening->hook = "perf_event";
 	*priv = pr;
 	return 0;
@@ -623,6 +632,19 @@ int profiler__session_take(struct loupe *L, int id, struct buf *out, const char 
 out:
 	pthread_mutex_unlock(&L->lock);
 	return rc;
+}
+
+uint64_t profiler__lost_records(struct loupe *L)
+{
+	struct profiler *pr = find_profiler(L);
+	uint64_t n[PROF_DROP_NR] = {0}, sum = 0;
+	if (!pr)
+		return 0;
+	for (__u32 k = 0; k < PROF_DROP_NR; k++) {
+		if (!percpu_sum_u64(bpf_map__fd(pr->skel->maps.prof_drops), &k, &n[k], 1))
+			sum += n[k];
+	}
+	return sum;
 }
 
 int profiler__profile(struct loupe *L, const struct profile_request *q, struct buf *out, const char **ctype,

@@ -28,6 +28,10 @@ struct profile_request {
 int profiler__profile(struct loupe *L, const struct profile_request *q, struct buf *out, const char **ctype,
 		      char *err, size_t errlen);
 
+/* Records the BPF side could not send since the profiler started (ring buffer full: the reader fell behind, or no
+ * task storage for a blocked thread): what a profile is missing. 0 when the profiler is not running. */
+uint64_t profiler__lost_records(struct loupe *L);
+
 /* Start an on-demand session of seconds at hz: its id (>= 0), or -errno with err set (as above, and -EBUSY when
  * every session slot is taken, -EIO when no perf event could be attached). done(arg) is called from the main loop
  * when the result is ready; then take it. */

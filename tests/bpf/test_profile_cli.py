@@ -10,6 +10,8 @@
     switch-in the kernel did not report to sched_switch is valued at the thread's next switch-out: without that,
     8 of 9 runs of this size lost a block on 6.18); and all 240 of a process that lives 60 ms (8 threads x 30),
     which needs its mappings read while it lives (before this, none had user frames);
+  - nothing lost silently: with loupe stopped (SIGSTOP) while 4,800 blocks arrive, records are lost and loupe
+    profile says how many: the blocks seen plus the records lost cover every sleep;
   - pprof output decoded by protoc --decode (the published format's schema in proto/), SVG checked by xmllint and
     opened in headless Chromium, whose run of the SVG's script (search by ?s=) must find the chain;
   - not on a terminal it prints nothing; on a terminal (script(1) gives it a pty) a progress bar with time left;
@@ -19,6 +21,7 @@ import gzip
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,7 +43,8 @@ NAMES = [f"cpu: >= 90% of the samples show {CHAIN}", "cpu: about the CPU seconds
          "off-CPU with --tracepoints raw_tp: both functions' blocked time within 10%",
          "off-CPU: exactly the 1600 blocks of 4 x 400 sleeps, and their time within 10% of the wall time",
          "off-CPU with --tracepoints raw_tp: exactly the 1600 blocks, and their time within 10%",
-         "off-CPU of a process living 60 ms (8 x 30 sleeps): all 240 blocks symbolised under block_gamma"]
+         "off-CPU of a process living 60 ms (8 x 30 sleeps): all 240 blocks symbolised under block_gamma",
+         "records lost while loupe is stopped (SIGSTOP) are said on stderr, and with the blocks seen cover every sleep"]
 
 
 class Held:
@@ -183,6 +187,31 @@ def main():
             blocks, ns = (pprof_sum(text, "block_gamma") + [0, 0])[:2]
             t.ok(blocks == made == shape[0] * shape[1] and abs(ns / 1e9 - took) <= 0.1 * took, name,
                  f"rc {rc} {se[-200:]}; {blocks} blocks of {made} sleeps, {ns / 1e9:.3f} s of {took:.3f} s")
+
+        # Nothing lost silently: a reader that falls behind (here: stopped for 2.5 s while 4,800 blocks' records,
+        # ~10 MiB, arrive for an 8 MiB ring) loses records, and loupe profile says how many.
+        sl = Held("sleepers", 8, 600, 2000)
+        procs.append(sl)
+        out = os.path.join(d, "lost.pb.gz")
+        lp = subprocess.Popen([LOUPE, "profile", "--pid", str(sl.p.pid), "-o", out, "--seconds", "5", "--kind",
+                               "offcpu", "--format", "pprof"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.2)
+        sl.go()
+        time.sleep(0.05)
+        os.kill(lp.pid, signal.SIGSTOP)
+        time.sleep(2.5)
+        os.kill(lp.pid, signal.SIGCONT)
+        se = lp.communicate(timeout=60)[1]
+        made, _ = sl.elapsed()
+        text = pprof_text(out) if lp.returncode == 0 else ""
+        if text is None:
+            t.skip(NAMES[15], "protoc missing (apt-get install protobuf-compiler)")
+        else:
+            blocks = (pprof_sum(text, "block_gamma") + [0])[0]
+            m = re.search(r"warning: (\d+) records were lost", se)
+            lost = int(m.group(1)) if m else 0
+            t.ok(lp.returncode == 0 and m and blocks < made <= blocks + lost, NAMES[15],
+                 f"rc {lp.returncode}; {blocks} blocks seen + {lost} records lost, {made} sleeps; {se[-300:]!r}")
 
         chain2 = Held("chain", 4)
         procs.append(chain2)
