@@ -416,13 +416,19 @@ static __always_inline void rec_stacks(void *ctx, struct prof_rec *r)
 	python_stack(r, r->tgid);
 }
 
+/* r's size up to its last CPython frame (clamped where the verifier sees it). */
+static __always_inline __u64 rec_size(const struct prof_rec *r)
+{
+	__u64 size = prof_rec_size((__u64)r->py_n);
+	if (size > sizeof(struct prof_rec))
+		size = sizeof(struct prof_rec);
+	return size;
+}
+
 /* Send r up to its last CPython frame. */
 static __always_inline void rec_send(const struct prof_rec *r)
 {
-	__u32 n = r->py_n;
-	if (n > PY_FRAMES_MAX)
-		n = PY_FRAMES_MAX;
-	if (bpf_ringbuf_output(&prof_events, (void *)r, prof_rec_size(n), prof_wakeup_flag(r->tgid)))
+	if (bpf_ringbuf_output(&prof_events, (void *)r, rec_size(r), prof_wakeup_flag(r->tgid)))
 		count_drop(&prof_drops, PROF_DROP_RINGBUF);
 }
 
@@ -498,8 +504,7 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
 			struct prof_rec *r = st ? rec_new(REC_PROF_OFFCPU, svc, bpf_get_current_pid_tgid()) : NULL;
 			if (r) {
 				rec_stacks(ctx, r);
-				__u32 n = r->py_n < PY_FRAMES_MAX ? r->py_n : PY_FRAMES_MAX;
-				bpf_probe_read_kernel(&st->rec, prof_rec_size(n), r);
+				bpf_probe_read_kernel(&st->rec, rec_size(r), r);
 				st->ts_ns = bpf_ktime_get_ns();
 				st->runtime_ns = BPF_CORE_READ(prev, se.sum_exec_runtime);
 			} else if (!st) {

@@ -157,8 +157,10 @@ void log_msg(enum log_level lvl, const char *event, const char *fmt, ...)
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	enum log_level lvl = level == LIBBPF_WARN ? LOG_WARN : LOG_DEBUG;
-	log_vmsg(lvl, "libbpf", fmt, ap);
+	/* Debug chatter under its own event name: sharing the rate limit's budget, it used to suppress the warning
+	 * that mattered (a verifier log). */
+	bool warn = level == LIBBPF_WARN;
+	log_vmsg(warn ? LOG_WARN : LOG_DEBUG, warn ? "libbpf" : "libbpf_debug", fmt, ap);
 	return 0;
 }
 
