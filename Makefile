@@ -56,8 +56,8 @@ LDLIBS     += -lprotobuf-c
 
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
-HELPER_SRCS := $(wildcard tests/helpers/*.c)
-HELPER_BINS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRCS))
+HELPER_SRCS := $(filter-out tests/helpers/libdeepchain.c,$(wildcard tests/helpers/*.c))
+HELPER_BINS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRCS)) $(BUILD)/tests/deepchain-nopie
 
 .PHONY: FORCE all clean test unit-test bpf-test e2e-test bench demo run fuzz check-deps
 all: $(BUILD)/loupe
@@ -107,6 +107,20 @@ $(BUILD)/proto:
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS) | $(BUILD)/tests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(INCLUDES) -Itests/unit -o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
+
+# The unwinder's helper: no frame pointers, a chain across an executable (PIE and not) and a shared library.
+DEEP_CFLAGS := -O2 -g -fomit-frame-pointer -fasynchronous-unwind-tables
+$(BUILD)/tests/libdeepchain.so: tests/helpers/libdeepchain.c tests/helpers/deepchain.h | $(BUILD)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(DEEP_CFLAGS) -fPIC -shared -o $@ $<
+
+$(BUILD)/tests/deepchain: tests/helpers/deepchain.c tests/helpers/deepchain.h $(BUILD)/tests/libdeepchain.so
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(DEEP_CFLAGS) -o $@ $< -L$(BUILD)/tests -ldeepchain -Wl,-rpath,'$$ORIGIN'
+
+$(BUILD)/tests/deepchain-nopie: tests/helpers/deepchain.c tests/helpers/deepchain.h $(BUILD)/tests/libdeepchain.so
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(DEEP_CFLAGS) -no-pie -o $@ $< -L$(BUILD)/tests -ldeepchain -Wl,-rpath,'$$ORIGIN'
 
 $(BUILD)/tests/%: tests/helpers/%.c tests/helpers/raw_sleep.h | $(BUILD)/tests
 	$(call msg,CC,$@)

@@ -251,14 +251,19 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 		struct unwind_map *um = &up->maps[up->nmaps];
 		*um = (struct unwind_map){.start = mp->start, .end = mp->end};
 		if (mp->kind == SYM_MAP_FILE) {
-			uint64_t off, vaddr, mid = mp->start + (mp->end - mp->start) / 2;
 			const struct uw_file *f = file_of(u, pid, mp);
 			if (!f)
 				return -ENOMEM;
-			if (f->count && sym_mapping__translate(mp, mid, &off, &vaddr) == 1) {
-				um->bias = mid - vaddr;
-				um->row_first = f->first;
-				um->row_count = f->count;
+			/* The load bias, from an address of the mapping its file's PT_LOAD segments hold (a small
+			 * file's code may end early in its one page: its start is held, its middle may not be). */
+			uint64_t off, vaddr, try[3] = {mp->start, mp->start + (mp->end - mp->start) / 2, mp->end - 1};
+			for (int k = 0; k < 3 && f->count; k++) {
+				if (sym_mapping__translate(mp, try[k], &off, &vaddr) == 1) {
+					um->bias = try[k] - vaddr;
+					um->row_first = f->first;
+					um->row_count = f->count;
+					break;
+				}
 			}
 		}
 		up->nmaps++;
