@@ -81,8 +81,8 @@ static void compare_file(const char *path, struct counts *c)
 		const char *rbp = irbp >= 0 && irbp < nv ? vals[irbp] : "u";
 		const char *ra = ira >= 0 && ira < nv ? vals[ira] : "u";
 		bool regrule = false;
-		for (int i = 1; i < nv; i++)
-			regrule |= vals[i][0] == 'r' || vals[i][0] == '(';
+		for (int i = 1; i < nv; i++) /* a register held in another register: "r10", "(r10)" */
+			regrule |= i != icfa && (vals[i][0] == 'r' || vals[i][0] == '(');
 		if (!loc || regrule || nv != ncols) {
 			c->skipped++;
 			continue;
