@@ -217,7 +217,7 @@ static void python_frame(struct profiler *pr, const struct prof_rec *r, const st
 	char name[2 * PY_NAME_MAX + 2];
 	const char *nm = "[py:unknown]", *file = NULL;
 	uint32_t line = 0;
-	if (pr->pyc && !pyruntime__code(pr->pyc, (pid_t)r->tgid, L, r->py[i].code, r->py[i].instr, &ci)) {
+	if (pr->pyc && !pyruntime__code(pr->pyc, (pid_t)r->tgid, L, r->py[i].code, &ci)) {
 		snprintf(name, sizeof(name), "%s.%s", ci.module, ci.qualname);
 		nm = sym_cache__intern(pr->syms, name);
 		file = sym_cache__intern(pr->syms, ci.file);

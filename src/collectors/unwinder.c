@@ -30,6 +30,8 @@ struct uw_file {
 	uint64_t inode;
 	uint32_t first, count;
 	int err; /* 0, or why it has no rows (-ENOSPC: the pool was full) */
+	struct py_file py; /* CPython, when the file is an interpreter (py_is) */
+	bool py_is;
 };
 
 struct uw_slot {
@@ -178,6 +180,7 @@ static const struct uw_file *file_of(struct unwinder *u, pid_t pid, const struct
 		Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 		struct unwind_table t = {0};
 		f->err = e ? unwind_table__from_elf(e, &t, err, sizeof(err)) : -ENOEXEC;
+		f->py_is = e && pyruntime__inspect(e, mp->name, &f->py) == 1;
 		if (!f->err && t.n)
 			f->err = pool_put(u, &t, &f->first);
 		if (!f->err)
@@ -246,6 +249,8 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 	struct unwind_proc *up = &u->tmp;
 	memset(up, 0, sizeof(*up));
 	size_t n = proc_maps__count(m);
+	const struct py_file *py_file = NULL; /* the interpreter (or libpython) it maps, and its load bias */
+	uint64_t py_bias = 0;
 	for (size_t i = 0; i < n && up->nmaps < UNWIND_PROC_MAPS; i++) {
 		const struct sym_mapping *mp = proc_maps__mapping(m, i);
 		struct unwind_map *um = &up->maps[up->nmaps];
@@ -254,12 +259,23 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 			const struct uw_file *f = file_of(u, pid, mp);
 			if (!f)
 				return -ENOMEM;
+			if (f->py_is && !f->count && !py_file) { /* no rules, yet an interpreter: the bias still */
+				uint64_t off0, v0;
+				if (sym_mapping__translate(mp, mp->start, &off0, &v0) == 1) {
+					py_file = &f->py;
+					py_bias = mp->start - v0;
+				}
+			}
 			/* The load bias, from an address of the mapping its file's PT_LOAD segments hold (a small
 			 * file's code may end early in its one page: its start is held, its middle may not be). */
 			uint64_t off, vaddr, try[3] = {mp->start, mp->start + (mp->end - mp->start) / 2, mp->end - 1};
 			for (int k = 0; k < 3 && f->count; k++) {
 				if (sym_mapping__translate(mp, try[k], &off, &vaddr) == 1) {
 					um->bias = try[k] - vaddr;
+					if (f->py_is && !py_file) {
+						py_file = &f->py;
+						py_bias = um->bias;
+					}
 					um->row_first = f->first;
 					um->row_count = f->count;
 					break;
@@ -268,14 +284,14 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 		}
 		up->nmaps++;
 	}
-	struct py_proc py;
-	if (!pyruntime__detect(pid, &py) && py.layout > 0) {
-		up->py_layout = (uint32_t)py.layout;
-		up->py_runtime = py.runtime;
-	} else if (py.why[0]) {
+	if (py_file && py_file->layout) {
+		up->py_layout = (uint32_t)py_file->layout;
+		up->py_runtime = py_file->runtime_vaddr + py_bias;
+	} else if (py_file) {
 		u->st.py_unreadable++;
-		snprintf(u->st.py_unreadable_why, sizeof(u->st.py_unreadable_why), "%s", py.why);
-		log_warn("profile_python_unreadable", "process %d: %s; its native frames are still shown", (int)pid, py.why);
+		snprintf(u->st.py_unreadable_why, sizeof(u->st.py_unreadable_why), "%s", py_file->why);
+		log_warn("profile_python_unreadable", "process %d: %s; its native frames are still shown", (int)pid,
+			 py_file->why);
 	}
 	uint64_t h = fnv1a(FNV1A_SEED, up, sizeof(*up));
 	/* A slot holding the same, else a free one. */
