@@ -80,6 +80,7 @@ struct profiler {
 	struct unwinder *uw;   /* NULL: frame pointers only (the unwinder could not start) */
 	struct py_codes *pyc; /* CPython code objects' names */
 	uint64_t uw_records, uw_cut, py_records; /* records unwound with rules; cut short; with CPython frames */
+	uint64_t last_target_scan_ns;
 	struct sym_frame sf[2 * PROF_STACK_MAX];
 	struct profile_frame pf[2 * PROF_STACK_MAX];
 	/* Profiles of the last PROF_SLOTS minutes, [kind][minute % PROF_SLOTS]; minute[] says which minute. */
@@ -371,6 +372,23 @@ static int on_record(void *ctx, void *data, size_t size)
 	return 0;
 }
 
+/* Every target process gets its mappings read and its unwinding rules loaded as soon as it is one (at most half
+ * a second later), not at its first record: loading takes 100-200 ms for an interpreter and its libraries, and the
+ * records of that time had frame-pointer stacks (the first blocks of an off-CPU profile lost their callers). */
+static void targets_scan(struct profiler *pr)
+{
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+	if (pr->L->target_procs_fd < 0 || now - pr->last_target_scan_ns < NSEC_PER_SEC / 2)
+		return;
+	pr->last_target_scan_ns = now;
+	__u32 key, next, *prev = NULL;
+	for (int i = 0; i < PROF_PIDS && !bpf_map_get_next_key(pr->L->target_procs_fd, prev, &next); i++) {
+		key = next;
+		prev = &key;
+		maps_of(pr, key);
+	}
+}
+
 static int profiler_attach(void *priv)
 {
 	struct profiler *pr = priv;
@@ -395,8 +413,10 @@ static int profiler_poll(void *priv)
 	struct profiler *pr = priv;
 	int n = ring_buffer__consume(pr->rb);
 	sessions_tick(pr);
-	if (pr->uw)
+	if (pr->uw) {
+		targets_scan(pr);
 		unwinder__sweep(pr->uw);
+	}
 	return n < 0 ? n : 0;
 }
 

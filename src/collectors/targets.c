@@ -254,6 +254,7 @@ static int targets_open(struct loupe *L, void **priv)
 	if (err)
 		goto fail;
 	L->target_svc_fd = bpf_map__fd(t->skel->maps.target_svc);
+	L->target_procs_fd = bpf_map__fd(t->skel->maps.target_procs);
 	loupe__add_object(L, t->skel->obj);
 	*priv = t;
 	return 0;

@@ -96,6 +96,7 @@ struct loupe {
 
 	/* Shared BPF state. */
 	int target_svc_fd; /* tgid -> service array, owned by the targets collector */
+	int target_procs_fd; /* tgid -> struct target_info hash of live target processes, owned by it too */
 	struct bpf_object *sys_obj; /* the syscalls object, which also runs the payload capture */
 	uint32_t pid_max;
 	struct bpf_object *objects[LOUPE_MAX_OBJECTS];

@@ -310,7 +310,7 @@ static int main_loop(struct loupe *L, int ep_fd, int sig_fd, const struct run_se
 int daemon__run(const struct loupe_options *opt_, const struct run_session *sess)
 {
 	struct loupe_options opt = *opt_;
-	struct loupe L = {.opt = &opt, .target_svc_fd = -1, .bpf_stats_fd = -1};
+	struct loupe L = {.opt = &opt, .target_svc_fd = -1, .target_procs_fd = -1, .bpf_stats_fd = -1};
 	struct httpd *httpd = NULL;
 	int listen_fd = -1, sig_fd = -1, ep_fd = -1, err;
 	bool lock_ready = false;
