@@ -227,13 +227,13 @@ static long uw_step(__u32 i, void *arg)
 	case UW_CFA_END:
 		return 1;
 	case UW_CFA_RSP:
-		cfa = c->sp + r->cfa_off;
+		cfa = c->sp + (__s64)r->cfa_off * 8;
 		break;
 	case UW_CFA_RBP:
-		cfa = c->bp + r->cfa_off;
+		cfa = c->bp + (__s64)r->cfa_off * 8;
 		break;
 	case UW_CFA_PLT:
-		cfa = c->sp + r->cfa_off + ((c->ip & 15) >= (__u64)r->rbp_off ? 8 : 0);
+		cfa = c->sp + (__s64)r->cfa_off * 8 + ((c->ip & 15) >= (__u64)r->rbp_off ? 8 : 0);
 		break;
 	case UW_CFA_NONE: /* the frame pointer */
 		if (!c->bp)

@@ -10,8 +10,8 @@
  * rows cover them (unwind_procs, by tgid). One step, from (ip, sp, bp):
  *   vaddr = ip - map.bias (ip - 1 for a return address, so that a call at a function's end finds its own row);
  *   row   = the last row of the mapping's table with pc <= vaddr;
- *   CFA   = sp + cfa_off (UW_CFA_RSP), bp + cfa_off (UW_CFA_RBP), or sp + cfa_off + 8 when (ip & 15) >=
- *           rbp_off (UW_CFA_PLT: the expression every PLT entry's FDE carries);
+ *   CFA   = sp + cfa_off * 8 (UW_CFA_RSP), bp + cfa_off * 8 (UW_CFA_RBP), or sp + cfa_off * 8 + 8 when
+ *           (ip & 15) >= rbp_off (UW_CFA_PLT: the expression every PLT entry's FDE carries);
  *   ra    = *(CFA - 8); bp = *(CFA + rbp_off * 8) when UW_RBP_CFA, else unchanged; sp = CFA.
  * UW_CFA_END marks the outermost frame (the return address is undefined: _start, clone3's child). UW_CFA_NONE (no
  * rule covers the address: a gap between FDEs, or a file without CFI) and an ip in no known mapping fall back to
@@ -29,9 +29,9 @@
 
 enum unwind_cfa_kind {
 	UW_CFA_NONE = 0,  /* no rule: use the frame pointer */
-	UW_CFA_RSP = 1,	  /* CFA = rsp + cfa_off */
-	UW_CFA_RBP = 2,	  /* CFA = rbp + cfa_off */
-	UW_CFA_PLT = 3,	  /* CFA = rsp + cfa_off + ((rip & 15) >= rbp_off ? 8 : 0) */
+	UW_CFA_RSP = 1,	  /* CFA = rsp + cfa_off * 8 */
+	UW_CFA_RBP = 2,	  /* CFA = rbp + cfa_off * 8 */
+	UW_CFA_PLT = 3,	  /* CFA = rsp + cfa_off * 8 + ((rip & 15) >= rbp_off ? 8 : 0) */
 	UW_CFA_END = 4,	  /* outermost frame: stop here, the stack is complete */
 	UW_CFA_UNSUP = 5, /* a rule not evaluated here (other registers, other expressions): stop, incomplete */
 };
@@ -44,7 +44,7 @@ enum unwind_rbp_kind {
 /* One rule row: 8 bytes. */
 struct unwind_row {
 	__u32 pc;      /* ELF virtual address where the row starts (files are < 4 GiB) */
-	__s16 cfa_off; /* bytes */
+	__s16 cfa_off; /* in units of 8 bytes (x86-64 frames are 8-byte aligned: up to +-256 KiB) */
 	__u8 kind;     /* enum unwind_cfa_kind in bits 0-3, enum unwind_rbp_kind in bits 4-7 */
 	__s8 rbp_off;  /* UW_RBP_CFA: in units of 8 bytes; UW_CFA_PLT: the threshold on rip & 15 */
 };
