@@ -12,7 +12,7 @@ the interpreter runs them, in CPU and off-CPU profiles of `loupe profile`. Groun
   - PostgreSQL running a CPU-heavy query: >= 90% of its samples go from PostgresMain down to the executor;
   - the reference API hammered on /cpu: its handler app.cpu -> app.count_primes in >= 50% of the API's samples,
     in pprof decoded by protoc (function names with their file app.py) and in the SVG opened in Chromium;
-  - --focus REGEX keeps exactly the stacks through a matching function.
+  - --focus REGEX keeps exactly the stacks through a matching function (every stack of the focused profile has one).
 """
 import gzip
 import glob
@@ -28,6 +28,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from loupe_test import LOUPE, TOP, Tap, is_root  # noqa: E402
+from e2e_support import Workload, missing_requirements  # noqa: E402
 
 HELPERS = os.path.join(TOP, "build", "tests")
 PROTO = os.path.join(TOP, "proto", "profile.proto")
@@ -93,6 +94,45 @@ class Held:
         except Exception:
             self.p.kill()
             return []
+
+
+def pprof_text(path):
+    """protoc --decode of a gzipped profile.proto: "" when it fails, None without protoc."""
+    if not shutil.which("protoc"):
+        return None
+    data = open(path, "rb").read() if os.path.exists(path) else b""
+    r = subprocess.run(["protoc", f"--proto_path={os.path.dirname(PROTO)}", "--decode=perftools.profiles.Profile",
+                        os.path.basename(PROTO)], input=gzip.decompress(data) if data else b"", capture_output=True)
+    return r.stdout.decode(errors="replace") if r.returncode == 0 else ""
+
+
+def pprof_function(text, name):
+    """The function named name in protoc's text: (filename, start_line), or None."""
+    strings = re.findall(r'^string_table: "(.*)"$', text, re.M)
+    for body in re.findall(r"^function \{(.*?)^\}", text, re.M | re.S):
+        f = dict(re.findall(r"(\w+): (\d+)", body))
+        if int(f.get("name", 0)) < len(strings) and strings[int(f["name"])] == name:
+            fn = int(f.get("filename", 0))
+            return (strings[fn] if fn < len(strings) else None, int(f.get("start_line", 0)))
+    return None
+
+
+class Hammer(threading.Thread):
+    """GET url in a loop on one connection until stopped."""
+
+    def __init__(self, url):
+        super().__init__(daemon=True)
+        self.url, self.stop, self.n, self.err = url, threading.Event(), 0, None
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=30) as r:
+                    r.read()
+                self.n += 1
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                self.err = e
+                time.sleep(0.1)
 
 
 def top_stacks(rows, k=3):
@@ -165,6 +205,80 @@ def main():
             t.ok(rc == 0 and slept > 1 and abs(blocked - slept) <= 0.1 * slept,
                  f"{label}: off-CPU: outer_sleep -> blocked_sleep blocked within 10% of the time it slept",
                  f"rc {rc} {se[-200:]}; {blocked:.3f} s attributed, slept {slept:.3f} s; top {top_stacks(rows)}")
+        # -- PostgreSQL and the reference API --
+        why = missing_requirements()
+        pg_names = ["postgres: >= 90% of a CPU-heavy query's samples go from PostgresMain down to the executor",
+                    "API /cpu: the handler app.cpu -> app.count_primes in >= 50% of the API's samples",
+                    "API pprof (protoc): app.count_primes with its file app.py and first line",
+                    "API flame graph in Chromium: its search finds app.count_primes in >= 50%, drawn as Python (green)",
+                    "--focus 'count_primes': every stack goes through count_primes, and they are all of them"]
+        if why:
+            for n in pg_names:
+                t.skip(n, why)
+        else:
+            wl = Workload("fullstacks")
+            try:
+                wl.start(seed=False)
+                import psycopg2
+                conn = psycopg2.connect(host="127.0.0.1", port=wl.pg_port, dbname="loupe", user="postgres")
+                cur = conn.cursor()
+                cur.execute("SELECT pg_backend_pid()")
+                backend = cur.fetchone()[0]
+                q = threading.Thread(target=lambda: cur.execute(
+                    "SELECT count(*) FROM generate_series(1, 60000000) a WHERE a % 7 = 3"), daemon=True)
+                q.start()
+                time.sleep(0.3)
+                out = os.path.join(d, "pg.folded")
+                rc, se = profile(backend, out, "--seconds", 2, "--format", "folded")
+                q.join(timeout=120)
+                conn.close()
+                rows = folded(out)
+                hit, total = share(rows, ["PostgresMain", ("standard_ExecutorRun", "ExecutorRun")])
+                t.ok(rc == 0 and total >= 100 and hit >= 0.9 * total, pg_names[0],
+                     f"rc {rc} {se[-200:]}; {hit} of {total}; top {top_stacks(rows)}")
+
+                api = wl.api_pid()
+                h = Hammer(f"http://127.0.0.1:{wl.api_port}/cpu?n=200000")
+                h.start()
+                time.sleep(0.5)
+                outs = {f: os.path.join(d, f"api.{f}") for f in ("folded", "pprof", "svg")}
+                res = {f: profile(api, outs[f], "--seconds", 3, "--format", f) for f in outs}
+                focused = os.path.join(d, "api-focus.folded")
+                rcf, sef = profile(api, focused, "--seconds", 3, "--format", "folded", "--focus", "count_primes")
+                h.stop.set()
+                h.join(timeout=60)
+                rows = folded(outs["folded"])
+                hit, total = share(rows, ["app.cpu", "app.count_primes"])
+                t.ok(res["folded"][0] == 0 and h.n > 0 and total >= 50 and hit >= 0.5 * total, pg_names[1],
+                     f"rc {res['folded']} {h.n} requests ({h.err}); {hit} of {total}; top {top_stacks(rows)}")
+                text = pprof_text(outs["pprof"])
+                if text is None:
+                    t.skip(pg_names[2], "protoc missing (apt-get install protobuf-compiler)")
+                else:
+                    fn = pprof_function(text, "app.count_primes")
+                    line = next(i for i, ln in enumerate(open(os.path.join(TOP, "tests", "workload", "app.py")), 1)
+                                if ln.startswith("def count_primes"))
+                    t.ok(fn == ("app.py", line), pg_names[2], f"{fn}, want ('app.py', {line}); rc {res['pprof'][0]}")
+                chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+                body = open(outs["svg"]).read() if os.path.exists(outs["svg"]) else ""
+                green = re.search(r"<title>app\.count_primes\n[^<]*</title><rect[^>]*fill=\"rgb\((\d+),(\d+),(\d+)\)",
+                                  body)
+                if not chromium:
+                    t.skip(pg_names[3], "chromium missing (apt-get install chromium)")
+                else:
+                    r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                                        f"file://{outs['svg']}?s=app.count_primes"], capture_output=True, text=True,
+                                       timeout=120)
+                    m = re.search(r"Matched: ([0-9.]+)%", r.stdout)
+                    is_green = green and int(green.group(2)) > int(green.group(1)) and int(green.group(2)) > int(
+                        green.group(3))
+                    t.ok(r.returncode == 0 and m and float(m.group(1)) >= 50 and is_green, pg_names[3],
+                         f"rc {r.returncode}; matched {m.group(1) if m else None}; colour {green.groups() if green else None}")
+                frows = folded(focused)
+                t.ok(rcf == 0 and frows and all(any("count_primes" in f for f in s) for s, _ in frows), pg_names[4],
+                     f"rc {rcf} {sef[-200:]}; {len(frows)} stacks; {top_stacks(frows)}")
+            finally:
+                wl.stop()
     finally:
         for p in procs:
             if p.poll() is None:
