@@ -12,6 +12,7 @@ the interpreter runs them, in CPU and off-CPU profiles of `loupe profile`. Groun
   - PostgreSQL running a CPU-heavy query: >= 90% of its samples go from PostgresMain down to the executor;
   - the reference API hammered on /cpu: its handler app.cpu -> app.count_primes in >= 50% of the API's samples,
     in pprof decoded by protoc (function names with their file app.py) and in the SVG opened in Chromium;
+  - a CPython loupe has no layout for (3.9) is named in /status and the log, and its native frames are profiled;
   - --focus REGEX keeps exactly the stacks through a matching function (every stack of the focused profile has one).
 """
 import gzip
@@ -27,7 +28,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from loupe_test import LOUPE, TOP, Tap, is_root  # noqa: E402
+from loupe_test import LOUPE, TOP, Loupe, Tap, is_root, wait_for  # noqa: E402
 from e2e_support import Workload, missing_requirements  # noqa: E402
 
 HELPERS = os.path.join(TOP, "build", "tests")
@@ -205,13 +206,36 @@ def main():
             t.ok(rc == 0 and slept > 1 and abs(blocked - slept) <= 0.1 * slept,
                  f"{label}: off-CPU: outer_sleep -> blocked_sleep blocked within 10% of the time it slept",
                  f"rc {rc} {se[-200:]}; {blocked:.3f} s attributed, slept {slept:.3f} s; top {top_stacks(rows)}")
+        # -- a CPython loupe cannot read (3.9): named in /status and the log, its native frames still shown --
+        old = sorted(glob.glob("/root/.pyenv/versions/3.9.*/bin/python3.9"))
+        name = "CPython 3.9: named in /status and the log as unreadable; its native frames are still profiled"
+        if not old:
+            t.skip(name, "no CPython 3.9 here (pyenv install 3.9)")
+        else:
+            h = Held([old[0], STACKS_PY, "cpu", "4"])
+            procs.append(h.p)
+            with Loupe("--target", f"old=pid:{h.p.pid}", "--profile-hz", "49") as L:
+                h.go()
+                prof = lambda: next((f for f in L.status()["features"] if f["name"] == "profiler"), {})  # noqa: E731
+                wait_for(lambda: prof().get("python", {}).get("unreadable", 0) >= 1, timeout=10)
+                time.sleep(2)
+                st = prof().get("python", {})
+                body = urllib.request.urlopen(f"http://127.0.0.1:{L.port}/debug/pprof/profile?window=1m&format=folded",
+                                              timeout=10).read().decode()
+                log = L.stderr()
+            h.result()
+            native = "_PyEval_EvalFrameDefault" in body and "Py_RunMain" in body
+            t.ok("CPython 3.9" in st.get("unreadable_reason", "") and "CPython 3.9" in log and native
+                 and "stacks.spin" not in body, name,
+                 f"status {st}; native frames {native}; log has it: {'CPython 3.9' in log}; {body[:300]!r}")
+
         # -- PostgreSQL and the reference API --
         why = missing_requirements()
         pg_names = ["postgres: >= 90% of a CPU-heavy query's samples go from PostgresMain down to the executor",
                     "API /cpu: the handler app.cpu -> app.count_primes in >= 50% of the API's samples",
                     "API pprof (protoc): app.count_primes with its file app.py and first line",
                     "API flame graph in Chromium: its search finds app.count_primes in >= 50%, drawn as Python (green)",
-                    "--focus 'count_primes': every stack goes through count_primes, and they are all of them"]
+                    "--focus 'count_primes': a profile of stacks that all go through count_primes"]
         if why:
             for n in pg_names:
                 t.skip(n, why)
