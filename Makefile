@@ -27,7 +27,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
             -D_GNU_SOURCE
 INCLUDES := -Iinclude -Isrc -I$(BUILD)
-LDLIBS   := -lbpf -lelf -lz -lmicrohttpd -lpg_query -lpthread -lm
+LDLIBS   := -lbpf -lelf -ldw -lz -lmicrohttpd -lpg_query -lpthread -lm
 
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
               -Iinclude -Ibpf -Ivmlinux/$(ARCH)
@@ -56,8 +56,9 @@ LDLIBS     += -lprotobuf-c
 
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
-HELPER_SRCS := $(wildcard tests/helpers/*.c)
-HELPER_BINS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRCS))
+HELPER_SRCS := $(filter-out tests/helpers/lib%.c,$(wildcard tests/helpers/*.c))
+HELPER_BINS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRCS)) \
+               $(BUILD)/tests/deepchain-nopie $(BUILD)/tests/libdeepchain.so
 
 .PHONY: FORCE all clean test unit-test bpf-test e2e-test bench demo run fuzz check-deps
 all: $(BUILD)/loupe
@@ -111,6 +112,25 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS) | $(BUILD)/tests
 $(BUILD)/tests/%: tests/helpers/%.c tests/helpers/raw_sleep.h | $(BUILD)/tests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -fno-omit-frame-pointer -o $@ $< -lpthread
+
+# deepchain: a deep call chain across an executable and libdeepchain.so, built WITHOUT frame pointers (native
+# unwinding from .eh_frame), PIE and non-PIE; both find the library beside them by rpath $ORIGIN.
+DEEPCHAIN_CFLAGS := -O2 -g -Wall -Wextra -Werror -fomit-frame-pointer -fasynchronous-unwind-tables
+
+$(BUILD)/tests/libdeepchain.so: tests/helpers/libdeepchain.c tests/helpers/deepchain.h | $(BUILD)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(DEEPCHAIN_CFLAGS) -fPIC -shared -o $@ $<
+
+$(BUILD)/tests/deepchain: tests/helpers/deepchain.c tests/helpers/deepchain.h $(BUILD)/tests/libdeepchain.so
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(DEEPCHAIN_CFLAGS) -o $@ $< -L$(BUILD)/tests -ldeepchain -Wl,-rpath,'$$ORIGIN'
+
+$(BUILD)/tests/deepchain-nopie: tests/helpers/deepchain.c tests/helpers/deepchain.h $(BUILD)/tests/libdeepchain.so
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(DEEPCHAIN_CFLAGS) -fno-pie -no-pie -o $@ $< -L$(BUILD)/tests -ldeepchain -Wl,-rpath,'$$ORIGIN'
+
+# test_unwind_table reads deepchain's rules (order-only: the test is not relinked when they change).
+$(BUILD)/tests/test_unwind_table: | $(BUILD)/tests/deepchain $(BUILD)/tests/deepchain-nopie
 
 $(BUILD) $(BUILD)/obj $(BUILD)/bpf $(BUILD)/tests:
 	$(Q)mkdir -p $@

@@ -5,8 +5,8 @@
 set -euo pipefail
 what=${1:-build}
 
-build_pkgs=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev zlib1g-dev libmicrohttpd-dev libpg-query-dev
-	linux-libc-dev curl ca-certificates git libprotobuf-c-dev protobuf-c-compiler)
+build_pkgs=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev libmicrohttpd-dev
+	libpg-query-dev linux-libc-dev curl ca-certificates git libprotobuf-c-dev protobuf-c-compiler)
 # Tests: cmocka for C unit tests; clang's libFuzzer runtime for the parser fuzz targets; a real PostgreSQL, the
 # FastAPI/uvicorn/websockets reference API and wrk for end-to-end tests; Prometheus (and promtool) to scrape loupe;
 # util-linux for setpriv/unshare; strace (ground truth of a BPF test); jq for the benchmark; protoc (an independent
