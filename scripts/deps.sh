@@ -10,10 +10,11 @@ build_pkgs=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev libdw-d
 # Tests: cmocka for C unit tests; clang's libFuzzer runtime for the parser fuzz targets; a real PostgreSQL, the
 # FastAPI/uvicorn/websockets reference API and wrk for end-to-end tests; Prometheus (and promtool) to scrape loupe;
 # util-linux for setpriv/unshare; strace (ground truth of a BPF test); jq for the benchmark; protoc (an independent
-# decoder of loupe's pprof output), xmllint and headless Chromium (the SVG flame graph is well-formed and renders).
+# decoder of loupe's pprof output), xmllint and headless Chromium (the SVG flame graph is well-formed and renders);
+# gdb reads the CPython layouts from libpython's DWARF (tests/unit/test_py_layouts.py).
 test_pkgs=(libcmocka-dev libclang-rt-14-dev postgresql python3 python3-fastapi python3-uvicorn python3-websockets
 	python3-psycopg2 python3-prometheus-client wrk prometheus util-linux procps iproute2 valgrind jq strace openssl
-	protobuf-compiler libxml2-utils chromium)
+	protobuf-compiler libxml2-utils chromium gdb)
 
 case "$what" in
 build) pkgs=("${build_pkgs[@]}") ;;
