@@ -11,8 +11,8 @@
 #       on during on-runs) and loupe's CPU (schedstat, ns) against the CPU the API and PostgreSQL used; the
 #       implied throughput ratio (work - bpf) / (work + loupe) holds for this CPU-bound workload whatever the
 #       run-to-run noise of the throughput itself (which on this VM is +-15% per run);
-#   (4) time from the end of a 30 s on-demand session (`loupe run`, /debug/pprof/profile?seconds=30) to the pprof
-#       being served: curl's total time minus 30 s; that daemon targets the API and PostgreSQL, and after the
+#   (4) time from the end of a 30 s on-demand session (`loupe run`, /debug/pprof/profile?seconds=30, asked 5 s
+#       after the daemon is ready, under load) to the pprof being served: curl's total time minus 30 s; that daemon targets the API and PostgreSQL, and after the
 #       session its peak RSS (VmHWM), the unwinding state it loaded (/status: rows, files, processes) and the
 #       kernel memory of its profiler maps (bpftool: bytes_memlock of unwind_rows, unwind_procs, ...) are read;
 #   (5) cost per sample with full unwinding: build/tests/deepchain (native, no frame pointers) and
@@ -131,8 +131,11 @@ PM_PID=$(head -1 "$LOUPE_PG_DIR/postmaster.pid")
 	--log-level warn 2>"$work/daemon.err" &
 DP=$!
 for _ in $(seq 50); do curl -sf "127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
-wrk -d $((SESSION + 5))s -c 10 -t 2 -s "$WL/mix.lua" "$URL" -- mix "$IDS" >/dev/null 2>&1 &
+wrk -d $((SESSION + 10))s -c 10 -t 2 -s "$WL/mix.lua" "$URL" -- mix "$IDS" >/dev/null 2>&1 &
 WP=$!
+# a daemon in steady state: its start-up work (the targets' unwinding rules, ~0.8 s of compiling in 20 ms slices
+# under the daemon's lock) is done; a session asked at once waits for the slice in progress before it starts
+sleep 5
 total=$(curl -s -o "$work/session.pb.gz" -w '%{time_total}' "127.0.0.1:$PORT/debug/pprof/profile?seconds=$SESSION&hz=99&service=api")
 kill "$WP" 2>/dev/null || true
 wait "$WP" 2>/dev/null || true

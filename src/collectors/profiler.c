@@ -35,6 +35,9 @@ extern const struct collector profiler_collector; /* this file's row, at its end
 #define PROF_SLOTS 10   /* minutes of continuous profile kept: ?window= up to 10m */
 #define PROF_PIDS 1024  /* processes whose mappings are kept (open addressing; the oldest go first) */
 #define PROF_SESSIONS 4 /* on-demand sessions at once */
+/* New files' unwinding rules compiled per poll, at most (and one file past it): the poll holds the daemon's lock,
+ * and loading the API's and PostgreSQL's 61 files at once held it 0.8 s (a session started then ended that late). */
+#define UW_BUDGET_NS (20 * NSEC_PER_MSEC)
 /* The ring buffer with --offcpu: every block of a target thread is a record (~2 KiB): 8 MiB hold ~2 s of 2,000
  * blocks/s without a read (the BPF object's default, 2 MiB, is for CPU samples alone). */
 #define PROF_RING_OFFCPU (8u << 20)
@@ -76,6 +79,7 @@ struct profiler {
 		uint32_t pid;
 		struct proc_maps *m;
 		uint64_t uw_refresh_ns; /* when its unwinding rules were last refreshed for an unknown address */
+		bool uw_pending;	/* some of its files' rules are still to be loaded */
 	} maps[PROF_PIDS];
 	struct unwinder *uw;   /* NULL: frame pointers only (the unwinder could not start) */
 	struct py_codes *pyc; /* CPython code objects' names */
@@ -169,8 +173,11 @@ static struct proc_maps *maps_of(struct profiler *pr, uint32_t pid)
 	int err;
 	e->pid = pid;
 	e->uw_refresh_ns = 0;
+	e->uw_pending = false;
 	e->m = proc_maps__snapshot(pr->syms, (pid_t)pid, &err);
-	if (e->m && pr->uw && (err = unwinder__add(pr->uw, e->m)))
+	if (e->m && pr->uw && (err = unwinder__add(pr->uw, e->m)) == -EAGAIN)
+		e->uw_pending = true;
+	else if (err && e->m && pr->uw)
 		log_debug("profile_unwind_unavailable", "process %u keeps frame-pointer stacks: %s", pid, strerror(-err));
 	return e->m;
 }
@@ -207,7 +214,7 @@ static void unwind_refresh(struct profiler *pr, const struct prof_rec *r)
 		return;
 	e->uw_refresh_ns = now;
 	if (!proc_maps__refresh(e->m))
-		unwinder__add(pr->uw, e->m);
+		e->uw_pending = unwinder__add(pr->uw, e->m) == -EAGAIN;
 }
 
 /* CPython frame i of r into pr->pf[n]. */
@@ -414,7 +421,11 @@ static int profiler_poll(void *priv)
 	int n = ring_buffer__consume(pr->rb);
 	sessions_tick(pr);
 	if (pr->uw) {
+		unwinder__budget(pr->uw, UW_BUDGET_NS);
 		targets_scan(pr);
+		for (int i = 0; i < PROF_PIDS; i++) /* files left for later by earlier polls */
+			if (pr->maps[i].uw_pending && pr->maps[i].m)
+				pr->maps[i].uw_pending = unwinder__add(pr->uw, pr->maps[i].m) == -EAGAIN;
 		unwinder__sweep(pr->uw);
 	}
 	return n < 0 ? n : 0;

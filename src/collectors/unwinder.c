@@ -55,6 +55,8 @@ struct unwinder {
 	struct uw_slot slots[UNWIND_PROC_SLOTS];
 	struct uw_proc procs[UW_PROCS];
 	uint64_t last_sweep_ns;
+	uint64_t budget_end_ns; /* no new file is compiled after this (unwinder__budget) */
+	bool pending;		/* the last unwinder__add left a file for later */
 	struct unwinder_stats st;
 	struct unwind_proc tmp; /* the process being built */
 };
@@ -149,6 +151,8 @@ static int pool_put(struct unwinder *u, const struct unwind_table *t, uint32_t *
 }
 
 /* The rules of mapping mp of process pid: compiled now if the file is new. NULL when out of memory. */
+static const struct uw_file NO_FILE_YET;
+
 static const struct uw_file *file_of(struct unwinder *u, pid_t pid, const struct sym_mapping *mp)
 {
 	struct file_key k = {u, mp};
@@ -156,6 +160,10 @@ static const struct uw_file *file_of(struct unwinder *u, pid_t pid, const struct
 	int64_t id = id_index__find(&u->file_idx, h, file_eq, &k);
 	if (id >= 0)
 		return &u->files[id];
+	if (mono_ns() > u->budget_end_ns) { /* later: the caller holds the daemon's lock */
+		u->pending = true;
+		return &NO_FILE_YET;
+	}
 	if (u->nfiles == u->capfiles) {
 		size_t nc = u->capfiles ? 2 * u->capfiles : 64;
 		struct uw_file *nf = realloc(u->files, nc * sizeof(*nf));
@@ -243,9 +251,15 @@ static void proc_remove(struct unwinder *u, struct uw_proc *p)
 	}
 }
 
+void unwinder__budget(struct unwinder *u, uint64_t ns)
+{
+	u->budget_end_ns = mono_ns() + ns;
+}
+
 int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 {
 	pid_t pid = proc_maps__pid(m);
+	u->pending = false;
 	struct unwind_proc *up = &u->tmp;
 	memset(up, 0, sizeof(*up));
 	size_t n = proc_maps__count(m);
@@ -304,7 +318,7 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 	}
 	struct uw_proc *p = proc_find(u, pid, false);
 	if (p && p->slot == slot && slot < UNWIND_PROC_SLOTS)
-		return 0; /* nothing changed */
+		return u->pending ? -EAGAIN : 0; /* nothing changed */
 	if (slot == UNWIND_PROC_SLOTS) {
 		if (free_slot == UNWIND_PROC_SLOTS)
 			return -ENOSPC;
@@ -331,7 +345,9 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 	p->py_layout = up->py_layout;
 	u->st.py_procs += p->python;
 	__u32 key = (__u32)pid;
-	return bpf_map_update_elem(u->slot_fd, &key, &slot, BPF_ANY) ? -errno : 0;
+	if (bpf_map_update_elem(u->slot_fd, &key, &slot, BPF_ANY))
+		return -errno;
+	return u->pending ? -EAGAIN : 0;
 }
 
 void unwinder__forget(struct unwinder *u, pid_t pid)

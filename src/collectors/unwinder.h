@@ -37,9 +37,12 @@ struct unwinder_stats {
 struct unwinder *unwinder__new(int rows_fd, uint32_t rows_max, int procs_fd, int slot_fd, int layouts_fd);
 void unwinder__free(struct unwinder *u);
 
-/* Load the rules of m's files and its CPython, and point the BPF side at them for m's process. 0 or -errno (the
- * process then keeps frame-pointer stacks). Called again for the same process (its mappings changed), it replaces
- * what it had. */
+/* Compile new files only for the next ns (the caller holds the daemon's lock: a scrape or a session waits while a
+ * file is compiled, ~10-100 ms each); files left over are compiled by later calls. */
+void unwinder__budget(struct unwinder *u, uint64_t ns);
+/* Load the rules of m's files and its CPython, and point the BPF side at them for m's process. 0, -EAGAIN when
+ * files were left for later (the process is unwound with what is loaded: call again), or -errno (the process then
+ * keeps frame-pointer stacks). Called again for the same process (its mappings changed), it replaces what it had. */
 int unwinder__add(struct unwinder *u, const struct proc_maps *m);
 /* The process is gone (or its snapshot dropped): forget it. */
 void unwinder__forget(struct unwinder *u, pid_t pid);
