@@ -23,7 +23,9 @@ declare -A CMD CHAIN
 CMD[deepchain]="$BUILD/tests/deepchain 11"
 CHAIN[deepchain]="main dc_main_a dc_lib_b dc_main_c dc_lib_d dc_leaf"
 CMD[python3.11]="/usr/bin/python3.11 $top/tests/bpf/py/stacks.py cpu 11"
-CHAIN[python3.11]="main"  # perf has no Python frames: the native chain from main is what it can give
+# Debian's python3.11: _start -> ... -> Py_BytesMain -> ... -> _PyEval_EvalFrameDefault (perf has no Python frames:
+# the native chain down to the interpreter loop is what it can give; loupe must also have the Python frames)
+CHAIN[python3.11]="Py_BytesMain _PyEval_EvalFrameDefault"
 for t in deepchain python3.11; do
 	# A: loupe profile
 	${CMD[$t]} < <(sleep 1.5; echo go) >/dev/null &
@@ -54,7 +56,8 @@ for ln in open(af):
     s, _, n = ln.rstrip("\n").rpartition(" ")
     rows.append((s.split(";"), int(n)))
 a_tot = sum(n for _, n in rows)
-a_hit = sum(n for s, n in rows if has(s, chain + (["stacks.spin"] if t == "python3.11" else [])))
+a_chain = ["Py_BytesMain", "stacks.outer", "stacks.spin"] if t == "python3.11" else chain
+a_hit = sum(n for s, n in rows if has(s, a_chain))
 stacks, cur = [], []
 for ln in open(bf):
     if not ln.strip():
