@@ -288,27 +288,35 @@ struct py_ctx {
 	__u64 entry;
 };
 
+/* A CPython frame's head, read at once (the fields the walk needs are in its first 104 bytes in every layout). */
+#define PY_FRAME_HEAD 104
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u8[128]);
+} py_frame_buf SEC(".maps");
+
 /* One CPython frame: record it (shims excepted), then go to the previous one. 1 ends the loop. */
 static long py_step(__u32 i, void *arg)
 {
 	struct py_ctx *c = arg;
 	__u32 zero = 0;
 	struct prof_rec *rec = bpf_map_lookup_elem(&prof_scratch, &zero);
+	__u8 *buf = bpf_map_lookup_elem(&py_frame_buf, &zero);
 	const struct py_layout *L = bpf_map_lookup_elem(&py_layouts, &c->layout);
-	if (!rec || !L || !c->frame || c->n >= PY_FRAMES_MAX)
+	if (!rec || !buf || !L || !c->frame || c->n >= PY_FRAMES_MAX ||
+	    bpf_probe_read_user(buf, PY_FRAME_HEAD, (void *)c->frame))
 		return 1;
-	__u64 code = 0, instr = 0, prev = 0;
+	/* Offsets masked where the verifier sees them: 8-byte fields are 8-aligned, all below PY_FRAME_HEAD. */
+	__u64 code = *(__u64 *)(buf + (L->frame_code & 0x78));
+	__u64 prev = *(__u64 *)(buf + (L->frame_previous & 0x78)), instr;
 	__u8 owner = 0;
-	if (bpf_probe_read_user(&code, sizeof(code), (void *)(c->frame + L->frame_code)) ||
-	    bpf_probe_read_user(&prev, sizeof(prev), (void *)(c->frame + L->frame_previous)))
-		return 1;
 	if (L->entry == PY_ENTRY_EACH) {
-		__u32 lasti = 0;
-		bpf_probe_read_user(&lasti, sizeof(lasti), (void *)(c->frame + L->frame_instr));
-		instr = lasti;
+		instr = *(__u32 *)(buf + (L->frame_instr & 0x7c));
 	} else {
-		bpf_probe_read_user(&instr, sizeof(instr), (void *)(c->frame + L->frame_instr));
-		bpf_probe_read_user(&owner, sizeof(owner), (void *)(c->frame + L->frame_owner));
+		instr = *(__u64 *)(buf + (L->frame_instr & 0x78));
+		owner = buf[L->frame_owner & 0x7f];
 	}
 	c->frame = prev;
 	if (L->entry == PY_ENTRY_CSTACK && owner == PY_OWNED_BY_CSTACK) {

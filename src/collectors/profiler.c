@@ -221,18 +221,11 @@ static void unwind_refresh(struct profiler *pr, const struct prof_rec *r)
 static void python_frame(struct profiler *pr, const struct prof_rec *r, const struct py_layout *L, uint32_t i,
 			 size_t n)
 {
-	struct py_code_info ci;
-	char name[2 * PY_NAME_MAX + 2];
-	const char *nm = "[py:unknown]", *file = NULL;
-	uint32_t line = 0;
-	if (pr->pyc && !pyruntime__code(pr->pyc, (pid_t)r->tgid, L, r->py[i].code, &ci)) {
-		snprintf(name, sizeof(name), "%s.%s", ci.module, ci.qualname);
-		nm = sym_cache__intern(pr->syms, name);
-		file = sym_cache__intern(pr->syms, ci.file);
-		line = ci.first_line;
-	}
-	pr->pf[n] = (struct profile_frame){.name = nm ? nm : "[py:unknown]", .module = "python", .file = file ? file : "",
-					   .line = line};
+	/* The cache's strings: valid until the next trim, which symbolise() does between stacks only. */
+	const struct py_code_info *ci = pr->pyc ? pyruntime__code(pr->pyc, (pid_t)r->tgid, L, r->py[i].code) : NULL;
+	pr->pf[n] = ci ? (struct profile_frame){.name = ci->name, .module = "python", .file = ci->file,
+						.line = ci->first_line}
+		       : (struct profile_frame){.name = "[py:unknown]", .module = "python", .file = ""};
 }
 
 /* _PyEval_EvalFrameDefault (and its cold part): the interpreter running CPython frames. */
@@ -265,6 +258,8 @@ static size_t symbolise(struct profiler *pr, const struct prof_rec *r)
 	for (size_t i = 0; i < n; i++)
 		pr->pf[i] = (struct profile_frame){.name = pr->sf[i].name, .module = pr->sf[i].module};
 	const struct py_layout *L = r->py_n && pr->uw ? unwinder__py_layout(pr->uw, (pid_t)r->tgid) : NULL;
+	if (L && pr->pyc)
+		pyruntime__codes_trim(pr->pyc);
 	uint32_t py = 0, py_n = L ? (r->py_n < PY_FRAMES_MAX ? r->py_n : PY_FRAMES_MAX) : 0;
 	for (int i = 0; m && i < un && n < ARRAY_SIZE(pr->pf); i++) {
 		struct sym_frame *f = &pr->sf[n];

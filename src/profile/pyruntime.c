@@ -263,17 +263,25 @@ static size_t code_slot(pid_t pid, uint64_t code)
 	return h & (PY_CODES - 1);
 }
 
-int pyruntime__code(struct py_codes *c, pid_t pid, const struct py_layout *L, uint64_t code, struct py_code_info *out)
+void pyruntime__codes_trim(struct py_codes *c)
+{
+	if (c->n >= PY_CODES / 2) { /* keep probes short: start over */
+		memset(c->v, 0, PY_CODES * sizeof(*c->v));
+		c->n = 0;
+	}
+}
+
+const struct py_code_info *pyruntime__code(struct py_codes *c, pid_t pid, const struct py_layout *L, uint64_t code)
 {
 	size_t j = code_slot(pid, code);
 	for (size_t i = 0; i < PY_CODES && c->v[j].pid; i++, j = (j + 1) & (PY_CODES - 1))
-		if (c->v[j].pid == pid && c->v[j].code == code) {
-			*out = c->v[j].info;
-			return 0;
-		}
+		if (c->v[j].pid == pid && c->v[j].code == code)
+			return &c->v[j].info;
+	if (c->n >= PY_CODES - 1)
+		return NULL; /* full until the next trim */
 	int fd = mem_fd(c, pid);
 	if (fd < 0)
-		return fd;
+		return NULL;
 	uint64_t qual = 0, file = 0;
 	int32_t first = 0;
 	uint16_t qoff = L->code_qualname != PY_OFF_NONE ? L->code_qualname : L->code_name;
@@ -281,7 +289,7 @@ int pyruntime__code(struct py_codes *c, pid_t pid, const struct py_layout *L, ui
 	char path[PY_NAME_MAX * 2];
 	if (rd(fd, code + qoff, &qual, 8) || rd(fd, code + L->code_filename, &file, 8) ||
 	    rd(fd, code + L->code_firstlineno, &first, 4) || read_str(fd, L, qual, ci.qualname, sizeof(ci.qualname)))
-		return -EFAULT;
+		return NULL;
 	if (read_str(fd, L, file, path, sizeof(path)))
 		snprintf(path, sizeof(path), "[unknown]");
 	/* The basename only: a full path may not leave the agent. */
@@ -293,15 +301,10 @@ int pyruntime__code(struct py_codes *c, pid_t pid, const struct py_layout *L, ui
 	if (ml > 3 && !strcmp(ci.module + ml - 3, ".py"))
 		ci.module[ml - 3] = 0;
 	ci.first_line = first > 0 ? (uint32_t)first : 0;
-	if (c->n >= PY_CODES / 2) { /* keep probes short: start over */
-		memset(c->v, 0, PY_CODES * sizeof(*c->v));
-		c->n = 0;
-		j = code_slot(pid, code);
-	}
+	snprintf(ci.name, sizeof(ci.name), "%s.%s", ci.module, ci.qualname);
 	while (c->v[j].pid)
 		j = (j + 1) & (PY_CODES - 1);
 	c->v[j] = (struct py_code){.pid = pid, .code = code, .info = ci};
 	c->n++;
-	*out = ci;
-	return 0;
+	return &c->v[j].info;
 }

@@ -30,6 +30,7 @@ struct py_file {
 };
 
 struct py_code_info {
+	char name[2 * PY_NAME_MAX + 2]; /* "module.qualname" */
 	char qualname[PY_NAME_MAX];
 	char module[PY_NAME_MAX];
 	char file[PY_NAME_MAX];
@@ -48,7 +49,10 @@ struct py_codes *pyruntime__codes_new(void);
 void pyruntime__codes_free(struct py_codes *c);
 /* Forget pid's code objects (its process exited). */
 void pyruntime__codes_drop_pid(struct py_codes *c, pid_t pid);
-/* The names of code object code of process pid (layout L): 0, or -errno when its memory cannot be read. */
-int pyruntime__code(struct py_codes *c, pid_t pid, const struct py_layout *L, uint64_t code, struct py_code_info *out);
+/* The names of code object code of process pid (layout L), or NULL when its memory cannot be read. The pointer
+ * stays valid until pyruntime__codes_trim(): call that between stacks, never while one is being built. */
+const struct py_code_info *pyruntime__code(struct py_codes *c, pid_t pid, const struct py_layout *L, uint64_t code);
+/* Make room in a full cache (forgets every entry then). */
+void pyruntime__codes_trim(struct py_codes *c);
 
 #endif
