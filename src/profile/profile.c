@@ -502,8 +502,14 @@ static void folded_line(const struct profile *p, const struct stack *s, unsigned
 		sep = ";";
 	}
 	for (uint32_t d = s->depth; d-- > 0;) {
+		const struct frame *f = &p->frame[p->pool[s->off + d]];
 		buf__puts(text, sep);
-		folded_name(text, p->str[p->frame[p->pool[s->off + d]].name]);
+		folded_name(text, p->str[f->name]);
+		if (f->file) {	/* interpreted code: "module.qualname (file.py:LINE)" tells it from native frames */
+			buf__puts(text, " (");
+			folded_name(text, p->str[f->file]);
+			buf__printf(text, ":%u)", f->line);
+		}
 		sep = ";";
 	}
 	buf__append(text, "", 1);	/* keep the NUL: lines are read back as C strings */

@@ -125,7 +125,8 @@ void profile__totals(const struct profile *p, uint64_t *count, uint64_t *ns);
 uint64_t profile__dropped(const struct profile *p);
 
 /* Folded stacks (the format of Brendan Gregg's stackcollapse scripts, read by flamegraph.pl, speedscope,
- * inferno, Pyroscope): one line per distinct stack, "root;caller;...;leaf VALUE\n", root first. With
+ * inferno, Pyroscope): one line per distinct stack, "root;caller;...;leaf VALUE\n", root first. An interpreted
+ * frame is written "module.qualname (file.py:LINE)" (its first line), which no native frame looks like. With
  * PROFILE_FOLD_SERVICE and/or PROFILE_FOLD_THREAD the service and/or thread name come first as frames (an empty
  * one is written PROFILE_UNKNOWN). Keys that render the same line are summed into one; lines are sorted by their
  * stack text (bytes, strcmp), and lines whose value is 0 are left out. In names, ';' (the separator) becomes ':'

@@ -35,6 +35,7 @@ HELPERS = os.path.join(TOP, "build", "tests")
 PROTO = os.path.join(TOP, "proto", "profile.proto")
 STACKS_PY = os.path.join(TOP, "tests", "bpf", "py", "stacks.py")
 DEEP = ["main", "dc_main_a", "dc_lib_b", "dc_main_c", "dc_lib_d", "dc_leaf"]
+OUTER_LINE = next(i for i, ln in enumerate(open(STACKS_PY), 1) if ln.startswith("def outer("))
 
 
 def interpreters():
@@ -64,8 +65,8 @@ def folded(path):
     if os.path.exists(path):
         for ln in open(path):
             stack, _, n = ln.rstrip("\n").rpartition(" ")
-            if stack:
-                rows.append((stack.split(";"), int(n)))
+            if stack:  # an interpreted frame reads "module.qualname (file.py:LINE)": compared by its name
+                rows.append(([f.split(" (")[0] for f in stack.split(";")], int(n)))
     return rows
 
 
@@ -178,9 +179,11 @@ def main():
             h.result()
             rows = folded(out)
             hit, total = share(rows, chain)
-            t.ok(rc == 0 and total >= 100 and hit >= 0.9 * total,
-                 f"{label}: >= 90% of the samples show <module> -> main -> outer -> middle -> Worker.inner -> spin",
-                 f"rc {rc} {se[-200:]}; {hit} of {total}; top {top_stacks(rows)}")
+            tagged = f"stacks.outer (stacks.py:{OUTER_LINE})" in (open(out).read() if os.path.exists(out) else "")
+            t.ok(rc == 0 and total >= 100 and hit >= 0.9 * total and tagged,
+                 f"{label}: >= 90% of the samples show <module> -> main -> outer -> middle -> Worker.inner -> spin, "
+                 "Python frames written 'module.qualname (file:first line)'",
+                 f"rc {rc} {se[-200:]}; {hit} of {total}; tagged {tagged}; top {top_stacks(rows)}")
 
             achain = [("base_events.run_forever", "base_events.run_until_complete", "runners.run"),
                       "stacks.task_a", "stacks.task_b", "stacks.task_c", "stacks.spin"]
