@@ -301,7 +301,7 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 	if (py_file && py_file->layout) {
 		up->py_layout = (uint32_t)py_file->layout;
 		up->py_runtime = py_file->runtime_vaddr + py_bias;
-	} else if (py_file) {
+	} else if (py_file && !proc_find(u, pid, false)) { /* said once per process, not at each re-read */
 		u->st.py_unreadable++;
 		snprintf(u->st.py_unreadable_why, sizeof(u->st.py_unreadable_why), "%s", py_file->why);
 		log_warn("profile_python_unreadable", "process %d: %s; its native frames are still shown", (int)pid,

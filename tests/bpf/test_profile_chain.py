@@ -12,6 +12,7 @@ main -> chain_alpha -> chain_beta -> chain_gamma; loupe samples it at 99 Hz and 
     the session ends), sampled at its own rate while the continuous profile goes on: >= 90% of the chain, about
     the chain's CPU seconds in those 2 s (/proc/PID/task/*/schedstat) x 99 samples; /healthz answers meanwhile;
   - bad parameters get a 400 with the reason;
+  - focus=REGEX keeps exactly the stacks (of the same window) with a frame it matches;
   - short-lived processes are symbolised: 12 copies of the chain each spin 30 ms and exit (a comm target, matched at
     exec); at least half their samples show the chain, since loupe is woken for a process's first record and
     snapshots its mappings while it lives (other records wait for the next 100 ms read, when these processes are
@@ -44,7 +45,8 @@ NAMES = ["the chain is a target", f"about CPU seconds x {HZ} samples, at least 9
          "on-demand session (?seconds=2&hz=99): answered after 2 s, >= 90% of the chain, about CPU seconds x 99 samples",
          "/healthz answers while a session runs", "bad seconds or hz: 400 with the reason",
          "SIGTERM during a session: loupe exits 0 within 2 s",
-         f"short-lived processes (12 x 30 ms): their samples are symbolised, >= 50% show {WANT}"]
+         f"short-lived processes (12 x 30 ms): their samples are symbolised, >= 50% show {WANT}",
+         "focus=chain_beta: exactly the window's stacks through chain_beta; a bad regex is a 400 naming focus"]
 
 
 def get(L, path):
@@ -118,6 +120,16 @@ def main():
                  f"HTTP {st}, xmllint ok {xml_ok}, {len(body)} bytes")
             st, body = get(L, "/debug/pprof/profile?window=20m")
             t.ok(st == 400 and b"window" in body, NAMES[4], f"HTTP {st}: {body[:200]!r}")
+            # focus=REGEX: exactly the stacks through a matching frame (ground truth: the same window unfocused)
+            st0, all_body = get(L, "/debug/pprof/profile?window=1m&service=chain&format=folded")
+            stf, foc_body = get(L, "/debug/pprof/profile?window=1m&service=chain&format=folded&focus=chain_beta")
+            stb, bad_body = get(L, "/debug/pprof/profile?window=1m&focus=%28")
+            rows = [ln.rsplit(" ", 1) for ln in all_body.decode().splitlines() if ln.strip()]
+            frows = [ln.rsplit(" ", 1) for ln in foc_body.decode().splitlines() if ln.strip()]
+            want_f = sorted((s_, n) for s_, n in rows if "chain_beta" in s_.split(";"))
+            t.ok(st0 == stf == 200 and frows and sorted((s_, n) for s_, n in frows) == want_f and stb == 400
+                 and b"focus" in bad_body, NAMES[10],
+                 f"HTTP {st0}/{stf}/{stb}; {len(frows)} focused stacks, {len(want_f)} expected; {bad_body[:120]!r}")
             st, body = session.get("resp", (0, b""))
             lines = [ln.rsplit(" ", 1) for ln in body.decode().splitlines() if ln.strip()]
             total = sum(int(n) for _, n in lines)
