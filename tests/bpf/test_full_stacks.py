@@ -15,7 +15,6 @@ the interpreter runs them, in CPU and off-CPU profiles of `loupe profile`. Groun
   - a CPython loupe has no layout for (3.9) is named in /status and the log, and its native frames are profiled;
   - --focus REGEX keeps exactly the stacks through a matching function (every stack of the focused profile has one).
 """
-import gzip
 import glob
 import os
 import re
@@ -28,11 +27,10 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from loupe_test import LOUPE, TOP, Loupe, Tap, is_root, wait_for  # noqa: E402
+from loupe_test import LOUPE, Loupe, TOP, Tap, is_root, pprof_text, wait_for  # noqa: E402
 from e2e_support import Workload, missing_requirements  # noqa: E402
 
 HELPERS = os.path.join(TOP, "build", "tests")
-PROTO = os.path.join(TOP, "proto", "profile.proto")
 STACKS_PY = os.path.join(TOP, "tests", "bpf", "py", "stacks.py")
 DEEP = ["main", "dc_main_a", "dc_lib_b", "dc_main_c", "dc_lib_d", "dc_leaf"]
 OUTER_LINE = next(i for i, ln in enumerate(open(STACKS_PY), 1) if ln.startswith("def outer("))
@@ -98,16 +96,6 @@ class Held:
             return []
 
 
-def pprof_text(path):
-    """protoc --decode of a gzipped profile.proto: "" when it fails, None without protoc."""
-    if not shutil.which("protoc"):
-        return None
-    data = open(path, "rb").read() if os.path.exists(path) else b""
-    r = subprocess.run(["protoc", f"--proto_path={os.path.dirname(PROTO)}", "--decode=perftools.profiles.Profile",
-                        os.path.basename(PROTO)], input=gzip.decompress(data) if data else b"", capture_output=True)
-    return r.stdout.decode(errors="replace") if r.returncode == 0 else ""
-
-
 def pprof_function(text, name):
     """The function named name in protoc's text: (filename, start_line), or None."""
     strings = re.findall(r'^string_table: "(.*)"$', text, re.M)
@@ -137,6 +125,16 @@ class Hammer(threading.Thread):
                 time.sleep(0.1)
 
 
+def profiled(argv, out, *args, procs):
+    """Run argv (released when loupe profile has attached) under loupe profile --pid; (rc, stderr, rows of out,
+    what argv printed at its end)."""
+    h = Held(argv)
+    procs.append(h.p)
+    rc, se = profile(h.p.pid, out, *args, go=h.go)
+    res = h.result()
+    return rc, se, folded(out), res
+
+
 def top_stacks(rows, k=3):
     return [(";".join(s[-8:]), n) for s, n in sorted(rows, key=lambda r: -r[1])[:k]]
 
@@ -157,12 +155,8 @@ def main():
             if not os.access(exe, os.X_OK):
                 t.ok(False, label, f"{exe} not built (make)")
                 continue
-            h = Held([exe, "4"])
-            procs.append(h.p)
-            out = os.path.join(d, f"{name}.folded")
-            rc, se = profile(h.p.pid, out, "--seconds", 3, "--format", "folded", go=h.go)
-            h.result()
-            rows = folded(out)
+            rc, se, rows, _ = profiled([exe, "4"], os.path.join(d, f"{name}.folded"), "--seconds", 3, "--format",
+                                       "folded", procs=procs)
             hit, total = share(rows, DEEP)
             t.ok(rc == 0 and total >= 100 and hit >= 0.9 * total, label,
                  f"rc {rc} {se[-200:]}; {hit} of {total}; top {top_stacks(rows)}")
@@ -172,12 +166,9 @@ def main():
             ver = re.search(r"(3\.\d+)", label).group(1)
             inner = ("stacks.Worker.inner",) if ver != "3.10" else ("stacks.inner", "stacks.Worker.inner")
             chain = ["stacks.<module>", "stacks.main", "stacks.outer", "stacks.middle", inner, "stacks.spin"]
-            h = Held([py, STACKS_PY, "cpu", "4"])
-            procs.append(h.p)
             out = os.path.join(d, f"py-{label}.folded")
-            rc, se = profile(h.p.pid, out, "--seconds", 3, "--format", "folded", go=h.go)
-            h.result()
-            rows = folded(out)
+            rc, se, rows, _ = profiled([py, STACKS_PY, "cpu", "4"], out, "--seconds", 3, "--format", "folded",
+                                       procs=procs)
             hit, total = share(rows, chain)
             tagged = f"stacks.outer (stacks.py:{OUTER_LINE})" in (open(out).read() if os.path.exists(out) else "")
             t.ok(rc == 0 and total >= 100 and hit >= 0.9 * total and tagged,
@@ -187,24 +178,16 @@ def main():
 
             achain = [("base_events.run_forever", "base_events.run_until_complete", "runners.run"),
                       "stacks.task_a", "stacks.task_b", "stacks.task_c", "stacks.spin"]
-            h = Held([py, STACKS_PY, "asyncio", "4"])
-            procs.append(h.p)
-            out = os.path.join(d, f"pya-{label}.folded")
-            rc, se = profile(h.p.pid, out, "--seconds", 3, "--format", "folded", go=h.go)
-            h.result()
-            rows = folded(out)
+            rc, se, rows, _ = profiled([py, STACKS_PY, "asyncio", "4"], os.path.join(d, f"pya-{label}.folded"),
+                                       "--seconds", 3, "--format", "folded", procs=procs)
             hit, total = share(rows, achain)
             t.ok(rc == 0 and total >= 100 and hit >= 0.9 * total,
                  f"{label}: asyncio: >= 90% of the samples show the event loop -> task_a -> task_b -> task_c -> spin",
                  f"rc {rc} {se[-200:]}; {hit} of {total}; top {top_stacks(rows)}")
 
-            h = Held([py, STACKS_PY, "sleep", "2"])
-            procs.append(h.p)
-            out = os.path.join(d, f"pys-{label}.folded")
-            rc, se = profile(h.p.pid, out, "--seconds", 4, "--kind", "offcpu", "--format", "folded", go=h.go)
-            res = h.result()
+            rc, se, rows, res = profiled([py, STACKS_PY, "sleep", "2"], os.path.join(d, f"pys-{label}.folded"),
+                                         "--seconds", 4, "--kind", "offcpu", "--format", "folded", procs=procs)
             slept = res[1] if len(res) == 2 else 0
-            rows = folded(out)
             blocked = sum(n for s, n in rows if has_chain(s, ["stacks.outer_sleep", "stacks.blocked_sleep"])) / 1e9
             t.ok(rc == 0 and slept > 1 and abs(blocked - slept) <= 0.1 * slept,
                  f"{label}: off-CPU: outer_sleep -> blocked_sleep blocked within 10% of the time it slept",

@@ -17,7 +17,6 @@
   - not on a terminal it prints nothing; on a terminal (script(1) gives it a pty) a progress bar with time left;
   - bad arguments exit 2 with one line naming the problem; a pid that does not exist exits 1.
 """
-import gzip
 import os
 import re
 import shutil
@@ -28,10 +27,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from loupe_test import LOUPE, TOP, Tap, cpu_seconds, is_root  # noqa: E402
+from loupe_test import LOUPE, TOP, Tap, cpu_seconds, is_root, pprof_text  # noqa: E402
 
 HELPERS = os.path.join(TOP, "build", "tests")
-PROTO = os.path.join(TOP, "proto", "profile.proto")
 HZ, SECS = 99, 3
 CHAIN = "main;chain_alpha;chain_beta;chain_gamma"
 NAMES = [f"cpu: >= 90% of the samples show {CHAIN}", "cpu: about the CPU seconds the chain got x hz samples",
@@ -84,17 +82,6 @@ def profile(pid, out, *args, delay_go=None, held=None):
     if cpu0 is not None:
         held.cpu = cpu_seconds(held.p.pid) - cpu0  # CPU the held process got during the session (if still alive)
     return proc.returncode, se
-
-
-def pprof_text(path):
-    """The profile at path (gzipped profile.proto) as protoc --decode prints it; "" when protoc cannot decode it,
-    None without protoc."""
-    if not shutil.which("protoc"):
-        return None
-    data = open(path, "rb").read() if os.path.exists(path) else b""
-    r = subprocess.run(["protoc", f"--proto_path={os.path.dirname(PROTO)}", "--decode=perftools.profiles.Profile",
-                        os.path.basename(PROTO)], input=gzip.decompress(data) if data else b"", capture_output=True)
-    return r.stdout.decode(errors="replace") if r.returncode == 0 else ""
 
 
 def pprof_sum(text, function):

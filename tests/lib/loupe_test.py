@@ -4,9 +4,11 @@
 Tests report in TAP: t = Tap(); t.ok(cond, name, detail); t.skip(name, reason); t.done() at the end.
 Loupe(...) starts build/loupe run on a free loopback port and stops it; scrape() returns parsed metrics.
 """
+import gzip
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +18,7 @@ import urllib.request
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LOUPE = os.environ.get("LOUPE_BIN", os.path.join(TOP, "build", "loupe"))
+PROTO = os.path.join(TOP, "proto", "profile.proto")
 HELPERS = os.path.join(TOP, "build", "tests")
 WORKLOAD = os.path.join(TOP, "tests", "workload")
 
@@ -231,3 +234,14 @@ def loupe_bpf_programs():
         return []
     ours = ("sys_enter_", "sys_exit_", "fork_", "exec_", "exit_", "probe_")
     return [p.get("name", "") for p in json.loads(out.stdout or "[]") if p.get("name", "").startswith(ours)]
+
+
+def pprof_text(path):
+    """The profile at path (gzipped profile.proto) as protoc --decode prints it; "" when protoc cannot decode it,
+    None without protoc."""
+    if not shutil.which("protoc"):
+        return None
+    data = open(path, "rb").read() if os.path.exists(path) else b""
+    r = subprocess.run(["protoc", f"--proto_path={os.path.dirname(PROTO)}", "--decode=perftools.profiles.Profile",
+                        os.path.basename(PROTO)], input=gzip.decompress(data) if data else b"", capture_output=True)
+    return r.stdout.decode(errors="replace") if r.returncode == 0 else ""
