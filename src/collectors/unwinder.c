@@ -44,6 +44,7 @@ struct uw_proc {
 	uint32_t slot;
 	uint32_t py_layout; /* as in unwind_proc */
 	bool python;
+	bool py_said; /* its CPython was found unreadable, and said so */
 };
 
 struct unwinder {
@@ -264,6 +265,7 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 	memset(up, 0, sizeof(*up));
 	size_t n = proc_maps__count(m);
 	const struct py_file *py_file = NULL; /* the interpreter (or libpython) it maps, and its load bias */
+	bool unreadable = false;
 	uint64_t py_bias = 0;
 	for (size_t i = 0; i < n && up->nmaps < UNWIND_PROC_MAPS; i++) {
 		const struct sym_mapping *mp = proc_maps__mapping(m, i);
@@ -301,7 +303,8 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 	if (py_file && py_file->layout) {
 		up->py_layout = (uint32_t)py_file->layout;
 		up->py_runtime = py_file->runtime_vaddr + py_bias;
-	} else if (py_file && !proc_find(u, pid, false)) { /* said once per process, not at each re-read */
+	} else if (py_file && !(proc_find(u, pid, false) && proc_find(u, pid, false)->py_said)) {
+		unreadable = true; /* said once per process, not at each re-read */
 		u->st.py_unreadable++;
 		snprintf(u->st.py_unreadable_why, sizeof(u->st.py_unreadable_why), "%s", py_file->why);
 		log_warn("profile_python_unreadable", "process %d: %s; its native frames are still shown", (int)pid,
@@ -317,6 +320,8 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 			free_slot = s;
 	}
 	struct uw_proc *p = proc_find(u, pid, false);
+	if (p)
+		p->py_said |= unreadable;
 	if (p && p->slot == slot && slot < UNWIND_PROC_SLOTS)
 		return u->pending ? -EAGAIN : 0; /* nothing changed */
 	if (slot == UNWIND_PROC_SLOTS) {
@@ -341,6 +346,7 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 		u->st.procs++;
 	}
 	p->slot = slot;
+	p->py_said |= unreadable;
 	p->python = up->py_layout != 0;
 	p->py_layout = up->py_layout;
 	u->st.py_procs += p->python;
