@@ -15,6 +15,7 @@
 #include <gelf.h>
 #include <libelf.h>
 #include <signal.h>
+#include <sys/auxv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,9 @@ struct uw_proc {
 struct unwinder {
 	int rows_fd, procs_fd, slot_fd, layouts_fd;
 	uint32_t rows_max, rows_used;
+	struct uw_file vdso;   /* the vDSO's rules (one image in every process: loupe's own) */
+	uint64_t vdso_vaddr;   /* its first PT_LOAD's virtual address (the load bias is its mapping's start less it) */
+	bool vdso_tried;
 	struct uw_file *files;
 	size_t nfiles, capfiles;
 	struct id_index file_idx;
@@ -215,6 +219,49 @@ static const struct uw_file *file_of(struct unwinder *u, pid_t pid, const struct
 	return &u->files[u->nfiles++];
 }
 
+/* The vDSO's rules, compiled once from loupe's own (the kernel maps the same image into every process). */
+static const struct uw_file *vdso_file(struct unwinder *u)
+{
+	if (u->vdso_tried)
+		return &u->vdso;
+	u->vdso_tried = true;
+	unsigned long base = getauxval(AT_SYSINFO_EHDR);
+	char line[256];
+	size_t size = 0;
+	FILE *f = base ? fopen("/proc/self/maps", "re") : NULL;
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+		if (strstr(line, "[vdso]") && sscanf(line, "%lx-%lx", &s, &e) == 2 && s == base)
+			size = e - s;
+	}
+	if (f)
+		fclose(f);
+	char *img = size ? malloc(size) : NULL; /* libelf may keep pointers into the image: a copy of our own */
+	if (!img)
+		return &u->vdso;
+	memcpy(img, (void *)base, size);
+	Elf *e = elf_memory(img, size);
+	struct unwind_table t = {0};
+	char err[160];
+	size_t nph = 0;
+	if (e && !elf_getphdrnum(e, &nph)) {
+		for (size_t i = 0; i < nph; i++) {
+			GElf_Phdr ph;
+			if (gelf_getphdr(e, (int)i, &ph) && ph.p_type == PT_LOAD) {
+				u->vdso_vaddr = ph.p_vaddr - ph.p_offset; /* the image is mapped from its offset 0 */
+				break;
+			}
+		}
+		if (!unwind_table__from_elf(e, &t, err, sizeof(err)) && t.n && !pool_put(u, &t, &u->vdso.first))
+			u->vdso.count = (uint32_t)t.n;
+	}
+	unwind_table__free(&t);
+	if (e)
+		elf_end(e);
+	free(img);
+	return &u->vdso;
+}
+
 static struct uw_proc *proc_find(struct unwinder *u, pid_t pid, bool create)
 {
 	size_t j = ((uint32_t)pid * 2654435761u) & (UW_PROCS - 1);
@@ -271,7 +318,14 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 		const struct sym_mapping *mp = proc_maps__mapping(m, i);
 		struct unwind_map *um = &up->maps[up->nmaps];
 		*um = (struct unwind_map){.start = mp->start, .end = mp->end};
-		if (mp->kind == SYM_MAP_FILE) {
+		if (mp->kind == SYM_MAP_VDSO) {
+			const struct uw_file *f = vdso_file(u);
+			if (f->count) {
+				um->bias = mp->start - u->vdso_vaddr;
+				um->row_first = f->first;
+				um->row_count = f->count;
+			}
+		} else if (mp->kind == SYM_MAP_FILE) {
 			const struct uw_file *f = file_of(u, pid, mp);
 			if (!f)
 				return -ENOMEM;
