@@ -345,15 +345,19 @@ static __always_inline __u64 user_ptr(__u64 addr)
 struct py_thread_ctx {
 	__u64 tstate, key;
 	__u16 next, thread_id;
-	__u16 pad[2];
+	__u32 found;
 };
 
 /* One thread state of the interpreter's list: 1 when it is the thread's (or the list ended). */
 static long py_thread_step(__u32 i, void *arg)
 {
 	struct py_thread_ctx *c = arg;
-	if (!c->tstate || user_ptr(c->tstate + c->thread_id) == c->key)
+	if (!c->tstate)
 		return 1;
+	if (user_ptr(c->tstate + c->thread_id) == c->key) {
+		c->found = 1;
+		return 1;
+	}
 	c->tstate = user_ptr(c->tstate + c->next);
 	return 0;
 }
@@ -375,7 +379,7 @@ static __always_inline void python_stack(struct prof_rec *rec, __u32 tgid)
 	__u64 interp = user_ptr(p->py_runtime + L->runtime_interpreters_head);
 	t.tstate = interp ? user_ptr(interp + L->interp_threads_head) : 0;
 	bpf_loop(64, py_thread_step, &t, 0);
-	if (!t.tstate) {
+	if (!t.found) { /* not among the first 64 thread states: not this thread's (another's frames would follow) */
 		rec->flags |= PROF_REC_PY_NOTHREAD;
 		return;
 	}
