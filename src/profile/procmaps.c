@@ -74,7 +74,7 @@ static pid_t proc_nspid(pid_t pid)
 /* Open a mapped file for reading its symbols: a regular file only (O_NONBLOCK: a FIFO planted at the path
  * must not hang the agent), and with ino set, only the inode the process mapped (the same path may name another
  * file on the host, or a newer version). */
-static int open_mapped(const char *path, uint64_t ino)
+int proc_open_mapped(const char *path, uint64_t ino)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	struct stat st;
@@ -101,19 +101,19 @@ static const struct sym_table *mapping_table(struct sym_cache *c, const struct p
 	if (m->live) {
 		snprintf(root, sizeof(root), "/proc/%d/root", (int)m->pid);
 		snprintf(p, sizeof(p), "%s%s", root, mp->path);
-		fd = open_mapped(p, mp->inode);
+		fd = proc_open_mapped(p, mp->inode);
 		if (fd < 0) {
 			char mf[96];
 			snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)m->pid, mp->start,
 				 mp->end);
-			fd = open_mapped(mf, 0);
+			fd = proc_open_mapped(mf, 0);
 		}
 		if (fd < 0)
-			fd = open_mapped(p, 0);
+			fd = proc_open_mapped(p, 0);
 	}
 	if (fd < 0) {
 		root[0] = '\0';
-		fd = open_mapped(mp->path, mp->inode);
+		fd = proc_open_mapped(mp->path, mp->inode);
 	}
 	if (fd < 0)
 		return NULL;	/* not recorded: it may be readable next time */

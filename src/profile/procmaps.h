@@ -84,6 +84,10 @@ const struct sym_mapping *proc_maps__find(const struct proc_maps *m, uint64_t ad
 /* The same, but on a miss for an address that can be user code, re-read the maps first (at most every
  * SYM_REFRESH_MIN_NS). */
 const struct sym_mapping *proc_maps__lookup(struct proc_maps *m, uint64_t addr);
+/* Open a mapped file for reading: a regular file only (O_NONBLOCK: a FIFO planted at the path must not hang the
+ * agent), and with ino set, only that inode (the same path may name another file on the host, or a newer version).
+ * An fd, or -errno (-ENOENT: not the file the process mapped). */
+int proc_open_mapped(const char *path, uint64_t ino);
 /* addr inside mapping mp -> offset in its file and, when the file's PT_LOAD segments are known, ELF virtual
  * address. Returns 1 with both set, 0 with only *file_off set, -ERANGE if addr is outside mp. */
 int sym_mapping__translate(const struct sym_mapping *mp, uint64_t addr, uint64_t *file_off, uint64_t *vaddr);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "lib/hash.h"
+#include "profile/procmaps.h"
 #include "lib/util.h"
 
 /* Every offset below was read from the DWARF of pyenv's libpythonX.Y.so.1.0 (3.10.13, 3.11.7, 3.12.1, 3.13.0) with
@@ -206,36 +207,22 @@ struct py_map {
 	const char *path; /* into the maps text */
 };
 
-/* A regular file, with inode ino when ino is not 0 (procmaps.c's rule: the same path may name another file). */
-static int open_mapped(const char *path, uint64_t ino)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	struct stat st;
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (ino && st.st_ino != ino)) {
-		close(fd);
-		return -ENOENT;
-	}
-	return fd;
-}
-
 /* mp's file: the process's own view (containers), the mapped file itself, that view without the inode check
  * (overlayfs), the path as is. */
 static int open_map_file(pid_t pid, const struct py_map *mp)
 {
 	char p[PATH_MAX + 32];
 	snprintf(p, sizeof(p), "/proc/%d/root%s", (int)pid, mp->path);
-	int fd = open_mapped(p, mp->ino);
+	int fd = proc_open_mapped(p, mp->ino);
 	if (fd < 0) {
 		char mf[96];
 		snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, mp->start, mp->end);
-		fd = open_mapped(mf, 0);
+		fd = proc_open_mapped(mf, 0);
 	}
 	if (fd < 0)
-		fd = open_mapped(p, 0);
+		fd = proc_open_mapped(p, 0);
 	if (fd < 0)
-		fd = open_mapped(mp->path, mp->ino);
+		fd = proc_open_mapped(mp->path, mp->ino);
 	return fd;
 }
 
