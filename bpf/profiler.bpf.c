@@ -263,10 +263,8 @@ cut:
 
 /* The current task's user stack into rec->ustack (rec: the per-CPU scratch record), with the rules of its process
  * when userspace has loaded them, else by frame pointers (bpf_get_stack). */
-static __always_inline void user_stack(void *ctx, struct prof_rec *rec, __u32 tgid)
+static __always_inline void user_stack(void *ctx, struct prof_rec *rec, struct task_struct *task, const __u32 *slot)
 {
-	__u32 *slot = bpf_map_lookup_elem(&unwind_slot, &tgid);
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!slot || !regs) {
 		rec->ustack_bytes = bpf_get_stack(ctx, rec->ustack, sizeof(rec->ustack), BPF_F_USER_STACK);
@@ -363,9 +361,8 @@ static long py_thread_step(__u32 i, void *arg)
 }
 
 /* The current thread's CPython frames into rec->py, when its process runs a CPython userspace has a layout for. */
-static __always_inline void python_stack(struct prof_rec *rec, __u32 tgid)
+static __always_inline void python_stack(struct prof_rec *rec, struct task_struct *task, const __u32 *slot)
 {
-	__u32 *slot = bpf_map_lookup_elem(&unwind_slot, &tgid);
 	const struct unwind_proc *p = slot ? bpf_map_lookup_elem(&unwind_procs, slot) : NULL;
 	if (!p || !p->py_layout)
 		return;
@@ -373,7 +370,6 @@ static __always_inline void python_stack(struct prof_rec *rec, __u32 tgid)
 	const struct py_layout *L = bpf_map_lookup_elem(&py_layouts, &layout);
 	if (!L)
 		return;
-	struct task_struct *task = bpf_get_current_task_btf();
 	/* The thread's state, matched by pthread_t: the thread's fs base on glibc x86-64. */
 	struct py_thread_ctx t = {.key = task->thread.fsbase, .next = L->tstate_next, .thread_id = L->tstate_thread_id};
 	__u64 interp = user_ptr(p->py_runtime + L->runtime_interpreters_head);
@@ -424,8 +420,11 @@ static __always_inline struct prof_rec *rec_new(__u32 type, __u32 svc, __u64 pid
 static __always_inline void rec_stacks(void *ctx, struct prof_rec *r)
 {
 	r->kstack_bytes = bpf_get_stack(ctx, r->kstack, sizeof(r->kstack), 0);
-	user_stack(ctx, r, r->tgid);
-	python_stack(r, r->tgid);
+	/* The process's unwinding slot and the task: looked up once for both walks. */
+	__u32 tgid = r->tgid, *slot = bpf_map_lookup_elem(&unwind_slot, &tgid);
+	struct task_struct *task = bpf_get_current_task_btf();
+	user_stack(ctx, r, task, slot);
+	python_stack(r, task, slot);
 }
 
 /* r's size up to its last CPython frame (clamped where the verifier sees it). */

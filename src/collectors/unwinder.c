@@ -123,11 +123,6 @@ void unwinder__free(struct unwinder *u)
 	free(u);
 }
 
-static uint64_t mono_ns(void)
-{
-	return now_ns(CLOCK_MONOTONIC);
-}
-
 /* Copy t's rows into the pool at rows_used: 0 or -errno. */
 static int pool_put(struct unwinder *u, const struct unwind_table *t, uint32_t *first)
 {
@@ -165,7 +160,7 @@ static const struct uw_file *file_of(struct unwinder *u, pid_t pid, const struct
 	int64_t id = id_index__find(&u->file_idx, h, file_eq, &k);
 	if (id >= 0)
 		return &u->files[id];
-	if (mono_ns() > u->budget_end_ns) { /* later: the caller holds the daemon's lock */
+	if (now_ns(CLOCK_MONOTONIC) > u->budget_end_ns) { /* later: the caller holds the daemon's lock */
 		u->pending = true;
 		return &NO_FILE_YET;
 	}
@@ -185,7 +180,7 @@ static const struct uw_file *file_of(struct unwinder *u, pid_t pid, const struct
 	char path[96], err[160] = "";
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)pid, (unsigned long long)mp->start,
 		 (unsigned long long)mp->end);
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		f->err = -errno;
@@ -203,7 +198,7 @@ static const struct uw_file *file_of(struct unwinder *u, pid_t pid, const struct
 			elf_end(e);
 		close(fd);
 	}
-	u->st.load_ns += mono_ns() - t0;
+	u->st.load_ns += now_ns(CLOCK_MONOTONIC) - t0;
 	if (f->err == -ENOSPC) {
 		if (!u->st.files_pool_full++)
 			log_warn("profile_unwind_pool_full", "the unwind rule pool is full (%u rows): %s and later files "
@@ -301,7 +296,7 @@ static void proc_remove(struct unwinder *u, struct uw_proc *p)
 
 void unwinder__budget(struct unwinder *u, uint64_t ns)
 {
-	u->budget_end_ns = mono_ns() + ns;
+	u->budget_end_ns = now_ns(CLOCK_MONOTONIC) + ns;
 }
 
 int unwinder__add(struct unwinder *u, const struct proc_maps *m)
@@ -313,6 +308,7 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 	size_t n = proc_maps__count(m);
 	const struct py_file *py_file = NULL; /* the interpreter (or libpython) it maps, and its load bias */
 	bool unreadable = false;
+	const struct uw_proc *known;
 	uint64_t py_bias = 0;
 	for (size_t i = 0; i < n && up->nmaps < UNWIND_PROC_MAPS; i++) {
 		const struct sym_mapping *mp = proc_maps__mapping(m, i);
@@ -357,7 +353,7 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 	if (py_file && py_file->layout) {
 		up->py_layout = (uint32_t)py_file->layout;
 		up->py_runtime = py_file->runtime_vaddr + py_bias;
-	} else if (py_file && !(proc_find(u, pid, false) && proc_find(u, pid, false)->py_said)) {
+	} else if (py_file && !((known = proc_find(u, pid, false)) && known->py_said)) {
 		unreadable = true; /* said once per process, not at each re-read */
 		u->st.py_unreadable++;
 		snprintf(u->st.py_unreadable_why, sizeof(u->st.py_unreadable_why), "%s", py_file->why);
@@ -419,7 +415,7 @@ void unwinder__forget(struct unwinder *u, pid_t pid)
 
 void unwinder__sweep(struct unwinder *u)
 {
-	uint64_t now = mono_ns();
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
 	if (now - u->last_sweep_ns < UW_SWEEP_NS)
 		return;
 	u->last_sweep_ns = now;
