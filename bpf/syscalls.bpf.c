@@ -3,8 +3,12 @@
  * untargeted path is one inlined array lookup and a return (measured: scripts/bench.sh). Targeted threads keep
  * their start time in task local storage (no hash on the hot path) and count into per-CPU histograms. Syscalls
  * of the untimed set (--untimed-syscalls: futex, getpid, ... by default, the bulk of a Python service's calls
- * and not worth two clock reads each) are only counted, at sys_exit, from the number in pt_regs. Their socket
- * reads and writes also feed the payload capture (payload.bpf.h). */
+ * and not worth two clock reads each) are only counted, at sys_exit, from the number in pt_regs.
+ *
+ * --syscalls sampled keeps sys_exit attached and attaches sys_enter for one SYSCALL_SAMPLE_ON_MS window in every
+ * SYSCALL_SAMPLE_PERIOD_MS (userspace does it): a syscall that began outside a window has no start time and is
+ * counted in syscall_unsampled instead, so calls stay exact while only the windows' calls are timed.
+ * --syscalls off loads none of this. Payload capture has its own hooks (bpf/payload.bpf.c). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -13,7 +17,6 @@
 #include "maps.bpf.h"
 #include "targets.bpf.h"
 #include "syscalls.h"
-#include "payload.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -35,6 +38,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } syscall_untimed SEC(".maps");
+
+/* [service-1][syscall] -> timed-set calls that began outside a sampling window (--syscalls sampled). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SYSCALL_MAX_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} syscall_unsampled SEC(".maps");
 
 /* Bitmap of the syscall numbers that are counted but not timed; set by userspace before load. */
 const volatile __u64 untimed_nr[SYSCALL_MAX_NR / 64] = {};
@@ -107,22 +118,26 @@ static __always_inline int on_exit(struct pt_regs *regs, long ret, const bool bt
 		return 0;
 	/* The syscall number, as the kernel's syscall_get_nr() reads it: untimed ones have no start time. */
 	__u32 nr = syscall_nr(regs, btf);
-	__u64 now;
 	if (is_untimed(nr)) {
 		__u32 idx = (svc - 1) * SYSCALL_MAX_NR + nr;
 		__u64 *n = bpf_map_lookup_elem(&syscall_untimed, &idx);
 		if (n)
 			(*n)++;
 		count_error(svc, nr, ret);
-		if (capture_bytes && ret > 0 && pl_is_captured_nr(nr))
-			pl_capture(regs, nr, ret, svc, bpf_ktime_get_ns(), btf);
 		return 0;
 	}
 	struct syscall_start *s = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0, 0);
-	if (!s || !s->ts) /* the thread became a target mid-syscall */
+	if (!s || !s->ts) { /* began outside a sampling window, or before the thread became a target */
+		if (nr < SYSCALL_MAX_NR) {
+			__u32 idx = (svc - 1) * SYSCALL_MAX_NR + nr;
+			__u64 *n = bpf_map_lookup_elem(&syscall_unsampled, &idx);
+			if (n)
+				(*n)++;
+		}
+		count_error(svc, nr, ret);
 		return 0;
-	now = bpf_ktime_get_ns();
-	__u64 delta = now - s->ts;
+	}
+	__u64 delta = bpf_ktime_get_ns() - s->ts;
 	nr = s->nr;
 	s->ts = 0;
 	if (nr >= SYSCALL_MAX_NR)
@@ -136,8 +151,6 @@ static __always_inline int on_exit(struct pt_regs *regs, long ret, const bool bt
 		h->sum_ns += delta;
 	}
 	count_error(svc, nr, ret);
-	if (capture_bytes && ret > 0 && pl_is_captured_nr(nr))
-		pl_capture(regs, nr, ret, svc, now, btf);
 	return 0;
 }
 

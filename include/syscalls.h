@@ -11,6 +11,10 @@
 /* Index space for syscall numbers; x86_64 numbers are below 512 (x32 ones, with bit 30 set, are ignored). */
 #define SYSCALL_MAX_NR 512
 
+/* --syscalls sampled: sys_enter is attached for SYSCALL_SAMPLE_ON_MS of every SYSCALL_SAMPLE_PERIOD_MS. */
+#define SYSCALL_SAMPLE_PERIOD_MS 10000
+#define SYSCALL_SAMPLE_ON_MS 1000
+
 /* Key of syscall_errors: one counter per (service, syscall, errno). */
 struct syscall_err_key {
 	__u16 service;

@@ -36,6 +36,10 @@ static const char run_usage[] =
 	"      --capture-bytes N      bytes of each socket read/write of a target captured for HTTP, WebSocket and\n"
 	"                             PostgreSQL parsing (default 256, at most 1024, plus the last 64 of longer\n"
 	"                             calls; 0 turns payload capture off)\n"
+	"      --syscalls MODE        syscall latency of targets: on (default: every call timed), sampled (every\n"
+	"                             call counted, those beginning in a 1 s window of every 10 s timed: sys_enter\n"
+	"                             is attached only then) or off (no syscall hook at all). HTTP, WebSocket and\n"
+	"                             PostgreSQL signals do not depend on it (docs/performance.md)\n"
 	"      --untimed-syscalls LIST\n"
 	"                             syscalls of targets that are counted (loupe_syscall_untimed_total) but not\n"
 	"                             timed, comma-separated (default " LOUPE_DEFAULT_UNTIMED ";\n"
@@ -106,7 +110,7 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt, bool
 		{"route-budget", required_argument, NULL, 'R'}, {"fingerprint-budget", required_argument, NULL, 'F'},
 		{"pg-usdt-query", no_argument, NULL, 'Q'}, {"profile-hz", required_argument, NULL, 'H'},
 		{"offcpu", no_argument, NULL, 'O'}, {"profile-all", no_argument, NULL, 'A'},
-		{"untimed-syscalls", required_argument, NULL, 'U'},
+		{"untimed-syscalls", required_argument, NULL, 'U'}, {"syscalls", required_argument, NULL, 'Y'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -153,6 +157,18 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt, bool
 			if ((rc = parse_untimed(optarg, opt->untimed, err, sizeof(err))))
 				usage_error("run", "bad --untimed-syscalls '%s': %s", optarg, err);
 			opt->untimed_syscalls = optarg;
+			break;
+		case 'Y':
+			if (!strcmp(optarg, "on"))
+				opt->syscalls = SYSCALLS_ON;
+			else if (!strcmp(optarg, "sampled"))
+				opt->syscalls = SYSCALLS_SAMPLED;
+			else if (!strcmp(optarg, "off"))
+				opt->syscalls = SYSCALLS_OFF;
+			else {
+				usage_error("run", "bad --syscalls '%s': expected on, sampled or off", optarg);
+				rc = -EINVAL;
+			}
 			break;
 		case 'P':
 			if (!strcmp(optarg, "sampled"))

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
-/* Payload collector: captured socket reads and writes of target processes (bpf/payload.bpf.h, inside the
- * syscalls object) -> per-connection protocol parsers -> request, session and statement metrics.
+/* Payload collector: captured socket reads and writes of target processes (bpf/payload.bpf.c, on the socket
+ * tracepoints) -> per-connection protocol parsers -> request, session and statement metrics.
  *
  * Each captured connection gets one struct conn, found by the kernel's connection id. Its calls go to the
  * protocol it speaks, through the table of protocols alone (src/collectors/payload_protos.c; the rows are
@@ -16,6 +16,7 @@
 #include "collectors/payload_int.h"
 #include "lib/bpf_util.h"
 #include "lib/log.h"
+#include "payload.skel.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -240,42 +241,48 @@ static int payload_open(struct loupe *L, void **priv)
 		snprintf(L->opening->detail, sizeof(L->opening->detail), "off (--capture-bytes 0)");
 		return LOUPE_FEATURE_DISABLED;
 	}
-	if (!L->sys_obj) {
-		log_warn("payload_unavailable", "payload capture runs inside the syscalls feature, which did not load");
-		return -ENOENT;
-	}
-	struct bpf_map *events = bpf_object__find_map_by_name(L->sys_obj, "pl_events");
-	struct bpf_map *conns = bpf_object__find_map_by_name(L->sys_obj, "pl_conns");
-	struct bpf_map *drops = bpf_object__find_map_by_name(L->sys_obj, "pl_drops");
-	if (!events || !conns || !drops)
-		return -ENOENT;
 	struct payload *p = calloc(1, sizeof(*p));
+	const char *hook;
+	int err = 0;
 	if (!p)
 		return -ENOMEM;
 	p->L = L;
-	p->conns_fd = bpf_map__fd(conns);
-	p->drops_fd = bpf_map__fd(drops);
-
-	int err = 0;
-	for (int i = 0; i < PROTO_NR && !err; i++)
-		if (payload_protos[i] && payload_protos[i]->open)
-			err = payload_protos[i]->open(p, L->reg);
-	if (!err && !(p->rb = ring_buffer__new(bpf_map__fd(events), on_record, p, NULL)))
+	if (!(p->skel = payload_bpf__open())) {
 		err = -errno;
-	if (err) {
-		rows_close(p);
 		free(p);
 		return err;
 	}
-	L->opening->hook = L->tp_flavour; /* its programs are the syscalls ones */
+	p->skel->rodata->capture_bytes = L->opt->capture_bytes;
+	if ((err = bpf_map__set_max_entries(p->skel->maps.target_svc, L->pid_max)) ||
+	    (err = bpf_map__reuse_fd(p->skel->maps.target_svc, L->target_svc_fd)) ||
+	    (err = loupe__select_tp_flavour(L, p->skel->obj, &hook)) || (err = payload_bpf__load(p->skel))) {
+		payload_bpf__destroy(p->skel);
+		free(p);
+		return err;
+	}
+	p->conns_fd = bpf_map__fd(p->skel->maps.pl_conns);
+	p->drops_fd = bpf_map__fd(p->skel->maps.pl_drops);
+
+	for (int i = 0; i < PROTO_NR && !err; i++)
+		if (payload_protos[i] && payload_protos[i]->open)
+			err = payload_protos[i]->open(p, L->reg);
+	if (!err && !(p->rb = ring_buffer__new(bpf_map__fd(p->skel->maps.pl_events), on_record, p, NULL)))
+		err = -errno;
+	if (err) {
+		rows_close(p);
+		payload_bpf__destroy(p->skel);
+		free(p);
+		return err;
+	}
+	loupe__add_object(L, p->skel->obj);
 	*priv = p;
 	return 0;
 }
 
 static int payload_attach(void *priv)
 {
-	(void)priv; /* the syscalls feature attached the programs */
-	return 0;
+	struct payload *p = priv;
+	return payload_bpf__attach(p->skel);
 }
 
 static int payload_poll(void *priv)
@@ -404,6 +411,7 @@ static void payload_close(void *priv)
 	}
 	rows_close(p);
 	ring_buffer__free(p->rb);
+	payload_bpf__destroy(p->skel);
 	free(p);
 }
 

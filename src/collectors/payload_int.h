@@ -77,6 +77,7 @@ struct svc_stats {
 
 struct payload {
 	struct loupe *L;
+	struct payload_bpf *skel;
 	struct ring_buffer *rb;
 	int conns_fd, drops_fd;
 	struct conn *buckets[CONN_BUCKETS];

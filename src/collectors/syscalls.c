@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /* Syscall latency collector: bpf/syscalls.bpf.c -> loupe_syscall_duration_seconds{service_name,syscall},
- * loupe_syscall_untimed_total{service_name,syscall} (the --untimed-syscalls set: counted, not timed) and
- * loupe_syscall_errors_total{service_name,syscall,errno} (both sets). Kernel maps are cumulative and never cleared. The same
- * object carries the payload capture (bpf/payload.bpf.h), whose records src/collectors/payload.c reads. */
+ * loupe_syscall_untimed_total{service_name,syscall} (the --untimed-syscalls set: counted, not timed),
+ * loupe_syscall_calls_total{service_name,syscall} (every call, timed or not) and
+ * loupe_syscall_errors_total{service_name,syscall,errno}. Kernel maps are cumulative and never cleared.
+ *
+ * --syscalls on attaches sys_enter and sys_exit for good; sampled attaches sys_exit for good and sys_enter for
+ * SYSCALL_SAMPLE_ON_MS of every SYSCALL_SAMPLE_PERIOD_MS (poll() does it), so that the host's syscalls pay one
+ * program most of the time, and only the windows' calls are timed; loupe_syscall_timing_duty_ratio and
+ * loupe_syscall_timing_seconds_total say so. off: the feature does not load. */
 #include "collectors/export.h"
 #include "core/loupe.h"
 #include "lib/bpf_util.h"
@@ -25,6 +30,13 @@ struct syscalls {
 	int nservices;
 	uint64_t *sums; /* scratch: summed histograms of every [service][syscall] */
 	uint64_t *calls; /* scratch: summed untimed calls of every [service][syscall] */
+	uint64_t *unsampled; /* scratch: summed calls begun outside a sampling window */
+	struct bpf_program *enter, *exit; /* the flavour's programs */
+	struct bpf_link *enter_link, *exit_link; /* --syscalls sampled: exit for good, enter in windows */
+	uint64_t window_ns;	 /* when sys_enter was attached (0: detached) */
+	uint64_t next_toggle_ns; /* when to attach or detach it next */
+	uint64_t timed_ns;	 /* time sys_enter was attached, closed windows */
+	uint64_t attach_ns;	 /* when the feature attached (the duty ratio's base) */
 };
 
 static const char *const drop_reasons[SYSCALL_DROP_NR] = {
@@ -34,16 +46,21 @@ static const char *const drop_reasons[SYSCALL_DROP_NR] = {
 
 static int syscalls_open(struct loupe *L, void **priv)
 {
-	struct syscalls *s = calloc(1, sizeof(*s));
 	const char *hook;
 	int err;
+	if (L->opt->syscalls == SYSCALLS_OFF) {
+		snprintf(L->opening->detail, sizeof(L->opening->detail), "off (--syscalls off)");
+		return LOUPE_FEATURE_DISABLED;
+	}
+	struct syscalls *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->L = L;
 	s->nservices = L->opt->rules.nservices;
 	s->sums = calloc((size_t)s->nservices * SYSCALL_MAX_NR, sizeof(struct loupe_hist));
 	s->calls = calloc((size_t)s->nservices * SYSCALL_MAX_NR, sizeof(uint64_t));
-	if (!s->sums || !s->calls) {
+	s->unsampled = calloc((size_t)s->nservices * SYSCALL_MAX_NR, sizeof(uint64_t));
+	if (!s->sums || !s->calls || !s->unsampled) {
 		err = -ENOMEM;
 		goto fail;
 	}
@@ -52,37 +69,84 @@ static int syscalls_open(struct loupe *L, void **priv)
 		err = -errno;
 		goto fail;
 	}
-	s->skel->rodata->capture_bytes = L->opt->capture_bytes;
 	_Static_assert(sizeof(s->skel->rodata->untimed_nr) == sizeof(L->opt->untimed), "untimed bitmap size");
 	memcpy(s->skel->rodata->untimed_nr, L->opt->untimed, sizeof(L->opt->untimed));
 	if ((err = bpf_map__set_max_entries(s->skel->maps.syscall_hist, (__u32)s->nservices * SYSCALL_MAX_NR)) ||
 	    (err = bpf_map__set_max_entries(s->skel->maps.syscall_untimed, (__u32)s->nservices * SYSCALL_MAX_NR)) ||
+	    (err = bpf_map__set_max_entries(s->skel->maps.syscall_unsampled, (__u32)s->nservices * SYSCALL_MAX_NR)) ||
 	    (err = bpf_map__set_max_entries(s->skel->maps.target_svc, L->pid_max)) ||
 	    (err = bpf_map__reuse_fd(s->skel->maps.target_svc, L->target_svc_fd)) ||
 	    (err = loupe__select_tp_flavour(L, s->skel->obj, &hook)))
 		goto fail;
-	if (!L->opt->capture_bytes) { /* payload capture off: its close hook is not needed either */
-		bpf_program__set_autoload(s->skel->progs.pl_state_btf, false);
-		bpf_program__set_autoload(s->skel->progs.pl_state_raw, false);
-	}
 	if ((err = syscalls_bpf__load(s->skel)))
 		goto fail;
+	bool btf = !strcmp(hook, "tp_btf");
+	s->enter = btf ? s->skel->progs.sys_enter_btf : s->skel->progs.sys_enter_raw;
+	s->exit = btf ? s->skel->progs.sys_exit_btf : s->skel->progs.sys_exit_raw;
 	loupe__add_object(L, s->skel->obj);
-	L->sys_obj = s->skel->obj;
 	*priv = s;
 	return 0;
 fail:
 	syscalls_bpf__destroy(s->skel);
 	free(s->sums);
 	free(s->calls);
+	free(s->unsampled);
 	free(s);
 	return err;
+}
+
+static int attach_link(struct bpf_program *prog, struct bpf_link **link)
+{
+	*link = bpf_program__attach(prog);
+	return *link ? 0 : -errno;
 }
 
 static int syscalls_attach(void *priv)
 {
 	struct syscalls *s = priv;
-	return syscalls_bpf__attach(s->skel);
+	int err;
+	s->attach_ns = now_ns(CLOCK_MONOTONIC);
+	if ((err = attach_link(s->exit, &s->exit_link)) || (err = attach_link(s->enter, &s->enter_link)))
+		return err;
+	s->window_ns = s->attach_ns;
+	s->next_toggle_ns = s->attach_ns + (uint64_t)SYSCALL_SAMPLE_ON_MS * 1000000;
+	return 0;
+}
+
+/* --syscalls sampled: sys_enter attached for SYSCALL_SAMPLE_ON_MS, then detached until the period ends. The first
+ * window opens at attach. A failed attach is logged and retried at the next period. */
+static int syscalls_poll(void *priv)
+{
+	struct syscalls *s = priv;
+	if (s->L->opt->syscalls != SYSCALLS_SAMPLED)
+		return 0;
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+	if (now < s->next_toggle_ns)
+		return 0;
+	const uint64_t on = (uint64_t)SYSCALL_SAMPLE_ON_MS * 1000000, period = (uint64_t)SYSCALL_SAMPLE_PERIOD_MS * 1000000;
+	if (s->enter_link) {
+		bpf_link__destroy(s->enter_link);
+		s->enter_link = NULL;
+		s->timed_ns += now - s->window_ns;
+		s->window_ns = 0;
+		s->next_toggle_ns += period - on;
+	} else {
+		int err = attach_link(s->enter, &s->enter_link);
+		if (err)
+			log_warn("syscall_window_failed", "cannot attach sys_enter for a sampling window: %s", strerror(-err));
+		else
+			s->window_ns = now_ns(CLOCK_MONOTONIC);
+		s->next_toggle_ns += err ? period : on;
+	}
+	if (s->next_toggle_ns < now) /* the loop stalled past a whole window: start again from now */
+		s->next_toggle_ns = now + (s->enter_link ? on : period - on);
+	return 0;
+}
+
+static uint64_t syscalls_poll_due(void *priv)
+{
+	struct syscalls *s = priv;
+	return s->L->opt->syscalls == SYSCALLS_SAMPLED ? s->next_toggle_ns : UINT64_MAX;
 }
 
 /* The timed syscalls' histograms ([service][syscall] in syscall_hist), the syscalls a service never made left out. */
@@ -131,6 +195,32 @@ static int export_untimed(struct syscalls *s, struct metric_family *untimed)
 	return 0;
 }
 
+/* Every call of each [service][syscall]: the timed ones (the histograms' counts, in s->sums), the untimed set's
+ * and those begun outside a sampling window (read here). Called after export_latency() and export_untimed(). */
+static int export_calls(struct syscalls *s, struct metric_family *calls)
+{
+	const struct target_rules *rules = &s->L->opt->rules;
+	const size_t nwords = sizeof(struct loupe_hist) / sizeof(uint64_t);
+	char tmp[32];
+	int err = percpu_array_sum_all(bpf_map__fd(s->skel->maps.syscall_unsampled),
+				       (uint32_t)s->nservices * SYSCALL_MAX_NR, 1, s->unsampled);
+	if (err)
+		return err;
+	for (int svc = 1; svc <= s->nservices; svc++) {
+		for (__u32 nr = 0; nr < SYSCALL_MAX_NR; nr++) {
+			size_t i = (size_t)(svc - 1) * SYSCALL_MAX_NR + nr;
+			uint64_t n = s->calls[i] + s->unsampled[i];
+			for (int k = 0; k < HIST_SLOTS; k++)
+				n += s->sums[i * nwords + k];
+			if (n) {
+				const char *v[] = {rules->service[svc], syscall_name(nr, tmp, sizeof(tmp))};
+				family__add(calls, v, (double)n);
+			}
+		}
+	}
+	return 0;
+}
+
 /* The syscall_errors hash, keyed by service, syscall and errno. */
 static void export_errors(struct syscalls *s, struct metric_family *errs)
 {
@@ -169,12 +259,29 @@ static int syscalls_collect(void *priv, struct registry *reg)
 		reg, "loupe_syscall_untimed_total",
 		"System calls of target processes in the --untimed-syscalls set: counted, not timed.", METRIC_COUNTER,
 		untimed_labels, 0, FAMILY_SNAPSHOT);
-	if (!hist || !errs || !untimed)
+	struct metric_family *calls = registry__family(
+		reg, "loupe_syscall_calls_total",
+		"System calls of target processes, every one (timed, untimed, or outside a sampling window).",
+		METRIC_COUNTER, untimed_labels, 0, FAMILY_SNAPSHOT);
+	struct metric_family *duty = registry__family(
+		reg, "loupe_syscall_timing_duty_ratio",
+		"Fraction of the time syscall timing is on (1: --syscalls on; --syscalls sampled: the window's share, "
+		"so loupe_syscall_duration_seconds holds a sample of the calls).",
+		METRIC_GAUGE, NULL, 0, FAMILY_SNAPSHOT);
+	struct metric_family *timed = registry__family(
+		reg, "loupe_syscall_timing_seconds_total",
+		"Seconds during which syscalls beginning were timed (sys_enter attached).", METRIC_COUNTER, NULL, 0,
+		FAMILY_SNAPSHOT);
+	if (!hist || !errs || !untimed || !calls || !duty || !timed)
 		return -ENOMEM;
 
 	int err;
-	if ((err = export_latency(s, hist)) || (err = export_untimed(s, untimed)))
+	if ((err = export_latency(s, hist)) || (err = export_untimed(s, untimed)) || (err = export_calls(s, calls)))
 		return err;
+	uint64_t now = now_ns(CLOCK_MONOTONIC), on_ns = s->timed_ns + (s->window_ns ? now - s->window_ns : 0);
+	family__add(duty, NULL,
+		    s->L->opt->syscalls == SYSCALLS_SAMPLED ? (double)SYSCALL_SAMPLE_ON_MS / SYSCALL_SAMPLE_PERIOD_MS : 1.0);
+	family__add(timed, NULL, (double)on_ns / 1e9);
 	export_errors(s, errs);
 	return loupe_export_drops(reg, "syscalls", bpf_map__fd(s->skel->maps.syscall_drops), drop_reasons,
 				  SYSCALL_DROP_NR);
@@ -184,7 +291,9 @@ static void syscalls_status(void *priv, struct buf *json)
 {
 	struct syscalls *s = priv;
 	/* The option was checked against the syscall table: names only, nothing to escape. */
-	buf__printf(json, "\"untimed_syscalls\":\"%s\"", s->L->opt->untimed_syscalls ? s->L->opt->untimed_syscalls : "");
+	buf__printf(json, "\"untimed_syscalls\":\"%s\",\"mode\":\"%s\",\"timing_now\":%s",
+		    s->L->opt->untimed_syscalls ? s->L->opt->untimed_syscalls : "",
+		    s->L->opt->syscalls == SYSCALLS_SAMPLED ? "sampled" : "on", s->enter_link ? "true" : "false");
 }
 
 static void syscalls_close(void *priv)
@@ -192,11 +301,12 @@ static void syscalls_close(void *priv)
 	struct syscalls *s = priv;
 	if (!s)
 		return;
-	if (s->L->sys_obj == s->skel->obj)
-		s->L->sys_obj = NULL;
+	bpf_link__destroy(s->enter_link);
+	bpf_link__destroy(s->exit_link);
 	syscalls_bpf__destroy(s->skel);
 	free(s->sums);
 	free(s->calls);
+	free(s->unsampled);
 	free(s);
 }
 
@@ -204,6 +314,9 @@ const struct collector syscalls_collector = {
 	.name = "syscalls",
 	.open = syscalls_open,
 	.attach = syscalls_attach,
+	.poll = syscalls_poll,
+	.poll_period_ms = SYSCALL_SAMPLE_PERIOD_MS,
+	.poll_due_ns = syscalls_poll_due,
 	.collect = syscalls_collect,
 	.status = syscalls_status,
 	.close = syscalls_close,

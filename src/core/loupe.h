@@ -73,6 +73,7 @@ struct loupe_options {
 	enum { BPF_STATS_SAMPLED, BPF_STATS_ALWAYS, BPF_STATS_OFF } bpf_stats;
 	const char *tracepoints; /* forced flavour (tp_btf, raw_tp) or NULL for auto */
 	unsigned capture_bytes;	 /* payload bytes captured per socket call (0: capture off) */
+	enum { SYSCALLS_ON, SYSCALLS_SAMPLED, SYSCALLS_OFF } syscalls; /* --syscalls: latency timing */
 	const char *untimed_syscalls; /* --untimed-syscalls as given (NULL: LOUPE_DEFAULT_UNTIMED) */
 	uint64_t untimed[8];	 /* its bitmap by syscall number (SYSCALL_MAX_NR bits) */
 	unsigned route_budget;	 /* HTTP route templates per service before "_other" */
@@ -97,7 +98,6 @@ struct loupe {
 	/* Shared BPF state. */
 	int target_svc_fd; /* tgid -> service array, owned by the targets collector */
 	int target_procs_fd; /* tgid -> struct target_info hash of live target processes, owned by it too */
-	struct bpf_object *sys_obj; /* the syscalls object, which also runs the payload capture */
 	uint32_t pid_max;
 	struct bpf_object *objects[LOUPE_MAX_OBJECTS];
 	int nobjects;

@@ -17,7 +17,8 @@ from bpf_support import (BLOCKER, CORE_PROG_NAMES, LOUPE_PROG_NAMES, Blocker, Wo
                          kill_all, live_links, live_progs, new_tag, run_cli)
 
 TRACEPOINTS = {"sched_process_fork", "sched_process_exec", "sched_process_exit", "sys_enter", "sys_exit",
-               "inet_sock_set_state", "tcp_retransmit_skb", "tcp_send_reset", "tcp_receive_reset"}
+               "inet_sock_set_state", "tcp_retransmit_skb", "tcp_send_reset", "tcp_receive_reset", "sock_recv_length",
+               "sock_send_length"}
 FEATURES = ("targets", "syscalls", "tcp", "payload")
 PERF_EVENT_PROGS = {"prof_sample", "prof_session"}  # the continuous profile's; sessions attach their own
 

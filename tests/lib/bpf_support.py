@@ -283,7 +283,7 @@ CORE_PROG_NAMES = {
     "raw_tp": {"fork_raw", "exec_raw", "exit_raw", "sys_enter_raw", "sys_exit_raw"},
 }
 LOUPE_PROG_NAMES = {
-    flavour: names | {f"tcp_{p}_{suffix}" for p in ("state", "retx", "rst_tx", "rst_rx")} | {f"pl_state_{suffix}"}
+    flavour: names | {f"tcp_{p}_{suffix}" for p in ("state", "retx", "rst_tx", "rst_rx")} | {f"pl_{p}_{suffix}" for p in ("state", "recv", "send")}
     | {"prof_sample", "prof_session"}
     for flavour, names, suffix in (("tp_btf", CORE_PROG_NAMES["tp_btf"], "btf"),
                                    ("raw_tp", CORE_PROG_NAMES["raw_tp"], "raw"))

@@ -1,21 +1,29 @@
-/* SPDX-License-Identifier: GPL-2.0 */
-/* Payload capture, compiled into bpf/syscalls.bpf.c: it runs inside that object's sys_exit program, on the
- * targeted path only, so capture adds no program run to the host's other syscalls.
+// SPDX-License-Identifier: GPL-2.0
+/* Payload capture on the socket tracepoints: sock:sock_recv_length and sock:sock_send_length fire when a
+ * socket's recvmsg or sendmsg returns, inside the read or write syscall of the task, and only for socket I/O. So
+ * HTTP, WebSocket and PostgreSQL signals cost the host's other syscalls nothing, and need no syscall hook at all
+ * (--syscalls off): the socket is the tracepoint's argument, and the bytes are in the user buffers that the
+ * syscall's own arguments name (the task's user registers).
  *
  * For read, readv, recvfrom, recvmsg, write, writev, sendto and sendmsg of a target process that moved bytes on a
  * TCP socket, the first capture_bytes of them (gathered over up to PAYLOAD_IOV_MAX iovecs), and for longer
  * single-buffer calls also their last PAYLOAD_TAIL bytes, go to userspace
  * through pl_events, with the connection's identity, the byte count and a timestamp. pl_conns holds each
  * captured connection's state from its first such call to TCP_CLOSE; userspace marks the ones no protocol
- * parser wants as PL_STOPPED, and from then on their calls cost a lookup and nothing else. */
-#ifndef LOUPE_PAYLOAD_BPF_H
-#define LOUPE_PAYLOAD_BPF_H
+ * parser wants as PL_STOPPED, and from then on their calls cost a lookup and nothing else. Socket I/O of other
+ * syscalls (sendfile, splice, sendmmsg, io_uring) and of kernel threads is not captured. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
-#include "payload.h"
+#include "bits.bpf.h"
+#include "core_fixes.bpf.h"
 #include "maps.bpf.h"
+#include "targets.bpf.h"
+#include "payload.h"
 
-#define PL_S_IFMT 00170000
-#define PL_S_IFSOCK 0140000
+char LICENSE[] SEC("license") = "GPL";
+
 #define PL_AF_INET 2
 #define PL_AF_INET6 10
 #define PL_SOCK_STREAM 1
@@ -93,57 +101,6 @@ static __always_inline bool pl_is_captured_nr(__u32 nr)
  * macros (bpf_tracing.h knows which register holds it on each __TARGET_ARCH). */
 #define PL_ARG(btf, regs, n) ((btf) ? PT_REGS_PARM##n##_SYSCALL(regs) : PT_REGS_PARM##n##_CORE_SYSCALL(regs))
 
-/* The kernel's read-only cast (6.2+): a scalar that holds a kernel pointer becomes a typed, untrusted pointer. */
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
-
-/* The TCP socket behind fd of the current task, or NULL. */
-static __always_inline struct sock *pl_fd_sock(int fd, const bool btf)
-{
-	struct file *f = NULL;
-	struct socket *sock;
-	struct sock *sk;
-	if (fd < 0)
-		return NULL;
-	if (btf) {
-		struct fdtable *fdt = bpf_get_current_task_btf()->files->fdt;
-		if ((unsigned)fd >= fdt->max_fds)
-			return NULL;
-		struct file **fds = fdt->fd; /* a pointer to pointers: a scalar to the verifier */
-		if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-			return NULL;
-		f = bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));
-		if ((f->f_inode->i_mode & PL_S_IFMT) != PL_S_IFSOCK)
-			return NULL;
-		sock = bpf_rdonly_cast(f->private_data, bpf_core_type_id_kernel(struct socket));
-		if (!sock || sock->file != f)
-			return NULL;
-		sk = sock->sk;
-		if (!sk || sk->sk_type != PL_SOCK_STREAM || BPF_CORE_READ_BITFIELD(sk, sk_protocol) != IPPROTO_TCP)
-			return NULL;
-	} else {
-		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-		struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-		if (!fdt || (unsigned)fd >= BPF_CORE_READ(fdt, max_fds))
-			return NULL;
-		struct file **fds = BPF_CORE_READ(fdt, fd);
-		if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-			return NULL;
-		if ((BPF_CORE_READ(f, f_inode, i_mode) & PL_S_IFMT) != PL_S_IFSOCK)
-			return NULL;
-		sock = BPF_CORE_READ(f, private_data);
-		if (!sock || BPF_CORE_READ(sock, file) != f)
-			return NULL;
-		sk = BPF_CORE_READ(sock, sk);
-		if (!sk || BPF_CORE_READ(sk, sk_type) != PL_SOCK_STREAM ||
-		    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
-			return NULL;
-	}
-	__u16 family = PL_RD(btf, sk, __sk_common.skc_family);
-	if (family != PL_AF_INET && family != PL_AF_INET6)
-		return NULL;
-	return sk;
-}
-
 /* Bytes that had moved on the connection before this call, in either direction, beyond the SYN's sequence
  * number that bytes_acked may count: the capture then begins mid-stream. */
 static __always_inline bool pl_midstream(struct sock *sk, __u8 dir, long ret)
@@ -199,17 +156,9 @@ static __always_inline __u32 pl_gather(struct pl_scratch *s, __u32 nr, struct pt
 	return off;
 }
 
-static __always_inline void pl_capture(struct pt_regs *regs, __u32 nr, long ret, __u32 svc, __u64 now,
-				       const bool btf)
+static __always_inline void pl_capture(struct sock *sk, struct pt_regs *regs, __u32 nr, __u8 dir, long ret,
+				       __u32 svc, __u64 now, const bool btf)
 {
-	__u8 dir = (nr == PL_NR_READ || nr == PL_NR_READV || nr == PL_NR_RECVFROM || nr == PL_NR_RECVMSG) ? PL_DIR_IN
-														: PL_DIR_OUT;
-	if ((nr == PL_NR_RECVFROM && (PL_ARG(btf, regs, 4) & PL_MSG_PEEK)) ||
-	    (nr == PL_NR_RECVMSG && (PL_ARG(btf, regs, 3) & PL_MSG_PEEK)))
-		return; /* the bytes stay queued: the next read reports them */
-	struct sock *sk = pl_fd_sock((int)PL_ARG(btf, regs, 1), btf);
-	if (!sk)
-		return;
 	__u64 key = (__u64)sk;
 	__u8 flags = 0;
 	struct pl_conn *c = bpf_map_lookup_elem(&pl_conns, &key);
@@ -302,4 +251,55 @@ int BPF_PROG(pl_state_btf, const struct sock *sk, int oldstate, int newstate) { 
 SEC("raw_tp/inet_sock_set_state")
 int BPF_PROG(pl_state_raw, const struct sock *sk, int oldstate, int newstate) { return pl_on_state(sk, newstate); }
 
-#endif
+/* A TCP socket of the inet families. */
+static __always_inline bool pl_is_inet_tcp(struct sock *sk, const bool btf)
+{
+	if (btf) {
+		if (sk->sk_type != PL_SOCK_STREAM || BPF_CORE_READ_BITFIELD(sk, sk_protocol) != IPPROTO_TCP)
+			return false;
+	} else if (BPF_CORE_READ(sk, sk_type) != PL_SOCK_STREAM ||
+		   BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP) {
+		return false;
+	}
+	__u16 family = PL_RD(btf, sk, __sk_common.skc_family);
+	return family == PL_AF_INET || family == PL_AF_INET6;
+}
+
+/* A socket's recvmsg (dir in) or sendmsg (dir out) returned ret, in the current task. Untargeted tasks return
+ * after one array lookup. The syscall (its number and arguments) is read from the task's user registers: the
+ * tracepoint fires inside it. */
+static __always_inline int pl_on_io(struct sock *sk, int ret, int flags, __u8 dir, const bool btf)
+{
+	if (ret <= 0 || !capture_bytes)
+		return 0;
+	__u32 svc = target_service(bpf_get_current_pid_tgid() >> 32);
+	if (!svc || !sk)
+		return 0;
+	if (dir == PL_DIR_IN && (flags & PL_MSG_PEEK))
+		return 0; /* the bytes stay queued: the next read reports them */
+	if (!pl_is_inet_tcp(sk, btf))
+		return 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (!regs)
+		return 0;
+	__u32 nr = syscall_nr(regs, btf);
+	if (!pl_is_captured_nr(nr))
+		return 0; /* sendfile, splice, sendmmsg, io_uring, a kernel thread: not a call we can read */
+	__u8 nr_dir = (nr == PL_NR_READ || nr == PL_NR_READV || nr == PL_NR_RECVFROM || nr == PL_NR_RECVMSG)
+			      ? PL_DIR_IN
+			      : PL_DIR_OUT;
+	if (nr_dir != dir)
+		return 0;
+	pl_capture(sk, regs, nr, dir, ret, svc, bpf_ktime_get_ns(), btf);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(pl_recv_btf, struct sock *sk, int ret, int flags) { return pl_on_io(sk, ret, flags, PL_DIR_IN, true); }
+SEC("raw_tp/sock_recv_length")
+int BPF_PROG(pl_recv_raw, struct sock *sk, int ret, int flags) { return pl_on_io(sk, ret, flags, PL_DIR_IN, false); }
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(pl_send_btf, struct sock *sk, int ret, int flags) { return pl_on_io(sk, ret, flags, PL_DIR_OUT, true); }
+SEC("raw_tp/sock_send_length")
+int BPF_PROG(pl_send_raw, struct sock *sk, int ret, int flags) { return pl_on_io(sk, ret, flags, PL_DIR_OUT, false); }
