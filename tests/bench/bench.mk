@@ -3,7 +3,8 @@
 # cost timer, and a process making many distinct syscalls (scrape time at scale). `make bench` builds them and runs
 # the benchmark; `make bench-bins` only builds them.
 BENCH_DIR  := $(BUILD)/bench
-BENCH_BINS := $(BENCH_DIR)/loupe-bench-floor $(BENCH_DIR)/loupe-bench-sc $(BENCH_DIR)/loupe-bench-mix
+BENCH_BINS := $(BENCH_DIR)/loupe-bench-floor $(BENCH_DIR)/loupe-bench-sc $(BENCH_DIR)/loupe-bench-mix \
+              $(BENCH_DIR)/loupe-bench-cost
 
 .PHONY: bench-bins
 bench-bins: $(BENCH_BINS)
@@ -26,6 +27,10 @@ $(BENCH_DIR)/loupe-bench-sc: tests/bench/syscall_cost.c | $(BENCH_DIR)
 	$(Q)$(CC) $(CFLAGS) -o $@ $<
 
 $(BENCH_DIR)/loupe-bench-mix: tests/bench/syscall_mix.c | $(BENCH_DIR)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $<
+
+$(BENCH_DIR)/loupe-bench-cost: tests/bench/cost.c | $(BENCH_DIR)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $<
 
