@@ -66,6 +66,15 @@ def progstats(pid):
     for p in progs.values():
         out["total"]["run_time_ns"] += int(p.get("run_time_ns", 0))
         out["total"]["run_cnt"] += int(p.get("run_cnt", 0))
+    # Per program, by name (bpftool knows the names; fdinfo does not).
+    res = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True)
+    names = {str(x.get("id")): x.get("name", "?") for x in json.loads(res.stdout or "[]")}
+    out["progs"] = {}
+    for pid_, p in progs.items():
+        name = names.get(pid_, f"id{pid_}")
+        e = out["progs"].setdefault(name, {"run_time_ns": 0, "run_cnt": 0})
+        e["run_time_ns"] += int(p.get("run_time_ns", 0))
+        e["run_cnt"] += int(p.get("run_cnt", 0))
     for link in infos:
         if link["kind"] == "bpf_link" and link.get("tp_name") in SYSCALL_HOOKS:
             p = progs.get(link.get("prog_id"), {})

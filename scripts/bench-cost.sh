@@ -1,0 +1,361 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
+# Loupe's cost benchmark: `make bench` (docs/performance.md, "Cost benchmark", says how to read it). Root; loopback only.
+#   scripts/bench-cost.sh [--quick] [--rounds N] [--only PARTS] [--out FILE] [--keep]
+#     --quick       2 rounds of shorter runs: a smoke test of the script, not figures to quote
+#     --rounds N    rounds of every part (default 10 for m, 6 for p, a and w)
+#     --only PARTS  some of the parts m, p, a, w, b (default mpawb)
+#     --out FILE    also write every record (JSON lines) to FILE
+#     --keep        keep the work directory (logs, raw records)
+#
+# Every part runs its workload under each condition, the conditions alternating within a round (the order rotates
+# from round to round), so that a figure and its baseline come from neighbouring minutes; the report gives, per
+# condition, the median over rounds of the paired difference (or ratio) against "off" of the same round, and the
+# spread (quartiles) over rounds. Conditions:
+#   off      nothing attached
+#   floor    empty tp_btf programs on sys_enter and sys_exit (build/bench/loupe-bench-floor): what any tool on those
+#            hooks costs every syscall of the host
+#   on, sampled, sysoff
+#            loupe run --syscalls on|sampled|off --bpf-stats off, started for the condition and measured from 1.5 s
+#            after it is ready. sampled is measured outside its timing windows (the first closes 1 s after attach);
+#            the report weighs it with on by the duty cycle (0.9 x sampled + 0.1 x on): its cost over time.
+# Parts:
+#   m  micro-workloads (build/bench/loupe-bench-cost): a getuid() loop not targeted (syscall_u) and targeted
+#      (syscall_t), a loopback HTTP request/response pair and a PostgreSQL simple-query/response pair, each between
+#      two target processes (http, pg): ns per operation (wall), the workload's CPU and the host's CPU per operation
+#      (/proc/stat busy time: steal, idle and iowait excluded); loupe's counts checked against the operations
+#   p  pgbench -S and the TPC-B-like script (-M prepared, 4 clients, 2 threads, 5 s) against a private cluster that
+#      loupe targets by pid: TPS and host CPU per transaction
+#   a  the reference API (tests/workload) under wrk with its mix (10 connections, 5 s): requests/s, host CPU per
+#      request, loupe's CPU
+#   w  WebSocket echo throughput of the same API (ws_client.py --throughput, 8 sessions, 5 s): messages/s
+#   b  where the time goes, under the API load with loupe's defaults: BPF run time per program (--bpf-stats
+#      always) per request, and loupe's own CPU by function (perf record -g on the loupe process)
+# Env: BUILD (build), LOUPE_BENCH_PORT (19477), and the workload's LOUPE_PG_PORT/LOUPE_PG_DIR/LOUPE_API_PORT/
+#      LOUPE_RUN_DIR (defaults: a private cluster and API on 55533, /tmp/loupe-cost-pg, 18181, /tmp/loupe-cost-run).
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+BUILD=${BUILD:-build}
+LOUPE=$top/$BUILD/loupe
+FLOOR=$top/$BUILD/bench/loupe-bench-floor
+COST=$top/$BUILD/bench/loupe-bench-cost
+PY=/usr/bin/python3
+WL=$top/tests/workload
+PORT=${LOUPE_BENCH_PORT:-19477}
+export LOUPE_PG_PORT=${LOUPE_PG_PORT:-55533}
+export LOUPE_PG_DIR=${LOUPE_PG_DIR:-/tmp/loupe-cost-pg}
+export LOUPE_API_PORT=${LOUPE_API_PORT:-18181}
+export LOUPE_RUN_DIR=${LOUPE_RUN_DIR:-/tmp/loupe-cost-run}
+export LOUPE_API_HOST=127.0.0.1 LOUPE_PG_HOST=127.0.0.1
+
+quick=0 out="" parts=mpawb keep=0 rounds=""
+while (($#)); do
+	case "$1" in
+	--quick) quick=1; shift ;;
+	--rounds) rounds=${2:?--rounds needs N}; shift 2 ;;
+	--out) out=${2:?--out needs a FILE}; shift 2 ;;
+	--only) parts=${2:?--only needs PARTS, e.g. mp}; shift 2 ;;
+	--keep) keep=1; shift ;;
+	-h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "bench-cost.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+	esac
+done
+[[ $parts =~ ^[mpawb]+$ ]] || { echo "bench-cost.sh: --only takes letters from mpawb (got '$parts')" >&2; exit 2; }
+[[ -z $rounds || $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-cost.sh: --rounds takes a positive number (got '$rounds')" >&2; exit 2; }
+want() { [[ $parts == *"$1"* ]]; }
+if ((quick)); then
+	M_ROUNDS=2 P_ROUNDS=2 A_ROUNDS=2 W_ROUNDS=2 SYSCALL_OPS=500000 PAIR_OPS=5000 DURATION=3
+else
+	M_ROUNDS=10 P_ROUNDS=6 A_ROUNDS=6 W_ROUNDS=6 SYSCALL_OPS=3000000 PAIR_OPS=30000 DURATION=5
+fi
+[[ -n $rounds ]] && M_ROUNDS=$rounds P_ROUNDS=$rounds A_ROUNDS=$rounds W_ROUNDS=$rounds
+SETTLE=1.5
+CONDS=(off floor on sampled sysoff)
+
+log() { printf '[cost %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ $(id -u) -eq 0 ]] || die "needs root (BPF programs): run as root"
+for tool in bpftool curl jq; do command -v $tool >/dev/null || die "$tool not found (apt-get install $tool)"; done
+[[ -x $PY ]] || die "$PY not found (apt-get install python3)"
+want a && { command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"; }
+want b && { command -v wrk >/dev/null && command -v perf >/dev/null || die "part b needs wrk and perf (apt-get install wrk linux-perf)"; }
+want w && { "$PY" -c 'import websockets' 2>/dev/null || die "$PY cannot import websockets (apt-get install python3-websockets)"; }
+PGBENCH=${LOUPE_PG_BIN:-/usr/lib/postgresql/15/bin}/pgbench
+want p && { [[ -x $PGBENCH ]] || PGBENCH=$(command -v pgbench) || die "pgbench not found (apt-get install postgresql-15)"; }
+log "building loupe and the benchmark programs"
+make -s "$BUILD/loupe" bench-bins >&2 || die "build failed"
+curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz" && die "something listens on 127.0.0.1:$PORT already (set LOUPE_BENCH_PORT)"
+
+work=$(mktemp -d /tmp/loupe-cost.XXXXXX)
+records=$work/records.jsonl
+: >"$records"
+LOUPE_PID="" FLOOR_PID="" STARTED_PG=0 STARTED_API=0 PG_DIR_NEW=0 RUN_DIR_NEW=0 PG_PID="" BG_PID=""
+
+stop_pid() {
+	local pid=$1 i
+	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	stop_pid "$BG_PID"
+	stop_pid "$LOUPE_PID"
+	stop_pid "$FLOOR_PID"
+	((STARTED_API)) && { "$WL/api-stop.sh" >>"$work/workload.log" 2>&1 || log "warning: api-stop.sh failed"; }
+	if ((STARTED_PG)); then
+		local purge=()
+		((PG_DIR_NEW)) && purge=(--purge)
+		"$WL/pg-stop.sh" "${purge[@]}" >>"$work/workload.log" 2>&1 || log "warning: pg-stop.sh failed"
+	fi
+	[[ -n $out && -s $records ]] && cp "$records" "$out"
+	if ((keep || rc)); then log "work directory kept: $work"; else rm -rf "$work"; ((RUN_DIR_NEW)) && rm -rf "$LOUPE_RUN_DIR"; fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+record() { printf '%s\n' "$1" >>"$records"; }
+
+# Host busy and steal seconds so far (/proc/stat "cpu": user nice system idle iowait irq softirq steal).
+host_cpu() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "{\"busy_s\":%.2f,\"steal_s\":%.2f}", ($2 + $3 + $4 + $7 + $8) / hz, $9 / hz; exit }' /proc/stat; }
+# CPU seconds of one process (utime + stime).
+proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+scrape() { curl -s -f --max-time 10 -o "$1" "http://127.0.0.1:$PORT/metrics"; }
+# Sum of a metric's samples whose labels include the given ones (name label=value ...).
+sample() { "$PY" "$top/tests/bench/benchlib.py" sample "$@"; }
+
+loupe_start() { # options...
+	"$LOUPE" run --listen "127.0.0.1:$PORT" "$@" 2>>"$work/loupe.log" &
+	LOUPE_PID=$!
+	local i
+	for ((i = 0; i < 300; i++)); do
+		curl -s -o /dev/null --max-time 1 -f "http://127.0.0.1:$PORT/readyz" && return 0
+		kill -0 "$LOUPE_PID" 2>/dev/null || { tail -n 5 "$work/loupe.log" >&2; die "loupe exited during start-up"; }
+		sleep 0.1
+	done
+	die "loupe not ready after 30 s (log: $work/loupe.log)"
+}
+floor_start() {
+	"$FLOOR" >"$work/floor.out" 2>&1 &
+	FLOOR_PID=$!
+	local i
+	for ((i = 0; i < 100; i++)); do
+		grep -q '^attached' "$work/floor.out" && return 0
+		kill -0 "$FLOOR_PID" 2>/dev/null || { cat "$work/floor.out" >&2; die "loupe-bench-floor exited during start-up"; }
+		sleep 0.1
+	done
+	die "loupe-bench-floor did not attach within 10 s"
+}
+# Set up a condition for the given loupe targets: cond_start COND target...
+cond_start() {
+	local cond=$1
+	shift
+	case $cond in
+	off) return 0 ;;
+	floor) floor_start ;;
+	on|sampled) loupe_start --syscalls "$cond" --bpf-stats off "$@" ;;
+	sysoff) loupe_start --syscalls off --bpf-stats off "$@" ;;
+	default) loupe_start "$@" ;;
+	esac
+	sleep "$SETTLE"
+}
+cond_stop() { stop_pid "$LOUPE_PID"; LOUPE_PID=""; stop_pid "$FLOOR_PID"; FLOOR_PID=""; }
+# The conditions of round r, rotated so that each takes each place in turn.
+order() { local r=$1 n=${#CONDS[@]} i; for ((i = 0; i < n; i++)); do echo "${CONDS[(i + r) % n]}"; done; }
+
+record "$(jq -nc --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg kernel "$(uname -r)" --arg nproc "$(nproc)" \
+	--arg cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" --arg git "$(git rev-parse --short=12 HEAD 2>/dev/null || echo ?)" \
+	--arg parts "$parts" --argjson quick "$quick" --arg default "$("$LOUPE" run --help | sed -n 's/.*--syscalls MODE.*(default: \([a-z]*\).*/\1/p; s/.*: on (default.*/on/p' | head -n 1)" \
+	'{part:"machine",date:$date,kernel:$kernel,nproc:$nproc,cpu:$cpu,git:$git,parts:$parts,quick:($quick==1),default_syscalls:$default}')"
+log "$(nproc) CPUs, Linux $(uname -r); work directory $work"
+
+# ------------------------------------------------------------------------------------------------ m
+if want m; then
+	ln -s "$COST" "$work/lbc-t"
+	ln -s "$COST" "$work/lbc-u"
+	log "(m) $M_ROUNDS rounds x ${#CONDS[@]} conditions: getuid loop (untargeted, targeted) x $SYSCALL_OPS, HTTP and PostgreSQL pairs x $PAIR_OPS"
+	for ((r = 1; r <= M_ROUNDS; r++)); do
+		for cond in $(order "$r"); do
+			cond_start "$cond" --target 'bench=comm:^lbc-t$'
+			[[ -n $LOUPE_PID ]] && scrape "$work/m0.txt"
+			c0=$([[ -n $LOUPE_PID ]] && proc_cpu "$LOUPE_PID" || echo 0)
+			line=""
+			for wl in syscall_u syscall_t http pg; do
+				case $wl in
+				syscall_u) res=$("$work/lbc-u" syscall -n "$SYSCALL_OPS") ;;
+				syscall_t) res=$("$work/lbc-t" syscall -n "$SYSCALL_OPS") ;;
+				*) res=$("$work/lbc-t" "$wl" -n "$PAIR_OPS") ;;
+				esac
+				record "$(jq -c --arg cond "$cond" --argjson round "$r" --arg wl "$wl" '. + {part:"m",cond:$cond,round:$round,wl:$wl}' <<<"$res")"
+				line+=" $wl $(jq -r '.wall_ns_per_op | floor' <<<"$res")"
+				if [[ $wl == http || $wl == pg ]] && [[ -n $LOUPE_PID ]]; then
+					# Ground truth: every request and statement, warm-up included, counted on the server side.
+					sleep 0.3
+					scrape "$work/m1.txt"
+					want_n=$(jq '.ops + .warmup_ops' <<<"$res")
+					if [[ $wl == http ]]; then
+						m=(http_server_request_duration_seconds_count service_name=bench)
+					else
+						m=(loupe_postgres_query_duration_seconds_count service_name=bench)
+					fi
+					got=$(( $(sample "$work/m1.txt" "${m[@]}") - $(sample "$work/m0.txt" "${m[@]}") ))
+					record "$(jq -nc --arg cond "$cond" --argjson round "$r" --arg wl "$wl" --argjson want "$want_n" --argjson got "$got" \
+						'{part:"m",kind:"count",cond:$cond,round:$round,wl:$wl,want:$want,got:$got}')"
+					((got == want_n)) || log "warning: (m) $cond $wl: loupe counted $got of $want_n"
+					cp "$work/m1.txt" "$work/m0.txt"
+				fi
+			done
+			if [[ -n $LOUPE_PID ]]; then
+				record "$(jq -nc --arg cond "$cond" --argjson round "$r" --argjson a "$c0" --argjson b "$(proc_cpu "$LOUPE_PID")" \
+					'{part:"m",kind:"loupe",cond:$cond,round:$round,loupe_cpu_s:($b - $a)}')"
+			fi
+			cond_stop
+			log "(m) round $r $(printf '%-7s' "$cond") ns/op:$line"
+		done
+	done
+fi
+
+# --------------------------------------------------------------------------------------- workload
+pg_start() {
+	((STARTED_PG)) && return 0
+	[[ -e $LOUPE_PG_DIR ]] || PG_DIR_NEW=1
+	log "starting PostgreSQL (127.0.0.1:$LOUPE_PG_PORT, $LOUPE_PG_DIR)"
+	STARTED_PG=1
+	"$WL/pg-start.sh" >>"$work/workload.log" 2>&1 || { tail -n 5 "$work/workload.log" >&2; die "pg-start.sh failed"; }
+	PG_PID=$(head -n 1 "$LOUPE_PG_DIR/postmaster.pid")
+}
+api_start() {
+	((STARTED_API)) && return 0
+	pg_start
+	[[ -e $LOUPE_RUN_DIR ]] || RUN_DIR_NEW=1
+	log "starting the API (127.0.0.1:$LOUPE_API_PORT)"
+	STARTED_API=1
+	"$WL/api-start.sh" >>"$work/workload.log" 2>&1 || { tail -n 5 "$work/workload.log" >&2; die "api-start.sh failed"; }
+	SEED_IDS=$("$PY" "$WL/seed.py" --ids-only 2>>"$work/workload.log") || die "seed.py failed (see $work/workload.log)"
+	API_TARGETS=(--target "api=pid:$(cat "$LOUPE_RUN_DIR/api.pid")" --target "postgres=pid:$PG_PID")
+}
+wrk_run() { # seconds outfile
+	wrk -d "${1}s" -c 10 -t 2 --timeout 10s -s "$WL/mix.lua" "http://127.0.0.1:$LOUPE_API_PORT" -- mix "$SEED_IDS" >"$2" 2>&1
+}
+run_to() { local f=$1; shift; "$@" >"$f" 2>&1; }
+# Runs "$@" under a condition and records host CPU and loupe's CPU around it: measured PART COND ROUND cmd...
+measured() {
+	local part=$1 cond=$2 round=$3 h0 h1 c0=0 c1=0 t0 t1
+	shift 3
+	h0=$(host_cpu)
+	[[ -n $LOUPE_PID ]] && c0=$(proc_cpu "$LOUPE_PID")
+	t0=$(date +%s.%N)
+	"$@" || log "warning: ($part) $cond round $round: $1 failed"
+	t1=$(date +%s.%N)
+	h1=$(host_cpu)
+	[[ -n $LOUPE_PID ]] && c1=$(proc_cpu "$LOUPE_PID")
+	MEASURED=$(jq -nc --argjson h0 "$h0" --argjson h1 "$h1" --argjson c0 "$c0" --argjson c1 "$c1" --arg t0 "$t0" --arg t1 "$t1" \
+		'{wall_s:(($t1 | tonumber) - ($t0 | tonumber)),host_busy_s:($h1.busy_s - $h0.busy_s),host_steal_s:($h1.steal_s - $h0.steal_s),loupe_cpu_s:($c1 - $c0)}')
+}
+
+# ------------------------------------------------------------------------------------------------ p
+if want p; then
+	pg_start
+	G_ENV=(PGHOST=127.0.0.1 "PGPORT=$LOUPE_PG_PORT" PGUSER=loupe PGDATABASE=loupe)
+	log "(p) pgbench -i -s 10"
+	env "${G_ENV[@]}" "$PGBENCH" -i -q -s 10 >"$work/pgbench-init.txt" 2>&1 || die "pgbench -i failed: $(tail -n 3 "$work/pgbench-init.txt")"
+	for mode in select tpcb; do
+		script=()
+		[[ $mode == select ]] && script=(-S)
+		env "${G_ENV[@]}" "$PGBENCH" -n "${script[@]}" -M prepared -c 4 -j 2 -T 3 >/dev/null 2>&1 || die "pgbench warm-up failed"
+		for ((r = 1; r <= P_ROUNDS; r++)); do
+			for cond in $(order "$r"); do
+				cond_start "$cond" --target "postgres=pid:$PG_PID"
+				f=$work/pgbench-$mode-$cond-$r.txt
+				measured p "$cond" "$r" run_to "$f" env "${G_ENV[@]}" "$PGBENCH" -n "${script[@]}" -M prepared -c 4 -j 2 -T "$DURATION"
+				res=$("$PY" "$top/tests/bench/benchlib.py" pgbench "$f")
+				cond_stop
+				record "$(jq -c --arg cond "$cond" --argjson round "$r" --arg mode "$mode" --argjson m "$MEASURED" \
+					'. + $m + {part:"p",mode:$mode,cond:$cond,round:$round}' <<<"$res")"
+				log "(p) $mode round $r $(printf '%-7s' "$cond") $(jq -r '"\(.tps // 0 | floor) tps"' <<<"$res")"
+			done
+		done
+	done
+	((PG_DIR_NEW)) || env "${G_ENV[@]}" "$PGBENCH" -i -I d >>"$work/pgbench-init.txt" 2>&1 || true
+fi
+
+# ------------------------------------------------------------------------------------------------ a
+if want a; then
+	api_start
+	wrk_run 3 "$work/wrk-warmup.txt" || die "wrk warm-up failed: $(tail -n 3 "$work/wrk-warmup.txt")"
+	for ((r = 1; r <= A_ROUNDS; r++)); do
+		for cond in $(order "$r"); do
+			cond_start "$cond" "${API_TARGETS[@]}"
+			[[ -n $LOUPE_PID ]] && scrape "$work/a0.txt"
+			f=$work/wrk-$cond-$r.txt
+			measured a "$cond" "$r" wrk_run "$DURATION" "$f"
+			res=$("$PY" "$top/tests/bench/benchlib.py" wrk "$f")
+			counted=null
+			if [[ -n $LOUPE_PID ]]; then
+				sleep 0.3
+				scrape "$work/a1.txt"
+				m=(http_server_request_duration_seconds_count service_name=api)
+				counted=$(( $(sample "$work/a1.txt" "${m[@]}") - $(sample "$work/a0.txt" "${m[@]}") ))
+			fi
+			cond_stop
+			record "$(jq -c --arg cond "$cond" --argjson round "$r" --argjson m "$MEASURED" --argjson counted "$counted" \
+				'. + $m + {part:"a",cond:$cond,round:$round,loupe_requests:$counted}' <<<"$res")"
+			log "(a) round $r $(printf '%-7s' "$cond") $(jq -r '"\(.rps // 0 | floor) req/s (\(.requests // "?") requests)"' <<<"$res")$(
+				[[ $counted == null ]] || echo "; loupe counted $counted")"
+		done
+	done
+fi
+
+# ------------------------------------------------------------------------------------------------ w
+if want w; then
+	api_start
+	for ((r = 1; r <= W_ROUNDS; r++)); do
+		for cond in $(order "$r"); do
+			cond_start "$cond" "${API_TARGETS[@]}"
+			f=$work/ws-$cond-$r.json
+			measured w "$cond" "$r" run_to "$f" "$PY" "$WL/ws_client.py" --throughput --sessions 8 --duration "$DURATION" \
+				--size 32 --host 127.0.0.1 --port "$LOUPE_API_PORT"
+			cond_stop
+			res=$(jq -c 'select(.throughput) | {messages_per_s:.throughput.messages_per_s,messages:.throughput.messages}' "$f" 2>/dev/null | tail -n 1)
+			[[ -n $res ]] || res='{"messages_per_s":0}'
+			record "$(jq -c --arg cond "$cond" --argjson round "$r" --argjson m "$MEASURED" '. + $m + {part:"w",cond:$cond,round:$round}' <<<"$res")"
+			log "(w) round $r $(printf '%-7s' "$cond") $(jq -r '"\(.messages_per_s | floor) messages/s"' <<<"$res")"
+		done
+	done
+fi
+
+# ------------------------------------------------------------------------------------------------ b
+if want b; then
+	api_start
+	log "(b) loupe's defaults with --bpf-stats always, under the API load: BPF run time per program, and perf on loupe"
+	loupe_start --bpf-stats always "${API_TARGETS[@]}"
+	sleep 3
+	"$PY" "$top/tests/bench/benchlib.py" progstats "$LOUPE_PID" >"$work/b-prog0.json"
+	wrk_run 10 "$work/wrk-b.txt" &
+	BG_PID=$!
+	sleep 1
+	perf record -q -g -F 499 -p "$LOUPE_PID" -o "$work/perf.data" -- sleep 8 >/dev/null 2>&1 || log "warning: perf record failed"
+	wait "$BG_PID" || true
+	BG_PID=""
+	"$PY" "$top/tests/bench/benchlib.py" progstats "$LOUPE_PID" >"$work/b-prog1.json"
+	reqs=$("$PY" "$top/tests/bench/benchlib.py" wrk "$work/wrk-b.txt" | jq '.requests // 0')
+	record "$(jq -nc --slurpfile a "$work/b-prog0.json" --slurpfile b "$work/b-prog1.json" --argjson reqs "$reqs" \
+		'{part:"b",kind:"bpf",requests:$reqs,progs:[$b[0].progs // {} | to_entries[] | .key as $k |
+		  {name:$k, runs:(.value.run_cnt - ($a[0].progs[$k].run_cnt // 0)), run_time_ns:(.value.run_time_ns - ($a[0].progs[$k].run_time_ns // 0))}]}')"
+	cond_stop
+	if [[ -s $work/perf.data ]]; then
+		perf report -i "$work/perf.data" --no-children --sort symbol --stdio -q --percent-limit 1.5 2>/dev/null \
+			| grep -E '^ +[0-9.]+%' | head -n 25 >"$work/perf-top.txt" || true
+		record "$(jq -Rsc '{part:"b",kind:"perf",top:(split("\n") | map(select(length > 0) | gsub("^ +"; "")))}' <"$work/perf-top.txt")"
+	fi
+fi
+
+echo >&2
+"$PY" "$top/tests/bench/costreport.py" "$records"

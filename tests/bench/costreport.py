@@ -1,0 +1,197 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
+"""The report of scripts/bench-cost.sh: costreport.py RECORDS.jsonl
+
+Every figure is a median over rounds of a quantity paired within its round (a condition against "off" measured
+minutes apart in the same round), with its quartiles over rounds in brackets. "default" is loupe's default
+--syscalls mode; when that is sampled, its figure is the duty-weighted one (0.9 x sampled measured outside the
+windows + 0.1 x on, per round)."""
+import json
+import statistics
+import sys
+
+CONDS = ["floor", "on", "sampled", "sysoff"]
+DUTY = 0.1  # include/syscalls.h: SYSCALL_SAMPLE_ON_MS / SYSCALL_SAMPLE_PERIOD_MS
+
+
+def quart(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None, None, None
+    if len(xs) < 4:
+        return statistics.median(xs), xs[0], xs[-1]
+    q = statistics.quantiles(xs, n=4)
+    return statistics.median(xs), q[0], q[2]
+
+
+def fmt(t, spec):
+    m, lo, hi = t
+    if m is None:
+        return "-"
+    return f"{m:{spec}} [{lo:{spec}}, {hi:{spec}}]"
+
+
+def by_round(recs, key):
+    """{round: {cond: value}}"""
+    out = {}
+    for r in recs:
+        v = key(r)
+        if v is not None:
+            out.setdefault(r["round"], {})[r["cond"]] = v
+    return out
+
+
+def paired(rounds, cond, op, default_mode):
+    """Per round op(cond value, off value); cond "default" is the default mode (weighted when sampled)."""
+    vals = []
+    for conds in rounds.values():
+        if "off" not in conds:
+            continue
+        if cond == "default" and default_mode == "sampled":
+            if "sampled" in conds and "on" in conds:
+                vals.append((1 - DUTY) * op(conds["sampled"], conds["off"]) + DUTY * op(conds["on"], conds["off"]))
+            continue
+        c = {"default": {"on": "on", "off": "sysoff"}.get(default_mode, default_mode)}.get(cond, cond)
+        if c in conds:
+            vals.append(op(conds[c], conds["off"]))
+    return vals
+
+
+def main(path):
+    recs = [json.loads(line) for line in open(path) if line.strip()]
+    machine = next((r for r in recs if r.get("part") == "machine"), {})
+    dmode = machine.get("default_syscalls") or "on"
+    conds = CONDS + ["default"]
+    goals = []
+    summary = {"default_syscalls": dmode}
+    print(f"# Cost benchmark, {machine.get('date', '?')}, git {machine.get('git', '?')}, Linux {machine.get('kernel', '?')}, "
+          f"{machine.get('nproc', '?')} CPUs; loupe's default: --syscalls {dmode}")
+    print("# median over rounds of the per-round difference (or ratio) against off, [quartiles]")
+
+    m = [r for r in recs if r.get("part") == "m" and "wl" in r and "kind" not in r]
+    if m:
+        print("\n## (m) micro-workloads: ns added per operation (wall), host CPU ns added per operation")
+        for wl, unit in (("syscall_u", "syscall (untargeted)"), ("syscall_t", "syscall (targeted)"),
+                         ("http", "HTTP request"), ("pg", "SQL statement")):
+            rs = [r for r in m if r["wl"] == wl]
+            if not rs:
+                continue
+            wall = by_round(rs, lambda r: r["wall_ns_per_op"])
+            host = by_round(rs, lambda r: r["host_cpu_ns_per_op"])
+            base = quart([c["off"] for c in wall.values() if "off" in c])
+            print(f"\n{unit}: off {fmt(base, '.0f')} ns per operation")
+            print(f"  {'condition':9} {'ns added (wall)':>28} {'host CPU ns added':>30}")
+            for c in conds:
+                a = quart(paired(wall, c, lambda x, y: x - y, dmode))
+                h = quart(paired(host, c, lambda x, y: x - y, dmode))
+                label = c if c != "default" else f"default ({dmode})"
+                print(f"  {label:9} {fmt(a, '10.1f'):>28} {fmt(h, '10.0f'):>30}")
+                summary.setdefault("m", {}).setdefault(wl, {})[c] = {"wall_added_ns": a[0], "host_cpu_added_ns": h[0]}
+            if wl == "syscall_u":
+                floor_r = {k: v for k, v in wall.items() if "floor" in v and "off" in v}
+                ratios = []
+                for k, v in floor_r.items():
+                    fl = v["floor"] - v["off"]
+                    if fl <= 0:
+                        continue
+                    if dmode == "sampled" and "sampled" in v and "on" in v:
+                        add = (1 - DUTY) * (v["sampled"] - v["off"]) + DUTY * (v["on"] - v["off"])
+                    elif {"on": "on", "off": "sysoff"}.get(dmode, dmode) in v:
+                        add = v[{"on": "on", "off": "sysoff"}.get(dmode, dmode)] - v["off"]
+                    else:
+                        continue
+                    ratios.append(add / fl)
+                q = quart(ratios)
+                print(f"  untargeted syscall, loupe's default over the floor: {fmt(q, '.2f')}")
+                goals.append(("untargeted syscall cost <= 1.2x the floor (default mode)", q[0], q[0] is not None and q[0] <= 1.2))
+        counts = [r for r in recs if r.get("part") == "m" and r.get("kind") == "count"]
+        if counts:
+            exact = sum(r["want"] == r["got"] for r in counts)
+            print(f"\nloupe's counts of the pairs' requests and statements: exact in {exact} of {len(counts)} runs"
+                  + "".join(f"\n  {r['cond']} round {r['round']} {r['wl']}: {r['got']} of {r['want']}"
+                            for r in counts if r["want"] != r["got"]))
+        lc = [r for r in recs if r.get("part") == "m" and r.get("kind") == "loupe"]
+        if lc:
+            for c in ("on", "sampled", "sysoff"):
+                xs = [r["loupe_cpu_s"] for r in lc if r["cond"] == c]
+                if xs:
+                    print(f"  loupe's CPU over the four workloads, --syscalls {c}: {statistics.median(xs):.2f} s")
+
+    def throughput(part, key, name, unit_key, unit_name, goal_default=None, goal_sysoff=None, modes=(None,)):
+        rs = [r for r in recs if r.get("part") == part]
+        for mode in modes:
+            ms = [r for r in rs if mode is None or r.get("mode") == mode]
+            if not ms:
+                continue
+            label = name if mode is None else f"{name} {mode}"
+            tput = by_round(ms, lambda r: r.get(key) or None)
+            cpu = by_round(ms, lambda r: (r["host_busy_s"] / r[unit_key] * 1e6) if r.get(unit_key) else None)
+            loupe = by_round(ms, lambda r: 100 * r["loupe_cpu_s"] / r["wall_s"] if r.get("wall_s") else None)
+            base = quart([c["off"] for c in tput.values() if "off" in c])
+            cbase = quart([c["off"] for c in cpu.values() if "off" in c])
+            print(f"\n{label}: off {fmt(base, '.0f')} per s; host CPU {fmt(cbase, '.1f')} us per {unit_name}")
+            print(f"  {'condition':9} {'throughput ratio':>24} {'host CPU us added per ' + unit_name:>34} {'loupe CPU %':>12}")
+            for c in conds:
+                rr = quart(paired(tput, c, lambda x, y: x / y, dmode))
+                ca = quart(paired(cpu, c, lambda x, y: x - y, dmode))
+                lk = {"default": "sampled" if dmode == "sampled" else {"off": "sysoff"}.get(dmode, dmode)}.get(c, c)
+                lcpu = [v[lk] for v in loupe.values() if lk in v] if c != "floor" else []
+                lq = statistics.median(lcpu) if lcpu else None
+                lab = c if c != "default" else f"default ({dmode})"
+                print(f"  {lab:9} {fmt(rr, '.3f'):>24} {fmt(ca, '.2f'):>34} {'-' if lq is None else f'{lq:.2f}':>12}")
+                summary.setdefault(part, {}).setdefault(mode or "all", {})[c] = {"ratio": rr[0], "host_cpu_added_us": ca[0],
+                                                                              "loupe_cpu_pct": lq}
+                if c == "default" and goal_default:
+                    goals.append((f"{label} with loupe's default >= {goal_default}", rr[0], rr[0] is not None and rr[0] >= goal_default))
+                    if part == "a":
+                        goals.append(("loupe's own CPU under the API load < 1% of a core", lq, lq is not None and lq < 1))
+                if c == "sysoff" and goal_sysoff:
+                    goals.append((f"{label} with --syscalls off >= {goal_sysoff}", rr[0], rr[0] is not None and rr[0] >= goal_sysoff))
+            if part == "a":
+                cnt = [(r["loupe_requests"], r.get("requests")) for r in ms if r.get("loupe_requests") is not None]
+                if cnt:
+                    print("  requests loupe counted / wrk completed: " + ", ".join(f"{a}/{b}" for a, b in cnt[:12])
+                          + (" ..." if len(cnt) > 12 else ""))
+
+    if any(r.get("part") == "p" for r in recs):
+        print("\n## (p) pgbench, 4 clients, -M prepared")
+        throughput("p", "tps", "pgbench", "transactions", "transaction", 0.97, 0.99, modes=("select", "tpcb"))
+    if any(r.get("part") == "a" for r in recs):
+        print("\n## (a) reference API under wrk (mix)")
+        throughput("a", "rps", "API", "requests", "request", 0.98)
+    if any(r.get("part") == "w" for r in recs):
+        print("\n## (w) WebSocket echo")
+        throughput("w", "messages_per_s", "WebSocket", "messages", "message", 0.97)
+
+    b = [r for r in recs if r.get("part") == "b"]
+    for r in b:
+        if r.get("kind") == "bpf":
+            n = r.get("requests") or 0
+            print(f"\n## (b) BPF run time per program under the API load ({n} requests, --bpf-stats always)")
+            print(f"  {'program':18} {'runs/request':>13} {'ns/run':>8} {'us/request':>11}")
+            tot = 0
+            for p in sorted(r["progs"], key=lambda p: -p["run_time_ns"]):
+                if not p["runs"]:
+                    continue
+                tot += p["run_time_ns"]
+                print(f"  {p['name']:18} {p['runs'] / n if n else 0:13.1f} {p['run_time_ns'] / p['runs']:8.0f} "
+                      f"{p['run_time_ns'] / n / 1e3 if n else 0:11.2f}")
+            print(f"  {'total':18} {'':13} {'':8} {tot / n / 1e3 if n else 0:11.2f}")
+        elif r.get("kind") == "perf":
+            print("\n## (b) loupe's CPU by function (perf, self time, the API load)")
+            for line in r["top"]:
+                print("  " + line)
+
+    print("\n## goals")
+    for name, v, ok in goals:
+        vs = "-" if v is None else f"{v:.3f}"
+        print(f"  {'MET ' if ok else 'MISSED'} {name}: {vs}")
+    summary["goals"] = [{"goal": n, "value": v, "met": ok} for n, v, ok in goals]
+    print("\nsummary: " + json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    sys.exit(main(sys.argv[1]))
