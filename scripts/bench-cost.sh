@@ -185,19 +185,22 @@ if want m; then
 		for cond in $(order "$r"); do
 			cond_start "$cond" --target 'bench=comm:^lbc-t$'
 			[[ -n $LOUPE_PID ]] && scrape "$work/m0.txt"
-			c0=$([[ -n $LOUPE_PID ]] && proc_cpu "$LOUPE_PID" || echo 0)
 			line=""
 			for wl in syscall_u syscall_t http pg; do
+				c0=$([[ -n $LOUPE_PID ]] && proc_cpu "$LOUPE_PID" || echo 0)
 				case $wl in
 				syscall_u) res=$("$work/lbc-u" syscall -n "$SYSCALL_OPS") ;;
 				syscall_t) res=$("$work/lbc-t" syscall -n "$SYSCALL_OPS") ;;
 				*) res=$("$work/lbc-t" "$wl" -n "$PAIR_OPS") ;;
 				esac
-				record "$(jq -c --arg cond "$cond" --argjson round "$r" --arg wl "$wl" '. + {part:"m",cond:$cond,round:$round,wl:$wl}' <<<"$res")"
+				# loupe's own CPU over the workload (the records it reads arrive within PL_POLL_MS of the end).
+				[[ -n $LOUPE_PID && ($wl == http || $wl == pg) ]] && sleep 0.3
+				c1=$([[ -n $LOUPE_PID ]] && proc_cpu "$LOUPE_PID" || echo 0)
+				record "$(jq -c --arg cond "$cond" --argjson round "$r" --arg wl "$wl" --argjson c0 "$c0" --argjson c1 "$c1" \
+					'. + {part:"m",cond:$cond,round:$round,wl:$wl,loupe_cpu_s:($c1 - $c0)}' <<<"$res")"
 				line+=" $wl $(jq -r '.wall_ns_per_op | floor' <<<"$res")"
 				if [[ $wl == http || $wl == pg ]] && [[ -n $LOUPE_PID ]]; then
 					# Ground truth: every request and statement, warm-up included, counted on the server side.
-					sleep 0.3
 					scrape "$work/m1.txt"
 					want_n=$(jq '.ops + .warmup_ops' <<<"$res")
 					if [[ $wl == http ]]; then
@@ -212,10 +215,6 @@ if want m; then
 					cp "$work/m1.txt" "$work/m0.txt"
 				fi
 			done
-			if [[ -n $LOUPE_PID ]]; then
-				record "$(jq -nc --arg cond "$cond" --argjson round "$r" --argjson a "$c0" --argjson b "$(proc_cpu "$LOUPE_PID")" \
-					'{part:"m",kind:"loupe",cond:$cond,round:$round,loupe_cpu_s:($b - $a)}')"
-			fi
 			cond_stop
 			log "(m) round $r $(printf '%-7s' "$cond") ns/op:$line"
 		done

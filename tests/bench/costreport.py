@@ -110,12 +110,15 @@ def main(path):
             print(f"\nloupe's counts of the pairs' requests and statements: exact in {exact} of {len(counts)} runs"
                   + "".join(f"\n  {r['cond']} round {r['round']} {r['wl']}: {r['got']} of {r['want']}"
                             for r in counts if r["want"] != r["got"]))
-        lc = [r for r in recs if r.get("part") == "m" and r.get("kind") == "loupe"]
-        if lc:
+        print("\nloupe's own CPU per operation (us; /proc/PID/stat ticks over the workload, 10 ms each)")
+        for wl in ("http", "pg"):
+            cells = []
             for c in ("on", "sampled", "sysoff"):
-                xs = [r["loupe_cpu_s"] for r in lc if r["cond"] == c]
+                xs = [r["loupe_cpu_s"] / r["ops"] * 1e6 for r in m if r["wl"] == wl and r["cond"] == c and "loupe_cpu_s" in r]
                 if xs:
-                    print(f"  loupe's CPU over the four workloads, --syscalls {c}: {statistics.median(xs):.2f} s")
+                    cells.append(f"{c} {fmt(quart(xs), '.2f')}")
+                    summary.setdefault("m_loupe_cpu_us_per_op", {}).setdefault(wl, {})[c] = quart(xs)[0]
+            print(f"  {wl}: " + "; ".join(cells))
 
     def throughput(part, key, name, unit_key, unit_name, goal_default=None, goal_sysoff=None, modes=(None,)):
         rs = [r for r in recs if r.get("part") == part]
