@@ -88,6 +88,7 @@ struct lexer {
 	const char *s;
 	size_t n, i;
 	bool truncated;
+	bool raw; /* words are not classified (upper, keyword, T_BOOL): sql_shape() needs only their bounds */
 };
 
 static bool is_digit(unsigned char c)
@@ -250,7 +251,8 @@ static size_t scan_word(const struct lexer *L, size_t i, struct tok *t)
 	t->type = T_WORD;
 	t->cut = j == n;
 	t->len = j - i;
-	classify_word(L, t);
+	if (!L->raw)
+		classify_word(L, t);
 	return j;
 }
 
@@ -1018,20 +1020,64 @@ void sql_cache__free(struct sql_cache *c)
 	free(c);
 }
 
+/* The text's shape: its tokens, one space apart, with every string and number constant written "?". Texts of one
+ * shape differ only in constants, which neither the fingerprint nor the normalised text depends on, so they share
+ * a cache entry: a client that writes its values into the statement (psycopg2, most ORMs) parses once per
+ * statement, not once per value. Booleans stay words. False (no shape: the cache keys the text itself) when the lexer
+ * could misread the constants: a backslash anywhere (its meaning depends on standard_conforming_strings), an
+ * unterminated string or quoted name, a number beyond digits, point and exponent, a truncated text, or no room. */
+static bool sql_shape(const char *text, size_t n, bool truncated, char *out, size_t outn, size_t *len)
+{
+	if (truncated || memchr(text, '\\', n))
+		return false;
+	struct lexer L = {.s = text, .n = n, .raw = true};
+	struct tok t;
+	size_t o = 0;
+	while (lex(&L, &t)) {
+		if (t.cut && (t.type == T_STRING || t.type == T_QIDENT))
+			return false; /* unterminated */
+		/* Numbers only in the forms every PostgreSQL reads alike: 0x1F or 1_000 are constants from 16 on, and
+		 * before it a number followed by a name (a parse error, or an alias). */
+		for (size_t k = 0; t.type == T_NUMBER && k < t.len; k++)
+			if (!is_digit(text[t.start + k]) && !strchr(".eE+-", text[t.start + k]))
+				return false;
+		bool c = t.type == T_STRING || t.type == T_NUMBER;
+		size_t w = c ? 1 : t.len;
+		if (o + w + 1 > outn)
+			return false;
+		if (o)
+			out[o++] = ' ';
+		if (c)
+			out[o++] = '?';
+		else
+			memcpy(out + o, text + t.start, t.len), o += t.len;
+	}
+	*len = o;
+	return true;
+}
+
 int sql_cache__lookup(struct sql_cache *c, const char *text, size_t n, bool truncated, struct sql_fp *out,
 		      struct sql_stats *st)
 {
 	uint64_t k0, k1;
+	char shape[2048];
+	size_t sn;
 
 	if (!c)
 		return sql_fingerprint(text, n, truncated, out, st);
 	if (!out || sql_input(&text, &n))
 		return -EINVAL;
-	digest(text, n, c->seed0 ^ truncated, c->seed1, &k0, &k1);
+	/* The key: the shape's digest when it has one, else the text's (in separate domains of the seed). */
+	bool shaped = sql_shape(text, n, truncated, shape, sizeof(shape), &sn);
+	if (shaped)
+		digest(shape, sn, c->seed0 ^ 2, c->seed1, &k0, &k1);
+	else
+		digest(text, n, c->seed0 ^ truncated, c->seed1, &k0, &k1);
+	size_t klen = shaped ? sn : n;
 	struct cache_entry *set = &c->e[(k0 & (c->sets - 1)) * CACHE_WAYS], *victim = set;
 	for (int w = 0; w < CACHE_WAYS; w++) {
 		struct cache_entry *e = &set[w];
-		if (e->stamp && e->k0 == k0 && e->k1 == k1 && e->len == n && e->truncated == truncated) {
+		if (e->stamp && e->k0 == k0 && e->k1 == k1 && e->len == klen && e->truncated == truncated) {
 			e->stamp = ++c->tick;
 			*out = e->fp;
 			if (st)
@@ -1048,7 +1094,7 @@ int sql_cache__lookup(struct sql_cache *c, const char *text, size_t n, bool trun
 		return err;
 	victim->k0 = k0;
 	victim->k1 = k1;
-	victim->len = n;
+	victim->len = klen;
 	victim->truncated = truncated;
 	victim->stamp = ++c->tick;
 	victim->fp = *out;

@@ -53,11 +53,14 @@
  *   cache hit (128-bit digest of the text, 4-way set lookup, copy of the result):  ~34 ns    (34-49 ns)
  *   miss, libpg_query path (fingerprint + normalize + two scanner passes):          ~10.5 us (10.5-17 us)
  *   miss, fallback scanner alone (truncated text):                                   ~1.1 us  (1.1-2 us)
- * So a hit is ~300 times cheaper than a parse; sql_cache__lookup() is what the capture path calls.
- * The cache keeps no statement text: a key is a 128-bit digest of the text (seeded per cache from
- * getrandom()), its length and the truncated flag, so literals are not stored beyond parsing (DESIGN.md
- * section 3). Two texts with equal digests would share a result (probability 2^-128 per pair; even a crafted
- * collision only mislabels a statement, it reveals nothing). */
+ * The cache is keyed by the text's shape (its tokens with every constant made "?"), so that a statement with new
+ * values is a hit, not a parse: the shape costs a scanner pass, which makes a hit ~0.65 us against a ~33 us parse
+ * in a later run on the same VM while it was three times slower (test_cost prints both: 107 bytes, and a 70-byte
+ * statement with a new constant each call). sql_cache__lookup() is what the capture path calls.
+ * The cache keeps no statement text: a key is a 128-bit digest of the shape (or of the text, when the scanner
+ * cannot be sure of its constants: sql_shape()), seeded per cache from getrandom(), its length and the truncated
+ * flag, so literals are not stored beyond parsing (DESIGN.md section 3). Two keys with equal digests would share a
+ * result (probability 2^-128 per pair; even a crafted collision only mislabels a statement, it reveals nothing). */
 #ifndef LOUPE_SQL_H
 #define LOUPE_SQL_H
 #include <stdbool.h>

@@ -441,7 +441,8 @@ static void test_cache(void **state)
 {
 	struct sql_cache *c = sql_cache__new(4); /* one set of 4 ways */
 	struct sql_fp direct;
-	const char *q[] = { "SELECT 1", "SELECT 2 FROM a", "SELECT 3 FROM b", "SELECT 4 FROM c", "SELECT 5 FROM d" };
+	/* Five shapes (texts that differ only in constants share an entry: test_cache_shapes). */
+	const char *q[] = { "SELECT 1", "SELECT a FROM a", "SELECT b FROM b", "SELECT c FROM c", "SELECT d FROM d" };
 
 	assert_non_null(c);
 	memset(&st, 0, sizeof(st));
@@ -471,7 +472,8 @@ static void test_cache(void **state)
 	assert_int_equal(sql_cache__lookup(c, q[0], strlen(q[0]), true, &fp, &st), 0);
 	assert_int_equal(st.cache_misses, 6);
 	assert_true(fp.truncated);
-	/* Many distinct statements through a small cache: every answer equals the direct one. */
+	/* Many distinct statements (9 shapes, and truncated texts, which are keyed by their text) through a small
+	 * cache: every answer equals the direct one. */
 	for (int i = 0; i < 200; i++) {
 		char b[64];
 		int n = snprintf(b, sizeof(b), "SELECT a FROM t%d WHERE b = %d", i % 9, i);
@@ -484,6 +486,56 @@ static void test_cache(void **state)
 	assert_int_equal(fp.id, id_of(q[4]));
 	sql_cache__free(c);
 	sql_cache__free(NULL);
+}
+
+/* Texts that differ only in constants share an entry and get the answer their own parse would give; anything else
+ * is another entry; texts whose constants the lexer could misread are keyed by their own text. */
+static void test_cache_shapes(void **state)
+{
+	struct sql_cache *c = sql_cache__new(64);
+	struct sql_fp direct;
+	static const char *const same[][2] = {
+		{"SELECT v FROM kv WHERE k = 1", "SELECT v FROM kv WHERE k = 90210"},
+		{"SELECT w FROM kv WHERE k = 1.5e3", "SELECT w FROM kv WHERE k = 7"},
+		{"UPDATE t SET a = 'x', b = 2 WHERE id = 3", "UPDATE t SET a = 'it''s', b = 17 WHERE id = 31"},
+		{"SELECT * FROM t WHERE d > '2020-01-01'::date LIMIT 5", "SELECT * FROM t  WHERE d >\n'1999-12-31'::date LIMIT 50"},
+		{"SELECT 1 -- first", "SELECT 2 /* second */"},
+	};
+	static const char *const other[][2] = {
+		{"SELECT a FROM t WHERE b = 1", "SELECT a FROM t WHERE b = c"},
+		{"SELECT a FROM t WHERE b = 2", "SELECT a FROM t WHERE b = -2"}, /* libpg_query's ids differ too */
+		{"SELECT a FROM t WHERE b = 31", "SELECT a FROM t WHERE b = 0x1F"}, /* not a number before PostgreSQL 16 */
+		{"SELECT a FROM t WHERE b IN (1, 2)", "SELECT a FROM t WHERE b IN (1, 2, 3)"},
+		{"SELECT a FROM t1 WHERE b = 1", "SELECT a FROM t2 WHERE b = 1"},
+		{"SELECT a FROM t WHERE b = $1", "SELECT a FROM t WHERE b = $2"},
+		{"SELECT 'a\\' FROM t", "SELECT 'b\\' FROM t"},	/* backslashes: keyed by the text */
+		{"SELECT $$x$$ FROM t", "SELECT $$y$$ FROM t"}, /* shaped alike, and the same statement */
+	};
+	assert_non_null(c);
+	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+		memset(&st, 0, sizeof(st));
+		for (int k = 0; k < 2; k++) {
+			assert_int_equal(sql_cache__lookup(c, same[i][k], strlen(same[i][k]), false, &fp, &st), 0);
+			assert_int_equal(sql_fingerprint(same[i][k], strlen(same[i][k]), false, &direct, NULL), 0);
+			assert_int_equal(fp.id, direct.id);
+			assert_string_equal(fp.normalized, direct.normalized);
+			assert_string_equal(fp.operation, direct.operation);
+		}
+		assert_int_equal(st.cache_misses, 1);
+		assert_int_equal(st.cache_hits, 1);
+	}
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		sql_cache__free(c);
+		c = sql_cache__new(64); /* each pair on its own: some share a shape with another pair */
+		memset(&st, 0, sizeof(st));
+		for (int k = 0; k < 2; k++) {
+			assert_int_equal(sql_cache__lookup(c, other[i][k], strlen(other[i][k]), false, &fp, &st), 0);
+			assert_int_equal(sql_fingerprint(other[i][k], strlen(other[i][k]), false, &direct, NULL), 0);
+			assert_int_equal(fp.id, direct.id);
+		}
+		assert_int_equal(st.cache_misses, i == 7 ? 1 : 2);
+	}
+	sql_cache__free(c);
 }
 
 /* The figures in src/parsers/sql.h: a cache hit against a libpg_query fingerprint of the same statement. */
@@ -502,6 +554,14 @@ static void test_cost(void **state)
 	for (int i = 0; i < iters; i++)
 		sql_cache__lookup(c, q, n, false, &fp, NULL);
 	hit = ((double)now_ns(CLOCK_MONOTONIC) - t0) / iters;
+	/* The same statement with a new constant each time: a hit of its shape. */
+	char qv[160];
+	t0 = (double)now_ns(CLOCK_MONOTONIC);
+	for (int i = 0; i < iters; i++) {
+		int m = snprintf(qv, sizeof(qv), "SELECT id, content FROM memories WHERE id = %d ORDER BY id LIMIT 20", i);
+		sql_cache__lookup(c, qv, (size_t)m, false, &fp, NULL);
+	}
+	double vhit = ((double)now_ns(CLOCK_MONOTONIC) - t0) / iters;
 	t0 = (double)now_ns(CLOCK_MONOTONIC);
 	for (int i = 0; i < iters; i++)
 		sql_fingerprint(q, n, false, &fp, NULL);
@@ -511,9 +571,10 @@ static void test_cost(void **state)
 		sql_fingerprint(q, n, true, &fp, NULL);
 	fb = ((double)now_ns(CLOCK_MONOTONIC) - t0) / iters;
 	printf("# sql cost (%d iterations, %zu-byte statement): cache hit %.0f ns, libpg_query path %.0f ns, "
-	       "fallback %.0f ns\n",
-	       iters, n, hit, pg, fb);
+	       "fallback %.0f ns; a 70-byte statement with a new constant each time: %.0f ns\n",
+	       iters, n, hit, pg, fb, vhit);
 	assert_true(hit * 5 < pg);
+	assert_true(vhit * 3 < pg);
 	sql_cache__free(c);
 }
 
@@ -529,6 +590,7 @@ int main(void)
 		cmocka_unit_test(test_fallback_rules),
 		cmocka_unit_test(test_parse_errors_and_limits),
 		cmocka_unit_test(test_cache),
+		cmocka_unit_test(test_cache_shapes),
 		cmocka_unit_test(test_cost),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
