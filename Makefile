@@ -59,7 +59,7 @@ UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 HELPER_SRCS := $(filter-out tests/helpers/libdeepchain.c,$(wildcard tests/helpers/*.c))
 HELPER_BINS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRCS)) $(BUILD)/tests/deepchain-nopie
 
-.PHONY: FORCE all clean test unit-test bpf-test e2e-test bench demo run fuzz check-deps
+.PHONY: FORCE all clean test unit-test bpf-test e2e-test bench bench-full demo run fuzz check-deps
 all: $(BUILD)/loupe
 
 $(BUILD)/loupe: $(OBJS)
@@ -147,6 +147,9 @@ tests: $(UNIT_BINS) $(HELPER_BINS)
 # Test helper programs (tests/helpers/*.c): plain C, with frame pointers for stack tests.
 
 bench: $(BUILD)/loupe $(HELPER_BINS)
+	$(Q)scripts/bench-cost.sh
+
+bench-full: $(BUILD)/loupe $(HELPER_BINS) bench-bins
 	$(Q)scripts/bench.sh
 
 demo: $(BUILD)/loupe

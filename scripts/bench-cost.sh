@@ -172,7 +172,7 @@ order() { local r=$1 n=${#CONDS[@]} i; for ((i = 0; i < n; i++)); do echo "${CON
 
 record "$(jq -nc --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg kernel "$(uname -r)" --arg nproc "$(nproc)" \
 	--arg cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" --arg git "$(git rev-parse --short=12 HEAD 2>/dev/null || echo ?)" \
-	--arg parts "$parts" --argjson quick "$quick" --arg default "$("$LOUPE" run --help | sed -n 's/.*--syscalls MODE.*(default: \([a-z]*\).*/\1/p; s/.*: on (default.*/on/p' | head -n 1)" \
+	--arg parts "$parts" --argjson quick "$quick" --arg default "$("$LOUPE" run --help | sed -n 's/.*--syscalls MODE.*: \([a-z]*\) (the default.*/\1/p' | head -n 1)" \
 	'{part:"machine",date:$date,kernel:$kernel,nproc:$nproc,cpu:$cpu,git:$git,parts:$parts,quick:($quick==1),default_syscalls:$default}')"
 log "$(nproc) CPUs, Linux $(uname -r); work directory $work"
 

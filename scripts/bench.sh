@@ -170,7 +170,9 @@ trap 'exit 143' TERM
 record() { printf '%s\n' "$1" >>"$records"; }
 
 # ------------------------------------------------------------------------------------------------ processes
-read -r -a LOUPE_ARGS <<<"${LOUPE_BENCH_ARGS:-}"
+# Every syscall timed: (a) and the ground-truth checks count timed calls (loupe's default is --syscalls sampled;
+# scripts/bench-cost.sh compares the modes).
+read -r -a LOUPE_ARGS <<<"--syscalls on ${LOUPE_BENCH_ARGS:-}"
 loupe_start() { # loupe run options...
 	"$LOUPE" run --listen "127.0.0.1:$PORT" "${LOUPE_ARGS[@]}" "$@" 2>>"$work/loupe.log" &
 	LOUPE_PID=$!

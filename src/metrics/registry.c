@@ -370,17 +370,44 @@ __attribute__((noinline)) static struct series *series_other(struct metric_famil
 
 /* The series of values: found, else admitted while the budget lasts, else its _other series. NULL without
  * memory. */
+/* join_key() into out (outn bytes) when it fits: the length it needs (without the NUL), as snprintf. */
+static size_t join_key_into(const struct metric_family *f, const char *const *values, char *out, size_t outn)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < f->nlabels; i++) {
+		const char *v = values[i] ? values[i] : "";
+		size_t n = strlen(v);
+		if (i) {
+			if (o + 1 < outn)
+				out[o] = '\x1f';
+			o++;
+		}
+		if (o + n < outn)
+			memcpy(out + o, v, n);
+		o += n;
+	}
+	if (o < outn)
+		out[o] = '\0';
+	return o;
+}
+
+/* The series of a label set, admitted or collapsed: the lookup builds its key on the stack (the capture path calls
+ * this once per event), and allocates it only for a new series or a long key. */
 static struct series *series_get(struct metric_family *f, const char *const *values)
 {
-	char *key = join_key(f, values);
-	if (!key)
+	char stack[512];
+	char *key = stack;
+	if (join_key_into(f, values, stack, sizeof(stack)) >= sizeof(stack) && !(key = join_key(f, values)))
 		return NULL;
 	uint64_t h = fnv1a_str(key);
 	struct series *s = table_find(f, key, h);
 	if (s) {
-		free(key);
+		if (key != stack)
+			free(key);
 		return s;
 	}
+	if (key == stack && !(key = strdup(stack)))
+		return NULL;
 	if (f->nadmitted < f->budget) {
 		s = series_new(f, values, key, h);
 		if (!s) {

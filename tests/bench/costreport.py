@@ -110,11 +110,11 @@ def main(path):
             print(f"\nloupe's counts of the pairs' requests and statements: exact in {exact} of {len(counts)} runs"
                   + "".join(f"\n  {r['cond']} round {r['round']} {r['wl']}: {r['got']} of {r['want']}"
                             for r in counts if r["want"] != r["got"]))
-        print("\nloupe's own CPU per operation (us; /proc/PID/stat ticks over the workload, 10 ms each)")
+        print("\nloupe's own CPU per operation, warm-up included (us; /proc/PID/stat ticks over the workload, 10 ms each)")
         for wl in ("http", "pg"):
             cells = []
             for c in ("on", "sampled", "sysoff"):
-                xs = [r["loupe_cpu_s"] / r["ops"] * 1e6 for r in m if r["wl"] == wl and r["cond"] == c and "loupe_cpu_s" in r]
+                xs = [r["loupe_cpu_s"] / (r["ops"] + r["warmup_ops"]) * 1e6 for r in m if r["wl"] == wl and r["cond"] == c and "loupe_cpu_s" in r]
                 if xs:
                     cells.append(f"{c} {fmt(quart(xs), '.2f')}")
                     summary.setdefault("m_loupe_cpu_us_per_op", {}).setdefault(wl, {})[c] = quart(xs)[0]

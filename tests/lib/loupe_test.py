@@ -133,7 +133,10 @@ class Loupe:
         # LOUPE_TEST_EXTRA_ARGS: options every loupe run of a test gets (the suite reruns the ground-truth tests
         # of requests, messages and statements with "--syscalls off": tests/e2e/test_syscalls_off.py).
         extra = os.environ.get("LOUPE_TEST_EXTRA_ARGS", "").split()
-        self.args = ["run", "--listen", f"127.0.0.1:{self.port}", "--log-level", log_level, *args, *extra]
+        # The tests count timed syscalls against ground truth, so every call is timed unless a test chooses:
+        # loupe's default, --syscalls sampled, times only a window of every 10 s (test_syscall_modes.py).
+        mode = [] if "--syscalls" in args or "--syscalls" in extra else ["--syscalls", "on"]
+        self.args = ["run", "--listen", f"127.0.0.1:{self.port}", "--log-level", log_level, *args, *mode, *extra]
         self.proc = None
         self.logpath = None
         self.exit_code = None
