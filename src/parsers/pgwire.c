@@ -972,13 +972,42 @@ static void header(struct feed *f)
 		msg_end(f);
 }
 
-/* Pass n captured bytes of the current body. */
+/* text_byte() over a run of bytes at once: the statement text up to its NUL, as far as n goes. The bytes used. */
+static size_t text_run(struct feed *f, struct pg_side *s, const uint8_t *p, size_t n, unsigned bit)
+{
+	struct pg_stmt *st = &f->c->stmts[s->slot];
+	const uint8_t *nul = memchr(p, 0, n);
+	size_t len = nul ? (size_t)(nul - p) : n, room = PG_QUERY_MAX - st->len;
+
+	if (len <= room) {
+		memcpy(st->text + st->len, p, len);
+		st->len += len;
+		if (!nul)
+			return len;
+		s->names_ok |= bit;
+		s->field = F_DONE;
+		return len + 1;
+	}
+	memcpy(st->text + st->len, p, room);
+	st->len += room;
+	st->truncated = 1;
+	s->names_ok |= bit; /* not cut by the capture: cut here */
+	s->field = F_DONE;
+	return room + 1;
+}
+
+/* Pass n captured bytes of the current body. A statement's text (Query, Parse) is copied in runs; the other
+ * fields go byte by byte. */
 static void body_bytes(struct feed *f, const uint8_t *p, size_t n)
 {
 	struct pg_side *s = f->s;
 
-	for (size_t i = 0; i < n && s->field != F_DONE; i++)
-		body_byte(f, s, p[i]);
+	for (size_t i = 0; i < n && s->field != F_DONE;) {
+		if (f->fe && (s->type == 'Q' || (s->type == 'P' && s->field == 1)))
+			i += text_run(f, s, p + i, n - i, s->type == 'Q' ? 1 : 2);
+		else
+			body_byte(f, s, p[i++]);
+	}
 	s->remaining -= (uint32_t)n;
 	if (!s->remaining)
 		msg_end(f);
