@@ -30,7 +30,7 @@
 #      request, loupe's CPU
 #   w  WebSocket echo throughput of the same API (ws_client.py --throughput, 8 sessions, 5 s): messages/s
 #   b  where the time goes, under the API load with loupe's defaults: BPF run time per program (--bpf-stats
-#      always) per request, and loupe's own CPU by function (perf record -g on the loupe process)
+#      always) per request, and loupe's own CPU by function, inclusive (perf record --call-graph dwarf on loupe)
 # Env: BUILD (build), LOUPE_BENCH_PORT (19477), and the workload's LOUPE_PG_PORT/LOUPE_PG_DIR/LOUPE_API_PORT/
 #      LOUPE_RUN_DIR (defaults: a private cluster and API on 55533, /tmp/loupe-cost-pg, 18181, /tmp/loupe-cost-run).
 set -euo pipefail
@@ -340,7 +340,8 @@ if want b; then
 	wrk_run 10 "$work/wrk-b.txt" &
 	BG_PID=$!
 	sleep 1
-	perf record -q -g -F 499 -p "$LOUPE_PID" -o "$work/perf.data" -- sleep 8 >/dev/null 2>&1 || log "warning: perf record failed"
+	perf record -q --call-graph dwarf,16384 -F 1999 -p "$LOUPE_PID" -o "$work/perf.data" -- sleep 8 >/dev/null 2>&1 \
+		|| log "warning: perf record failed"
 	wait "$BG_PID" || true
 	BG_PID=""
 	"$PY" "$top/tests/bench/benchlib.py" progstats "$LOUPE_PID" >"$work/b-prog1.json"
@@ -350,8 +351,9 @@ if want b; then
 		  {name:$k, runs:(.value.run_cnt - ($a[0].progs[$k].run_cnt // 0)), run_time_ns:(.value.run_time_ns - ($a[0].progs[$k].run_time_ns // 0))}]}')"
 	cond_stop
 	if [[ -s $work/perf.data ]]; then
-		perf report -i "$work/perf.data" --no-children --sort symbol --stdio -q --percent-limit 1.5 2>/dev/null \
-			| grep -E '^ +[0-9.]+%' | head -n 25 >"$work/perf-top.txt" || true
+		# Inclusive time (children) of each function, call chains from DWARF: which feature's work it is.
+		perf report -i "$work/perf.data" --children --sort symbol --stdio -q --percent-limit 3 -g none 2>/dev/null \
+			| grep -E '^ +[0-9.]+%' | grep -v ' 0x0000' | head -n 45 >"$work/perf-top.txt" || true
 		record "$(jq -Rsc '{part:"b",kind:"perf",top:(split("\n") | map(select(length > 0) | gsub("^ +"; "")))}' <"$work/perf-top.txt")"
 	fi
 fi

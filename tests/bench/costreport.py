@@ -181,7 +181,7 @@ def main(path):
                       f"{p['run_time_ns'] / n / 1e3 if n else 0:11.2f}")
             print(f"  {'total':18} {'':13} {'':8} {tot / n / 1e3 if n else 0:11.2f}")
         elif r.get("kind") == "perf":
-            print("\n## (b) loupe's CPU by function (perf, self time, the API load)")
+            print("\n## (b) loupe's CPU by function under the API load (perf, DWARF call chains: inclusive %, self %)")
             for line in r["top"]:
                 print("  " + line)
 
