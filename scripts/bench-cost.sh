@@ -22,8 +22,10 @@
 # Parts:
 #   m  micro-workloads (build/bench/loupe-bench-cost): a getuid() loop not targeted (syscall_u) and targeted
 #      (syscall_t), a loopback HTTP request/response pair and a PostgreSQL simple-query/response pair, each between
-#      two target processes (http, pg): ns per operation (wall), the workload's CPU and the host's CPU per operation
-#      (/proc/stat busy time: steal, idle and iowait excluded); loupe's counts checked against the operations
+#      two target processes (http, pg), all pinned to the last CPU (a pair on one CPU hands over without cross-CPU
+#      wakeups, whose cost varies with the scheduler's placement): ns per operation (wall), the workload's CPU and
+#      the host's CPU per operation (/proc/stat busy time: steal, idle and iowait excluded; loupe's reader runs on
+#      the other CPU and counts there); loupe's counts checked against the operations
 #   p  pgbench -S and the TPC-B-like script (-M prepared, 4 clients, 2 threads, 5 s) against a private cluster that
 #      loupe targets by pid: TPS and host CPU per transaction
 #   a  the reference API (tests/workload) under wrk with its mix (10 connections, 5 s): requests/s, host CPU per

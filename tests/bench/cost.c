@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /* loupe-bench-cost: the fixed micro-workloads of scripts/bench-cost.sh, each timed per operation.
  *
- *   loupe-bench-cost syscall|http|pg [-n OPS] [-w WARMUP_MS]
+ *   loupe-bench-cost syscall|http|pg [-n OPS] [-w WARMUP_MS] [-c CPU]
  *     syscall  OPS getuid() calls in a loop (a syscall loupe times by default, unlike getppid; not a vDSO call)
  *     http     OPS HTTP/1.1 request/response pairs on one keep-alive loopback TCP connection between this
  *              process (the client) and a forked server: "GET /items/N" (N varies) and a 200 with a 2-byte body
@@ -12,6 +12,10 @@
  *     -n  operations timed (default 3000000 syscall, 30000 http and pg: about a second each here)
  *     -w  milliseconds of the same operations first, not timed (default 500): gives loupe time to see the
  *         processes (its /proc scan, unwinding tables) so that the timed part is its steady state
+ *     -c  the CPU the workload runs on, both processes of a pair included (default: the last this process may use;
+ *         -1: not pinned). A pair on one CPU hands over without cross-CPU wakeups, whose cost depends on where the
+ *         scheduler happens to put the two: pinned, the figure is stable from run to run, and loupe's reader and
+ *         the kernel's other work run on the other CPUs (they still count in host_cpu)
  *
  * The comm is the executable's name: the benchmark runs it through symlinks named lbc-t (targeted) and lbc-u
  * (not targeted), and the forked server inherits it. Prints one JSON line:
@@ -25,6 +29,7 @@
 #endif
 #include <arpa/inet.h>
 #include <errno.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -277,14 +282,18 @@ static int start_pair(int (*serve)(int), pid_t *child)
 int main(int argc, char **argv)
 {
 	if (argc < 2 || (strcmp(argv[1], "syscall") && strcmp(argv[1], "http") && strcmp(argv[1], "pg"))) {
-		fprintf(stderr, "usage: loupe-bench-cost syscall|http|pg [-n OPS] [-w WARMUP_MS]\n");
+		fprintf(stderr, "usage: loupe-bench-cost syscall|http|pg [-n OPS] [-w WARMUP_MS] [-c CPU]\n");
 		return 2;
 	}
 	const char *w = argv[1];
-	long ops = !strcmp(w, "syscall") ? 3000000 : 30000, warm_ms = 500;
+	long ops = !strcmp(w, "syscall") ? 3000000 : 30000, warm_ms = 500, cpu = -2;
 	for (int i = 2; i + 1 < argc; i += 2) {
 		char *end;
 		long v = strtol(argv[i + 1], &end, 10);
+		if (!strcmp(argv[i], "-c") && !*end && v >= -1) {
+			cpu = v;
+			continue;
+		}
 		if (*end || v < 1) {
 			fprintf(stderr, "loupe-bench-cost: bad value '%s'\n", argv[i + 1]);
 			return 2;
@@ -297,6 +306,19 @@ int main(int argc, char **argv)
 			fprintf(stderr, "loupe-bench-cost: unknown option '%s'\n", argv[i]);
 			return 2;
 		}
+	}
+	cpu_set_t set;
+	if (cpu == -2 && !sched_getaffinity(0, sizeof(set), &set))
+		for (int c = CPU_SETSIZE - 1; c >= 0; c--)
+			if (CPU_ISSET(c, &set)) {
+				cpu = c;
+				break;
+			}
+	if (cpu >= 0) {
+		CPU_ZERO(&set);
+		CPU_SET((int)cpu, &set);
+		if (sched_setaffinity(0, sizeof(set), &set))
+			die("sched_setaffinity");
 	}
 	int fd = -1;
 	pid_t child = 0;
@@ -340,9 +362,9 @@ int main(int argc, char **argv)
 		child_ns = (uint64_t)((double)rusage_ns(RUSAGE_CHILDREN) * (double)ops / (double)i);
 	}
 	double hz = (double)sysconf(_SC_CLK_TCK);
-	printf("{\"workload\":\"%s\",\"ops\":%ld,\"warmup_ops\":%llu,\"wall_ns_per_op\":%.1f,\"proc_cpu_ns_per_op\":%.1f,"
+	printf("{\"workload\":\"%s\",\"cpu\":%ld,\"ops\":%ld,\"warmup_ops\":%llu,\"wall_ns_per_op\":%.1f,\"proc_cpu_ns_per_op\":%.1f,"
 	       "\"host_cpu_ns_per_op\":%.1f,\"host_steal_ns_per_op\":%.1f}\n",
-	       w, ops, (unsigned long long)warm_ops, (double)(t1 - t0) / (double)ops,
+	       w, cpu, ops, (unsigned long long)warm_ops, (double)(t1 - t0) / (double)ops,
 	       (double)(self1 - self0 + child_ns) / (double)ops, (double)(busy1 - busy0) * 1e9 / hz / (double)ops,
 	       (double)(steal1 - steal0) * 1e9 / hz / (double)ops);
 	return 0;
