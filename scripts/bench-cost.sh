@@ -211,9 +211,11 @@ if want m; then
 						m=(loupe_postgres_query_duration_seconds_count service_name=bench)
 					fi
 					got=$(( $(sample "$work/m1.txt" "${m[@]}") - $(sample "$work/m0.txt" "${m[@]}") ))
+					d=(loupe_events_dropped_total feature=payload)
+					drops=$(( $(sample "$work/m1.txt" "${d[@]}") - $(sample "$work/m0.txt" "${d[@]}") ))
 					record "$(jq -nc --arg cond "$cond" --argjson round "$r" --arg wl "$wl" --argjson want "$want_n" --argjson got "$got" \
-						'{part:"m",kind:"count",cond:$cond,round:$round,wl:$wl,want:$want,got:$got}')"
-					((got == want_n)) || log "warning: (m) $cond $wl: loupe counted $got of $want_n"
+						--argjson drops "$drops" '{part:"m",kind:"count",cond:$cond,round:$round,wl:$wl,want:$want,got:$got,drops:$drops}')"
+					((got == want_n)) || log "warning: (m) $cond $wl: loupe counted $got of $want_n ($drops capture records dropped)"
 					cp "$work/m1.txt" "$work/m0.txt"
 				fi
 			done

@@ -109,6 +109,7 @@ def main(path):
             exact = sum(r["want"] == r["got"] for r in counts)
             print(f"\nloupe's counts of the pairs' requests and statements: exact in {exact} of {len(counts)} runs"
                   + "".join(f"\n  {r['cond']} round {r['round']} {r['wl']}: {r['got']} of {r['want']}"
+                            f" ({r.get('drops', '?')} capture records dropped, counted in loupe_events_dropped_total)"
                             for r in counts if r["want"] != r["got"]))
         print("\nloupe's own CPU per operation, warm-up included (us; /proc/PID/stat ticks over the workload, 10 ms each)")
         for wl in ("http", "pg"):
