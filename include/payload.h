@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /* Payload capture: the first bytes of each read/write-family syscall on TCP sockets of target processes, for the
- * userspace protocol parsers (src/collectors/payload.c). Shared by bpf/payload.bpf.h and src/collectors/payload.c. */
+ * userspace protocol parsers (src/collectors/payload.c). Shared by bpf/payload.bpf.c and src/collectors/payload.c. */
 #ifndef LOUPE_PAYLOAD_H
 #define LOUPE_PAYLOAD_H
 #ifndef __VMLINUX_H__
@@ -34,7 +34,7 @@ struct pl_hdr {
 	__u32 service;
 	__u64 conn_id; /* unique per captured connection (never reused) */
 	__u64 sk;      /* struct sock *: the key to stop its capture by */
-	__u64 ts_ns;   /* sys_exit of the call (CLOSE: the state change), CLOCK_MONOTONIC */
+	__u64 ts_ns;   /* when the socket call returned (CLOSE: the state change), CLOCK_MONOTONIC */
 	__u32 len;     /* bytes the call transferred (saturates) */
 	__u16 cap;     /* bytes captured, <= len */
 	__u8 dir;      /* enum payload_dir */
