@@ -78,6 +78,9 @@ CONDS=(off floor on sampled sysoff)
 
 log() { printf '[cost %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+LOUPE_ARGS=()
+# shellcheck source=bench-common.sh
+source "$top/scripts/bench-common.sh"
 
 [[ $(id -u) -eq 0 ]] || die "needs root (BPF programs): run as root"
 for tool in bpftool curl jq; do command -v $tool >/dev/null || die "$tool not found (apt-get install $tool)"; done
@@ -96,14 +99,6 @@ records=$work/records.jsonl
 : >"$records"
 LOUPE_PID="" FLOOR_PID="" STARTED_PG=0 STARTED_API=0 PG_DIR_NEW=0 RUN_DIR_NEW=0 PG_PID="" BG_PID=""
 
-stop_pid() {
-	local pid=$1 i
-	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null || true
-}
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -133,28 +128,6 @@ scrape() { curl -s -f --max-time 10 -o "$1" "http://127.0.0.1:$PORT/metrics"; }
 # Sum of a metric's samples whose labels include the given ones (name label=value ...).
 sample() { "$PY" "$top/tests/bench/benchlib.py" sample "$@"; }
 
-loupe_start() { # options...
-	"$LOUPE" run --listen "127.0.0.1:$PORT" "$@" 2>>"$work/loupe.log" &
-	LOUPE_PID=$!
-	local i
-	for ((i = 0; i < 300; i++)); do
-		curl -s -o /dev/null --max-time 1 -f "http://127.0.0.1:$PORT/readyz" && return 0
-		kill -0 "$LOUPE_PID" 2>/dev/null || { tail -n 5 "$work/loupe.log" >&2; die "loupe exited during start-up"; }
-		sleep 0.1
-	done
-	die "loupe not ready after 30 s (log: $work/loupe.log)"
-}
-floor_start() {
-	"$FLOOR" >"$work/floor.out" 2>&1 &
-	FLOOR_PID=$!
-	local i
-	for ((i = 0; i < 100; i++)); do
-		grep -q '^attached' "$work/floor.out" && return 0
-		kill -0 "$FLOOR_PID" 2>/dev/null || { cat "$work/floor.out" >&2; die "loupe-bench-floor exited during start-up"; }
-		sleep 0.1
-	done
-	die "loupe-bench-floor did not attach within 10 s"
-}
 # Set up a condition for the given loupe targets: cond_start COND target...
 cond_start() {
 	local cond=$1
@@ -226,14 +199,6 @@ if want m; then
 fi
 
 # --------------------------------------------------------------------------------------- workload
-pg_start() {
-	((STARTED_PG)) && return 0
-	[[ -e $LOUPE_PG_DIR ]] || PG_DIR_NEW=1
-	log "starting PostgreSQL (127.0.0.1:$LOUPE_PG_PORT, $LOUPE_PG_DIR)"
-	STARTED_PG=1
-	"$WL/pg-start.sh" >>"$work/workload.log" 2>&1 || { tail -n 5 "$work/workload.log" >&2; die "pg-start.sh failed"; }
-	PG_PID=$(head -n 1 "$LOUPE_PG_DIR/postmaster.pid")
-}
 api_start() {
 	((STARTED_API)) && return 0
 	pg_start

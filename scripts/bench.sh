@@ -94,6 +94,8 @@ SETTLE=${LOUPE_BENCH_SETTLE:-11}
 	|| { echo "bench.sh: LOUPE_BENCH_TARGETS must be own or default (got '$LOUPE_BENCH_TARGETS')" >&2; exit 2; }
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+# shellcheck source=bench-common.sh
+source "$top/scripts/bench-common.sh"
 die() { log "error: $*"; exit 1; }
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -130,18 +132,6 @@ records=$work/records.jsonl
 : >"$records"
 WL_TARGETS=() G_TARGETS=() PG_PID="" LOUPE_PID="" FLOOR_PID="" BG_WRK_PID="" MIX_PIDS=() STARTED_PG=0 STARTED_API=0 PG_DIR_NEW=0 RUN_DIR_NEW=0
 
-stop_pid() { # pid: SIGTERM, wait up to 10 s, then SIGKILL
-	local pid=$1 i
-	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -173,33 +163,6 @@ record() { printf '%s\n' "$1" >>"$records"; }
 # Every syscall timed: (a) and the ground-truth checks count timed calls (loupe's default is --syscalls sampled;
 # scripts/bench-cost.sh compares the modes).
 read -r -a LOUPE_ARGS <<<"--syscalls on ${LOUPE_BENCH_ARGS:-}"
-loupe_start() { # loupe run options...
-	"$LOUPE" run --listen "127.0.0.1:$PORT" "${LOUPE_ARGS[@]}" "$@" 2>>"$work/loupe.log" &
-	LOUPE_PID=$!
-	local i
-	for ((i = 0; i < 300; i++)); do
-		curl -s -o /dev/null --max-time 1 -f "http://127.0.0.1:$PORT/readyz" && return 0
-		kill -0 "$LOUPE_PID" 2>/dev/null || { tail -n 5 "$work/loupe.log" >&2; die "loupe exited during start-up"; }
-		sleep 0.1
-	done
-	die "loupe not ready on 127.0.0.1:$PORT after 30 s (log: $work/loupe.log)"
-}
-loupe_stop() { stop_pid "$LOUPE_PID"; LOUPE_PID=""; }
-
-floor_start() { # floor options...
-	: >"$work/floor.out"
-	"$FLOOR" "$@" >"$work/floor.out" 2>&1 &
-	FLOOR_PID=$!
-	local i
-	for ((i = 0; i < 100; i++)); do
-		grep -q '^attached' "$work/floor.out" && return 0
-		kill -0 "$FLOOR_PID" 2>/dev/null || { cat "$work/floor.out" >&2; die "loupe-bench-floor exited during start-up"; }
-		sleep 0.1
-	done
-	die "loupe-bench-floor did not attach within 10 s"
-}
-floor_stop() { stop_pid "$FLOOR_PID"; FLOOR_PID=""; }
-
 scrape() { curl -s -f --max-time 10 -o "$1" "http://127.0.0.1:$PORT/metrics"; }
 
 # ------------------------------------------------------------------------------------------------ machine
@@ -456,16 +419,6 @@ f_run() { # cond(off|on) run
 	record "$res"
 	log "(f) run $run loupe $(printf '%-3s' "$cond") $(jq -r '"\(.messages_per_s | floor) messages/s (\(.messages_sent) sent); CPU % of one core: client \(.client_cpu_pct | floor), workload \(.workload_cpu_pct | floor), others \(.foreign_cpu_pct | floor)"' <<<"$res")$(
 		[[ $cond == off ]] || jq -r '"; loupe counted \((.loupe.ws_messages.received.text // 0) + (.loupe.ws_messages.received.binary // 0)) received, \((.loupe.ws_messages.sent.text // 0) + (.loupe.ws_messages.sent.binary // 0)) sent, \(.loupe.payload_drops) drops"' <<<"$res")"
-}
-
-# The bench's PostgreSQL cluster, for (b), (f) and (g): started once, stopped on exit.
-pg_start() {
-	((STARTED_PG)) && return 0
-	[[ -e $LOUPE_PG_DIR ]] || PG_DIR_NEW=1
-	log "starting PostgreSQL (127.0.0.1:$LOUPE_PG_PORT, $LOUPE_PG_DIR)"
-	STARTED_PG=1
-	"$WL/pg-start.sh" >>"$work/workload.log" 2>&1 || { tail -n 5 "$work/workload.log" >&2; die "pg-start.sh failed"; }
-	PG_PID=$(head -n 1 "$LOUPE_PG_DIR/postmaster.pid")
 }
 
 # Loupe's targets for the loupe-on runs (LOUPE_BENCH_TARGETS): own = the given services by pid, default = none.
