@@ -27,6 +27,19 @@ static uint32_t be32(const uint8_t *b)
  * (mid-stream) a call that begins with a message only one side sends. */
 static int pg_role_of(const struct view *v, bool midstream)
 {
+	/* The beginning of a startup packet read in pieces (a server that reads its length first): a whole call of 4
+	 * to 7 bytes holding a plausible length, then the start of a version or request code (3.x, or 1234.x for SSL,
+	 * GSS and cancel requests). No HTTP, TLS or HTTP/2 stream begins with two zero bytes; the parser joins the
+	 * pieces, and stops the connection if they do not make a startup packet. */
+	if (!midstream && v->cap >= 4 && v->cap < 8 && v->cap == v->len) {
+		uint32_t len = be32(v->data);
+		unsigned major = v->cap >= 6 ? (unsigned)v->data[4] << 8 | v->data[5] : v->cap == 5 && v->data[4] ? 1234 : 3;
+		if (v->cap == 5 && v->data[4] && v->data[4] != 1234 >> 8)
+			return -1;
+		if (len >= 8 && len <= 10000 && (major == 3 || major == 1234))
+			return v->dir == FLOW_IN ? PG_ROLE_SERVER : PG_ROLE_CLIENT;
+		return -1;
+	}
 	if (v->cap >= 8 && !midstream) {
 		uint32_t len = be32(v->data), code = be32(v->data + 4);
 		bool startup = (code >> 16) == 3 && len >= 8 && len <= 10000;
