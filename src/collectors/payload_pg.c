@@ -33,12 +33,9 @@ static int pg_role_of(const struct view *v, bool midstream)
 	 * pieces, and stops the connection if they do not make a startup packet. */
 	if (!midstream && v->cap >= 4 && v->cap < 8 && v->cap == v->len) {
 		uint32_t len = be32(v->data);
-		unsigned major = v->cap >= 6 ? (unsigned)v->data[4] << 8 | v->data[5] : v->cap == 5 && v->data[4] ? 1234 : 3;
-		if (v->cap == 5 && v->data[4] && v->data[4] != 1234 >> 8)
-			return -1;
-		if (len >= 8 && len <= 10000 && (major == 3 || major == 1234))
-			return v->dir == FLOW_IN ? PG_ROLE_SERVER : PG_ROLE_CLIENT;
-		return -1;
+		size_t k = v->cap - 4 < 2 ? v->cap - 4 : 2; /* bytes of the code's major half present */
+		bool code = !memcmp(v->data + 4, "\x00\x03", k) || !memcmp(v->data + 4, "\x04\xd2", k);
+		return len >= 8 && len <= 10000 && code ? (v->dir == FLOW_IN ? PG_ROLE_SERVER : PG_ROLE_CLIENT) : -1;
 	}
 	if (v->cap >= 8 && !midstream) {
 		uint32_t len = be32(v->data), code = be32(v->data + 4);

@@ -36,7 +36,6 @@ struct syscalls {
 	uint64_t window_ns;	 /* when sys_enter was attached (0: detached) */
 	uint64_t next_toggle_ns; /* when to attach or detach it next */
 	uint64_t timed_ns;	 /* time sys_enter was attached, closed windows */
-	uint64_t attach_ns;	 /* when the feature attached (the duty ratio's base) */
 };
 
 static const char *const drop_reasons[SYSCALL_DROP_NR] = {
@@ -105,11 +104,10 @@ static int syscalls_attach(void *priv)
 {
 	struct syscalls *s = priv;
 	int err;
-	s->attach_ns = now_ns(CLOCK_MONOTONIC);
 	if ((err = attach_link(s->exit, &s->exit_link)) || (err = attach_link(s->enter, &s->enter_link)))
 		return err;
-	s->window_ns = s->attach_ns;
-	s->next_toggle_ns = s->attach_ns + (uint64_t)SYSCALL_SAMPLE_ON_MS * 1000000;
+	s->window_ns = now_ns(CLOCK_MONOTONIC);
+	s->next_toggle_ns = s->window_ns + (uint64_t)SYSCALL_SAMPLE_ON_MS * 1000000;
 	return 0;
 }
 

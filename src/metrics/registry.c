@@ -208,21 +208,36 @@ void registry__begin_collect(struct registry *r)
 	}
 }
 
+/* The label values joined by \x1f into out (outn bytes) when it fits: the length it needs (without the NUL), as
+ * snprintf. */
+static size_t join_key_into(const struct metric_family *f, const char *const *values, char *out, size_t outn)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < f->nlabels; i++) {
+		const char *v = values[i] ? values[i] : "";
+		size_t n = strlen(v);
+		if (i) {
+			if (o + 1 < outn)
+				out[o] = '\x1f';
+			o++;
+		}
+		if (o + n < outn)
+			memcpy(out + o, v, n);
+		o += n;
+	}
+	if (o < outn)
+		out[o] = '\0';
+	return o;
+}
+
+/* The same key, allocated (NULL without memory). */
 static char *join_key(const struct metric_family *f, const char *const *values)
 {
-	struct buf b = {0};
-	for (size_t i = 0; i < f->nlabels; i++) {
-		if (i)
-			buf__append(&b, "\x1f", 1);
-		buf__puts(&b, values[i] ? values[i] : "");
-	}
-	if (!b.p)
-		buf__append(&b, "", 0);
-	if (b.oom) {
-		buf__free(&b);
-		return NULL;
-	}
-	return b.p;
+	size_t n = join_key_into(f, values, NULL, 0);
+	char *key = malloc(n + 1);
+	if (key)
+		join_key_into(f, values, key, n + 1);
+	return key;
 }
 
 struct key_probe {
@@ -368,31 +383,9 @@ __attribute__((noinline)) static struct series *series_other(struct metric_famil
 	return s;
 }
 
-/* The series of values: found, else admitted while the budget lasts, else its _other series. NULL without
- * memory. */
-/* join_key() into out (outn bytes) when it fits: the length it needs (without the NUL), as snprintf. */
-static size_t join_key_into(const struct metric_family *f, const char *const *values, char *out, size_t outn)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < f->nlabels; i++) {
-		const char *v = values[i] ? values[i] : "";
-		size_t n = strlen(v);
-		if (i) {
-			if (o + 1 < outn)
-				out[o] = '\x1f';
-			o++;
-		}
-		if (o + n < outn)
-			memcpy(out + o, v, n);
-		o += n;
-	}
-	if (o < outn)
-		out[o] = '\0';
-	return o;
-}
-
-/* The series of a label set, admitted or collapsed: the lookup builds its key on the stack (the capture path calls
- * this once per event), and allocates it only for a new series or a long key. */
+/* The series of values: found, else admitted while the budget lasts, else its _other series. NULL without memory.
+ * The lookup builds its key on the stack (the capture path calls this once per event), and allocates it only for a
+ * new series or a long key. */
 static struct series *series_get(struct metric_family *f, const char *const *values)
 {
 	char stack[512];
