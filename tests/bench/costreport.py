@@ -41,6 +41,11 @@ def by_round(recs, key):
     return out
 
 
+def cond_of(mode):
+    """The condition that runs loupe in --syscalls MODE."""
+    return "sysoff" if mode == "off" else mode
+
+
 def paired(rounds, cond, op, default_mode):
     """Per round op(cond value, off value); cond "default" is the default mode (weighted when sampled)."""
     vals = []
@@ -51,7 +56,7 @@ def paired(rounds, cond, op, default_mode):
             if "sampled" in conds and "on" in conds:
                 vals.append((1 - DUTY) * op(conds["sampled"], conds["off"]) + DUTY * op(conds["on"], conds["off"]))
             continue
-        c = {"default": {"on": "on", "off": "sysoff"}.get(default_mode, default_mode)}.get(cond, cond)
+        c = cond_of(default_mode) if cond == "default" else cond
         if c in conds:
             vals.append(op(conds[c], conds["off"]))
     return vals
@@ -96,8 +101,8 @@ def main(path):
                         continue
                     if dmode == "sampled" and "sampled" in v and "on" in v:
                         add = (1 - DUTY) * (v["sampled"] - v["off"]) + DUTY * (v["on"] - v["off"])
-                    elif {"on": "on", "off": "sysoff"}.get(dmode, dmode) in v:
-                        add = v[{"on": "on", "off": "sysoff"}.get(dmode, dmode)] - v["off"]
+                    elif cond_of(dmode) in v:
+                        add = v[cond_of(dmode)] - v["off"]
                     else:
                         continue
                     ratios.append(add / fl)
@@ -138,7 +143,7 @@ def main(path):
             for c in conds:
                 rr = quart(paired(tput, c, lambda x, y: x / y, dmode))
                 ca = quart(paired(cpu, c, lambda x, y: x - y, dmode))
-                lk = {"default": "sampled" if dmode == "sampled" else {"off": "sysoff"}.get(dmode, dmode)}.get(c, c)
+                lk = cond_of(dmode) if c == "default" else c
                 lcpu = [v[lk] for v in loupe.values() if lk in v] if c != "floor" else []
                 lq = statistics.median(lcpu) if lcpu else None
                 lab = c if c != "default" else f"default ({dmode})"
