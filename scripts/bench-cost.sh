@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-2-Clause
 # Loupe's cost benchmark: `make bench` (docs/performance.md, "Cost benchmark", says how to read it). Root; loopback only.
-#   scripts/bench-cost.sh [--quick] [--rounds N] [--only PARTS] [--out FILE] [--keep]
+#   scripts/bench-cost.sh [--quick] [--rounds N] [--only PARTS] [--conds LIST] [--out FILE] [--keep]
 #     --quick       2 rounds of shorter runs: a smoke test of the script, not figures to quote
 #     --rounds N    rounds of every part (default 10 for m, 6 for p, a and w)
 #     --only PARTS  some of the parts m, p, a, w, b (default mpawb)
+#     --conds LIST  the conditions, comma-separated (default off,floor,on,sampled,sysoff; off is always run)
 #     --out FILE    also write every record (JSON lines) to FILE
 #     --keep        keep the work directory (logs, raw records)
 #
@@ -19,6 +20,10 @@
 #            loupe run --syscalls on|sampled|off --bpf-stats off, started for the condition and measured from 1.5 s
 #            after it is ready. sampled is measured outside its timing windows (the first closes 1 s after attach);
 #            the report weighs it with on by the duty cycle (0.9 x sampled + 0.1 x on): its cost over time.
+#   nocapture, noprofile, bare
+#            not run by default: the breakdown of sysoff (--conds off,sysoff,nocapture,noprofile,bare). sysoff with
+#            --capture-bytes 0 (no payload capture: no HTTP, WebSocket or SQL signal), with --profile-hz 0 (no CPU
+#            sampling), and with both (what is left: process tracking, TCP lifecycle, PostgreSQL's rare USDT probes)
 # Parts:
 #   m  micro-workloads (build/bench/loupe-bench-cost): a getuid() loop not targeted (syscall_u) and targeted
 #      (syscall_t), a loopback HTTP request/response pair and a PostgreSQL simple-query/response pair, each between
@@ -31,8 +36,9 @@
 #   a  the reference API (tests/workload) under wrk with its mix (10 connections, 5 s): requests/s, host CPU per
 #      request, loupe's CPU
 #   w  WebSocket echo throughput of the same API (ws_client.py --throughput, 8 sessions, 5 s): messages/s
-#   b  where the time goes, under the API load with loupe's defaults: BPF run time per program (--bpf-stats
-#      always) per request, and loupe's own CPU by function, inclusive (perf record --call-graph dwarf on loupe)
+#   b  where the time goes: BPF run time per program (--bpf-stats always) and loupe's own CPU by function,
+#      inclusive (perf record --call-graph dwarf on loupe), under the API load with loupe's defaults, and under
+#      pgbench -S with --syscalls off (per request, per transaction)
 # Env: BUILD (build), LOUPE_BENCH_PORT (19477), and the workload's LOUPE_PG_PORT/LOUPE_PG_DIR/LOUPE_API_PORT/
 #      LOUPE_RUN_DIR (defaults: a private cluster and API on 55533, /tmp/loupe-cost-pg, 18181, /tmp/loupe-cost-run).
 set -euo pipefail
@@ -52,13 +58,14 @@ export LOUPE_API_PORT=${LOUPE_API_PORT:-18181}
 export LOUPE_RUN_DIR=${LOUPE_RUN_DIR:-/tmp/loupe-cost-run}
 export LOUPE_API_HOST=127.0.0.1 LOUPE_PG_HOST=127.0.0.1
 
-quick=0 out="" parts=mpawb keep=0 rounds=""
+quick=0 out="" parts=mpawb keep=0 rounds="" conds=off,floor,on,sampled,sysoff
 while (($#)); do
 	case "$1" in
 	--quick) quick=1; shift ;;
 	--rounds) rounds=${2:?--rounds needs N}; shift 2 ;;
 	--out) out=${2:?--out needs a FILE}; shift 2 ;;
 	--only) parts=${2:?--only needs PARTS, e.g. mp}; shift 2 ;;
+	--conds) conds=${2:?--conds needs a LIST, e.g. off,sysoff,bare}; shift 2 ;;
 	--keep) keep=1; shift ;;
 	-h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench-cost.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -74,7 +81,12 @@ else
 fi
 [[ -n $rounds ]] && M_ROUNDS=$rounds P_ROUNDS=$rounds A_ROUNDS=$rounds W_ROUNDS=$rounds
 SETTLE=1.5
-CONDS=(off floor on sampled sysoff)
+IFS=, read -r -a CONDS <<<"off,${conds#off}"
+mapfile -t CONDS < <(printf '%s\n' "${CONDS[@]}" | awk 'NF && !seen[$0]++')
+for c in "${CONDS[@]}"; do
+	[[ $c =~ ^(off|floor|on|sampled|sysoff|nocapture|noprofile|bare)$ ]] \
+		|| { echo "bench-cost.sh: unknown condition '$c' (off floor on sampled sysoff nocapture noprofile bare)" >&2; exit 2; }
+done
 
 log() { printf '[cost %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -89,7 +101,7 @@ want a && { command -v wrk >/dev/null || die "wrk not found (apt-get install wrk
 want b && { command -v wrk >/dev/null && command -v perf >/dev/null || die "part b needs wrk and perf (apt-get install wrk linux-perf)"; }
 want w && { "$PY" -c 'import websockets' 2>/dev/null || die "$PY cannot import websockets (apt-get install python3-websockets)"; }
 PGBENCH=${LOUPE_PG_BIN:-/usr/lib/postgresql/15/bin}/pgbench
-want p && { [[ -x $PGBENCH ]] || PGBENCH=$(command -v pgbench) || die "pgbench not found (apt-get install postgresql-15)"; }
+want p || want b && { [[ -x $PGBENCH ]] || PGBENCH=$(command -v pgbench) || die "pgbench not found (apt-get install postgresql-15)"; }
 log "building loupe and the benchmark programs"
 make -s "$BUILD/loupe" bench-bins >&2 || die "build failed"
 curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz" && die "something listens on 127.0.0.1:$PORT already (set LOUPE_BENCH_PORT)"
@@ -137,6 +149,9 @@ cond_start() {
 	floor) floor_start ;;
 	on|sampled) loupe_start --syscalls "$cond" --bpf-stats off "$@" ;;
 	sysoff) loupe_start --syscalls off --bpf-stats off "$@" ;;
+	nocapture) loupe_start --syscalls off --bpf-stats off --capture-bytes 0 "$@" ;;
+	noprofile) loupe_start --syscalls off --bpf-stats off --profile-hz 0 "$@" ;;
+	bare) loupe_start --syscalls off --bpf-stats off --capture-bytes 0 --profile-hz 0 "$@" ;;
 	default) loupe_start "$@" ;;
 	esac
 	sleep "$SETTLE"
@@ -174,7 +189,7 @@ if want m; then
 				record "$(jq -c --arg cond "$cond" --argjson round "$r" --arg wl "$wl" --argjson c0 "$c0" --argjson c1 "$c1" \
 					'. + {part:"m",cond:$cond,round:$round,wl:$wl,loupe_cpu_s:($c1 - $c0)}' <<<"$res")"
 				line+=" $wl $(jq -r '.wall_ns_per_op | floor' <<<"$res")"
-				if [[ $wl == http || $wl == pg ]] && [[ -n $LOUPE_PID ]]; then
+				if [[ $wl == http || $wl == pg ]] && [[ -n $LOUPE_PID && $cond != nocapture && $cond != bare ]]; then
 					# Ground truth: every request and statement, warm-up included, counted on the server side.
 					scrape "$work/m1.txt"
 					want_n=$(jq '.ops + .warmup_ops' <<<"$res")
@@ -228,12 +243,19 @@ measured() {
 		'{wall_s:(($t1 | tonumber) - ($t0 | tonumber)),host_busy_s:($h1.busy_s - $h0.busy_s),host_steal_s:($h1.steal_s - $h0.steal_s),loupe_cpu_s:($c1 - $c0)}')
 }
 
+G_ENV=(PGHOST=127.0.0.1 "PGPORT=$LOUPE_PG_PORT" PGUSER=loupe PGDATABASE=loupe)
+PG_INIT=0
+pgbench_init() {
+	((PG_INIT)) && return 0
+	pg_start
+	log "pgbench -i -s 10"
+	env "${G_ENV[@]}" "$PGBENCH" -i -q -s 10 >"$work/pgbench-init.txt" 2>&1 || die "pgbench -i failed: $(tail -n 3 "$work/pgbench-init.txt")"
+	PG_INIT=1
+}
+
 # ------------------------------------------------------------------------------------------------ p
 if want p; then
-	pg_start
-	G_ENV=(PGHOST=127.0.0.1 "PGPORT=$LOUPE_PG_PORT" PGUSER=loupe PGDATABASE=loupe)
-	log "(p) pgbench -i -s 10"
-	env "${G_ENV[@]}" "$PGBENCH" -i -q -s 10 >"$work/pgbench-init.txt" 2>&1 || die "pgbench -i failed: $(tail -n 3 "$work/pgbench-init.txt")"
+	pgbench_init
 	for mode in select tpcb; do
 		script=()
 		[[ $mode == select ]] && script=(-S)
@@ -251,7 +273,6 @@ if want p; then
 			done
 		done
 	done
-	((PG_DIR_NEW)) || env "${G_ENV[@]}" "$PGBENCH" -i -I d >>"$work/pgbench-init.txt" 2>&1 || true
 fi
 
 # ------------------------------------------------------------------------------------------------ a
@@ -300,32 +321,46 @@ if want w; then
 fi
 
 # ------------------------------------------------------------------------------------------------ b
+# BPF run time per program and perf of loupe over one run of a load: b_profile LOAD UNIT RESULT-PARSER CMD... (loupe
+# already started; RESULT-PARSER is benchlib.py's parser of the load's output, whose field UNIT is the work done).
+b_profile() {
+	local load=$1 unit=$2 parser=$3 n
+	shift 3
+	sleep 3
+	"$PY" "$top/tests/bench/benchlib.py" progstats "$LOUPE_PID" >"$work/b-$load-prog0.json"
+	"$@" >"$work/b-$load.txt" 2>&1 &
+	BG_PID=$!
+	sleep 1
+	perf record -q --call-graph dwarf,16384 -F 1999 -p "$LOUPE_PID" -o "$work/perf-$load.data" -- sleep 8 >/dev/null 2>&1 \
+		|| log "warning: perf record failed"
+	wait "$BG_PID" || true
+	BG_PID=""
+	"$PY" "$top/tests/bench/benchlib.py" progstats "$LOUPE_PID" >"$work/b-$load-prog1.json"
+	n=$("$PY" "$top/tests/bench/benchlib.py" "$parser" "$work/b-$load.txt" | jq --arg u "$unit" '.[$u] // 0')
+	record "$(jq -nc --slurpfile a "$work/b-$load-prog0.json" --slurpfile b "$work/b-$load-prog1.json" --argjson n "$n" \
+		--arg load "$load" --arg unit "$unit" \
+		'{part:"b",kind:"bpf",load:$load,unit:$unit,requests:$n,progs:[$b[0].progs // {} | to_entries[] | .key as $k |
+		  {name:$k, runs:(.value.run_cnt - ($a[0].progs[$k].run_cnt // 0)), run_time_ns:(.value.run_time_ns - ($a[0].progs[$k].run_time_ns // 0))}]}')"
+	cond_stop
+	if [[ -s $work/perf-$load.data ]]; then
+		# Inclusive time (children) of each function, call chains from DWARF: which feature's work it is.
+		perf report -i "$work/perf-$load.data" --children --sort symbol --stdio -q --percent-limit 3 -g none 2>/dev/null \
+			| grep -E '^ +[0-9.]+%' | grep -v ' 0x0000' | head -n 45 >"$work/perf-$load-top.txt" || true
+		record "$(jq -Rsc --arg load "$load" '{part:"b",kind:"perf",load:$load,top:(split("\n") | map(select(length > 0) | gsub("^ +"; "")))}' \
+			<"$work/perf-$load-top.txt")"
+	fi
+}
 if want b; then
 	api_start
 	log "(b) loupe's defaults with --bpf-stats always, under the API load: BPF run time per program, and perf on loupe"
 	loupe_start --bpf-stats always "${API_TARGETS[@]}"
-	sleep 3
-	"$PY" "$top/tests/bench/benchlib.py" progstats "$LOUPE_PID" >"$work/b-prog0.json"
-	wrk_run 10 "$work/wrk-b.txt" &
-	BG_PID=$!
-	sleep 1
-	perf record -q --call-graph dwarf,16384 -F 1999 -p "$LOUPE_PID" -o "$work/perf.data" -- sleep 8 >/dev/null 2>&1 \
-		|| log "warning: perf record failed"
-	wait "$BG_PID" || true
-	BG_PID=""
-	"$PY" "$top/tests/bench/benchlib.py" progstats "$LOUPE_PID" >"$work/b-prog1.json"
-	reqs=$("$PY" "$top/tests/bench/benchlib.py" wrk "$work/wrk-b.txt" | jq '.requests // 0')
-	record "$(jq -nc --slurpfile a "$work/b-prog0.json" --slurpfile b "$work/b-prog1.json" --argjson reqs "$reqs" \
-		'{part:"b",kind:"bpf",requests:$reqs,progs:[$b[0].progs // {} | to_entries[] | .key as $k |
-		  {name:$k, runs:(.value.run_cnt - ($a[0].progs[$k].run_cnt // 0)), run_time_ns:(.value.run_time_ns - ($a[0].progs[$k].run_time_ns // 0))}]}')"
-	cond_stop
-	if [[ -s $work/perf.data ]]; then
-		# Inclusive time (children) of each function, call chains from DWARF: which feature's work it is.
-		perf report -i "$work/perf.data" --children --sort symbol --stdio -q --percent-limit 3 -g none 2>/dev/null \
-			| grep -E '^ +[0-9.]+%' | grep -v ' 0x0000' | head -n 45 >"$work/perf-top.txt" || true
-		record "$(jq -Rsc '{part:"b",kind:"perf",top:(split("\n") | map(select(length > 0) | gsub("^ +"; "")))}' <"$work/perf-top.txt")"
-	fi
+	b_profile api requests wrk wrk_run 10 /dev/stdout
+	pgbench_init
+	log "(b) loupe --syscalls off --bpf-stats always, under pgbench -S: BPF run time per program, and perf on loupe"
+	loupe_start --syscalls off --bpf-stats always --target "postgres=pid:$PG_PID"
+	b_profile pgbench transactions pgbench env "${G_ENV[@]}" "$PGBENCH" -n -S -M prepared -c 4 -j 2 -T 10
 fi
+((PG_INIT && !PG_DIR_NEW)) && { env "${G_ENV[@]}" "$PGBENCH" -i -I d >>"$work/pgbench-init.txt" 2>&1 || true; }
 
 echo >&2
 "$PY" "$top/tests/bench/costreport.py" "$records"

@@ -10,7 +10,9 @@ import json
 import statistics
 import sys
 
-CONDS = ["floor", "on", "sampled", "sysoff"]
+CONDS = ["floor", "on", "sampled", "sysoff", "nocapture", "noprofile", "bare"]
+LOADS = {"api": ("the API load, loupe's defaults", "request"),
+         "pgbench": ("pgbench -S, --syscalls off", "transaction")}
 DUTY = 0.1  # include/syscalls.h: SYSCALL_SAMPLE_ON_MS / SYSCALL_SAMPLE_PERIOD_MS
 
 
@@ -66,7 +68,8 @@ def main(path):
     recs = [json.loads(line) for line in open(path) if line.strip()]
     machine = next((r for r in recs if r.get("part") == "machine"), {})
     dmode = machine.get("default_syscalls") or "on"
-    conds = CONDS + ["default"]
+    present = {r.get("cond") for r in recs}
+    conds = [c for c in CONDS if c in present] + (["default"] if {"on", "sampled", "sysoff"} & present else [])
     goals = []
     summary = {"default_syscalls": dmode}
     print(f"# Cost benchmark, {machine.get('date', '?')}, git {machine.get('git', '?')}, Linux {machine.get('kernel', '?')}, "
@@ -174,10 +177,12 @@ def main(path):
 
     b = [r for r in recs if r.get("part") == "b"]
     for r in b:
+        load = LOADS.get(r.get("load", "api"), LOADS["api"])
         if r.get("kind") == "bpf":
             n = r.get("requests") or 0
-            print(f"\n## (b) BPF run time per program under the API load ({n} requests, --bpf-stats always)")
-            print(f"  {'program':18} {'runs/request':>13} {'ns/run':>8} {'us/request':>11}")
+            unit = load[1]
+            print(f"\n## (b) BPF run time per program under {load[0]} ({n} {unit}s, --bpf-stats always)")
+            print(f"  {'program':18} {'runs/' + unit:>13} {'ns/run':>8} {'us/' + unit:>11}")
             tot = 0
             for p in sorted(r["progs"], key=lambda p: -p["run_time_ns"]):
                 if not p["runs"]:
@@ -187,7 +192,7 @@ def main(path):
                       f"{p['run_time_ns'] / n / 1e3 if n else 0:11.2f}")
             print(f"  {'total':18} {'':13} {'':8} {tot / n / 1e3 if n else 0:11.2f}")
         elif r.get("kind") == "perf":
-            print("\n## (b) loupe's CPU by function under the API load (perf, DWARF call chains: inclusive %, self %)")
+            print(f"\n## (b) loupe's CPU by function under {load[0]} (perf, DWARF call chains: inclusive %, self %)")
             for line in r["top"]:
                 print("  " + line)
 
