@@ -9,11 +9,9 @@ postgres, and every panel query of the Grafana dashboards in dashboards/ returns
 Prometheus runs on a free loopback port with a temporary config (job "loupe") and a temporary TSDB directory,
 both removed at the end.
 """
-import glob
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -26,13 +24,12 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from loupe_test import Loupe, Tap, TOP, WORKLOAD, free_port, wait_for  # noqa: E402
-from e2e_support import (Workload, missing_requirements, require_build, skip_all, stop_all,  # noqa: E402
-                         terminate_on_signals)
+from loupe_test import Loupe, Tap, WORKLOAD, free_port, wait_for  # noqa: E402
+from e2e_support import (DASHBOARDS, Workload, grafana_to_promql, missing_requirements,  # noqa: E402
+                         panel_queries, require_build, skip_all, stop_all, terminate_on_signals)
 
 PROMETHEUS = "/usr/bin/prometheus"
 RATE_INTERVAL = "15s"   # stands for Grafana's $__rate_interval (4 x the 1 s scrape interval, rounded up)
-DASHBOARDS = sorted(glob.glob(os.path.join(TOP, "dashboards", "*.json")))
 
 SKIP_NAMES = ["workload, loupe, load and Prometheus start", "Prometheus target loupe is up with no scrape error",
               'up{job="loupe"} == 1', "loupe_build_info matches /status", "loupe_targets by service: api and postgres",
@@ -112,34 +109,6 @@ scrape_configs:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def panel_queries(path):
-    """(panel title, expr) of every panel query in a Grafana dashboard, rows included."""
-    with open(path) as f:
-        d = json.load(f)
-    out = []
-
-    def walk(panels):
-        for p in panels or []:
-            for tg in p.get("targets", []) or []:
-                if tg.get("expr"):
-                    out.append((p.get("title", "?"), tg["expr"]))
-            walk(p.get("panels"))
-    walk(d.get("panels"))
-    for row in d.get("rows", []) or []:  # old-style dashboards
-        walk(row.get("panels"))
-    return out
-
-
-def grafana_to_promql(expr):
-    """Replace Grafana's variables: intervals by fixed ranges, template variables ($service, ${syscall}, ...) by
-    '.*', which is what their "All" value matches."""
-    for v in ("$__rate_interval", "${__rate_interval}"):
-        expr = expr.replace(v, RATE_INTERVAL)
-    for v in ("$__interval", "${__interval}", "$__range", "${__range}"):
-        expr = expr.replace(v, "5s")
-    return re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*(?::[a-z]+)?\}?", ".*", expr)
-
-
 def main():
     t = Tap()
     why = missing_requirements(need_prometheus=True)
@@ -152,7 +121,8 @@ def main():
     wl = Workload("prom")
     # Kernel BPF statistics on all along: with the default sampled windows, the test's few scrapes can all fall
     # between windows, and the per-run cost panel then has nothing to show.
-    L = Loupe("--bpf-stats", "always")
+    # --offcpu: the profiling dashboard's off-CPU panel.
+    L = Loupe("--bpf-stats", "always", "--offcpu")
     prom = None
     try:
         try:
@@ -213,7 +183,7 @@ def main():
         for path in DASHBOARDS:
             for title, expr in panel_queries(path):
                 n += 1
-                q = grafana_to_promql(expr)
+                q = grafana_to_promql(expr, RATE_INTERVAL)
                 res, err = prom.query(q)
                 finite = [v for _, v in res if not math.isnan(v) and not math.isinf(v)]
                 if err or not res or not finite:

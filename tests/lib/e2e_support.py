@@ -7,6 +7,7 @@ people on the same machine never collide, and stops everything it started (stop(
 `finally`). The rest are small helpers: ground-truth process counts from /proc, metric deltas between two scrapes,
 and the privacy scan (no pid, path or address in what loupe exports).
 """
+import glob
 import json
 import os
 import re
@@ -26,6 +27,40 @@ PG_POSTGRES = os.path.join(PG_BIN, "postgres")
 
 HIST = "loupe_syscall_duration_seconds"
 ERRS = "loupe_syscall_errors_total"
+
+
+# ------------------------------------------------------------------ dashboards ---
+
+DASHBOARDS = sorted(glob.glob(os.path.join(TOP, "dashboards", "*.json")))
+
+
+def panel_queries(path):
+    """(panel title, expr) of every panel query in a Grafana dashboard, rows included."""
+    with open(path) as f:
+        d = json.load(f)
+    out = []
+
+    def walk(panels):
+        for p in panels or []:
+            for tg in p.get("targets", []) or []:
+                if tg.get("expr"):
+                    out.append((p.get("title", "?"), tg["expr"]))
+            walk(p.get("panels"))
+    walk(d.get("panels"))
+    for row in d.get("rows", []) or []:  # old-style dashboards
+        walk(row.get("panels"))
+    return out
+
+
+def grafana_to_promql(expr, rate_interval):
+    """Replace Grafana's variables: intervals by fixed ranges ($__rate_interval by rate_interval: Grafana's is 4 x
+    the scrape interval), template variables ($service, ${syscall}, ...) by '.*', which is what their "All" value
+    matches."""
+    for v in ("$__rate_interval", "${__rate_interval}"):
+        expr = expr.replace(v, rate_interval)
+    for v in ("$__interval", "${__interval}", "$__range", "${__range}"):
+        expr = expr.replace(v, "5s")
+    return re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*(?::[a-z]+)?\}?", ".*", expr)
 
 
 # ---------------------------------------------------------------- requirements ---
