@@ -11,14 +11,23 @@ build_pkgs=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev libdw-d
 # FastAPI/uvicorn/websockets reference API and wrk for end-to-end tests; Prometheus (and promtool) to scrape loupe;
 # util-linux for setpriv/unshare; strace (ground truth of a BPF test); jq for the benchmark; protoc (an independent
 # decoder of loupe's pprof output), xmllint and headless Chromium (the SVG flame graph is well-formed and renders);
-# gdb reads the CPython layouts from libpython's DWARF (tests/unit/test_py_layouts.py).
+# gdb reads the CPython layouts from libpython's DWARF (tests/unit/test_py_layouts.py). tests/unit/test_deploy.py:
+# docker-compose (1.29.2: `config` validates the compose file), python3-yaml, and nodejs for the Kubernetes schema
+# check (its npm packages come from the npm registry). Not Debian's npm package: NodeSource's nodejs, on these
+# machines, ships npm itself and conflicts with it: Debian's npm is added only when no npm is on PATH. The monitoring
+# stack (scripts/stack.sh, tests/e2e/test_stack.py, tests/unit/test_alerts.py): Alertmanager (and amtool),
+# node_exporter, postgres_exporter and blackbox_exporter.
 test_pkgs=(libcmocka-dev libclang-rt-14-dev postgresql python3 python3-fastapi python3-uvicorn python3-websockets
 	python3-psycopg2 python3-prometheus-client wrk prometheus util-linux procps iproute2 valgrind jq strace openssl
-	protobuf-compiler libxml2-utils chromium gdb)
+	protobuf-compiler libxml2-utils chromium gdb docker-compose python3-yaml nodejs prometheus-alertmanager
+	prometheus-node-exporter prometheus-postgres-exporter prometheus-blackbox-exporter)
 
 case "$what" in
 build) pkgs=("${build_pkgs[@]}") ;;
-test | all) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+test | all)
+	pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}")
+	command -v npm >/dev/null || pkgs+=(npm)
+	;;
 *) echo "deps: unknown set '$what' (build, test or all)" >&2; exit 2 ;;
 esac
 
