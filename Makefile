@@ -59,7 +59,7 @@ UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 HELPER_SRCS := $(filter-out tests/helpers/libdeepchain.c,$(wildcard tests/helpers/*.c))
 HELPER_BINS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRCS)) $(BUILD)/tests/deepchain-nopie
 
-.PHONY: FORCE all clean test unit-test bpf-test e2e-test bench bench-full demo run fuzz check-deps
+.PHONY: FORCE all clean test unit-test bpf-test e2e-test bench bench-full demo stack run fuzz check-deps
 all: $(BUILD)/loupe
 
 $(BUILD)/loupe: $(OBJS)
@@ -154,6 +154,11 @@ bench-full: $(BUILD)/loupe $(HELPER_BINS) bench-bins
 
 demo: $(BUILD)/loupe
 	$(Q)scripts/demo.sh
+
+# The monitoring stack on this host (Prometheus, Alertmanager, exporters, loupe, the reference workload under
+# load): runs until Ctrl-C. scripts/stack.sh --help for its options and ports.
+stack: $(BUILD)/loupe
+	$(Q)scripts/stack.sh
 
 run: $(BUILD)/loupe
 	$(Q)$(BUILD)/loupe run
