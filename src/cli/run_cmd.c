@@ -5,6 +5,7 @@
 #include "daemon/daemon.h"
 #include "core/loupe.h"
 #include "lib/names.h"
+#include "parsers/params.h"
 #include "payload.h"
 
 #include <errno.h>
@@ -122,7 +123,14 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt, bool
 	*help = false;
 	while (!rc && (c = getopt_long(argc, argv, ":l:t:h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'l': opt->listen = optarg; break;
+		case 'l': {
+			char host[256];
+			unsigned port;
+			if ((rc = listen_addr_parse(optarg, host, sizeof(host), &port, err, sizeof(err))))
+				usage_error("run", "%s", err);
+			opt->listen = optarg;
+			break;
+		}
 		case 't':
 			if ((rc = target_rules__add(&opt->rules, optarg, err, sizeof(err))))
 				usage_error("run", "%s", err);

@@ -8,6 +8,7 @@
 #include "core/core.h"
 #include "core/loupe.h"
 #include "lib/log.h"
+#include "parsers/params.h"
 #include "server/httpd.h"
 
 #include <arpa/inet.h>
@@ -24,6 +25,12 @@
 #include <unistd.h>
 
 #define MAX_SUSPENDED 8
+/* Request URIs refused before their arguments are parsed (uri_check()). */
+#define URI_MAX 2048
+#define URI_PARAMS_MAX 16
+#define REJECTED ((void *)2) /* *con_cls of a request uri_check() answered */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 /* A connection waiting for an on-demand profiling session (suspended until the main loop finishes it). */
 struct pending {
@@ -43,33 +50,11 @@ struct httpd {
 
 int httpd_listen(const char *addr, char *err, size_t errlen)
 {
-	char host[256];
-	const char *port;
-	if (addr[0] == '[') {
-		const char *end = strchr(addr, ']');
-		if (!end || end[1] != ':' || (size_t)(end - addr - 1) >= sizeof(host)) {
-			snprintf(err, errlen, "bad listen address '%s': expected [IPV6]:PORT", addr);
-			return -EINVAL;
-		}
-		memcpy(host, addr + 1, (size_t)(end - addr - 1));
-		host[end - addr - 1] = '\0';
-		port = end + 2;
-	} else {
-		const char *colon = strrchr(addr, ':');
-		if (!colon || (size_t)(colon - addr) >= sizeof(host) || strchr(addr, ':') != colon) {
-			snprintf(err, errlen, "bad listen address '%s': expected ADDR:PORT, e.g. 127.0.0.1:9476", addr);
-			return -EINVAL;
-		}
-		memcpy(host, addr, (size_t)(colon - addr));
-		host[colon - addr] = '\0';
-		port = colon + 1;
-	}
-	char *end;
-	long p = strtol(port, &end, 10);
-	if (!*port || *end || p < 1 || p > 65535) {
-		snprintf(err, errlen, "bad listen address '%s': port must be 1-65535", addr);
+	char host[256], port[8];
+	unsigned portnum;
+	if (listen_addr_parse(addr, host, sizeof(host), &portnum, err, errlen))
 		return -EINVAL;
-	}
+	snprintf(port, sizeof(port), "%u", portnum);
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE},
 			*res = NULL;
 	int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
@@ -188,22 +173,58 @@ static enum MHD_Result serve_metrics(struct httpd *h, struct MHD_Connection *c)
 		     body.p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT, NULL);
 }
 
-/* "90", "90s", "5m": seconds into *out; false when not a duration of 1 s .. 10 min (the continuous profile kept). */
-static bool parse_window(const char *v, unsigned *out)
+/* The query parameters of the endpoints, each parsed strictly (src/parsers/params.h): an unknown, repeated or
+ * empty parameter, a NUL byte (%00) anywhere, or a value out of its range is answered 400 naming the parameter. */
+enum param { P_WINDOW, P_SERVICE, P_FORMAT, P_KIND, P_FOCUS, P_SECONDS, P_HZ, P_NR };
+static const char *const param_names[P_NR + 1] = {"window", "service", "format", "kind", "focus", "seconds", "hz", NULL};
+#define P_BIT(p) (1u << (p))
+#define P_PROFILE (P_BIT(P_WINDOW) | P_BIT(P_SERVICE) | P_BIT(P_FORMAT) | P_BIT(P_FOCUS) | P_BIT(P_SECONDS) | P_BIT(P_HZ))
+#define P_FLAMEGRAPH (P_BIT(P_WINDOW) | P_BIT(P_SERVICE) | P_BIT(P_KIND) | P_BIT(P_FOCUS) | P_BIT(P_SECONDS) | P_BIT(P_HZ))
+
+struct query {
+	unsigned allowed, seen;
+	const char *v[P_NR];
+	size_t len[P_NR];
+	char bad[200]; /* the first problem, "" when none */
+};
+
+/* A parameter's name as it may be echoed in an error: printable, short; else a placeholder. */
+static const char *echo_name(const char *key, size_t len)
 {
-	char *end;
-	errno = 0;
-	unsigned long n = strtoul(v, &end, 10);
-	if (end == v || errno || v[0] == '-')
-		return false;
-	if (*end == 'm')
-		n *= 60, end++;
-	else if (*end == 's')
-		end++;
-	if (*end || n < 1 || n > 600)
-		return false;
-	*out = (unsigned)n;
-	return true;
+	return param_text(key, len, 32) && strlen(key) == len ? key : "(unprintable)";
+}
+
+static enum MHD_Result collect_param(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+				     const char *value, size_t value_size)
+{
+	struct query *q = cls;
+	(void)kind;
+	int p = param_choice(key, key_size, param_names);
+	if (p < 0 || !(q->allowed & P_BIT(p)))
+		snprintf(q->bad, sizeof(q->bad), "unknown parameter '%s'%s\n", echo_name(key, key_size),
+			 q->allowed ? "" : ": this endpoint takes none");
+	else if (q->seen & P_BIT(p))
+		snprintf(q->bad, sizeof(q->bad), "bad %s: given more than once\n", param_names[p]);
+	else if (!value || !value_size)
+		snprintf(q->bad, sizeof(q->bad), "bad %s: empty\n", param_names[p]);
+	else if (strlen(value) != value_size)
+		snprintf(q->bad, sizeof(q->bad), "bad %s: holds a NUL byte\n", param_names[p]);
+	else {
+		q->seen |= P_BIT(p);
+		q->v[p] = value;
+		q->len[p] = value_size;
+		return MHD_YES;
+	}
+	return MHD_NO; /* the first problem is the one reported */
+}
+
+/* The request's query parameters into q, checked against the endpoint's allowed set; false with q->bad set. */
+static bool parse_query(struct MHD_Connection *c, unsigned allowed, struct query *q)
+{
+	memset(q, 0, sizeof(*q));
+	q->allowed = allowed;
+	MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, collect_param, q);
+	return !q->bad[0];
 }
 
 /* /debug/pprof/profile, /debug/pprof/offcpu (pprof, or ?format=folded) and /flamegraph.svg?kind=cpu|offcpu:
@@ -221,14 +242,9 @@ static void session_done(void *arg)
 
 /* ?seconds=N[&hz=H]: start a session and suspend the connection until it ends (net/http/pprof's semantics). */
 static enum MHD_Result start_session(struct httpd *h, struct MHD_Connection *c, const struct profile_request *q,
-				     const char *seconds, const char *hz, void **con_cls)
+				     unsigned long secs, unsigned long rate, void **con_cls)
 {
-	char *end, err[200];
-	unsigned long secs = strtoul(seconds, &end, 10), rate = 99;
-	if (!*seconds || *end || seconds[0] == '-' || secs < 1 || secs > 600)
-		return reply_text(c, 400, "bad seconds: expected 1 .. 600\n");
-	if (hz && (rate = strtoul(hz, &end, 10), !*hz || *end || hz[0] == '-' || rate < 1 || rate > 1000))
-		return reply_text(c, 400, "bad hz: expected 1 .. 1000\n");
+	char err[200];
 	struct pending *pd = calloc(1, sizeof(*pd));
 	if (!pd)
 		return reply_text(c, 500, "out of memory\n");
@@ -279,7 +295,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 	struct httpd *h = cls;
 	(void)c;
 	(void)toe;
-	if (!*con_cls || *con_cls == (void *)1)
+	if (!*con_cls || *con_cls == (void *)1 || *con_cls == REJECTED)
 		return;
 	struct pending *pd = *con_cls;
 	pthread_mutex_lock(&h->lock);
@@ -295,31 +311,60 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 
 static enum MHD_Result serve_profile(struct httpd *h, struct MHD_Connection *c, const char *url, void **con_cls)
 {
+	static const char *const formats[] = {"pprof", "folded", NULL}, *const kinds[] = {"cpu", "offcpu", NULL};
 	struct profile_request q = {.kind = PROFILE_CPU, .format = PROFILE_FORMAT_PPROF, .window_s = 60};
-	char err[200];
-	const char *v;
+	struct query a;
+	char err[200], service[32], focus[257];
+	bool svg = !strcmp(url, "/flamegraph.svg");
+	unsigned long n, secs = 0, rate = 99;
+	int i;
+
+	if (!parse_query(c, svg ? P_FLAMEGRAPH : P_PROFILE, &a))
+		return reply_text(c, 400, a.bad);
 	if (!strcmp(url, "/debug/pprof/offcpu"))
 		q.kind = PROFILE_OFFCPU;
-	if (!strcmp(url, "/flamegraph.svg")) {
+	if (svg)
 		q.format = PROFILE_FORMAT_SVG;
-		if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "kind"))) {
-			if (strcmp(v, "cpu") && strcmp(v, "offcpu"))
-				return reply_text(c, 400, "bad kind: expected cpu or offcpu\n");
-			q.kind = strcmp(v, "offcpu") ? PROFILE_CPU : PROFILE_OFFCPU;
-		}
-	} else if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format"))) {
-		if (strcmp(v, "pprof") && strcmp(v, "folded"))
-			return reply_text(c, 400, "bad format: expected pprof or folded\n");
-		q.format = strcmp(v, "folded") ? PROFILE_FORMAT_PPROF : PROFILE_FORMAT_FOLDED;
+	if (a.v[P_KIND]) {
+		if ((i = param_choice(a.v[P_KIND], a.len[P_KIND], kinds)) < 0)
+			return reply_text(c, 400, "bad kind: expected cpu or offcpu\n");
+		q.kind = i ? PROFILE_OFFCPU : PROFILE_CPU;
 	}
-	q.service = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "service");
-	q.focus = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "focus");
-	if (q.focus && (!*q.focus || strlen(q.focus) > 256))
-		return reply_text(c, 400, "bad focus: expected a regular expression of 1 .. 256 characters\n");
-	if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "seconds")))
-		return start_session(h, c, &q, v, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "hz"), con_cls);
-	if ((v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "window")) && !parse_window(v, &q.window_s))
-		return reply_text(c, 400, "bad window: expected 1s .. 10m, e.g. 90s or 5m\n");
+	if (a.v[P_FORMAT]) {
+		if ((i = param_choice(a.v[P_FORMAT], a.len[P_FORMAT], formats)) < 0)
+			return reply_text(c, 400, "bad format: expected pprof or folded\n");
+		q.format = i ? PROFILE_FORMAT_FOLDED : PROFILE_FORMAT_PPROF;
+	}
+	if (a.v[P_SERVICE]) {
+		if (!param_name(a.v[P_SERVICE], a.len[P_SERVICE], sizeof(service) - 1))
+			return reply_text(c, 400, "bad service: expected a service name, 1-31 of [A-Za-z0-9_.-]\n");
+		memcpy(service, a.v[P_SERVICE], a.len[P_SERVICE] + 1);
+		q.service = service;
+	}
+	if (a.v[P_FOCUS]) {
+		if (!param_text(a.v[P_FOCUS], a.len[P_FOCUS], sizeof(focus) - 1))
+			return reply_text(c, 400, "bad focus: expected a regular expression of 1 .. 256 characters, "
+						  "no control characters\n");
+		memcpy(focus, a.v[P_FOCUS], a.len[P_FOCUS] + 1);
+		q.focus = focus;
+	}
+	if (a.v[P_WINDOW] && a.v[P_SECONDS])
+		return reply_text(c, 400, "bad window: window (the continuous profile) and seconds (an on-demand session) "
+					  "exclude each other\n");
+	if (a.v[P_HZ] && !a.v[P_SECONDS])
+		return reply_text(c, 400, "bad hz: only with seconds (an on-demand session)\n");
+	if (a.v[P_SECONDS]) {
+		if (param_decimal(a.v[P_SECONDS], a.len[P_SECONDS], 1, 600, &secs))
+			return reply_text(c, 400, "bad seconds: expected a whole number 1 .. 600\n");
+		if (a.v[P_HZ] && param_decimal(a.v[P_HZ], a.len[P_HZ], 1, 1000, &rate))
+			return reply_text(c, 400, "bad hz: expected a whole number 1 .. 1000\n");
+		return start_session(h, c, &q, secs, rate, con_cls);
+	}
+	if (a.v[P_WINDOW]) {
+		if (param_duration(a.v[P_WINDOW], a.len[P_WINDOW], 1, 600, &n))
+			return reply_text(c, 400, "bad window: expected 1s .. 10m, e.g. 90s or 5m\n");
+		q.window_s = (unsigned)n;
+	}
 	struct buf body = {0};
 	const char *ctype = "application/octet-stream";
 	int rc = profiler__profile(h->L, &q, &body, &ctype, err, sizeof(err));
@@ -342,6 +387,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 			      const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
 {
 	struct httpd *h = cls;
+	if (*con_cls == REJECTED) /* answered by uri_check() */
+		return MHD_NO;
 	if (!*con_cls) { /* first call: headers only */
 		*con_cls = (void *)1;
 		return MHD_YES;
@@ -357,6 +404,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	__atomic_add_fetch(&h->requests, 1, __ATOMIC_RELAXED);
 	if (strcmp(method, "GET") && strcmp(method, "HEAD"))
 		return reply_text(c, 405, "method not allowed: use GET\n");
+	if (strcmp(url, "/debug/pprof/profile") && strcmp(url, "/debug/pprof/offcpu") && strcmp(url, "/flamegraph.svg")) {
+		struct query a;
+		if (!parse_query(c, 0, &a))
+			return reply_text(c, 400, a.bad);
+	}
 	if (!strcmp(url, "/metrics"))
 		return serve_metrics(h, c);
 	if (!strcmp(url, "/healthz")) {
@@ -383,6 +435,37 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	return reply_text(c, 404, "not found: see / for the endpoints\n");
 }
 
+/* Requests whose line is longer, or that carry more query parameters, are refused before libmicrohttpd parses their
+ * arguments: libmicrohttpd 0.9.75 keeps each parameter in a 32 KiB per-connection pool and, when that overflows,
+ * logs a 431 it cannot send and holds the socket until its timeout. */
+
+/* Called with the request's raw URI, before its arguments are parsed: an oversized one is answered 414 straight on
+ * the socket (nothing else has been written on it for this request) and the connection is closed. Its return
+ * value is the request's first *con_cls. */
+static void *uri_check(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	static const char body[] = "request URI too long: at most " STR(URI_MAX) " bytes and " STR(URI_PARAMS_MAX)
+				   " query parameters\n";
+	size_t len = strlen(uri), params = 0;
+	const char *qm = strchr(uri, '?');
+	(void)cls;
+	for (const char *p = qm; p && *p; p++)
+		params += *p == '&' || *p == '?';
+	if (len <= URI_MAX && params <= URI_PARAMS_MAX)
+		return NULL;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci) {
+		char head[200];
+		int n = snprintf(head, sizeof(head),
+				 "HTTP/1.1 414 URI Too Long\r\nContent-Type: text/plain; charset=utf-8\r\n"
+				 "Content-Length: %zu\r\nConnection: close\r\n\r\n", sizeof(body) - 1);
+		if (send(ci->connect_fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n)
+			(void)!send(ci->connect_fd, body, sizeof(body) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		shutdown(ci->connect_fd, SHUT_WR);
+	}
+	return REJECTED;
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[256];
@@ -399,10 +482,12 @@ struct httpd *httpd__start(struct loupe *L, int listen_fd)
 	pthread_mutex_init(&h->lock, NULL);
 	h->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
 					  MHD_ALLOW_SUSPEND_RESUME,
-				  0, NULL, NULL, handle, h, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
-				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
-				  listen_fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
-				  (unsigned)64, MHD_OPTION_END);
+				  0, NULL, NULL, handle, h,
+				  /* first, so that every message goes through it (libmicrohttpd warns otherwise) */
+				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
+				  MHD_OPTION_URI_LOG_CALLBACK, uri_check, h, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+				  MHD_OPTION_END);
 	if (!h->mhd) {
 		free(h);
 		errno = EIO;

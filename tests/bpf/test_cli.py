@@ -104,6 +104,10 @@ def test_bad_listen(t):
     for addr, what in BAD_LISTEN:
         rc, out, err, _ = run_cli(["run", "--listen", addr, "--target", "x=comm:^nothing$"])
         one_line_error(t, f"bad listen address ({what}): one line naming {addr}, non-zero exit", rc, out, err, addr)
+        # A malformed address is an argument error (exit 2, before anything starts); one that is well formed but
+        # cannot be bound is a failure at start (exit 1).
+        want = 1 if what == "address not on this host" else 2
+        t.eq(rc, want, f"bad listen address ({what}): exit {want}")
     # Port in use.
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -13,9 +13,9 @@ FUZZ_CC            ?= clang
 FUZZ_SECONDS       ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
 FUZZ_DIR           := $(BUILD)/fuzz
-FUZZ_TARGETS       := route http websocket pgwire sql
+FUZZ_TARGETS       := route http websocket pgwire sql params
 FUZZ_BINS          := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
-FUZZ_MODULES       := $(patsubst %,src/parsers/%.c,route http websocket pgwire sql)
+FUZZ_MODULES       := $(patsubst %,src/parsers/%.c,route http websocket pgwire sql params)
 FUZZ_CFLAGS        := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                       -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
                       -D_GNU_SOURCE -Isrc

@@ -7,7 +7,7 @@
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
-targets=(route http websocket pgwire sql)
+targets=(route http websocket pgwire sql params)
 secs=${FUZZ_SMOKE_SECONDS:-5}
 build=${BUILD:-build}
 fuzzdir=$build/fuzz
