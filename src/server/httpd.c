@@ -13,8 +13,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,15 @@
 #include <unistd.h>
 
 #define MAX_SUSPENDED 8
+/* Connection exhaustion (slowloris, idle floods): a client address holds at most PER_CLIENT connections, all
+ * clients CONNECTIONS_MAX; a connection must deliver a request's head within HEAD_DEADLINE_S of connecting or of its
+ * previous response, however slowly it trickles bytes (libmicrohttpd's own timeout restarts at every byte), else
+ * the guard thread shuts it down. Requests being answered (profiling sessions: minutes) are not timed. */
+#define PER_CLIENT 16
+#define CONNECTIONS_MAX 256
+#define HEAD_DEADLINE_S 10
+#define GUARD_PERIOD_MS 250
+#define LISTEN_BACKLOG 1024
 /* Request URIs refused before their arguments are parsed (uri_check()). */
 #define URI_MAX 2048
 #define URI_PARAMS_MAX 16
@@ -40,12 +51,26 @@ struct pending {
 	bool resumed; /* the session finished (or loupe is stopping): answer on the next call */
 };
 
+/* A connection as the guard sees it. */
+struct tracked {
+	int fd;
+	bool busy;	    /* a request's head arrived and it is not answered yet */
+	bool shut;	    /* the guard shut it down */
+	uint64_t since_ns;  /* when it began waiting for a request's head (CLOCK_MONOTONIC) */
+	struct tracked *next, *prev;
+};
+
 struct httpd {
 	struct loupe *L;
 	struct MHD_Daemon *mhd;
 	unsigned long requests;
-	pthread_mutex_t lock; /* suspended[] */
+	pthread_mutex_t lock; /* suspended[], the tracked list */
 	struct pending *suspended[MAX_SUSPENDED];
+	struct tracked conns; /* list head */
+	unsigned long head_timeouts;
+	pthread_t guard;
+	bool guard_running;
+	int guard_stop[2]; /* a pipe: written to stop the guard */
 };
 
 int httpd_listen(const char *addr, char *err, size_t errlen)
@@ -71,7 +96,7 @@ int httpd_listen(const char *addr, char *err, size_t errlen)
 	}
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 64)) {
+	if (bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, LISTEN_BACKLOG)) {
 		rc = -errno;
 		if (rc == -EADDRINUSE)
 			snprintf(err, errlen, "cannot listen on %s: port in use (is another loupe running? choose --listen)",
@@ -171,6 +196,71 @@ static enum MHD_Result serve_metrics(struct httpd *h, struct MHD_Connection *c)
 	}
 	return reply(c, 200, expo_content_type(fmt), body.p ? body.p : (char *)"", body.len,
 		     body.p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT, NULL);
+}
+
+/* Connections enter the tracked list when accepted and leave it when libmicrohttpd closes them (before it closes
+ * their socket: the guard, holding the lock, only ever shuts a socket that is still theirs). */
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			      enum MHD_ConnectionNotificationCode toe)
+{
+	struct httpd *h = cls;
+	struct tracked *t = *socket_context;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (!ci || !(t = calloc(1, sizeof(*t))))
+			return; /* untracked: only libmicrohttpd's own timeout applies */
+		t->fd = ci->connect_fd;
+		t->since_ns = now_ns(CLOCK_MONOTONIC);
+		pthread_mutex_lock(&h->lock);
+		t->next = h->conns.next;
+		t->prev = &h->conns;
+		h->conns.next->prev = t;
+		h->conns.next = t;
+		pthread_mutex_unlock(&h->lock);
+		*socket_context = t;
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && t) {
+		pthread_mutex_lock(&h->lock);
+		t->prev->next = t->next;
+		t->next->prev = t->prev;
+		pthread_mutex_unlock(&h->lock);
+		free(t);
+		*socket_context = NULL;
+	}
+}
+
+/* A request's head has arrived (busy) or its response is done (waiting for the next head from now). */
+static void track_busy(struct httpd *h, struct MHD_Connection *c, bool busy)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct tracked *t = ci ? ci->socket_context : NULL;
+	if (!t)
+		return;
+	pthread_mutex_lock(&h->lock);
+	t->busy = busy;
+	t->since_ns = now_ns(CLOCK_MONOTONIC);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* Every GUARD_PERIOD_MS: shut down the connections that have waited more than HEAD_DEADLINE_S for a request's head.
+ * libmicrohttpd then reads the end of the stream and closes them. */
+static void *guard_main(void *arg)
+{
+	struct httpd *h = arg;
+	struct pollfd pfd = {.fd = h->guard_stop[0], .events = POLLIN};
+	while (poll(&pfd, 1, GUARD_PERIOD_MS) == 0 || (pfd.revents == 0)) {
+		uint64_t now = now_ns(CLOCK_MONOTONIC);
+		unsigned long n = 0;
+		pthread_mutex_lock(&h->lock);
+		for (struct tracked *t = h->conns.next; t != &h->conns; t = t->next)
+			if (!t->busy && !t->shut && now - t->since_ns > (uint64_t)HEAD_DEADLINE_S * NSEC_PER_SEC) {
+				shutdown(t->fd, SHUT_RDWR);
+				t->shut = true;
+				n++;
+			}
+		h->head_timeouts += n;
+		pthread_mutex_unlock(&h->lock);
+	}
+	return NULL;
 }
 
 /* The query parameters of the endpoints, each parsed strictly (src/parsers/params.h): an unknown, repeated or
@@ -293,8 +383,8 @@ static enum MHD_Result finish_session(struct httpd *h, struct MHD_Connection *c,
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
 	struct httpd *h = cls;
-	(void)c;
 	(void)toe;
+	track_busy(h, c, false);
 	if (!*con_cls || *con_cls == (void *)1 || *con_cls == REJECTED)
 		return;
 	struct pending *pd = *con_cls;
@@ -391,6 +481,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return MHD_NO;
 	if (!*con_cls) { /* first call: headers only */
 		*con_cls = (void *)1;
+		track_busy(h, c, true);
 		return MHD_YES;
 	}
 	if (*con_cls != (void *)1) { /* a profiling session's connection, resumed */
@@ -480,19 +571,31 @@ struct httpd *httpd__start(struct loupe *L, int listen_fd)
 		return NULL;
 	h->L = L;
 	pthread_mutex_init(&h->lock, NULL);
+	h->conns.next = h->conns.prev = &h->conns;
+	if (pipe2(h->guard_stop, O_CLOEXEC)) {
+		free(h);
+		return NULL;
+	}
 	h->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
 					  MHD_ALLOW_SUSPEND_RESUME,
 				  0, NULL, NULL, handle, h,
 				  /* first, so that every message goes through it (libmicrohttpd warns otherwise) */
 				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
 				  MHD_OPTION_URI_LOG_CALLBACK, uri_check, h, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-				  MHD_OPTION_END);
+				  MHD_OPTION_NOTIFY_CONNECTION, notify_connection, h, MHD_OPTION_CONNECTION_TIMEOUT,
+				  (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTIONS_MAX,
+				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_CLIENT, MHD_OPTION_END);
 	if (!h->mhd) {
+		close(h->guard_stop[0]);
+		close(h->guard_stop[1]);
 		free(h);
 		errno = EIO;
 		return NULL;
 	}
+	if (pthread_create(&h->guard, NULL, guard_main, h))
+		log_warn("http_guard", "cannot start the connection guard: request heads are not timed");
+	else
+		h->guard_running = true;
 	return h;
 }
 
@@ -510,6 +613,12 @@ void httpd__stop(struct httpd *h)
 		}
 	}
 	pthread_mutex_unlock(&h->lock);
+	if (h->guard_running) {
+		(void)!write(h->guard_stop[1], "x", 1);
+		pthread_join(h->guard, NULL);
+	}
+	close(h->guard_stop[0]);
+	close(h->guard_stop[1]);
 	MHD_stop_daemon(h->mhd);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
