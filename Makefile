@@ -24,7 +24,9 @@ else
 endif
 
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
+# SAN_CFLAGS: sanitizer flags (make asan); they come after CFLAGS' -O2, and keep the warnings and -D_GNU_SOURCE below
+# (a CFLAGS given on the command line would replace them).
+CFLAGS   += $(SAN_CFLAGS) -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
             -D_GNU_SOURCE
 INCLUDES := -Iinclude -Isrc -I$(BUILD)
 LDLIBS   := -lbpf -ldw -lelf -lz -lmicrohttpd -lpg_query -lpthread -lm
@@ -59,7 +61,7 @@ UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 HELPER_SRCS := $(filter-out tests/helpers/libdeepchain.c,$(wildcard tests/helpers/*.c))
 HELPER_BINS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRCS)) $(BUILD)/tests/deepchain-nopie
 
-.PHONY: FORCE all clean test unit-test bpf-test e2e-test bench bench-full demo stack run fuzz check-deps
+.PHONY: FORCE all clean test unit-test bpf-test e2e-test bench bench-full demo stack asan run fuzz check-deps
 all: $(BUILD)/loupe
 
 $(BUILD)/loupe: $(OBJS)
@@ -154,6 +156,12 @@ bench-full: $(BUILD)/loupe $(HELPER_BINS) bench-bins
 
 demo: $(BUILD)/loupe
 	$(Q)scripts/demo.sh
+
+# loupe built with AddressSanitizer (LeakSanitizer included) and UBSan, any report fatal: build/asan/loupe.
+# tests/e2e/test_asan.py runs it under the reference workload, storms and bad input.
+ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SAN_CFLAGS="$(ASAN_CFLAGS)" $(BUILD)/asan/loupe
 
 # The monitoring stack on this host (Prometheus, Alertmanager, exporters, loupe, the reference workload under
 # load): runs until Ctrl-C. scripts/stack.sh --help for its options and ports.

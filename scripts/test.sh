@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh test
 make -j"$(nproc)"
 make -j"$(nproc)" tests
+make -j"$(nproc)" asan # build/asan/loupe: tests/e2e/test_asan.py
 exec scripts/run-tests.sh "$@"
