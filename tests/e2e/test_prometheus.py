@@ -9,7 +9,6 @@ postgres, and every panel query of the Grafana dashboards in dashboards/ returns
 Prometheus runs on a free loopback port with a temporary config (job "loupe") and a temporary TSDB directory,
 both removed at the end.
 """
-import json
 import math
 import os
 import shutil
@@ -19,14 +18,13 @@ import sys
 import tempfile
 import time
 import traceback
-import urllib.parse
-import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from loupe_test import Loupe, Tap, WORKLOAD, free_port, wait_for  # noqa: E402
 from e2e_support import (DASHBOARDS, Workload, grafana_to_promql, missing_requirements,  # noqa: E402
-                         panel_queries, require_build, skip_all, stop_all, terminate_on_signals)
+                         panel_queries, prom_api, prom_query, require_build, skip_all, stop_all,
+                         terminate_on_signals)
 
 PROMETHEUS = "/usr/bin/prometheus"
 RATE_INTERVAL = "15s"   # stands for Grafana's $__rate_interval (4 x the 1 s scrape interval, rounded up)
@@ -74,21 +72,11 @@ scrape_configs:
             return False
 
     def api(self, path, **params):
-        url = f"http://127.0.0.1:{self.port}/api/v1/{path}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params, doseq=True)
-        try:
-            with urllib.request.urlopen(url, timeout=10) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return json.loads(e.read() or b"{}") or {"status": "error", "error": str(e)}
+        return prom_api(self.port, path, **params)
 
     def query(self, q):
         """Instant query -> (list of (labels, float value), error or "")."""
-        r = self.api("query", query=q)
-        if r.get("status") != "success":
-            return [], r.get("error", str(r))
-        return [(s["metric"], float(s["value"][1])) for s in r["data"]["result"]], ""
+        return prom_query(self.port, q)
 
     def logtail(self):
         try:

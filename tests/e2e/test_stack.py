@@ -25,14 +25,13 @@ import threading
 import time
 import traceback
 import urllib.error
-import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from loupe_test import Tap, TOP, WORKLOAD, free_port, wait_for  # noqa: E402
 from e2e_support import (DASHBOARDS, grafana_to_promql, missing_requirements, panel_queries,  # noqa: E402
-                         require_build, skip_all, terminate_on_signals)
+                         prom_api, prom_query, require_build, skip_all, terminate_on_signals)
 
 STACK = os.path.join(TOP, "scripts", "stack.sh")
 BINARIES = ["/usr/bin/prometheus", "/usr/bin/prometheus-alertmanager", "/usr/bin/prometheus-node-exporter",
@@ -118,22 +117,10 @@ class Stack:
             return ""
 
     def api(self, path, **params):
-        url = f"http://127.0.0.1:{self.ports['PROMETHEUS']}/api/v1/{path}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params, doseq=True)
-        try:
-            with urllib.request.urlopen(url, timeout=10) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return json.loads(e.read() or b"{}") or {"status": "error", "error": str(e)}
-        except OSError as e:
-            return {"status": "error", "error": str(e)}
+        return prom_api(self.ports["PROMETHEUS"], path, **params)
 
     def query(self, q):
-        r = self.api("query", query=q)
-        if r.get("status") != "success":
-            return [], r.get("error", str(r))
-        return [(s["metric"], float(s["value"][1])) for s in r["data"]["result"]], ""
+        return prom_query(self.ports["PROMETHEUS"], q)
 
     def alerts(self, state="firing"):
         return [a for a in self.api("alerts").get("data", {}).get("alerts", []) if a.get("state") == state]

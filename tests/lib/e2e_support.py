@@ -18,6 +18,9 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
 
 from loupe_test import CRASH_SIGNALS, LOUPE, TOP, WORKLOAD, Loupe, Tap, free_port, hist_le, select, value
 
@@ -61,6 +64,28 @@ def grafana_to_promql(expr, rate_interval):
     for v in ("$__interval", "${__interval}", "$__range", "${__range}"):
         expr = expr.replace(v, "5s")
     return re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*(?::[a-z]+)?\}?", ".*", expr)
+
+
+def prom_api(port, path, **params):
+    """GET Prometheus' HTTP API /api/v1/PATH on 127.0.0.1:port: the decoded JSON, or {"status": "error", ...}."""
+    url = f"http://127.0.0.1:{port}/api/v1/{path}"
+    if params:
+        url += "?" + urllib.parse.urlencode(params, doseq=True)
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return json.loads(e.read() or b"{}") or {"status": "error", "error": str(e)}
+    except OSError as e:
+        return {"status": "error", "error": str(e)}
+
+
+def prom_query(port, q):
+    """Instant query -> (list of (labels, float value), error or "")."""
+    r = prom_api(port, "query", query=q)
+    if r.get("status") != "success":
+        return [], r.get("error", str(r))
+    return [(x["metric"], float(x["value"][1])) for x in r["data"]["result"]], ""
 
 
 # ---------------------------------------------------------------- requirements ---
