@@ -90,8 +90,12 @@ class Stack:
         self.ports = {k: free_port() for k in ("PROMETHEUS", "ALERTMANAGER", "NODE", "POSTGRES_EXPORTER", "BLACKBOX",
                                                "LOUPE", "WEBHOOK")}
         self.api_port, self.pg_port = free_port(), free_port()
+        # loupe watches this stack's workload only, not every PostgreSQL and API on the host (its defaults): other
+        # tests' or people's services would add their requests to this API's figures.
+        targets = (f"--target postgres=cmdline:{os.path.join(self.dir, 'pg')} "
+                   f"--target api=cmdline:--port.{self.api_port}")  # (the option list is split at spaces)
         self.env = dict(os.environ, LOUPE_API_PORT=str(self.api_port), LOUPE_PG_PORT=str(self.pg_port),
-                        LOUPE_API_HOST="127.0.0.1", LOUPE_PG_HOST="127.0.0.1",
+                        LOUPE_API_HOST="127.0.0.1", LOUPE_PG_HOST="127.0.0.1", LOUPE_STACK_LOUPE_ARGS=targets,
                         **{f"LOUPE_STACK_{k}_PORT": str(v) for k, v in self.ports.items()})
         # What the workload scripts need to find this stack's API and cluster (stack.sh sets the same).
         self.wl_env = dict(self.env, LOUPE_RUN_DIR=os.path.join(self.dir, "workload"),
