@@ -113,6 +113,9 @@ struct loupe {
 	uint64_t bpf_stats_next_ns;    /* next window start (sampled mode) */
 	double bpf_stats_seconds;      /* closed windows so far */
 	uint64_t heartbeat_ns; /* last main loop turn (CLOCK_MONOTONIC) */
+	/* The HTTP server's refusals (atomic: its own thread): connections shut for not sending a request head in
+	 * time, requests refused for an oversized URI (src/server/httpd.c). */
+	uint64_t http_head_timeouts, http_uri_too_long;
 	uint64_t start_ns;
 };
 

@@ -123,6 +123,18 @@ void selfstats_collect(struct loupe *L, struct registry *reg)
 						    1, FAMILY_SNAPSHOT);
 	if (ls)
 		family__set(ls, NULL, (double)log_suppressed_total());
+	static const char *const http_labels[] = {"reason", NULL};
+	struct metric_family *hc = registry__family(
+		reg, "loupe_http_connections_refused_total",
+		"Connections the HTTP server shut or requests it refused to protect itself: head_deadline (no whole "
+		"request head 10 s after connecting or the last answer), uri_too_long (over 2048 bytes or 16 "
+		"parameters: 414).", METRIC_COUNTER, http_labels, 2, FAMILY_SNAPSHOT);
+	if (hc) {
+		family__set(hc, (const char *[]){"head_deadline"},
+			    (double)__atomic_load_n(&L->http_head_timeouts, __ATOMIC_RELAXED));
+		family__set(hc, (const char *[]){"uri_too_long"},
+			    (double)__atomic_load_n(&L->http_uri_too_long, __ATOMIC_RELAXED));
+	}
 	if (L->bpf_stats_on) {
 		bpf_program_metrics(L, reg);
 		struct metric_family *w = registry__family(

@@ -67,7 +67,6 @@ struct httpd {
 	pthread_mutex_t lock; /* suspended[], the tracked list */
 	struct pending *suspended[MAX_SUSPENDED];
 	struct tracked conns; /* list head */
-	unsigned long head_timeouts;
 	pthread_t guard;
 	bool guard_running;
 	int guard_stop[2]; /* a pipe: written to stop the guard */
@@ -257,7 +256,7 @@ static void *guard_main(void *arg)
 				t->shut = true;
 				n++;
 			}
-		h->head_timeouts += n;
+		__atomic_add_fetch(&h->L->http_head_timeouts, n, __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&h->lock);
 	}
 	return NULL;
@@ -539,7 +538,7 @@ static void *uri_check(void *cls, const char *uri, struct MHD_Connection *c)
 				   " query parameters\n";
 	size_t len = strlen(uri), params = 0;
 	const char *qm = strchr(uri, '?');
-	(void)cls;
+	struct httpd *h = cls;
 	for (const char *p = qm; p && *p; p++)
 		params += *p == '&' || *p == '?';
 	if (len <= URI_MAX && params <= URI_PARAMS_MAX)
@@ -554,6 +553,7 @@ static void *uri_check(void *cls, const char *uri, struct MHD_Connection *c)
 			(void)!send(ci->connect_fd, body, sizeof(body) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 		shutdown(ci->connect_fd, SHUT_WR);
 	}
+	__atomic_add_fetch(&h->L->http_uri_too_long, 1, __ATOMIC_RELAXED);
 	return REJECTED;
 }
 

@@ -17,7 +17,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from loupe_test import Loupe, Tap, is_root  # noqa: E402
+from loupe_test import Loupe, Tap, is_root, value  # noqa: E402
 
 ATTACKER = "127.0.0.2"
 IDLE, SLOW = 200, 100
@@ -64,7 +64,8 @@ def main():
     names = ["/healthz from another address answered 200 within 1 s throughout",
              f"the attacking address holds at most {PER_CLIENT} connections at a time",
              "trickling does not keep a connection: each is closed within the head deadline",
-             "a keep-alive client is served throughout"]
+             "a keep-alive client is served throughout",
+             'loupe_http_connections_refused_total{reason="head_deadline"} counts the connections shut']
     if not is_root():
         for n in names:
             t.skip(n, "needs root (loads BPF programs)")
@@ -132,6 +133,10 @@ def main():
              f"{too_long[:10]}; most header lines trickled on one: {trickled}")
         t.ok(keepalive and all(keepalive) and len(keepalive) >= DURATION, names[3],
              f"{sum(keepalive)} of {len(keepalive)} keep-alive requests answered")
+        # The guard shut at least the judged ones, and no more than the connections it was given.
+        shut = value(L.scrape(), "loupe_http_connections_refused_total", default=-1, reason="head_deadline")
+        t.ok(len(judged) <= shut <= len(held) + 2, names[4],
+             f"counted {shut}; {len(judged)} judged connections were shut, {len(held)} were held")
     except Exception:  # noqa: BLE001 - an error in a check is a failure, with its traceback
         t.ok(False, "no unexpected error", traceback.format_exc())
     finally:

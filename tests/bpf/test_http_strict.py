@@ -16,7 +16,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from loupe_test import Loupe, Tap, is_root  # noqa: E402
+from loupe_test import Loupe, Tap, is_root, value  # noqa: E402
 
 # (path and query, the parameter the 400 must name)
 BAD = [
@@ -90,7 +90,8 @@ def main():
     names = ["malformed query parameters: 400 naming the parameter", "well-formed parameters still answer 200",
              "480 query parameters: 414 within 1 s", "a 5000-byte URI: 414 within 1 s",
              "480 request headers: 431 within 1 s", "/healthz answers after the malformed requests",
-             "no warning at a normal start"]
+             "no warning at a normal start",
+             'loupe_http_connections_refused_total{reason="uri_too_long"} counts the two 414s']
     if not is_root():
         for n in names:
             t.skip(n, "needs root (loads BPF programs)")
@@ -123,6 +124,8 @@ def main():
         warns = [ln for ln in L.stderr().splitlines() if '"level":"warn"' in ln and '"event":"http"' in ln
                  and "option" in ln.lower()] + [ln for ln in start_log.splitlines() if '"level":"warn"' in ln]
         t.ok(not warns, names[6], "\n".join(warns[:5]))
+        n = value(L.scrape(), "loupe_http_connections_refused_total", default=-1, reason="uri_too_long")
+        t.eq(n, 2, names[7])
     except Exception:  # noqa: BLE001 - an error in a check is a failure, with its traceback
         t.ok(False, "no unexpected error", traceback.format_exc())
     finally:
