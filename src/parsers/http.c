@@ -867,7 +867,9 @@ static void response_status(struct feed *f, int status)
 		return;
 	ev_request(&ev, HTTP_EV_RESPONSE, h);
 	ev.status = status;
-	ev.end_ns = s->first_ns;
+	/* Not before its request: after a desync, the head of the queue can be a request read after this response
+	 * began (found by fuzz_http); its duration is then 0, not an unsigned wrap of 584 years. */
+	ev.end_ns = s->first_ns < ev.start_ns ? ev.start_ns : s->first_ns;
 	h->flags |= PE_RESPONDED;
 	emit(f, &ev);
 }

@@ -48,6 +48,18 @@ for t in "${targets[@]}"; do
 	corpus=$fuzzdir/corpus/$t
 	log=$fuzzdir/$t-smoke.log
 	mkdir -p "$corpus" "$fuzzdir/artifacts"
+	# Reproducers of what fuzzing found (tests/fuzz/regressions/NAME): each must now run clean.
+	reg=tests/fuzz/regressions/$t
+	if [ -d "$reg" ]; then
+		if "$fuzzdir/fuzz_$t" "$reg"/* >"$fuzzdir/$t-regressions.log" 2>&1; then
+			echo "ok $i - fuzz_$t: the $(find "$reg" -type f | wc -l) reproducer(s) in $reg run clean"
+		else
+			echo "not ok $i - fuzz_$t: a reproducer in $reg fails again: see $fuzzdir/$t-regressions.log"
+			grep -E 'invariant failed|ERROR|SUMMARY' "$fuzzdir/$t-regressions.log" | head -n 5 | sed 's/^/# /'
+			rc=1
+		fi
+		i=$((i + 1))
+	fi
 	if LOUPE_FUZZ_SEEDS=$corpus "$fuzzdir/fuzz_$t" -max_total_time="$secs" -timeout=10 -print_final_stats=1 \
 		-artifact_prefix="$fuzzdir/artifacts/$t-" "$corpus" >"$log" 2>&1; then
 		execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
