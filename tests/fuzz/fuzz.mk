@@ -5,7 +5,8 @@
 #   make fuzz [FUZZ_SECONDS=60]    run each target for FUZZ_SECONDS; the corpus grows in build/fuzz/corpus/NAME,
 #                                  crashes land in build/fuzz/artifacts/ (reproduce: build/fuzz/fuzz_NAME FILE)
 #   make fuzz-smoke                a few seconds each (FUZZ_SMOKE_SECONDS=5); what the test suite runs
-# Fresh corpora start from seeds the targets write themselves (LOUPE_FUZZ_SEEDS, see tests/fuzz/fuzz_http.c).
+# Fresh corpora start from seeds the targets write themselves (LOUPE_FUZZ_SEEDS, see tests/fuzz/fuzz_http.c) and from
+# the committed corpus of long runs, tests/fuzz/corpus/NAME (read, never written: new units go to build/fuzz/corpus).
 ifndef LOUPE_FUZZ_MK
 LOUPE_FUZZ_MK := 1
 
@@ -38,7 +39,7 @@ define fuzz_run
 		printf '  %-8s %s (%ss)\n' FUZZ $$t $(1); \
 		LOUPE_FUZZ_SEEDS=$(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(1) -timeout=10 \
 			-print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- \
-			$(FUZZ_DIR)/corpus/$$t > $(FUZZ_DIR)/$$t.log 2>&1 \
+			$(FUZZ_DIR)/corpus/$$t $$(ls -d tests/fuzz/corpus/$$t 2>/dev/null) > $(FUZZ_DIR)/$$t.log 2>&1 \
 			|| { tail -n 40 $(FUZZ_DIR)/$$t.log; echo "fuzz_$$t failed: see $(FUZZ_DIR)/$$t.log"; exit 1; }; \
 		grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' $(FUZZ_DIR)/$$t.log | sed 's/^/           /'; \
 	done

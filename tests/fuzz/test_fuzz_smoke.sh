@@ -61,7 +61,7 @@ for t in "${targets[@]}"; do
 		i=$((i + 1))
 	fi
 	if LOUPE_FUZZ_SEEDS=$corpus "$fuzzdir/fuzz_$t" -max_total_time="$secs" -timeout=10 -print_final_stats=1 \
-		-artifact_prefix="$fuzzdir/artifacts/$t-" "$corpus" >"$log" 2>&1; then
+		-artifact_prefix="$fuzzdir/artifacts/$t-" "$corpus" $(ls -d "tests/fuzz/corpus/$t" 2>/dev/null) >"$log" 2>&1; then
 		execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
 		echo "ok $i - fuzz_$t ${secs}s, ${execs:-?} executions"
 	else
