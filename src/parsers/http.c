@@ -909,7 +909,8 @@ static void response_upgrade(struct feed *f, bool truncated)
 	if (h && !(h->flags & PE_UNSEEN)) {
 		ev.method = http_method_name(h->method);
 		ev.route = h->route;
-		ev.start_ns = h->start_ns;
+		/* Never after the 101 (a request read after it began, after a desync: see response_status()). */
+		ev.start_ns = h->start_ns < s->first_ns ? h->start_ns : s->first_ns;
 	}
 	/* Requests pipelined behind the upgrade will not be answered in HTTP. */
 	abort_pending(f, h != NULL);
