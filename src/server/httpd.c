@@ -403,7 +403,7 @@ static enum MHD_Result serve_profile(struct httpd *h, struct MHD_Connection *c, 
 	static const char *const formats[] = {"pprof", "folded", NULL}, *const kinds[] = {"cpu", "offcpu", NULL};
 	struct profile_request q = {.kind = PROFILE_CPU, .format = PROFILE_FORMAT_PPROF, .window_s = 60};
 	struct query a;
-	char err[200], service[32], focus[257];
+	char err[200];
 	bool svg = !strcmp(url, "/flamegraph.svg");
 	unsigned long n, secs = 0, rate = 99;
 	int i;
@@ -425,17 +425,15 @@ static enum MHD_Result serve_profile(struct httpd *h, struct MHD_Connection *c, 
 		q.format = i ? PROFILE_FORMAT_FOLDED : PROFILE_FORMAT_PPROF;
 	}
 	if (a.v[P_SERVICE]) {
-		if (!param_name(a.v[P_SERVICE], a.len[P_SERVICE], sizeof(service) - 1))
+		if (!param_name(a.v[P_SERVICE], a.len[P_SERVICE], 31))
 			return reply_text(c, 400, "bad service: expected a service name, 1-31 of [A-Za-z0-9_.-]\n");
-		memcpy(service, a.v[P_SERVICE], a.len[P_SERVICE] + 1);
-		q.service = service;
+		q.service = a.v[P_SERVICE]; /* libmicrohttpd's copy, whole (no NUL inside: collect_param) */
 	}
 	if (a.v[P_FOCUS]) {
-		if (!param_text(a.v[P_FOCUS], a.len[P_FOCUS], sizeof(focus) - 1))
+		if (!param_text(a.v[P_FOCUS], a.len[P_FOCUS], 256))
 			return reply_text(c, 400, "bad focus: expected a regular expression of 1 .. 256 characters, "
 						  "no control characters\n");
-		memcpy(focus, a.v[P_FOCUS], a.len[P_FOCUS] + 1);
-		q.focus = focus;
+		q.focus = a.v[P_FOCUS];
 	}
 	if (a.v[P_WINDOW] && a.v[P_SECONDS])
 		return reply_text(c, 400, "bad window: window (the continuous profile) and seconds (an on-demand session) "
