@@ -29,7 +29,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += $(SAN_CFLAGS) -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
             -D_GNU_SOURCE
 INCLUDES := -Iinclude -Isrc -I$(BUILD)
-LDLIBS   := -lbpf -ldw -lelf -lz -lmicrohttpd -lpg_query -lpthread -lm
+LDLIBS   := -lbpf -ldw -lelf -lz -lmicrohttpd -lgnutls -lyaml -lcrypt -lpg_query -lcap-ng -lpthread -lm
 
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
               -Iinclude -Ibpf -Ivmlinux/$(ARCH)

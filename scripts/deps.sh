@@ -5,7 +5,9 @@
 set -euo pipefail
 what=${1:-build}
 
+# --web-config: GnuTLS (certificates, client-certificate checks), libyaml (the file), libxcrypt (bcrypt).
 build_pkgs=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev libdw-dev zlib1g-dev libmicrohttpd-dev libpg-query-dev
+	libgnutls28-dev libyaml-dev libcrypt-dev libcap-ng-dev
 	linux-libc-dev curl ca-certificates git libprotobuf-c-dev protobuf-c-compiler)
 # Tests: cmocka for C unit tests; clang's libFuzzer runtime for the parser fuzz targets; a real PostgreSQL, the
 # FastAPI/uvicorn/websockets reference API and wrk for end-to-end tests; Prometheus (and promtool) to scrape loupe;
@@ -16,11 +18,12 @@ build_pkgs=(make gcc clang llvm pkg-config bpftool libbpf-dev libelf-dev libdw-d
 # check (its npm packages come from the npm registry). Not Debian's npm package: NodeSource's nodejs, on these
 # machines, ships npm itself and conflicts with it: Debian's npm is added only when no npm is on PATH. The monitoring
 # stack (scripts/stack.sh, tests/e2e/test_stack.py, tests/unit/test_alerts.py): Alertmanager (and amtool),
-# node_exporter, postgres_exporter and blackbox_exporter.
+# node_exporter, postgres_exporter and blackbox_exporter. tests/bpf/test_webconfig.py: htpasswd (apache2-utils: bcrypt
+# hashes from another implementation than loupe's libxcrypt) with openssl (certificates) and curl.
 test_pkgs=(libcmocka-dev libclang-rt-14-dev postgresql python3 python3-fastapi python3-uvicorn python3-websockets
 	python3-psycopg2 python3-prometheus-client wrk prometheus util-linux procps iproute2 valgrind jq strace openssl
 	protobuf-compiler libxml2-utils chromium gdb docker-compose python3-yaml nodejs prometheus-alertmanager
-	prometheus-node-exporter prometheus-postgres-exporter prometheus-blackbox-exporter)
+	prometheus-node-exporter prometheus-postgres-exporter prometheus-blackbox-exporter apache2-utils)
 
 case "$what" in
 build) pkgs=("${build_pkgs[@]}") ;;

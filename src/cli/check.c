@@ -45,9 +45,11 @@ int cmd_check(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	char msg[300];
-	if (check_privileges(msg, sizeof(msg))) {
-		fprintf(stderr, "loupe check: %s\n", msg);
-		return 1;
+	int priv = check_privileges(msg, sizeof(msg));
+	if (priv) {
+		fprintf(stderr, "loupe check: %s%s\n", priv > 0 ? "warning: " : "", msg);
+		if (priv < 0)
+			return 1;
 	}
 	struct kfeatures kf;
 	kfeatures__probe(&kf);

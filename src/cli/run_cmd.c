@@ -7,10 +7,13 @@
 #include "lib/names.h"
 #include "parsers/params.h"
 #include "payload.h"
+#include "server/webconfig.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char run_usage[] =
@@ -20,6 +23,14 @@ static const char run_usage[] =
 	"\n"
 	"Options:\n"
 	"  -l, --listen ADDR:PORT     HTTP address (default 127.0.0.1:9476; [::1]:PORT for IPv6)\n"
+	"      --web-config FILE      TLS and basic auth, in the web configuration format of Prometheus'\n"
+	"                             exporter-toolkit (tls_server_config, basic_auth_users; docs/security.md).\n"
+	"                             With basic_auth_users, every endpoint but /healthz and /readyz needs them\n"
+	"      --auth-scope SCOPE     what needs basic auth: all (the default), profiles (/debug/pprof/*,\n"
+	"                             /flamegraph.svg) or sessions (on-demand ?seconds= sessions only)\n"
+	"      --sessions-per-minute N\n"
+	"                             on-demand profiling sessions started per minute, all clients together;\n"
+	"                             beyond, 429 with Retry-After (default 0: no limit)\n"
 	"  -t, --target NAME=SEL      a service and how to find its processes; repeatable. SEL is one of\n"
 	"                               comm:REGEX     process name (/proc/PID/comm, extended regex)\n"
 	"                               cmdline:REGEX  command line, arguments joined by spaces\n"
@@ -54,6 +65,14 @@ static const char run_usage[] =
 	"                             query: +20 us on a 42 us SELECT 1, docs/postgres-usdt.md). The rare-event\n"
 	"                             probes (lock waits, deadlocks, checkpoints, aborts) are on whenever the\n"
 	"                             postgres binary has them\n"
+	"      --uprobe-attach MODE   how the PostgreSQL USDT probes attach: auto (the default: multi when the\n"
+	"                             kernel has it), multi (one BPF uprobe_multi link per probe and binary,\n"
+	"                             Linux 6.6+; needs only CAP_BPF and CAP_PERFMON) or perf (a perf-event\n"
+	"                             uprobe per site, which Linux 6.15+ allows only with CAP_SYS_ADMIN;\n"
+	"                             docs/privileges.md)\n"
+	"      --user USER            once attached, switch to USER (a name or uid; loupe must start as root),\n"
+	"                             keeping only the capabilities still needed. Either way loupe drops every\n"
+	"                             other capability after attaching and sets no_new_privs (docs/privileges.md)\n"
 	"      --fingerprint-budget N SQL fingerprints per service before statements collapse into _other (default\n"
 	"                             50; the first ones seen are kept)\n"
 	"      --profile-hz N         CPU samples per second on every CPU, of target threads (default 19; 0: off)\n"
@@ -63,8 +82,9 @@ static const char run_usage[] =
 	"      --log-level LEVEL      debug, info, warn or error (default info); logs are JSON lines on stderr\n"
 	"  -h, --help                 show this help\n"
 	"\n"
-	"Endpoints: /metrics /healthz /readyz /status. Needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE,\n"
-	"CAP_DAC_READ_SEARCH) and a kernel with BTF. SIGINT or SIGTERM detaches everything and exits.\n";
+	"Endpoints: /metrics /healthz /readyz /status. Needs root, or CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE,\n"
+	"CAP_DAC_READ_SEARCH and CAP_SYSLOG (docs/privileges.md), and a kernel with BTF. SIGINT or SIGTERM\n"
+	"detaches everything and exits.\n";
 
 /* "futex,getpid" (or "none") -> a bitmap by syscall number: 0, or -EINVAL with err set. */
 static int parse_untimed(const char *list, uint64_t *bits, char *err, size_t errlen)
@@ -112,10 +132,14 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt, bool
 		{"pg-usdt-query", no_argument, NULL, 'Q'}, {"profile-hz", required_argument, NULL, 'H'},
 		{"offcpu", no_argument, NULL, 'O'}, {"profile-all", no_argument, NULL, 'A'},
 		{"untimed-syscalls", required_argument, NULL, 'U'}, {"syscalls", required_argument, NULL, 'Y'},
+		{"uprobe-attach", required_argument, NULL, 'M'}, {"user", required_argument, NULL, 'N'},
+		{"web-config", required_argument, NULL, 'W'}, {"auth-scope", required_argument, NULL, 'E'},
+		{"sessions-per-minute", required_argument, NULL, 'J'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	char err[300];
+	const char *web_config = NULL, *auth_scope = NULL;
+	char err[600];
 	long n = 0;
 	int c, rc = 0;
 	opterr = 0;
@@ -178,6 +202,30 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt, bool
 				rc = -EINVAL;
 			}
 			break;
+		case 'N': {
+			char *end;
+			errno = 0;
+			unsigned long uid = strtoul(optarg, &end, 10);
+			bool numeric = *optarg >= '0' && *optarg <= '9' && !*end && !errno && uid < 4294967295UL;
+			if (!numeric && !getpwnam(optarg)) {
+				usage_error("run", "bad --user '%s': no such user", optarg);
+				rc = -EINVAL;
+			}
+			opt->user = optarg;
+			break;
+		}
+		case 'M':
+			if (!strcmp(optarg, "auto"))
+				opt->uprobe_attach = UPROBE_AUTO;
+			else if (!strcmp(optarg, "multi"))
+				opt->uprobe_attach = UPROBE_MULTI;
+			else if (!strcmp(optarg, "perf"))
+				opt->uprobe_attach = UPROBE_PERF;
+			else {
+				usage_error("run", "bad --uprobe-attach '%s': expected auto, multi or perf", optarg);
+				rc = -EINVAL;
+			}
+			break;
 		case 'P':
 			if (!strcmp(optarg, "sampled"))
 				opt->bpf_stats = BPF_STATS_SAMPLED;
@@ -189,6 +237,30 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt, bool
 				usage_error("run", "bad --bpf-stats '%s': expected sampled, always or off", optarg);
 				rc = -EINVAL;
 			}
+			break;
+		case 'W':
+			if (web_config) {
+				usage_error("run", "--web-config given twice");
+				rc = -EINVAL;
+			}
+			web_config = optarg;
+			break;
+		case 'E':
+			auth_scope = optarg;
+			if (!strcmp(optarg, "all"))
+				opt->auth_scope = AUTH_SCOPE_ALL;
+			else if (!strcmp(optarg, "profiles"))
+				opt->auth_scope = AUTH_SCOPE_PROFILES;
+			else if (!strcmp(optarg, "sessions"))
+				opt->auth_scope = AUTH_SCOPE_SESSIONS;
+			else {
+				usage_error("run", "bad --auth-scope '%s': expected all, profiles or sessions", optarg);
+				rc = -EINVAL;
+			}
+			break;
+		case 'J':
+			if (!(rc = parse_number_opt("sessions-per-minute", optarg, 0, 600, &n)))
+				opt->sessions_per_minute = (unsigned)n;
 			break;
 		case 'h':
 			fputs(run_usage, stdout);
@@ -210,6 +282,18 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt, bool
 		usage_error("run", "unexpected argument '%s'", argv[optind]);
 		return -EINVAL;
 	}
+	if (web_config) { /* read now, as root and before anything starts: a bad file is a usage error */
+		struct web_config *wc;
+		if ((rc = webconfig__load(web_config, &wc, err, sizeof(err)))) {
+			usage_error("run", "--web-config %s", err);
+			return -EINVAL;
+		}
+		opt->web = wc;
+	}
+	if (auth_scope && !(opt->web && opt->web->nusers)) {
+		usage_error("run", "--auth-scope %s: there are no basic_auth_users (in --web-config) to ask for", auth_scope);
+		return -EINVAL;
+	}
 	if (!opt->rules.nrules && (rc = target_rules__add_defaults(&opt->rules)))
 		return rc;
 	if (!opt->untimed_syscalls) {
@@ -226,7 +310,10 @@ int cmd_run(int argc, char **argv)
 	target_rules__init(&opt.rules);
 	if (parse_run_args(argc, argv, &opt, &help) || help) {
 		target_rules__free(&opt.rules);
+		webconfig__free((struct web_config *)opt.web);
 		return help ? 0 : EXIT_USAGE;
 	}
-	return daemon__run(&opt, NULL); /* frees the rules */
+	int rc = daemon__run(&opt, NULL); /* frees the rules */
+	webconfig__free((struct web_config *)opt.web);
+	return rc;
 }

@@ -72,8 +72,11 @@ struct pgusdt {
 	struct pgusdt_bpf *skel;
 	struct pg_binary bins[PG_MAX_BINARIES];
 	int nbins;
-	struct bpf_link *links[PG_MAX_BINARIES * PG_NPROBES * PG_MAX_SITES];
+	struct bpf_link *links[PG_MAX_BINARIES * PG_NPROBES * PG_MAX_SITES]; /* perf-event uprobes, one per site */
 	int nlinks;
+	bool multi;				      /* programs loaded for uprobe_multi links instead */
+	int link_fds[PG_MAX_BINARIES * PG_NPROBES]; /* those links: one per probe and binary */
+	int nlink_fds;
 	/* per probe: sites attached, and the first error met (0 when none) */
 	unsigned attached[PG_NPROBES];
 	int attach_err[PG_NPROBES];
@@ -334,10 +337,18 @@ static int pgusdt_load(struct pgusdt *pg)
 	pg->skel = pgusdt_bpf__open();
 	if (!pg->skel)
 		return -errno;
+	/* uprobe_multi where the kernel has it (--uprobe-attach auto): perf-event uprobes need CAP_SYS_ADMIN since
+	 * Linux 6.15, uprobe_multi links only the CAP_BPF and CAP_PERFMON that load the programs. A program is
+	 * loaded for one kind or the other, so the choice is made here. */
+	pg->multi = L->opt->uprobe_attach == UPROBE_MULTI ||
+		    (L->opt->uprobe_attach == UPROBE_AUTO && L->kf.r[KF_UPROBE_MULTI].ok);
 	for (size_t p = 0; p < PG_NPROBES; p++) {
 		struct bpf_program *prog = bpf_object__find_program_by_name(pg->skel->obj, probe_defs[p].prog);
-		if (prog)
-			bpf_program__set_autoload(prog, probe_enabled(L, &probe_defs[p]));
+		if (!prog)
+			continue;
+		bpf_program__set_autoload(prog, probe_enabled(L, &probe_defs[p]));
+		if (pg->multi)
+			bpf_program__set_expected_attach_type(prog, LOUPE_TRACE_UPROBE_MULTI);
 	}
 	int err;
 	if ((err = bpf_map__set_max_entries(pg->skel->maps.target_svc, L->pid_max)) ||
@@ -361,7 +372,7 @@ static int pgusdt_open(struct loupe *L, void **priv)
 		goto fail;
 	loupe__add_object(L, pg->skel->obj);
 	if (L->opening)
-		L->opening->hook = "uprobe";
+		L->opening->hook = pg->multi ? "uprobe_multi" : "uprobe";
 	*priv = pg;
 	return 0;
 fail:
@@ -378,6 +389,24 @@ static unsigned attach_probe(struct pgusdt *pg, size_t p)
 	unsigned n = 0;
 	for (int i = 0; i < pg->nbins; i++) {
 		const struct pg_binary *b = &pg->bins[i];
+		if (pg->multi && b->nsites[p]) {
+			/* One link for every site of the probe in this binary, in every process that runs it. */
+			uint64_t offs[PG_MAX_SITES], refs[PG_MAX_SITES];
+			for (unsigned s = 0; s < b->nsites[p]; s++) {
+				offs[s] = b->sites[p][s].offset;
+				refs[s] = b->sites[p][s].ref_ctr_offset;
+			}
+			int fd = uprobe_multi_link(bpf_program__fd(prog), b->path, offs, refs, b->nsites[p]);
+			if (fd < 0) {
+				if (!pg->attach_err[p])
+					pg->attach_err[p] = fd;
+				continue;
+			}
+			pg->link_fds[pg->nlink_fds++] = fd;
+			pg->attached[p] += b->nsites[p];
+			n += b->nsites[p];
+			continue;
+		}
 		for (unsigned s = 0; s < b->nsites[p]; s++) {
 			/* pid -1: every process running this binary, now and later; the kernel raises the semaphore in
 			 * each of them. */
@@ -412,8 +441,9 @@ static int pgusdt_attach(void *priv)
 				return pg->attach_err[p];
 		return -ENOENT;
 	}
-	log_info("pg_usdt_attached", "%u postgres probe site(s) attached in %d binar%s; per-query probes %s", total,
-		 pg->nbins, pg->nbins == 1 ? "y" : "ies", pg->L->opt->pg_usdt_query ? "on" : "off");
+	log_info("pg_usdt_attached", "%u postgres probe site(s) attached in %d binar%s (%s); per-query probes %s",
+		 total, pg->nbins, pg->nbins == 1 ? "y" : "ies", pg->multi ? "uprobe_multi links" : "perf-event uprobes",
+		 pg->L->opt->pg_usdt_query ? "on" : "off");
 	return 0;
 }
 
@@ -505,6 +535,8 @@ static void pgusdt_close(void *priv)
 		return;
 	for (int i = 0; i < pg->nlinks; i++)
 		bpf_link__destroy(pg->links[i]);
+	for (int i = 0; i < pg->nlink_fds; i++)
+		close(pg->link_fds[i]);
 	pgusdt_bpf__destroy(pg->skel);
 	free(pg);
 }

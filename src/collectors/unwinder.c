@@ -2,6 +2,7 @@
 /* The profiler's unwinding maps (unwinder.h): files' rules into the unwind_rows pool, processes' mappings into the
  * slots of unwind_procs, CPython layouts into py_layouts. */
 #include "collectors/unwinder.h"
+#include "profile/procmaps.h"
 
 #include "lib/hash.h"
 #include "lib/log.h"
@@ -176,14 +177,13 @@ static const struct uw_file *file_of(struct unwinder *u, pid_t pid, const struct
 		return NULL;
 	struct uw_file *f = &u->files[u->nfiles];
 	*f = (struct uw_file){.dev_major = mp->dev_major, .dev_minor = mp->dev_minor, .inode = mp->inode};
-	/* The mapped file itself, whatever the process's mount namespace or a replaced file on disk. */
-	char path[96], err[160] = "";
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)pid, (unsigned long long)mp->start,
-		 (unsigned long long)mp->end);
+	/* The file as the process sees it (its mount namespace), else the mapped file itself (a replaced file on disk;
+	 * map_files needs CAP_SYS_ADMIN, which loupe does not keep after attaching: docs/privileges.md). */
+	char err[160] = "";
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = proc_open_mapping(pid, mp->start, mp->end, mp->path, mp->inode);
 	if (fd < 0) {
-		f->err = -errno;
+		f->err = fd;
 	} else {
 		Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 		struct unwind_table t = {0};

@@ -5,6 +5,7 @@
 #include "version.h"
 #include "core/core.h"
 #include "core/loupe.h"
+#include "core/privs.h"
 #include "core/selfstats.h"
 #include "lib/log.h"
 
@@ -87,7 +88,9 @@ void loupe__status(struct loupe *L, struct buf *b)
 	for (int k = 0; k < KF_NR; k++)
 		buf__printf(b, "%s\"%s\":%s", k ? "," : "", kfeature_name((enum kfeature)k),
 			    L->kf.r[k].ok ? "true" : "false");
-	buf__puts(b, "},\"features\":[");
+	buf__puts(b, "}");
+	privs__status_json(b);
+	buf__puts(b, ",\"features\":[");
 	for (int i = 0; i < L->nfeatures; i++) {
 		if (i)
 			buf__puts(b, ",");

@@ -15,6 +15,7 @@
 
 struct bpf_object;
 struct loupe;
+struct web_config;
 
 enum feature_state { FEATURE_OFF, FEATURE_LOADED, FEATURE_RUNNING, FEATURE_FAILED };
 
@@ -79,9 +80,17 @@ struct loupe_options {
 	unsigned route_budget;	 /* HTTP route templates per service before "_other" */
 	unsigned fingerprint_budget; /* SQL fingerprints per service before "_other" */
 	bool pg_usdt_query;	 /* per-query PostgreSQL USDT probes (a trap per query: off by default) */
+	enum { UPROBE_AUTO, UPROBE_MULTI, UPROBE_PERF } uprobe_attach; /* --uprobe-attach: how USDT probes attach */
+	const char *user;	 /* --user: switch to this user once attached (keeping the capabilities needed) */
 	unsigned profile_hz;	 /* continuous CPU sampling frequency (0: off) */
 	bool offcpu;		 /* off-CPU time of target threads (sched_switch) */
 	const char *only_features; /* names of the features to run (loupe profile), or NULL: all */
+	/* The HTTP server's protection (src/server/httpd.c, docs/security.md). */
+	const struct web_config *web; /* --web-config (TLS, basic-auth users), or NULL: plain HTTP, open */
+	unsigned sessions_per_minute; /* --sessions-per-minute: on-demand profiling sessions started, all clients
+				       * together, per sliding minute (0: no limit) */
+	/* --auth-scope: with basic-auth users, what needs credentials (/healthz and /readyz never do) */
+	enum { AUTH_SCOPE_ALL, AUTH_SCOPE_PROFILES, AUTH_SCOPE_SESSIONS } auth_scope;
 };
 
 struct loupe {
@@ -109,6 +118,7 @@ struct loupe {
 	 * are on, so by default they are on in windows (BPF_STATS_WINDOW_S every BPF_STATS_PERIOD_S). */
 	bool bpf_stats_on;	       /* a mode other than off (else loupe_bpf_program_* are not exported) */
 	int bpf_stats_fd;	       /* held while a window is open */
+	bool bpf_stats_host;	       /* no CAP_SYS_ADMIN, but the host's kernel.bpf_stats_enabled is 1: always on */
 	uint64_t bpf_stats_since_ns;   /* start of the open window */
 	uint64_t bpf_stats_next_ns;    /* next window start (sampled mode) */
 	double bpf_stats_seconds;      /* closed windows so far */
@@ -116,6 +126,9 @@ struct loupe {
 	/* The HTTP server's refusals (atomic: its own thread): connections shut for not sending a request head in
 	 * time, requests refused for an oversized URI (src/server/httpd.c). */
 	uint64_t http_head_timeouts, http_uri_too_long;
+	/* Client certificates refused in the TLS handshake; requests answered 401 without credentials or with wrong
+	 * ones, 429 because uncached password checks used their time budget or sessions their rate. */
+	uint64_t http_client_cert_refused, http_auth_missing, http_auth_failed, http_auth_throttled, http_session_rate;
 	uint64_t start_ns;
 };
 

@@ -10,7 +10,8 @@ enum kfeature {
 	KF_RAW_TP,    /* raw tracepoints */
 	KF_FENTRY,    /* fentry/fexit trampolines */
 	KF_KPROBE,    /* kprobes (perf-event based attach) */
-	KF_UPROBE,    /* uprobes (perf-event based attach) */
+	KF_UPROBE,    /* uprobes (perf-event based attach; CAP_SYS_ADMIN since Linux 6.15) */
+	KF_UPROBE_MULTI, /* uprobes through a BPF uprobe_multi link (Linux 6.6; CAP_BPF and CAP_PERFMON suffice) */
 	KF_PERF_EVENT,/* perf_event programs on a cpu-clock software event */
 	KF_RINGBUF,   /* BPF ring buffer maps */
 	KF_BPF_STATS, /* run time statistics (bpf_enable_stats) */
@@ -34,7 +35,8 @@ void kfeatures__probe(struct kfeatures *kf);
 /* Tracepoint flavour for collectors: "tp_btf", "raw_tp", or NULL when neither works. */
 const char *kfeatures__tp_flavour(const struct kfeatures *kf);
 
-/* Privilege check: 0, or -EPERM with a message naming what is missing. */
+/* Privilege check: 0; -EPERM with a message naming what is missing to load programs; or 1 with a warning naming
+ * what runs degraded (other users' processes without their stacks). */
 int check_privileges(char *msg, int msglen);
 
 #endif

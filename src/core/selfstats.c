@@ -128,12 +128,33 @@ void selfstats_collect(struct loupe *L, struct registry *reg)
 		reg, "loupe_http_connections_refused_total",
 		"Connections the HTTP server shut or requests it refused to protect itself: head_deadline (no whole "
 		"request head 10 s after connecting or the last answer), uri_too_long (over 2048 bytes or 16 "
-		"parameters: 414).", METRIC_COUNTER, http_labels, 2, FAMILY_SNAPSHOT);
+		"parameters: 414), client_cert (a TLS handshake whose client certificate the web config's "
+		"client_auth_type refuses).", METRIC_COUNTER, http_labels, 3, FAMILY_SNAPSHOT);
 	if (hc) {
 		family__set(hc, (const char *[]){"head_deadline"},
 			    (double)__atomic_load_n(&L->http_head_timeouts, __ATOMIC_RELAXED));
 		family__set(hc, (const char *[]){"uri_too_long"},
 			    (double)__atomic_load_n(&L->http_uri_too_long, __ATOMIC_RELAXED));
+		family__set(hc, (const char *[]){"client_cert"},
+			    (double)__atomic_load_n(&L->http_client_cert_refused, __ATOMIC_RELAXED));
+	}
+	/* Declared with every reason at 0 even without --web-config, so that an alert on it needs no absent(). */
+	struct metric_family *rr = registry__family(
+		reg, "loupe_http_requests_refused_total",
+		"Requests the HTTP server refused for access control: auth_missing (401, no basic-auth credentials), "
+		"auth_failed (401, unknown user or wrong password), auth_throttled (429, uncached password checks "
+		"used their time budget), session_rate (429, more profiling sessions than --sessions-per-minute).",
+		METRIC_COUNTER, http_labels, 4, FAMILY_SNAPSHOT);
+	if (rr) {
+		const struct { const char *reason; const uint64_t *n; } refused[] = {
+			{"auth_missing", &L->http_auth_missing},
+			{"auth_failed", &L->http_auth_failed},
+			{"auth_throttled", &L->http_auth_throttled},
+			{"session_rate", &L->http_session_rate},
+		};
+		for (size_t i = 0; i < ARRAY_SIZE(refused); i++)
+			family__set(rr, (const char *[]){refused[i].reason},
+				    (double)__atomic_load_n(refused[i].n, __ATOMIC_RELAXED));
 	}
 	if (L->bpf_stats_on) {
 		bpf_program_metrics(L, reg);

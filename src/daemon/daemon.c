@@ -5,6 +5,7 @@
 #include "core/bpf_stats.h"
 #include "core/core.h"
 #include "core/loupe.h"
+#include "core/privs.h"
 #include "daemon/collectors.h"
 #include "daemon/daemon.h"
 #include "lib/log.h"
@@ -164,10 +165,13 @@ static int signal_fd(void)
 static int check_host(void)
 {
 	char msg[300];
-	if (check_privileges(msg, sizeof(msg))) {
+	int priv = check_privileges(msg, sizeof(msg));
+	if (priv < 0) {
 		log_error("no_privileges", "%s", msg);
 		return -EPERM;
 	}
+	if (priv > 0)
+		log_warn("privileges_partial", "%s", msg);
 	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
 		log_error("no_btf", "kernel without BTF (/sys/kernel/btf/vmlinux missing): loupe needs a kernel built "
 				    "with CONFIG_DEBUG_INFO_BTF=y");
@@ -197,9 +201,10 @@ static int choose_tracepoints(struct loupe *L)
 		}
 		L->tp_flavour = forced;
 	}
-	log_info("kernel", "tracepoints: %s; fentry %s; kprobe %s; uprobe %s; perf_event %s", L->tp_flavour,
-		 L->kf.r[KF_FENTRY].ok ? "yes" : "no", L->kf.r[KF_KPROBE].ok ? "yes" : "no",
-		 L->kf.r[KF_UPROBE].ok ? "yes" : "no", L->kf.r[KF_PERF_EVENT].ok ? "yes" : "no");
+	log_info("kernel", "tracepoints: %s; fentry %s; kprobe %s; uprobe %s; uprobe_multi %s; perf_event %s",
+		 L->tp_flavour, L->kf.r[KF_FENTRY].ok ? "yes" : "no", L->kf.r[KF_KPROBE].ok ? "yes" : "no",
+		 L->kf.r[KF_UPROBE].ok ? "yes" : "no", L->kf.r[KF_UPROBE_MULTI].ok ? "yes" : "no",
+		 L->kf.r[KF_PERF_EVENT].ok ? "yes" : "no");
 	return 0;
 }
 
@@ -338,6 +343,16 @@ int daemon__run(const struct loupe_options *opt_, const struct run_session *sess
 	}
 	if ((err = choose_tracepoints(&L)) || (err = start_features(&L)) || (ep_fd = err = watch_fds(&L, sig_fd)) < 0)
 		goto out;
+	/* Everything is attached: keep only the capabilities the rest needs, before any thread starts. */
+	struct privs_needs needs = {
+		.sessions = !sess,
+		.kernel_symbols = !sess || opt.profile_hz || opt.offcpu,
+		.stats_windows = L.bpf_stats_on && !L.bpf_stats_host && opt.bpf_stats == BPF_STATS_SAMPLED,
+	};
+	if ((err = privs__drop(&needs, opt.user, msg, sizeof(msg)))) {
+		log_error("privileges_failed", "%s", msg);
+		goto out;
+	}
 	if (!sess) {
 		if (!(httpd = httpd__start(&L, listen_fd))) {
 			err = -errno;
@@ -345,7 +360,8 @@ int daemon__run(const struct loupe_options *opt_, const struct run_session *sess
 			goto out;
 		}
 		listen_fd = -1; /* owned by libmicrohttpd now */
-		log_info("listening", "serving http://%s/metrics (also /healthz /readyz /status)", opt.listen);
+		log_info("listening", "serving %s://%s/metrics (also /healthz /readyz /status)", httpd__scheme(httpd),
+			 opt.listen);
 	}
 	L.ready = true;
 	pthread_mutex_lock(&L.lock);

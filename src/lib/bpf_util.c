@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 int percpu_sum_u64(int map_fd, const void *key, uint64_t *out, size_t nwords)
 {
@@ -86,4 +88,26 @@ out:
 	free(keys);
 	free(vals);
 	return err;
+}
+
+int uprobe_multi_link(int prog_fd, const char *path, const uint64_t *offsets, const uint64_t *ref_ctr_offsets,
+		      unsigned cnt)
+{
+	/* union bpf_attr's link_create with its uprobe_multi member, as in Linux 6.6's uapi/linux/bpf.h (the headers
+	 * loupe builds with may be older): written out so that the layout does not depend on them. */
+	struct {
+		uint32_t prog_fd, target_fd, attach_type, flags;
+		uint64_t path, offsets, ref_ctr_offsets, cookies;
+		uint32_t cnt, uflags, pid;
+		uint8_t pad[160 - 60]; /* the rest of union bpf_attr, zero */
+	} attr;
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_fd = (uint32_t)prog_fd;
+	attr.attach_type = LOUPE_TRACE_UPROBE_MULTI;
+	attr.path = (uint64_t)(uintptr_t)path;
+	attr.offsets = (uint64_t)(uintptr_t)offsets;
+	attr.ref_ctr_offsets = (uint64_t)(uintptr_t)ref_ctr_offsets;
+	attr.cnt = cnt;
+	int fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
+	return fd < 0 ? -errno : fd;
 }

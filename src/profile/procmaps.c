@@ -87,29 +87,32 @@ int proc_open_mapped(const char *path, uint64_t ino)
 	return fd;
 }
 
-/* The table of a file mapping. Tried in order: the process's own view of the path (containers), the mapped
- * file itself through map_files (deleted or replaced files; needs CAP_SYS_ADMIN), the process's view without the
- * inode check (overlayfs may show other inode numbers), the path as is. */
+int proc_open_mapping(pid_t pid, uint64_t start, uint64_t end, const char *path, uint64_t ino)
+{
+	char p[PATH_MAX + 32], mf[96];
+	snprintf(p, sizeof(p), "/proc/%d/root%s", (int)pid, path);
+	int fd = proc_open_mapped(p, ino);
+	if (fd < 0) {
+		snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, start, end);
+		fd = proc_open_mapped(mf, 0);
+	}
+	if (fd < 0)
+		fd = proc_open_mapped(p, 0);
+	return fd;
+}
+
+/* The table of a file mapping: proc_open_mapping() while the process lives, else the path as is. */
 static const struct sym_table *mapping_table(struct sym_cache *c, const struct proc_maps *m,
 					     const struct sym_mapping *mp)
 {
 	const struct sym_table *t = NULL;
 	if (sym_cache__file_table(c, mp->dev_major, mp->dev_minor, mp->inode, &t))
 		return t;
-	char root[64] = "", p[PATH_MAX];
+	char root[64] = "";
 	int fd = -1;
 	if (m->live) {
 		snprintf(root, sizeof(root), "/proc/%d/root", (int)m->pid);
-		snprintf(p, sizeof(p), "%s%s", root, mp->path);
-		fd = proc_open_mapped(p, mp->inode);
-		if (fd < 0) {
-			char mf[96];
-			snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)m->pid, mp->start,
-				 mp->end);
-			fd = proc_open_mapped(mf, 0);
-		}
-		if (fd < 0)
-			fd = proc_open_mapped(p, 0);
+		fd = proc_open_mapping(m->pid, mp->start, mp->end, mp->path, mp->inode);
 	}
 	if (fd < 0) {
 		root[0] = '\0';

@@ -88,6 +88,12 @@ const struct sym_mapping *proc_maps__lookup(struct proc_maps *m, uint64_t addr);
  * agent), and with ino set, only that inode (the same path may name another file on the host, or a newer version).
  * An fd, or -errno (-ENOENT: not the file the process mapped). */
 int proc_open_mapped(const char *path, uint64_t ino);
+/* The file a live process pid maps at [start, end) from path (inode ino), tried in order: the process's own view of
+ * the path, /proc/PID/root/PATH (containers; needs ptrace access, CAP_SYS_PTRACE for other users' processes); the
+ * mapped file itself through /proc/PID/map_files (deleted or replaced files; needs CAP_SYS_ADMIN, which loupe
+ * usually does not keep); the process's view without the inode check (overlayfs may show other inode numbers).
+ * An fd, or -errno. */
+int proc_open_mapping(pid_t pid, uint64_t start, uint64_t end, const char *path, uint64_t ino);
 /* addr inside mapping mp -> offset in its file and, when the file's PT_LOAD segments are known, ELF virtual
  * address. Returns 1 with both set, 0 with only *file_off set, -ERANGE if addr is outside mp. */
 int sym_mapping__translate(const struct sym_mapping *mp, uint64_t addr, uint64_t *file_off, uint64_t *vaddr);

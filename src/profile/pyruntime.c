@@ -211,16 +211,7 @@ struct py_map {
  * (overlayfs), the path as is. */
 static int open_map_file(pid_t pid, const struct py_map *mp)
 {
-	char p[PATH_MAX + 32];
-	snprintf(p, sizeof(p), "/proc/%d/root%s", (int)pid, mp->path);
-	int fd = proc_open_mapped(p, mp->ino);
-	if (fd < 0) {
-		char mf[96];
-		snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, mp->start, mp->end);
-		fd = proc_open_mapped(mf, 0);
-	}
-	if (fd < 0)
-		fd = proc_open_mapped(p, 0);
+	int fd = proc_open_mapping(pid, mp->start, mp->end, mp->path, mp->ino);
 	if (fd < 0)
 		fd = proc_open_mapped(mp->path, mp->ino);
 	return fd;

@@ -2,20 +2,27 @@
 /* The HTTP server (libmicrohttpd, its own thread): /metrics, /healthz, /readyz, /status and the profile endpoints.
  * It asks the core for metrics and status (src/core/core.h) and the profiler for profiles
  * (src/collectors/profiles.h), and maps their -errno to HTTP statuses; on-demand sessions suspend their
- * connection until the main loop finishes them. */
+ * connection until the main loop finishes them. With --web-config it serves HTTPS (libmicrohttpd's GnuTLS
+ * support), applies client_auth_type in the handshake and asks for basic-auth credentials
+ * (src/server/basic_auth.c); --sessions-per-minute limits profiling sessions (docs/security.md). */
 #include "version.h"
 #include "collectors/profiles.h"
 #include "core/core.h"
 #include "core/loupe.h"
 #include "lib/log.h"
 #include "parsers/params.h"
+#include "server/basic_auth.h"
 #include "server/httpd.h"
+#include "server/webconfig.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -42,6 +49,9 @@
 #define REJECTED ((void *)2) /* *con_cls of a request uri_check() answered */
 #define STR_(x) #x
 #define STR(x) STR_(x)
+/* The realm of WWW-Authenticate (RFC 7617). */
+#define AUTH_REALM "loupe"
+#define SESSION_RATE_WINDOW_NS (60 * NSEC_PER_SEC)
 
 /* A connection waiting for an on-demand profiling session (suspended until the main loop finishes it). */
 struct pending {
@@ -53,6 +63,7 @@ struct pending {
 
 /* A connection as the guard sees it. */
 struct tracked {
+	struct httpd *h;
 	int fd;
 	bool busy;	    /* a request's head arrived and it is not answered yet */
 	bool shut;	    /* the guard shut it down */
@@ -70,6 +81,12 @@ struct httpd {
 	pthread_t guard;
 	bool guard_running;
 	int guard_stop[2]; /* a pipe: written to stop the guard */
+	const struct web_config *web; /* NULL: plain HTTP */
+	bool tls;
+	struct basic_auth *auth; /* NULL: no basic_auth_users */
+	/* --sessions-per-minute: when the last ones started (a ring of session_cap; under lock) */
+	uint64_t *session_starts;
+	unsigned session_cap, session_next, session_n;
 };
 
 int httpd_listen(const char *addr, char *err, size_t errlen)
@@ -130,6 +147,115 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
 static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *text)
 {
 	return reply(c, status, "text/plain; charset=utf-8", (void *)text, strlen(text), MHD_RESPMEM_MUST_COPY, NULL);
+}
+
+/* 429 (or 503) with Retry-After (RFC 9110 10.2.3), in whole seconds. */
+static enum MHD_Result reply_retry(struct MHD_Connection *c, unsigned status, const char *text, unsigned retry_s)
+{
+	char after[16];
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	snprintf(after, sizeof(after), "%u", retry_s);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, after);
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* 401 with WWW-Authenticate: Basic realm="loupe" (RFC 7617). */
+static enum MHD_Result reply_unauthorized(struct MHD_Connection *c, const char *text)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	enum MHD_Result ret = MHD_queue_basic_auth_fail_response(c, AUTH_REALM, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* The request's basic-auth credentials, checked: true when they pass, else false with the 401 (none, or wrong)
+ * or 429 (the budget of password checks is spent) queued and its result in *ret. */
+static bool authenticated(struct httpd *h, struct MHD_Connection *c, enum MHD_Result *ret)
+{
+	char *password = NULL;
+	char *user = MHD_basic_auth_get_username_password(c, &password);
+	unsigned retry_s = 1;
+	if (!user) {
+		__atomic_add_fetch(&h->L->http_auth_missing, 1, __ATOMIC_RELAXED);
+		*ret = reply_unauthorized(c, "unauthorized: send HTTP basic-auth credentials\n");
+		return false;
+	}
+	enum auth_result r = basic_auth__check(h->auth, user, password ? password : "", &retry_s);
+	if (password) {
+		explicit_bzero(password, strlen(password));
+		MHD_free(password);
+	}
+	MHD_free(user);
+	if (r == AUTH_OK)
+		return true;
+	if (r == AUTH_THROTTLED) {
+		__atomic_add_fetch(&h->L->http_auth_throttled, 1, __ATOMIC_RELAXED);
+		*ret = reply_retry(c, 429, "too many password checks: try again later\n", retry_s);
+	} else {
+		__atomic_add_fetch(&h->L->http_auth_failed, 1, __ATOMIC_RELAXED);
+		*ret = reply_unauthorized(c, "unauthorized: wrong user name or password\n");
+	}
+	return false;
+}
+
+static bool is_profile_url(const char *url)
+{
+	return !strcmp(url, "/debug/pprof/profile") || !strcmp(url, "/debug/pprof/offcpu") ||
+	       !strcmp(url, "/flamegraph.svg");
+}
+
+/* What needs credentials when basic_auth_users is set (--auth-scope). /healthz and /readyz never do: Kubernetes
+ * probes and load balancers cannot send them, and the answers say only whether loupe is alive and attached. Every
+ * other path does with the default scope, unknown ones too, so that 404s do not map the server for strangers. */
+static bool url_needs_auth(const struct httpd *h, const char *url)
+{
+	if (!h->auth || !strcmp(url, "/healthz") || !strcmp(url, "/readyz"))
+		return false;
+	switch (h->L->opt->auth_scope) {
+	case AUTH_SCOPE_ALL:
+		return true;
+	case AUTH_SCOPE_PROFILES:
+		return is_profile_url(url);
+	default: /* AUTH_SCOPE_SESSIONS: when one starts (start_session) */
+		return false;
+	}
+}
+
+/* --sessions-per-minute: may a session start now? If not, *retry_s is when the oldest of the minute leaves it. */
+static bool session_rate_ok(struct httpd *h, unsigned *retry_s)
+{
+	if (!h->session_cap)
+		return true;
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+	pthread_mutex_lock(&h->lock);
+	uint64_t oldest = h->session_starts[h->session_next]; /* the ring's oldest once it is full */
+	bool ok = h->session_n < h->session_cap || now - oldest >= SESSION_RATE_WINDOW_NS;
+	if (!ok)
+		*retry_s = (unsigned)((oldest + SESSION_RATE_WINDOW_NS - now + NSEC_PER_SEC - 1) / NSEC_PER_SEC);
+	pthread_mutex_unlock(&h->lock);
+	return ok;
+}
+
+static void session_started(struct httpd *h)
+{
+	if (!h->session_cap)
+		return;
+	pthread_mutex_lock(&h->lock);
+	h->session_starts[h->session_next] = now_ns(CLOCK_MONOTONIC);
+	h->session_next = (h->session_next + 1) % h->session_cap;
+	if (h->session_n < h->session_cap)
+		h->session_n++;
+	pthread_mutex_unlock(&h->lock);
 }
 
 /* The HTTP status of a reader's -errno (src/collectors/profiles.h says which it returns). */
@@ -197,6 +323,73 @@ static enum MHD_Result serve_metrics(struct httpd *h, struct MHD_Connection *c)
 		     body.p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT, NULL);
 }
 
+/* client_auth_type in the TLS handshake, as Go's crypto/tls does it. libmicrohttpd only asks for a certificate (never
+ * requires one) and only when it has a trust list (client_ca_file), and verifies nothing: so each session gets its
+ * request policy and a verify function here, on NOTIFY_STARTED, which libmicrohttpd calls after creating the session
+ * and before the first handshake byte. A verify function that fails makes GnuTLS end the handshake with an alert:
+ * the client gets no HTTP answer at all, like Go's. Verification is against client_ca_file, with the key purpose
+ * TLS WWW client when the certificate names its purposes (as Go's ExtKeyUsageClientAuth check). */
+static int client_cert_check(gnutls_session_t s, bool required, bool verify)
+{
+	unsigned n = 0, status = 0;
+	const gnutls_datum_t *peers = gnutls_certificate_get_peers(s, &n);
+	bool ok;
+	if (!peers || !n) {
+		ok = !required;
+	} else if (!verify) {
+		ok = true;
+	} else {
+		gnutls_typed_vdata_st purpose = {.type = GNUTLS_DT_KEY_PURPOSE_OID, .data = (void *)GNUTLS_KP_TLS_WWW_CLIENT};
+		ok = gnutls_certificate_verify_peers(s, &purpose, 1, &status) == GNUTLS_E_SUCCESS && status == 0;
+	}
+	if (!ok) {
+		/* libmicrohttpd keeps its connection as the session's pointer; ours is its socket context. */
+		struct MHD_Connection *c = gnutls_session_get_ptr(s);
+		const union MHD_ConnectionInfo *ci = c ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT)
+						       : NULL;
+		struct tracked *t = ci ? ci->socket_context : NULL;
+		if (t)
+			__atomic_add_fetch(&t->h->L->http_client_cert_refused, 1, __ATOMIC_RELAXED);
+	}
+	return ok ? 0 : -1;
+}
+
+static int require_any_cert(gnutls_session_t s)
+{
+	return client_cert_check(s, true, false);
+}
+
+static int verify_cert_if_given(gnutls_session_t s)
+{
+	return client_cert_check(s, false, true);
+}
+
+static int require_and_verify_cert(gnutls_session_t s)
+{
+	return client_cert_check(s, true, true);
+}
+
+/* Set a new TLS connection's client certificate policy; false when it cannot be (the connection is then shut). */
+static bool tls_client_auth(struct httpd *h, struct MHD_Connection *c)
+{
+	static gnutls_certificate_verify_function *const verify[] = {
+		[CLIENT_AUTH_REQUIRE_ANY] = require_any_cert,
+		[CLIENT_AUTH_VERIFY_IF_GIVEN] = verify_cert_if_given,
+		[CLIENT_AUTH_REQUIRE_AND_VERIFY] = require_and_verify_cert,
+	};
+	enum client_auth a = h->web->client_auth;
+	if (a == CLIENT_AUTH_NONE)
+		return true;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	if (!ci || !ci->tls_session)
+		return false;
+	/* Asked for, never GNUTLS_CERT_REQUIRE: the verify function decides, so that refusals are counted. */
+	gnutls_certificate_server_set_request(ci->tls_session, GNUTLS_CERT_REQUEST);
+	if (a != CLIENT_AUTH_REQUEST)
+		gnutls_session_set_verify_function(ci->tls_session, verify[a]);
+	return true;
+}
+
 /* Connections enter the tracked list when accepted and leave it when libmicrohttpd closes them (before it closes
  * their socket: the guard, holding the lock, only ever shuts a socket that is still theirs). */
 static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -206,8 +399,13 @@ static void notify_connection(void *cls, struct MHD_Connection *c, void **socket
 	struct tracked *t = *socket_context;
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (h->tls && !tls_client_auth(h, c) && ci) { /* never serve a connection without its policy */
+			shutdown(ci->connect_fd, SHUT_RDWR);
+			return;
+		}
 		if (!ci || !(t = calloc(1, sizeof(*t))))
 			return; /* untracked: only libmicrohttpd's own timeout applies */
+		t->h = h;
 		t->fd = ci->connect_fd;
 		t->since_ns = now_ns(CLOCK_MONOTONIC);
 		pthread_mutex_lock(&h->lock);
@@ -333,7 +531,17 @@ static void session_done(void *arg)
 static enum MHD_Result start_session(struct httpd *h, struct MHD_Connection *c, const struct profile_request *q,
 				     unsigned long secs, unsigned long rate, void **con_cls)
 {
-	char err[200];
+	char err[200], text[120];
+	enum MHD_Result ret;
+	unsigned retry_s = 1;
+	if (h->auth && h->L->opt->auth_scope == AUTH_SCOPE_SESSIONS && !authenticated(h, c, &ret))
+		return ret;
+	if (!session_rate_ok(h, &retry_s)) {
+		__atomic_add_fetch(&h->L->http_session_rate, 1, __ATOMIC_RELAXED);
+		snprintf(text, sizeof(text), "too many profiling sessions: at most %u a minute (--sessions-per-minute)\n",
+			 h->session_cap);
+		return reply_retry(c, 429, text, retry_s);
+	}
 	struct pending *pd = calloc(1, sizeof(*pd));
 	if (!pd)
 		return reply_text(c, 500, "out of memory\n");
@@ -364,6 +572,7 @@ static enum MHD_Result start_session(struct httpd *h, struct MHD_Connection *c, 
 		free(pd);
 		return reply_profile(c, rc, err, &(struct buf){0}, NULL);
 	}
+	session_started(h);
 	return MHD_YES;
 }
 
@@ -490,9 +699,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return MHD_YES;
 	}
 	__atomic_add_fetch(&h->requests, 1, __ATOMIC_RELAXED);
+	enum MHD_Result ret;
+	if (url_needs_auth(h, url) && !authenticated(h, c, &ret))
+		return ret;
 	if (strcmp(method, "GET") && strcmp(method, "HEAD"))
 		return reply_text(c, 405, "method not allowed: use GET\n");
-	if (strcmp(url, "/debug/pprof/profile") && strcmp(url, "/debug/pprof/offcpu") && strcmp(url, "/flamegraph.svg")) {
+	if (!is_profile_url(url)) {
 		struct query a;
 		if (!parse_query(c, 0, &a))
 			return reply_text(c, 400, a.bad);
@@ -516,7 +728,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		}
 		return reply(c, 200, "application/json", body.p, body.len, MHD_RESPMEM_MUST_FREE, NULL);
 	}
-	if (!strcmp(url, "/debug/pprof/profile") || !strcmp(url, "/debug/pprof/offcpu") || !strcmp(url, "/flamegraph.svg"))
+	if (is_profile_url(url))
 		return serve_profile(h, c, url, con_cls);
 	if (!strcmp(url, "/"))
 		return reply_text(c, 200, index_page);
@@ -547,8 +759,17 @@ static void *uri_check(void *cls, const char *uri, struct MHD_Connection *c)
 		int n = snprintf(head, sizeof(head),
 				 "HTTP/1.1 414 URI Too Long\r\nContent-Type: text/plain; charset=utf-8\r\n"
 				 "Content-Length: %zu\r\nConnection: close\r\n\r\n", sizeof(body) - 1);
-		if (send(ci->connect_fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n)
+		const union MHD_ConnectionInfo *ti =
+			h->tls ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION) : NULL;
+		if (ti && ti->tls_session) {
+			/* Over TLS, as records of the session (its handshake is over: the request line came through it),
+			 * then its close_notify. */
+			if (gnutls_record_send(ti->tls_session, head, (size_t)n) == n)
+				(void)!gnutls_record_send(ti->tls_session, body, sizeof(body) - 1);
+			gnutls_bye(ti->tls_session, GNUTLS_SHUT_WR);
+		} else if (!h->tls && send(ci->connect_fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n) {
 			(void)!send(ci->connect_fd, body, sizeof(body) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		}
 		shutdown(ci->connect_fd, SHUT_WR);
 	}
 	__atomic_add_fetch(&h->L->http_uri_too_long, 1, __ATOMIC_RELAXED);
@@ -562,39 +783,101 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warn("http", "%s", msg);
 }
 
+/* A warning, once at start, when the server listens beyond loopback without TLS or without authentication (basic
+ * auth, or client certificates that are required and verified): what is missing is named. */
+static void warn_if_exposed(const struct httpd *h, int listen_fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	bool loopback = false;
+	if (getsockname(listen_fd, (struct sockaddr *)&ss, &len))
+		return;
+	if (ss.ss_family == AF_INET) {
+		loopback = ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24 == 127;
+	} else if (ss.ss_family == AF_INET6) {
+		const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		loopback = IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	bool mtls = h->web && h->web->client_auth == CLIENT_AUTH_REQUIRE_AND_VERIFY;
+	bool auth = mtls || (h->auth && h->L->opt->auth_scope == AUTH_SCOPE_ALL);
+	if (loopback || (h->tls && auth))
+		return;
+	const char *what = !auth && h->auth ? "authentication of /metrics and /status (--auth-scope is not all)"
+					    : "authentication";
+	log_warn("http_exposed",
+		 "listening on a non-loopback address without %s%s%s: %s; see --web-config (docs/security.md)",
+		 h->tls ? "" : "TLS", !h->tls && !auth ? " and without " : "", auth ? "" : what,
+		 !auth ? "anyone who can reach it can read what it serves"
+		       : "what is sent, credentials included, can be read on the way");
+}
+
+/* libmicrohttpd's TLS options from the web config (an empty list without TLS). */
+static void tls_options(const struct web_config *wc, struct MHD_OptionItem *o)
+{
+	int n = 0;
+	if (wc && wc->tls) {
+		o[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, wc->key_pem};
+		o[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, wc->cert_pem};
+		o[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)wc->priorities};
+		if (wc->client_ca_pem)
+			o[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, wc->client_ca_pem};
+	}
+	o[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+}
+
 struct httpd *httpd__start(struct loupe *L, int listen_fd)
 {
+	const struct web_config *wc = L->opt->web;
+	struct MHD_OptionItem tls_opts[5];
 	struct httpd *h = calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
 	h->L = L;
+	h->web = wc;
+	h->tls = wc && wc->tls;
 	pthread_mutex_init(&h->lock, NULL);
 	h->conns.next = h->conns.prev = &h->conns;
-	if (pipe2(h->guard_stop, O_CLOEXEC)) {
-		free(h);
-		return NULL;
+	if (h->tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		log_error("http_tls", "this libmicrohttpd has no TLS support: cannot serve the web config's certificate");
+		errno = ENOTSUP;
+		goto fail;
 	}
+	if (wc && wc->nusers && !(h->auth = basic_auth__new(wc)))
+		goto fail;
+	if ((h->session_cap = L->opt->sessions_per_minute) &&
+	    !(h->session_starts = calloc(h->session_cap, sizeof(*h->session_starts))))
+		goto fail;
+	if (pipe2(h->guard_stop, O_CLOEXEC))
+		goto fail;
+	warn_if_exposed(h, listen_fd);
+	tls_options(wc, tls_opts);
 	h->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-					  MHD_ALLOW_SUSPEND_RESUME,
+					  MHD_ALLOW_SUSPEND_RESUME | (h->tls ? MHD_USE_TLS : 0),
 				  0, NULL, NULL, handle, h,
 				  /* first, so that every message goes through it (libmicrohttpd warns otherwise) */
 				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
 				  MHD_OPTION_URI_LOG_CALLBACK, uri_check, h, MHD_OPTION_LISTEN_SOCKET, listen_fd,
 				  MHD_OPTION_NOTIFY_CONNECTION, notify_connection, h, MHD_OPTION_CONNECTION_TIMEOUT,
 				  (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTIONS_MAX,
-				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_CLIENT, MHD_OPTION_END);
+				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_CLIENT, MHD_OPTION_ARRAY, tls_opts,
+				  MHD_OPTION_END);
 	if (!h->mhd) {
 		close(h->guard_stop[0]);
 		close(h->guard_stop[1]);
-		free(h);
 		errno = EIO;
-		return NULL;
+		goto fail;
 	}
 	if (pthread_create(&h->guard, NULL, guard_main, h))
 		log_warn("http_guard", "cannot start the connection guard: request heads are not timed");
 	else
 		h->guard_running = true;
 	return h;
+fail:
+	basic_auth__free(h->auth);
+	free(h->session_starts);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+	return NULL; /* errno set by what failed */
 }
 
 void httpd__stop(struct httpd *h)
@@ -619,5 +902,12 @@ void httpd__stop(struct httpd *h)
 	close(h->guard_stop[1]);
 	MHD_stop_daemon(h->mhd);
 	pthread_mutex_destroy(&h->lock);
+	basic_auth__free(h->auth);
+	free(h->session_starts);
 	free(h);
+}
+
+const char *httpd__scheme(const struct httpd *h)
+{
+	return h && h->tls ? "https" : "http";
 }

@@ -25,7 +25,7 @@ from loupe_test import LOUPE, Loupe, Tap, free_port, is_root, wait_for  # noqa: 
 from bpf_support import (BLOCKER, LOUPE_PROG_NAMES, Blocker, Workdir, bpf_fds, events, guarded,  # noqa: E402
                          json_lines, kill_all, live_links, live_progs, new_tag, orphan_loupe_objects, run_cli)
 
-KERNEL_NAMES = ["btf", "tp_btf", "raw_tp", "fentry", "kprobe", "uprobe", "perf_event", "ring_buffer"]
+KERNEL_NAMES = ["btf", "tp_btf", "raw_tp", "fentry", "kprobe", "uprobe", "uprobe_multi", "perf_event", "ring_buffer"]
 ISO_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
@@ -149,7 +149,7 @@ def run_prefixed(prefix, binary, args, timeout=5):
 def test_privileges(t):
     setpriv = shutil.which("setpriv")
     names = ["not root (nobody): run", "not root (nobody): check", "root without CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN",
-             "root without CAP_PERFMON+CAP_SYS_ADMIN", "root without CAP_SYS_PTRACE"]
+             "root without CAP_PERFMON+CAP_SYS_ADMIN", "root without CAP_SYS_PTRACE (a warning)"]
     if not setpriv:
         for n in names:
             t.skip(n, "setpriv (util-linux) not installed")
@@ -171,11 +171,12 @@ def test_privileges(t):
         rc, out, err = run_prefixed(drop("-perfmon,-sys_admin"), binary, ["run", "--listen", f"127.0.0.1:{port}"])
         one_line_error(t, "root with CAP_BPF but without CAP_PERFMON, CAP_SYS_ADMIN -> one line naming CAP_PERFMON",
                        rc, out, err, "CAP_PERFMON")
-        # `loupe run --help` lists CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH as needed (to read other users'
-        # /proc/PID/exe, e.g. postgres's, for exe: targets). Without CAP_SYS_PTRACE it must say so, not run blind.
+        # Without CAP_SYS_PTRACE, other users' /proc/PID/{maps,exe,mem} are unreadable: their stacks lose what needs
+        # them (measured: tests/bpf/test_privileges.py), the rest runs. It must say so at start, not run blind.
         rc, out, err = run_prefixed(drop("-sys_ptrace"), binary, ["run", "--listen", f"127.0.0.1:{port}"], timeout=3)
-        one_line_error(t, "root without CAP_SYS_PTRACE -> one line naming CAP_SYS_PTRACE, non-zero exit",
-                       rc, out, err, "CAP_SYS_PTRACE")
+        warn = [ln for ln in err.splitlines() if '"privileges_partial"' in ln and "CAP_SYS_PTRACE" in ln]
+        t.ok(rc is None and len(warn) == 1, "root without CAP_SYS_PTRACE -> runs, with one warning naming "
+             "CAP_SYS_PTRACE and what it costs", f"exit {rc}; {err[-1500:]}")
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -230,7 +231,7 @@ def test_check(t):
     rc, out, err, _ = run_cli(["check"])
     lines = out.splitlines()
     missing = [n for n in KERNEL_NAMES if not any(re.match(rf"^\s+{n}\s+(yes|no)\b", l) for l in lines)]
-    t.ok(rc == 0 and not missing, "loupe check lists btf, tp_btf, raw_tp, fentry, kprobe, uprobe, perf_event, ring_buffer",
+    t.ok(rc == 0 and not missing, "loupe check lists btf, tp_btf, raw_tp, fentry, kprobe, uprobe, uprobe_multi, perf_event, ring_buffer",
          f"exit {rc}; missing {missing}; output:\n{out}{err}")
     rc, out, err, _ = run_cli(["check", "--json"])
     try:

@@ -47,8 +47,9 @@ NAMES = [
     "deadlock: one granted lock wait (the survivor's)", "ROLLBACK: aborts +1", "COMMIT: aborts +0",
     "CHECKPOINT: one checkpoint observed", "CHECKPOINT: its duration is within the statement's time",
     "per-query probes off by default: no query series exported", "no drops",
-    "--pg-usdt-query: /status lists the per-query probes attached",
-    "--pg-usdt-query: exactly N query durations", "--pg-usdt-query: at least N commits",
+] + [f"--pg-usdt-query --uprobe-attach {mode}: {what}" for mode in ("multi", "perf") for what in (
+    "/status lists the per-query probes attached, through its kind of link",
+    "exactly N query durations", "at least N commits")] + [
     "no postgres among the targets: pg_usdt is off and /status says why",
 ]
 
@@ -199,7 +200,7 @@ def main():
         with Loupe(*wl.own_targets()) as L:
             st = pg_status(L)
             probes = st.get("probes", {})
-            t.ok(st.get("state") == "running" and st.get("hook") == "uprobe" and
+            t.ok(st.get("state") == "running" and st.get("hook") in ("uprobe_multi", "uprobe") and
                  all(probes.get(p) == "attached" for p in RARE) and all(probes.get(p) == "off" for p in PER_QUERY),
                  NAMES[0], st)
             for fn, args in ((test_lock_wait, (t, L, wl, admin)), (test_deadlock, (t, L, wl, admin)),
@@ -214,27 +215,29 @@ def main():
                      for r in ("start_map_full", "done_without_start")}
             t.ok(not any(drops.values()), NAMES[15], drops)
 
-        with Loupe(*wl.own_targets(), "--pg-usdt-query") as L:
-            st = pg_status(L)
-            t.ok(all(st.get("probes", {}).get(p) == "attached" for p in RARE + PER_QUERY), NAMES[16], st)
-            c = connect(wl, autocommit=True)
-            cur = c.cursor()
-            m0 = L.scrape()
-            t0 = time.monotonic()
-            for _ in range(N_QUERIES):
-                cur.execute("SELECT 1")
-            t.note(f"{N_QUERIES} x SELECT 1 with per-query probes: {(time.monotonic() - t0) / N_QUERIES * 1e6:.0f} us "
-                   "per query (round trip)")
-            m1 = settle(L, lambda m: hist_count(m, QUERY) - hist_count(m0, QUERY) >= N_QUERIES)
-            t.eq(hist_count(m1, QUERY) - hist_count(m0, QUERY), N_QUERIES, NAMES[17])
-            dc = value(m1, COMMITS, service_name=SVC) - value(m0, COMMITS, service_name=SVC)
-            t.ok(dc >= N_QUERIES, NAMES[18], f"commits grew by {dc}")
-            c.close()
+        for k, (mode, hook) in enumerate((("multi", "uprobe_multi"), ("perf", "uprobe"))):
+            with Loupe(*wl.own_targets(), "--pg-usdt-query", "--uprobe-attach", mode) as L:
+                st = pg_status(L)
+                t.ok(st.get("hook") == hook and all(st.get("probes", {}).get(p) == "attached" for p in RARE + PER_QUERY),
+                     NAMES[16 + 3 * k], st)
+                c = connect(wl, autocommit=True)
+                cur = c.cursor()
+                m0 = L.scrape()
+                t0 = time.monotonic()
+                for _ in range(N_QUERIES):
+                    cur.execute("SELECT 1")
+                t.note(f"{N_QUERIES} x SELECT 1 with per-query probes ({mode}): "
+                       f"{(time.monotonic() - t0) / N_QUERIES * 1e6:.0f} us per query (round trip)")
+                m1 = settle(L, lambda m: hist_count(m, QUERY) - hist_count(m0, QUERY) >= N_QUERIES)
+                t.eq(hist_count(m1, QUERY) - hist_count(m0, QUERY), N_QUERIES, NAMES[17 + 3 * k])
+                dc = value(m1, COMMITS, service_name=SVC) - value(m0, COMMITS, service_name=SVC)
+                t.ok(dc >= N_QUERIES, NAMES[18 + 3 * k], f"commits grew by {dc}")
+                c.close()
         admin.close()
 
         with Loupe("--target", "nopg=comm:^loupe-no-such-comm$") as L:
             st = pg_status(L)
-            t.ok(st.get("state") == "off" and "no postgres binary" in st.get("detail", ""), NAMES[19], st)
+            t.ok(st.get("state") == "off" and "no postgres binary" in st.get("detail", ""), NAMES[-1], st)
     except Exception:  # noqa: BLE001
         t.ok(False, "test ran to completion", traceback.format_exc())
     finally:

@@ -128,8 +128,9 @@ CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL, s
 class Loupe:
     """A running `loupe run`. Use as a context manager (which raises when loupe crashed)."""
 
-    def __init__(self, *args, port=None, log_level="info"):
+    def __init__(self, *args, port=None, log_level="info", prefix=()):
         self.port = port or free_port()
+        self.prefix = list(prefix)  # a command loupe runs under (e.g. setpriv with a user and capabilities)
         # LOUPE_TEST_EXTRA_ARGS: options every loupe run of a test gets (the suite reruns the ground-truth tests
         # of requests, messages and statements with "--syscalls off": tests/e2e/test_syscalls_off.py).
         extra = os.environ.get("LOUPE_TEST_EXTRA_ARGS", "").split()
@@ -146,7 +147,7 @@ class Loupe:
         os.makedirs(os.path.join(TOP, "build", "test-logs"), exist_ok=True)
         self.logpath = os.path.join(TOP, "build", "test-logs", f"loupe-{self.port}.stderr")
         self.log = open(self.logpath, "wb")
-        self.proc = subprocess.Popen([LOUPE, *self.args], stdout=subprocess.DEVNULL, stderr=self.log)
+        self.proc = subprocess.Popen([*self.prefix, LOUPE, *self.args], stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* Fixtures of tests/unit/test_webconfig.c, made once with openssl (P-256, valid 100 years): a CA, a server
+ * certificate it signed and its key, and an unrelated key (a certificate/key mismatch). Test material only. */
+static const char PEM_CA_CRT[] =
+	"-----BEGIN CERTIFICATE-----\n"
+	"MIIBiDCCAS2gAwIBAgIUcUwjZl3L3kdnYk5wA1WWrftKU24wCgYIKoZIzj0EAwIw\n"
+	"GDEWMBQGA1UEAwwNbG91cGUgdW5pdCBDQTAgFw0yNjEyMDYwMDAwMzRaGA8yMTI2\n"
+	"MTExMjAwMDAzNFowGDEWMBQGA1UEAwwNbG91cGUgdW5pdCBDQTBZMBMGByqGSM49\n"
+	"AgEGCCqGSM49AwEHA0IABHoh/q60YCjzWS6o0B0wQFPBfFuy5ghWmqsX4m4hYm5P\n"
+	"ftoI6YYILGmT+6gfg+6PF9tHN9mOMkyA3OAtpj2ThfKjUzBRMB0GA1UdDgQWBBTc\n"
+	"IVBAsXCeaBZ3jGYgbvsjfFFLuTAfBgNVHSMEGDAWgBTcIVBAsXCeaBZ3jGYgbvsj\n"
+	"fFFLuTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQCjz2NEKIYm\n"
+	"gals4xfy4w2SgZT5bpjeh624wVoiZNhmGQIhAJwDnSmqlqCwSCx6hvefET1RQi1Z\n"
+	"2QF0shhh0r7OvhZX\n"
+	"-----END CERTIFICATE-----\n"
+	;
+static const char PEM_SERVER_CRT[] =
+	"-----BEGIN CERTIFICATE-----\n"
+	"MIIBjTCCATSgAwIBAgIUL9zRkV1qpwW6oh9j8S5UaW0dVuUwCgYIKoZIzj0EAwIw\n"
+	"GDEWMBQGA1UEAwwNbG91cGUgdW5pdCBDQTAgFw0yNjEyMDYwMDAwMzVaGA8yMTI2\n"
+	"MTExMjAwMDAzNVowFDESMBAGA1UEAwwJbG9jYWxob3N0MFkwEwYHKoZIzj0CAQYI\n"
+	"KoZIzj0DAQcDQgAEg/C8kkfc2XT9W9IsiNtxOINrE90mYEJlj5s9j+Zc1zEsdYKz\n"
+	"a+dzMYkY9c54ApBehVtMQ7MRekFP2TzeiUySlKNeMFwwGgYDVR0RBBMwEYIJbG9j\n"
+	"YWxob3N0hwR/AAABMB0GA1UdDgQWBBQLTDDKxYXaNDC24SL2MLEUpVIquDAfBgNV\n"
+	"HSMEGDAWgBTcIVBAsXCeaBZ3jGYgbvsjfFFLuTAKBggqhkjOPQQDAgNHADBEAiBT\n"
+	"j9zYG31uAzdboVAQFQ50kC11wsqB3S1PfJx5JE8tfQIgV/n7UQur2HVnYKaL/hdX\n"
+	"dKfuQQelYZOP49NkXkoDyuU=\n"
+	"-----END CERTIFICATE-----\n"
+	;
+static const char PEM_SERVER_KEY[] =
+	"-----BEGIN PRIVATE KEY-----\n"
+	"MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgjOGfhXeVR8Nqcco8\n"
+	"v8nNufthNvaVQn2vdd92sKpQ9FqhRANCAASD8LySR9zZdP1b0iyI23E4g2sT3SZg\n"
+	"QmWPmz2P5lzXMSx1grNr53MxiRj1zngCkF6FW0xDsxF6QU/ZPN6JTJKU\n"
+	"-----END PRIVATE KEY-----\n"
+	;
+static const char PEM_OTHER_KEY[] =
+	"-----BEGIN PRIVATE KEY-----\n"
+	"MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgcdi1rLixt/pHLbBp\n"
+	"HQUo8XBHwcngcxJYWzHO7NIzq6WhRANCAASBFrWhLgVrA3Qx3STGdbNrQYs9LQ9v\n"
+	"CXz1cewkxqLQpCK4TYr6Zb2XqA3ES8vNVJFCy/7BJTYDiq0BclKkYurg\n"
+	"-----END PRIVATE KEY-----\n"
+	;
