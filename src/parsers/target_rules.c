@@ -297,10 +297,16 @@ int proc_stat_read(pid_t pid, char *state, pid_t *ppid, unsigned long long *star
 	long n = read_file(path, &text);
 	if (n < 0)
 		return n == -ESRCH ? -ENOENT : (int)n;
+	int err = proc_stat_parse(text, state, ppid, start_ticks);
+	free(text);
+	return err;
+}
+
+int proc_stat_parse(const char *text, char *state, pid_t *ppid, unsigned long long *start_ticks)
+{
 	/* comm (field 2) may contain spaces and parentheses: fields resume after the last ')'. */
-	char *p = strrchr(text, ')');
+	const char *p = strrchr(text, ')');
 	int field = 2;
-	int err = -EINVAL;
 	if (state)
 		*state = p && p[1] == ' ' ? p[2] : '?';
 	for (; p && *p; p++) {
@@ -310,13 +316,12 @@ int proc_stat_read(pid_t pid, char *state, pid_t *ppid, unsigned long long *star
 		if (field == 4 && ppid)
 			*ppid = (pid_t)strtol(p + 1, NULL, 10);
 		if (field == 22) {
-			*start_ticks = strtoull(p + 1, NULL, 10);
-			err = 0;
-			break;
+			if (start_ticks)
+				*start_ticks = strtoull(p + 1, NULL, 10);
+			return 0;
 		}
 	}
-	free(text);
-	return err;
+	return -EINVAL;
 }
 
 int target_rules__service_id(const struct target_rules *tr, const char *name)

@@ -80,5 +80,7 @@ int proc_start_ticks(pid_t pid, unsigned long long *ticks);
 /* State letter (R, S, Z...), parent pid and start time from /proc/PID/stat, each optional (NULL); 0 or -errno
  * (-ENOENT when gone). */
 int proc_stat_read(pid_t pid, char *state, pid_t *ppid, unsigned long long *start_ticks);
+/* The same from the text of a /proc/PID/stat file: 0, or -EINVAL when it has no field 22. */
+int proc_stat_parse(const char *text, char *state, pid_t *ppid, unsigned long long *start_ticks);
 
 #endif

@@ -132,10 +132,16 @@ static int collect_syms(Elf *e, Elf_Scn *scn, struct bsym **v, size_t *n, size_t
 		return -EINVAL;
 	size_t count = sh.sh_size / sh.sh_entsize;
 	/* Sized up front (names take at most about the string table): growing by doubling spent most of a load
-	 * in page faults and copies on this project's VM. */
+	 * in page faults and copies on this project's VM. The sizes are those of the sections' data, which libelf
+	 * checked against the file: a header's sh_size (or a tiny sh_entsize) is whatever the file says. */
+	size_t sym_size = gelf_fsize(e, ELF_T_SYM, 1, EV_CURRENT);
+	if (sym_size && count > d->d_size / sym_size)
+		count = d->d_size / sym_size;
 	GElf_Shdr strsh;
 	Elf_Scn *strscn = elf_getscn(e, sh.sh_link);
-	size_t want = arena->len + (strscn && gelf_getshdr(strscn, &strsh) ? strsh.sh_size : 0) + 1;
+	Elf_Data *strd = strscn && gelf_getshdr(strscn, &strsh) && strsh.sh_type != SHT_NOBITS ?
+			 elf_getdata(strscn, NULL) : NULL;
+	size_t want = arena->len + (strd ? strd->d_size : 0) + 1;
 	if (want > arena->cap) {
 		char *p = realloc(arena->p, want);
 		if (!p)
@@ -189,7 +195,8 @@ static int collect_syms(Elf *e, Elf_Scn *scn, struct bsym **v, size_t *n, size_t
 /* Sorted, one symbol per address, sizes of 0 stretched to the next symbol or the end of the section. */
 static int finish_table(struct sym_table *t, struct bsym *v, size_t n, struct buf *arena)
 {
-	qsort(v, n, sizeof(*v), bsym_cmp);
+	if (n) /* v is NULL for a file without functions: qsort() takes no NULL */
+		qsort(v, n, sizeof(*v), bsym_cmp);
 	t->syms = calloc(n ? n : 1, sizeof(*t->syms));
 	if (!t->syms)
 		return -ENOMEM;

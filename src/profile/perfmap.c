@@ -29,6 +29,7 @@ struct perf_map {
 	size_t n, cap;
 	struct buf names;
 	uint64_t parsed;	/* bytes of the file consumed (complete lines) */
+	uint64_t size;		/* bytes of the file at the last read (past parsed: a line being written) */
 	dev_t dev;
 	ino_t ino;
 	uint32_t seq;
@@ -86,7 +87,9 @@ int perf_map__update(struct perf_map *pm)
 	if (stat(pm->path, &st))
 		return -errno;
 	bool replaced = st.st_dev != pm->dev || st.st_ino != pm->ino || (uint64_t)st.st_size < pm->parsed;
-	if (!replaced && (uint64_t)st.st_size == pm->parsed)
+	/* Against the size read last, not the bytes parsed: a file ending in a partial line is not read (and its
+	 * table sorted) again at every lookup until it grows. */
+	if (!replaced && (uint64_t)st.st_size == pm->size)
 		return 0;
 	int fd = open(pm->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -113,9 +116,11 @@ int perf_map__update(struct perf_map *pm)
 		buf__free(&b);
 		return -ENOMEM;
 	}
+	pm->size = pm->parsed + b.len;
 	pm->parsed += pm_parse(pm, b.p ? b.p : "", b.len);
 	buf__free(&b);
-	qsort(pm->e, pm->n, sizeof(*pm->e), pm_cmp);
+	if (pm->n) /* e is NULL while no line was read (a JIT's new, empty file): qsort() takes no NULL */
+		qsort(pm->e, pm->n, sizeof(*pm->e), pm_cmp);
 	return 1;
 }
 

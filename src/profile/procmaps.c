@@ -25,10 +25,25 @@ struct proc_maps {
 	size_t n;
 };
 
-static const char *strip_dir(const char *path)
+/* The basename of path into tmp[0..n): the name a mapping is exported by. A memfd's name is the process's choice
+ * and may hold '/' and end with one (memfd_create("a/b/") maps as "/memfd:a/b/ (deleted)"): the last non-empty
+ * component, never a path; "[anon]" when there is none. */
+static const char *base_name(const char *path, char *tmp, size_t n)
 {
-	const char *s = strrchr(path, '/');
-	return s ? s + 1 : path;
+	size_t end = strlen(path), start;
+	while (end && path[end - 1] == '/')
+		end--;
+	for (start = end; start && path[start - 1] != '/'; start--)
+		;
+	if (start == end)
+		return "[anon]";
+	if (!path[end])
+		return path + start;
+	if (end - start >= n)
+		end = start + n - 1;
+	memcpy(tmp, path + start, end - start);
+	tmp[end - start] = '\0';
+	return tmp;
 }
 
 static uint64_t proc_start_time(pid_t pid)
@@ -162,8 +177,9 @@ static int parse_maps_line(struct sym_cache *c, char *l, struct sym_mapping *mp)
 		mp->kind = strcmp(path, "[vdso]") ? SYM_MAP_OTHER : SYM_MAP_VDSO;
 		mp->name = sym_cache__intern(c, path);
 	} else {
+		char base[NAME_MAX + 1];
 		mp->kind = SYM_MAP_FILE;
-		mp->name = sym_cache__intern(c, *strip_dir(path) ? strip_dir(path) : path);
+		mp->name = sym_cache__intern(c, base_name(path, base, sizeof(base)));
 	}
 	mp->path = strdup(path);
 	if (!mp->name || !mp->path) {

@@ -7,7 +7,7 @@
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
-targets=(route http websocket pgwire sql params)
+targets=(route http websocket pgwire sql params target_rules procfs elf)
 secs=${FUZZ_SMOKE_SECONDS:-5}
 build=${BUILD:-build}
 fuzzdir=$build/fuzz
