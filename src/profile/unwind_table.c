@@ -332,7 +332,12 @@ int unwind_table__from_elf(Elf *elf, struct unwind_table *t, char *err, size_t e
 		goto out;
 	}
 	qsort(b.v, b.n, sizeof(*b.v), cmp_wrow);
-	if (b.v[b.n - 1].end > UINT32_MAX) {
+	/* Every end, not only the last row's: an earlier FDE may be the longest, and a range past 4 GiB would wrap
+	 * the uint32 pc of the rows that close it. */
+	uint64_t max_end = 0;
+	for (size_t i = 0; i < b.n; i++)
+		max_end = b.v[i].end > max_end ? b.v[i].end : max_end;
+	if (max_end > UINT32_MAX) {
 		snprintf(err, errlen, "addresses past 4 GiB");
 		rc = -ERANGE;
 		goto out;
