@@ -483,15 +483,17 @@ def check_dockerfile(t):
     instr = {i: r for i, r in rt}
     t.ok(json.loads(instr.get("ENTRYPOINT", "null")) == ["/usr/local/bin/loupe", "run"],
          'ENTRYPOINT ["/usr/local/bin/loupe", "run"]', instr.get("ENTRYPOINT"))
-    t.ok(json.loads(instr.get("CMD", "null")) == ["--listen", "0.0.0.0:9476"], 'CMD ["--listen", "0.0.0.0:9476"]',
-         instr.get("CMD"))
+    t.ok(json.loads(instr.get("CMD", "null")) == ["--listen", "0.0.0.0:9476", "--user", "65534"],
+         'CMD ["--listen", "0.0.0.0:9476", "--user", "65534"]', instr.get("CMD"))
     t.eq(instr.get("EXPOSE"), "9476", "EXPOSE 9476")
     pkgs = apt_installs(rt)
     hc = instr.get("HEALTHCHECK", "")
     hc_cmd = re.search(r"\bCMD\s+(\[.*\])", hc)
     hc_argv = json.loads(hc_cmd.group(1)) if hc_cmd else []
-    t.ok(hc_argv[:1] == ["curl"] and "http://127.0.0.1:9476/healthz" in hc_argv and "curl" in pkgs,
-         "HEALTHCHECK: curl (installed in the runtime stage) GETs /healthz on 9476", hc)
+    hc_line = " ".join(hc_argv)
+    t.ok(hc_argv[:2] == ["sh", "-c"] and "curl" in pkgs and "https://127.0.0.1:9476/healthz" in hc_line and
+         "|| curl" in hc_line and "http://127.0.0.1:9476/healthz" in hc_line,
+         "HEALTHCHECK: curl (installed in the runtime stage) GETs /healthz on 9476, over HTTPS or else HTTP", hc)
 
     # Every library build/loupe needs is installed: the direct ones (readelf's NEEDED) by name, and everything
     # ldd lists through those packages' dependencies. libc6 is in every Debian image.
