@@ -281,7 +281,7 @@ static void find_running_any(struct pgusdt *pg)
 
 /* Installed servers, newest first: for `loupe run` when no postgres target runs yet and a service is called
  * postgres (the default targets name it so), and for `loupe check`. Packaged layouts: Debian/Ubuntu, PGDG RPMs,
- * source installs. A server upgraded in place after loupe started runs a new file: restart loupe. */
+ * source installs. A server upgraded in place after loupe started runs a new file: pgusdt_poll() finds it. */
 static void find_installed(struct pgusdt *pg)
 {
 	static const char *const patterns[] = {"/usr/lib/postgresql/*/bin/postgres", "/usr/pgsql-*/bin/postgres",
@@ -381,13 +381,14 @@ fail:
 	return err;
 }
 
-/* Attach probe p at each of its sites in every binary; the first error is kept in attach_err[p] and logged.
- * Returns how many sites attached. */
-static unsigned attach_probe(struct pgusdt *pg, size_t p)
+/* Attach probe p at each of its sites in the binaries from bins[from] on; the first error is kept in
+ * attach_err[p] and logged. Returns how many sites attached. */
+static unsigned attach_probe(struct pgusdt *pg, size_t p, int from)
 {
 	struct bpf_program *prog = bpf_object__find_program_by_name(pg->skel->obj, probe_defs[p].prog);
 	unsigned n = 0;
-	for (int i = 0; i < pg->nbins; i++) {
+	int err = 0;
+	for (int i = from; i < pg->nbins; i++) {
 		const struct pg_binary *b = &pg->bins[i];
 		if (pg->multi && b->nsites[p]) {
 			/* One link for every site of the probe in this binary, in every process that runs it. */
@@ -398,8 +399,7 @@ static unsigned attach_probe(struct pgusdt *pg, size_t p)
 			}
 			int fd = uprobe_multi_link(bpf_program__fd(prog), b->path, offs, refs, b->nsites[p]);
 			if (fd < 0) {
-				if (!pg->attach_err[p])
-					pg->attach_err[p] = fd;
+				err = err ? err : fd;
 				continue;
 			}
 			pg->link_fds[pg->nlink_fds++] = fd;
@@ -413,8 +413,7 @@ static unsigned attach_probe(struct pgusdt *pg, size_t p)
 			LIBBPF_OPTS(bpf_uprobe_opts, opts, .ref_ctr_offset = b->sites[p][s].ref_ctr_offset);
 			struct bpf_link *l = bpf_program__attach_uprobe_opts(prog, -1, b->path, b->sites[p][s].offset, &opts);
 			if (!l) {
-				if (!pg->attach_err[p])
-					pg->attach_err[p] = -errno;
+				err = err ? err : -errno;
 				continue;
 			}
 			pg->links[pg->nlinks++] = l;
@@ -422,10 +421,41 @@ static unsigned attach_probe(struct pgusdt *pg, size_t p)
 			n++;
 		}
 	}
-	if (pg->attach_err[p])
+	if (err) {
+		if (!pg->attach_err[p])
+			pg->attach_err[p] = err;
 		log_warn("pg_usdt_attach_failed", "postgres probe %s: attach failed (%s)", probe_defs[p].name,
-			 strerror(-pg->attach_err[p]));
+			 strerror(-err));
+	}
 	return n;
+}
+
+/* Every few seconds: binaries of postgres targets started since (a server upgraded in place runs a new file; one
+ * installed elsewhere starts after loupe), their probes read and attached. With uprobe_multi links this needs no
+ * capability beyond those loupe keeps (docs/privileges.md). */
+static int pgusdt_poll(void *priv)
+{
+	struct pgusdt *pg = priv;
+	int from = pg->nbins;
+	if (from >= PG_MAX_BINARIES)
+		return 0;
+	find_running(pg);
+	for (int i = from; i < pg->nbins; i++) {
+		int n = read_probes(&pg->bins[i]);
+		if (n < 0)
+			log_warn("pg_usdt_unreadable", "cannot read the ELF notes of a new postgres binary (%s)", strerror(-n));
+	}
+	unsigned total = 0;
+	for (size_t p = 0; p < PG_NPROBES && pg->nbins > from; p++)
+		if (probe_enabled(pg->L, &probe_defs[p]))
+			total += attach_probe(pg, p, from);
+	if (pg->nbins > from)
+		log_info("pg_usdt_new_binary", "%d postgres binar%s started since loupe did: %u probe site(s) attached",
+			 pg->nbins - from, pg->nbins - from == 1 ? "y" : "ies", total);
+	if (pg->nbins == PG_MAX_BINARIES && from < PG_MAX_BINARIES)
+		log_warn("pg_usdt_binaries_full", "%d postgres binaries probed: later ones are not (restart loupe)",
+			 PG_MAX_BINARIES);
+	return 0;
 }
 
 static int pgusdt_attach(void *priv)
@@ -434,7 +464,7 @@ static int pgusdt_attach(void *priv)
 	unsigned total = 0;
 	for (size_t p = 0; p < PG_NPROBES; p++)
 		if (probe_enabled(pg->L, &probe_defs[p]))
-			total += attach_probe(pg, p);
+			total += attach_probe(pg, p, 0);
 	if (!total) {
 		for (size_t p = 0; p < PG_NPROBES; p++)
 			if (pg->attach_err[p])
@@ -576,6 +606,8 @@ const struct collector pgusdt_collector = {
 	.name = "pg_usdt",
 	.open = pgusdt_open,
 	.attach = pgusdt_attach,
+	.poll = pgusdt_poll,
+	.poll_period_ms = 5000,
 	.collect = pgusdt_collect,
 	.status = pgusdt_status,
 	.close = pgusdt_close,

@@ -14,17 +14,21 @@ ground truth this test causes in a private PostgreSQL 15 cluster (tests/workload
   - CHECKPOINT -> one checkpoint, its duration no longer than the statement took.
   - per-query probes are off by default (no query series, /status says off); with --pg-usdt-query N simple
     queries give exactly N query durations and at least N commits.
+  - a postgres binary that starts after loupe (a copy of the installation elsewhere: a new file, as after an upgrade
+    in place) is found by the periodic rescan and its probes attached: N queries timed exactly.
   - a loupe whose targets include no postgres reports pg_usdt off, with the reason, in /status.
 """
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from loupe_test import Loupe, hist_le, value, wait_for  # noqa: E402
-from e2e_support import Workload, begin, stop_all  # noqa: E402
+from e2e_support import PG_BIN, Workload, begin, ere_escape, stop_all  # noqa: E402
 
 LOCK = "loupe_postgres_lock_wait_seconds"
 CKPT = "loupe_postgres_checkpoint_duration_seconds"
@@ -50,6 +54,9 @@ NAMES = [
 ] + [f"--pg-usdt-query --uprobe-attach {mode}: {what}" for mode in ("multi", "perf") for what in (
     "/status lists the per-query probes attached, through its kind of link",
     "exactly N query durations", "at least N commits")] + [
+    "a postgres binary started after loupe (a copy elsewhere, as an upgrade in place runs a new file): attached "
+    "within 10 s without CAP_BPF or CAP_SYS_ADMIN (dropped), /status counts two binaries",
+    "that binary's server: exactly N query durations",
     "no postgres among the targets: pg_usdt is off and /status says why",
 ]
 
@@ -189,6 +196,47 @@ def test_checkpoint(t, L, admin):
     t.ok(0 < ds <= wall, NAMES[13], f"sum grew by {ds:.6f}s; CHECKPOINT took {wall:.6f}s")
 
 
+def test_new_binary(t):
+    """A second installation (a copy of PG_BIN's tree, share/ linked) started while loupe runs."""
+    top = tempfile.mkdtemp(prefix="loupe-pgcopy-", dir="/tmp")
+    os.chmod(top, 0o755)
+    wl2 = None
+    try:
+        lib = os.path.dirname(os.path.dirname(PG_BIN))  # /usr/lib/postgresql
+        ver = os.path.basename(os.path.dirname(PG_BIN))  # 15
+        dst = os.path.join(top, "usr", "lib", "postgresql", ver)
+        shutil.copytree(os.path.join(lib, ver), dst, symlinks=True)
+        os.makedirs(os.path.join(top, "usr", "share", "postgresql"))
+        os.symlink(f"/usr/share/postgresql/{ver}", os.path.join(top, "usr", "share", "postgresql", ver))
+        wl2 = Workload("pgusdt-new-binary")
+        wl2.env["LOUPE_PG_BIN"] = os.path.join(dst, "bin")
+        rule = "postgres=cmdline:^" + ere_escape(os.path.join(dst, "bin", "postgres")) + " -D " + \
+            ere_escape(wl2.pg_dir) + "( |$)"
+        # --bpf-stats always: CAP_SYS_ADMIN is dropped too; the new binary attaches with what loupe keeps.
+        with Loupe("--target", rule, "--pg-usdt-query", "--bpf-stats", "always") as L:
+            kept = sorted(L.status().get("privileges", {}).get("kept", {}))
+            before = pg_status(L).get("binaries")
+            wl2.start_pg()
+            ok = wait_for(lambda: pg_status(L).get("binaries") == 2 and "pg_usdt_new_binary" in L.stderr(), timeout=10)
+            t.ok(before == 1 and ok and "cap_bpf" not in kept and "cap_sys_admin" not in kept, NAMES[-3],
+                 f"kept {kept}; binaries {before} -> {pg_status(L).get('binaries')}; " +
+                 " ".join(ln for ln in L.stderr().splitlines() if "pg_usdt" in ln)[-600:])
+            c = connect(wl2, autocommit=True)
+            cur = c.cursor()
+            m0 = L.scrape()
+            for _ in range(N_QUERIES):
+                cur.execute("SELECT 1")
+            m1 = settle(L, lambda m: hist_count(m, QUERY) - hist_count(m0, QUERY) >= N_QUERIES)
+            t.eq(hist_count(m1, QUERY) - hist_count(m0, QUERY), N_QUERIES, NAMES[-2])
+            c.close()
+    finally:
+        if wl2:
+            problems = wl2.stop()
+            if problems:
+                t.note("cleanup: " + "; ".join(problems))
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def main():
     t = begin(NAMES)
     wl = Workload("pgusdt")
@@ -234,6 +282,8 @@ def main():
                 t.ok(dc >= N_QUERIES, NAMES[18 + 3 * k], f"commits grew by {dc}")
                 c.close()
         admin.close()
+
+        test_new_binary(t)
 
         with Loupe("--target", "nopg=comm:^loupe-no-such-comm$") as L:
             st = pg_status(L)
