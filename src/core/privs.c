@@ -74,15 +74,15 @@ int privs__drop(const struct privs_needs *needs, const char *user, char *err, si
 		return -EPERM;
 	}
 	state.nkept = 0;
-	keep(CAP_SYS_PTRACE, "reads new targets' /proc/PID/{maps,mem,root,exe} (ptrace access)");
-	keep(CAP_DAC_READ_SEARCH, "opens those files and the targets' binaries whatever their owner");
+	keep(CAP_SYS_PTRACE, "reads the maps, memory, root and exe entries of new targets under proc (ptrace access)");
+	keep(CAP_DAC_READ_SEARCH, "opens those entries and the targets' binaries whatever their owner");
 	if (needs->sessions) {
 		keep(CAP_PERFMON, "on-demand CPU profiling sessions open per-CPU perf events");
 		if (!held(CAP_PERFMON))
 			keep(CAP_SYS_ADMIN, "on-demand CPU profiling sessions open per-CPU perf events (no CAP_PERFMON)");
 	}
 	if (needs->kernel_symbols)
-		keep(CAP_SYSLOG, "reads /proc/kallsyms addresses to name kernel frames in profiles");
+		keep(CAP_SYSLOG, "reads kernel symbol addresses (kallsyms) to name kernel frames in profiles");
 	if (needs->stats_windows)
 		keep(CAP_SYS_ADMIN, "opens a kernel BPF statistics window every 20 s (bpf_enable_stats(); "
 				    "--bpf-stats always or off does without)");

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: BSD-2-Clause
 """Least privilege (root, to set the stage): which capability each feature needs, found by running loupe as an
-unprivileged user (`loupe`, created if missing) with given capabilities, against the reference workload (its own PostgreSQL and API), and checking each feature against ground
-truth this test creates:
+unprivileged user (`loupe`, created if missing) with given capabilities, against the reference workload (its own
+PostgreSQL and API), and checking each feature against ground truth this test creates:
   starts     loupe becomes ready (else it exits 1 naming the capability)
   targets    /status counts the API's processes exactly
   http       N requests to the API counted exactly (http_server_request_duration_seconds)
@@ -14,8 +14,9 @@ truth this test creates:
   session    an on-demand CPU session of the API (perf events opened after the drop) returns samples
   bpf_stats  loupe_bpf_program_run_seconds_total exported
 The runs: the documented set (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH, CAP_SYSLOG), that set
-plus CAP_SYS_ADMIN, and that set without each of its capabilities. The matrix is printed and must equal the table in docs/privileges.md ("Measured"), so the document is the
-measurement. Then the reduced set, as /proc/PID/status shows it for every thread:
+plus CAP_SYS_ADMIN, and that set without each of its capabilities. The matrix is printed and must equal the table
+in docs/privileges.md ("Measured"), so the document is the measurement. Then the reduced set, as /proc/PID/status
+shows it for every thread:
   - as that user: CapEff = CapPrm = what /status says is kept, nothing inheritable or ambient, NoNewPrivs 1;
   - as root: the same, and the bounding set reduced too; with --user nobody --bpf-stats always: uid 65534 and
     only the four capabilities the running daemon uses, every feature still running;

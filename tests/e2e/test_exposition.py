@@ -249,7 +249,8 @@ def check_status(t, L, wl, m):
     feats = s.get("features") or []
     enabled = {d["feature"]: (d["hook"], v) for d, v in select(m, "loupe_feature_enabled")}
     problems = [f"{f.get('name')}: state {f.get('state')}, hook {f.get('hook')}" for f in feats
-                if f.get("state") != "running" or f.get("hook") not in ("tp_btf", "raw_tp", "uprobe", "perf_event")]
+                if f.get("state") != "running" or
+                f.get("hook") not in ("tp_btf", "raw_tp", "uprobe", "uprobe_multi", "perf_event")]
     problems += [f"{f.get('name')}: loupe_feature_enabled says {enabled.get(f.get('name'))}" for f in feats
                  if enabled.get(f.get("name")) != (f.get("hook"), 1.0)]
     names = {f.get("name") for f in feats}

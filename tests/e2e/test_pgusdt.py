@@ -266,8 +266,8 @@ def main():
         for k, (mode, hook) in enumerate((("multi", "uprobe_multi"), ("perf", "uprobe"))):
             with Loupe(*wl.own_targets(), "--pg-usdt-query", "--uprobe-attach", mode) as L:
                 st = pg_status(L)
-                t.ok(st.get("hook") == hook and all(st.get("probes", {}).get(p) == "attached" for p in RARE + PER_QUERY),
-                     NAMES[16 + 3 * k], st)
+                t.ok(st.get("hook") == hook and
+                     all(st.get("probes", {}).get(p) == "attached" for p in RARE + PER_QUERY), NAMES[16 + 3 * k], st)
                 c = connect(wl, autocommit=True)
                 cur = c.cursor()
                 m0 = L.scrape()
