@@ -178,10 +178,16 @@ int pyruntime__inspect(Elf *e, const char *name, struct py_file *out)
 
 /* ---- Processes ---- */
 
+/* n bytes at addr: 0, or -errno with buf zeroed (as bpf_probe_read_user() does: a read that stops at the end of a
+ * mapping has copied the bytes before it, which are not a value). */
 static int rd(int fd, uint64_t addr, void *buf, size_t n)
 {
 	ssize_t r = pread(fd, buf, n, (off_t)addr);
-	return r == (ssize_t)n ? 0 : r < 0 ? -errno : -EIO;
+	if (r == (ssize_t)n)
+		return 0;
+	int err = r < 0 ? -errno : -EIO;
+	memset(buf, 0, n);
+	return err;
 }
 
 /* An 8-byte pointer at addr: 0 or -errno. */
@@ -335,13 +341,19 @@ int pyruntime__detect(pid_t pid, struct py_proc *out)
 	long len = read_file(path, &text);
 	if (len < 0)
 		return len == -ENOENT ? -ESRCH : (int)len;
+	int ret = pyruntime__detect_maps(pid, text, out);
+	free(text);
+	return ret;
+}
+
+int pyruntime__detect_maps(pid_t pid, char *maps, struct py_proc *out)
+{
+	*out = (struct py_proc){0};
 	struct py_map *v;
 	size_t n;
-	int ret = parse_maps(text, &v, &n);
-	if (ret) {
-		free(text);
+	int ret = parse_maps(maps, &v, &n);
+	if (ret)
 		return ret;
-	}
 	elf_version(EV_CURRENT);
 	int mem = open_mem(pid);
 	/* Files named like an interpreter first (the executable, libpythonX.Y), then every other one (an
@@ -365,7 +377,6 @@ int pyruntime__detect(pid_t pid, struct py_proc *out)
 	if (mem >= 0)
 		close(mem);
 	free(v);
-	free(text);
 	return ret;
 }
 

@@ -80,6 +80,9 @@ int pyruntime__inspect(Elf *e, const char *name, struct py_file *out);
  * version is not one loupe reads), 0 when no mapped file defines _PyRuntime (out->layout 0, why ""), or -errno
  * (-ESRCH: no such process). Opens every mapped file of a process that is not CPython: call it once per process. */
 int pyruntime__detect(pid_t pid, struct py_proc *out);
+/* The same with pid's /proc/PID/maps text given (NUL-terminated; modified): the file mappings it names are opened
+ * and read as pyruntime__detect() does, Py_Version from pid's memory. -ENOMEM, else as pyruntime__detect(). */
+int pyruntime__detect_maps(pid_t pid, char *maps, struct py_proc *out);
 
 /* The reference walk of include/unwind.h from userspace (/proc/PID/mem), as the BPF program does it: the thread
  * state whose thread_id is thread_key (the thread's pthread_t: its fs base on glibc x86-64, and what

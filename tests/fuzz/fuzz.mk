@@ -17,7 +17,7 @@ FUZZ_DIR           := $(BUILD)/fuzz
 # The targets of the protocol parsers, each built with all of FUZZ_MODULES; then those with their own sources
 # (FUZZ_OWN: FUZZ_SRCS_NAME and FUZZ_LIBS_NAME).
 FUZZ_PARSERS       := route http websocket pgwire sql params
-FUZZ_OWN           := target_rules procfs elf
+FUZZ_OWN           := target_rules procfs elf pymem
 FUZZ_TARGETS       := $(FUZZ_PARSERS) $(FUZZ_OWN)
 FUZZ_BINS          := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
 FUZZ_MODULES       := $(patsubst %,src/parsers/%.c,$(FUZZ_PARSERS))
@@ -31,6 +31,10 @@ FUZZ_LIBS_procfs   := -lelf -lz
 FUZZ_SRCS_elf      := $(patsubst %,src/profile/%.c,symcache elfsyms debugfile unwind_table pyruntime kallsyms perfmap \
                       procmaps) src/lib/util.c src/lib/hash.c
 FUZZ_LIBS_elf      := -ldw -lelf -lz
+# A CPython process's memory (/proc/self/mem over a fake interpreter) and the maps reader of pyruntime.c
+FUZZ_SRCS_pymem    := $(patsubst %,src/profile/%.c,pyruntime procmaps symcache elfsyms debugfile kallsyms perfmap) \
+                      src/lib/util.c src/lib/hash.c
+FUZZ_LIBS_pymem    := -lelf -lz
 FUZZ_CFLAGS        := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                       -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
                       -D_GNU_SOURCE -Isrc

@@ -7,17 +7,23 @@
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
-targets=(route http websocket pgwire sql params target_rules procfs elf)
+targets=(route http websocket pgwire sql params target_rules procfs elf pymem)
 secs=${FUZZ_SMOKE_SECONDS:-5}
 build=${BUILD:-build}
 fuzzdir=$build/fuzz
 clang=${FUZZ_CC:-clang}
 
-echo "1..${#targets[@]}"
+# One line per target, and one before it for its reproducers when it has some: the plan counts both.
+checks=()
+for t in "${targets[@]}"; do
+	[ -d "tests/fuzz/regressions/$t" ] && checks+=("fuzz_$t: reproducers")
+	checks+=("fuzz_$t")
+done
+echo "1..${#checks[@]}"
 skip_all() {
 	local i=1
-	for t in "${targets[@]}"; do
-		echo "ok $i - fuzz_$t # SKIP $1"
+	for c in "${checks[@]}"; do
+		echo "ok $i - $c # SKIP $1"
 		i=$((i + 1))
 	done
 	exit 0
@@ -35,8 +41,8 @@ mkargs=(-s)
 grep -q 'tests/fuzz/fuzz.mk' Makefile 2>/dev/null || mkargs+=(-f Makefile -f tests/fuzz/fuzz.mk)
 if ! make "${mkargs[@]}" BUILD="$build" fuzz-bins >"$probe/build.log" 2>&1; then
 	i=1
-	for t in "${targets[@]}"; do
-		echo "not ok $i - fuzz_$t: build failed"
+	for c in "${checks[@]}"; do
+		echo "not ok $i - $c: build failed"
 		i=$((i + 1))
 	done
 	sed 's/^/# /' "$probe/build.log" | tail -n 30
