@@ -10,15 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "parsers/flow.h"
-
-#define CHECK(c)                                                                                             \
-	do {                                                                                                 \
-		if (!(c)) {                                                                                  \
-			fprintf(stderr, "invariant failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);          \
-			abort();                                                                             \
-		}                                                                                            \
-	} while (0)
 
 /* One syscall view decoded from the input: [flags][n][extra] then n bytes.
  *   flags bit 0: direction (1 = FLOW_OUT); bit 1: the uncaptured tail is huge (extra << 20);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* For the targets of readers that take a path (or a pid) rather than bytes: the input is written to a memfd, read
  * through /proc/self/fd/N, so the real API runs unchanged; and seeds that are whole files copied from this machine.
- * Header-only, like fuzz.h (which the older targets share: it is left as it is). */
+ * Header-only, like fuzz.h. */
 #ifndef LOUPE_FUZZ_FILE_H
 #define LOUPE_FUZZ_FILE_H
 #include <stdint.h>
@@ -11,15 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#ifndef CHECK
-#define CHECK(c)                                                                                             \
-	do {                                                                                                 \
-		if (!(c)) {                                                                                  \
-			fprintf(stderr, "invariant failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);          \
-			abort();                                                                             \
-		}                                                                                            \
-	} while (0)
-#endif
+#include "fuzz_check.h"
 
 /* One memfd per name, reused for every input of the process: its path in *path (/proc/self/fd/N). */
 struct mfile {
