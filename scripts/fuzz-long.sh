@@ -69,7 +69,8 @@ coverage() {
 	llvm-profdata-14 merge -sparse "$cov/$t".*.profraw -o "$cov/$t.profdata"
 	llvm-cov-14 report "$cov/fuzz_$t" -instr-profile="$cov/$t.profdata" -ignore-filename-regex='tests/|/usr/' |
 		awk 'NR > 2 && NF == 13 && $1 != "TOTAL" && $10 != "0.00%" && $8 > 0 {
-			printf "fuzz_%s  src/%-28s lines %7s of %5s   branches %7s of %5s\n", t, $1, $10, $8, $13, $11}' t="$t"
+			f = $1 ~ /^src\// ? $1 : "src/" $1  # llvm-cov drops the prefix its files share
+			printf "fuzz_%s  %-32s lines %7s of %5s   branches %7s of %5s\n", t, f, $10, $8, $13, $11}' t="$t"
 }
 
 case "${1:-}" in
