@@ -120,6 +120,25 @@ static int parse_number_opt(const char *name, const char *arg, long lo, long hi,
 	return 0;
 }
 
+/* The words of the three-way options, in their enums' order. */
+static const char *const syscalls_words[3] = {"on", "sampled", "off"};
+static const char *const uprobe_words[3] = {"auto", "multi", "perf"};
+static const char *const bpf_stats_words[3] = {"sampled", "always", "off"};
+static const char *const auth_scope_words[3] = {"all", "profiles", "sessions"};
+
+/* One of three words: *out gets its index (the option's enum lists them in this order), else -EINVAL after a usage
+ * error listing them. */
+static int parse_choice_opt(const char *name, const char *arg, const char *const words[3], int *out)
+{
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(arg, words[i])) {
+			*out = i;
+			return 0;
+		}
+	usage_error("run", "bad --%s '%s': expected %s, %s or %s", name, arg, words[0], words[1], words[2]);
+	return -EINVAL;
+}
+
 /* Options into opt: 0 (run), or -EINVAL after printing a usage error; *help when --help was printed. */
 static int parse_run_args(int argc, char **argv, struct loupe_options *opt, bool *help)
 {
@@ -190,18 +209,12 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt, bool
 				usage_error("run", "bad --untimed-syscalls '%s': %s", optarg, err);
 			opt->untimed_syscalls = optarg;
 			break;
-		case 'Y':
-			if (!strcmp(optarg, "on"))
-				opt->syscalls = SYSCALLS_ON;
-			else if (!strcmp(optarg, "sampled"))
-				opt->syscalls = SYSCALLS_SAMPLED;
-			else if (!strcmp(optarg, "off"))
-				opt->syscalls = SYSCALLS_OFF;
-			else {
-				usage_error("run", "bad --syscalls '%s': expected on, sampled or off", optarg);
-				rc = -EINVAL;
-			}
+		case 'Y': {
+			int v;
+			if (!(rc = parse_choice_opt("syscalls", optarg, syscalls_words, &v)))
+				opt->syscalls = v;
 			break;
+		}
 		case 'N': {
 			char *end;
 			errno = 0;
@@ -214,30 +227,18 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt, bool
 			opt->user = optarg;
 			break;
 		}
-		case 'M':
-			if (!strcmp(optarg, "auto"))
-				opt->uprobe_attach = UPROBE_AUTO;
-			else if (!strcmp(optarg, "multi"))
-				opt->uprobe_attach = UPROBE_MULTI;
-			else if (!strcmp(optarg, "perf"))
-				opt->uprobe_attach = UPROBE_PERF;
-			else {
-				usage_error("run", "bad --uprobe-attach '%s': expected auto, multi or perf", optarg);
-				rc = -EINVAL;
-			}
+		case 'M': {
+			int v;
+			if (!(rc = parse_choice_opt("uprobe-attach", optarg, uprobe_words, &v)))
+				opt->uprobe_attach = v;
 			break;
-		case 'P':
-			if (!strcmp(optarg, "sampled"))
-				opt->bpf_stats = BPF_STATS_SAMPLED;
-			else if (!strcmp(optarg, "always"))
-				opt->bpf_stats = BPF_STATS_ALWAYS;
-			else if (!strcmp(optarg, "off"))
-				opt->bpf_stats = BPF_STATS_OFF;
-			else {
-				usage_error("run", "bad --bpf-stats '%s': expected sampled, always or off", optarg);
-				rc = -EINVAL;
-			}
+		}
+		case 'P': {
+			int v;
+			if (!(rc = parse_choice_opt("bpf-stats", optarg, bpf_stats_words, &v)))
+				opt->bpf_stats = v;
 			break;
+		}
 		case 'W':
 			if (web_config) {
 				usage_error("run", "--web-config given twice");
@@ -245,19 +246,13 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt, bool
 			}
 			web_config = optarg;
 			break;
-		case 'E':
+		case 'E': {
+			int v;
 			auth_scope = optarg;
-			if (!strcmp(optarg, "all"))
-				opt->auth_scope = AUTH_SCOPE_ALL;
-			else if (!strcmp(optarg, "profiles"))
-				opt->auth_scope = AUTH_SCOPE_PROFILES;
-			else if (!strcmp(optarg, "sessions"))
-				opt->auth_scope = AUTH_SCOPE_SESSIONS;
-			else {
-				usage_error("run", "bad --auth-scope '%s': expected all, profiles or sessions", optarg);
-				rc = -EINVAL;
-			}
+			if (!(rc = parse_choice_opt("auth-scope", optarg, auth_scope_words, &v)))
+				opt->auth_scope = v;
 			break;
+		}
 		case 'J':
 			if (!(rc = parse_number_opt("sessions-per-minute", optarg, 0, 600, &n)))
 				opt->sessions_per_minute = (unsigned)n;
@@ -291,7 +286,8 @@ static int parse_run_args(int argc, char **argv, struct loupe_options *opt, bool
 		opt->web = wc;
 	}
 	if (auth_scope && !(opt->web && opt->web->nusers)) {
-		usage_error("run", "--auth-scope %s: there are no basic_auth_users (in --web-config) to ask for", auth_scope);
+		usage_error("run", "--auth-scope %s: there are no basic_auth_users (in --web-config) to ask for",
+			    auth_scope);
 		return -EINVAL;
 	}
 	if (!opt->rules.nrules && (rc = target_rules__add_defaults(&opt->rules)))
