@@ -917,14 +917,26 @@ void sql_thread_exit(void)
 
 struct cache_entry {
 	uint64_t k0, k1, stamp; /* stamp 0: empty */
+	uint64_t fill;		/* which filling of the entry this is: a text memo naming an older one is stale */
 	size_t len;
 	bool truncated;
 	struct sql_fp fp;
 };
 
+/* The text memo: a text's digest to the entry its shape found, so a text seen lately (a prepared statement run
+ * again, or the client and the server side of one connection, both targets, reporting the same statement) is a
+ * hit without the shape's scanner pass. Direct-mapped; a newer text takes the place of an older one. */
+struct text_memo {
+	uint64_t k0, k1, fill; /* fill 0: empty */
+	size_t len;
+	uint32_t slot;
+	bool truncated;
+};
+
 struct sql_cache {
-	size_t sets; /* a power of two */
-	uint64_t tick, seed0, seed1;
+	size_t sets; /* a power of two; so is the number of text memos, equal to it */
+	uint64_t tick, fills, seed0, seed1;
+	struct text_memo *memo;
 	struct cache_entry e[];
 };
 
@@ -1004,6 +1016,10 @@ struct sql_cache *sql_cache__new(size_t entries)
 	struct sql_cache *c = calloc(1, sizeof(*c) + sets * CACHE_WAYS * sizeof(c->e[0]));
 	if (!c)
 		return NULL;
+	if (!(c->memo = calloc(sets, sizeof(*c->memo)))) {
+		free(c);
+		return NULL;
+	}
 	/* A per-cache seed: texts that collide in one process's cache do not in another's. */
 	if (getrandom(seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
 		seed[0] = (uint64_t)time(NULL) ^ (uintptr_t)c;
@@ -1017,6 +1033,8 @@ struct sql_cache *sql_cache__new(size_t entries)
 
 void sql_cache__free(struct sql_cache *c)
 {
+	if (c)
+		free(c->memo);
 	free(c);
 }
 
@@ -1067,36 +1085,50 @@ int sql_cache__lookup(struct sql_cache *c, const char *text, size_t n, bool trun
 		return sql_fingerprint(text, n, truncated, out, st);
 	if (!out || sql_input(&text, &n))
 		return -EINVAL;
-	/* The key: the shape's digest when it has one, else the text's (in separate domains of the seed). */
-	bool shaped = sql_shape(text, n, truncated, shape, sizeof(shape), &sn);
-	if (shaped)
-		digest(shape, sn, c->seed0 ^ 2, c->seed1, &k0, &k1);
-	else
-		digest(text, n, c->seed0 ^ truncated, c->seed1, &k0, &k1);
-	size_t klen = shaped ? sn : n;
-	struct cache_entry *set = &c->e[(k0 & (c->sets - 1)) * CACHE_WAYS], *victim = set;
-	for (int w = 0; w < CACHE_WAYS; w++) {
-		struct cache_entry *e = &set[w];
-		if (e->stamp && e->k0 == k0 && e->k1 == k1 && e->len == klen && e->truncated == truncated) {
-			e->stamp = ++c->tick;
-			*out = e->fp;
+	/* The text's digest: the memo's key, and the entry's key when the text has no shape. */
+	uint64_t t0, t1;
+	digest(text, n, c->seed0 ^ truncated, c->seed1, &t0, &t1);
+	struct text_memo *m = &c->memo[t0 & (c->sets - 1)];
+	struct cache_entry *e = NULL;
+	if (m->fill && m->k0 == t0 && m->k1 == t1 && m->len == n && m->truncated == truncated &&
+	    c->e[m->slot].fill == m->fill) {
+		e = &c->e[m->slot];
+		if (st)
+			st->cache_text_hits++;
+	} else {
+		/* The key: the shape's digest when it has one, else the text's (in separate domains of the seed). */
+		bool shaped = sql_shape(text, n, truncated, shape, sizeof(shape), &sn);
+		if (shaped) {
+			digest(shape, sn, c->seed0 ^ 2, c->seed1, &k0, &k1);
+		} else {
+			k0 = t0;
+			k1 = t1;
+		}
+		size_t klen = shaped ? sn : n;
+		struct cache_entry *set = &c->e[(k0 & (c->sets - 1)) * CACHE_WAYS], *victim = set;
+		for (int w = 0; w < CACHE_WAYS && !e; w++) {
+			if (set[w].stamp && set[w].k0 == k0 && set[w].k1 == k1 && set[w].len == klen &&
+			    set[w].truncated == truncated)
+				e = &set[w];
+			else if (set[w].stamp < victim->stamp)
+				victim = &set[w];
+		}
+		if (!e) {
 			if (st)
-				st->cache_hits++;
+				st->cache_misses++;
+			int err = sql_fingerprint(text, n, truncated, out, st);
+			if (err)
+				return err;
+			*victim = (struct cache_entry){.k0 = k0, .k1 = k1, .stamp = ++c->tick, .fill = ++c->fills,
+						       .len = klen, .truncated = truncated, .fp = *out};
+			*m = (struct text_memo){t0, t1, victim->fill, n, (uint32_t)(victim - c->e), truncated};
 			return 0;
 		}
-		if (e->stamp < victim->stamp)
-			victim = e;
+		*m = (struct text_memo){t0, t1, e->fill, n, (uint32_t)(e - c->e), truncated};
 	}
+	e->stamp = ++c->tick;
+	*out = e->fp;
 	if (st)
-		st->cache_misses++;
-	int err = sql_fingerprint(text, n, truncated, out, st);
-	if (err)
-		return err;
-	victim->k0 = k0;
-	victim->k1 = k1;
-	victim->len = klen;
-	victim->truncated = truncated;
-	victim->stamp = ++c->tick;
-	victim->fp = *out;
+		st->cache_hits++;
 	return 0;
 }

@@ -56,11 +56,15 @@
  * The cache is keyed by the text's shape (its tokens with every constant made "?"), so that a statement with new
  * values is a hit, not a parse: the shape costs a scanner pass, which makes a hit ~0.65 us against a ~33 us parse
  * in a later run on the same VM while it was three times slower (test_cost prints both: 107 bytes, and a 70-byte
- * statement with a new constant each call). sql_cache__lookup() is what the capture path calls.
+ * statement with a new constant each call). In front of the shapes, a direct-mapped memo of texts seen lately (a
+ * prepared statement executed again; the client and the server side of one statement when both are targets) finds
+ * the entry by the text's digest alone, without the scanner's pass: the "cache hit" figure above is that path.
+ * sql_cache__lookup() is what the capture path calls.
  * The cache keeps no statement text: a key is a 128-bit digest of the shape (or of the text, when the scanner
  * cannot be sure of its constants: sql_shape()), seeded per cache from getrandom(), its length and the truncated
- * flag, so literals are not stored beyond parsing (DESIGN.md section 3). Two keys with equal digests would share a
- * result (probability 2^-128 per pair; even a crafted collision only mislabels a statement, it reveals nothing). */
+ * flag; a memo holds only the text's digest. So literals are not stored beyond parsing (DESIGN.md section 3). Two
+ * keys with equal digests would share a result (probability 2^-128 per pair; even a crafted collision only
+ * mislabels a statement, it reveals nothing). */
 #ifndef LOUPE_SQL_H
 #define LOUPE_SQL_H
 #include <stdbool.h>
@@ -90,6 +94,7 @@ struct sql_stats {
 	uint64_t parse_errors; /* ... of which were complete but libpg_query rejected them */
 	uint64_t literals;     /* constants replaced (in the input: each element of a collapsed list counts) */
 	uint64_t cache_hits;
+	uint64_t cache_text_hits; /* ... of which the text memo answered (the text itself was seen lately) */
 	uint64_t cache_misses;
 };
 

@@ -7,7 +7,8 @@
  * only inside "$n", a name or a quoted name; no byte of a string constant of the input in a constant's place,
  * checked with the constants the input's own dollar-quoted strings carry: a dollar-quoted body never reaches
  * the output. The operation is one of a fixed set of upper-case words. The scanner is deterministic and the
- * truncated form ends in "...". */
+ * truncated form ends in "...". The cache (sql_cache__lookup) answers as sql_fingerprint() does: on a miss, on a hit
+ * of its text memo, and for the text with its digits changed, whose shape may be the same (new constants). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(strlen(fp.hex) == 16);
 	CHECK(st.parsed + st.fallback == 1);
 	CHECK(fp.fallback == (st.fallback == 1));
+
+	/* Through the cache: its answer is the text's own, on a miss, on the text memo's hit, and for the text with its
+	 * digits changed (new constants, same shape: a hit of the shape's entry; or another shape: a miss). */
+	struct sql_cache *c = sql_cache__new(8);
+	static struct sql_fp cfp, vfp;
+	bool trunc = truncated || n < size;
+	memset(&st, 0, sizeof(st));
+	CHECK(c && sql_cache__lookup(c, text, n, trunc, &cfp, &st) == 0);
+	CHECK(cfp.id == fp.id && !strcmp(cfp.normalized, fp.normalized) && !strcmp(cfp.operation, fp.operation));
+	CHECK(sql_cache__lookup(c, text, n, trunc, &cfp, &st) == 0 && st.cache_text_hits == 1);
+	CHECK(cfp.id == fp.id && !strcmp(cfp.normalized, fp.normalized) && !strcmp(cfp.operation, fp.operation));
+	for (size_t i = 0; i < n; i++)
+		if (text[i] >= '0' && text[i] <= '9')
+			text[i] = (char)('0' + (text[i] - '0' + 7) % 10);
+	CHECK(sql_cache__lookup(c, text, n, trunc, &cfp, &st) == 0);
+	CHECK(sql_fingerprint(text, n, trunc, &vfp, NULL) == 0);
+	CHECK(cfp.id == vfp.id && !strcmp(cfp.normalized, vfp.normalized) && !strcmp(cfp.operation, vfp.operation));
+	sql_cache__free(c);
 	free(text);
 	return 0;
 }

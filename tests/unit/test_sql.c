@@ -452,6 +452,7 @@ static void test_cache(void **state)
 	assert_memory_equal(&fp, &direct, sizeof(fp));
 	assert_int_equal(sql_cache__lookup(c, q[0], strlen(q[0]), false, &fp, &st), 0);
 	assert_int_equal(st.cache_hits, 1);
+	assert_int_equal(st.cache_text_hits, 1); /* the same text again: the memo answered, no scanner pass */
 	assert_int_equal(st.parsed, 1); /* the hit did not parse */
 	assert_memory_equal(&fp, &direct, sizeof(fp));
 	/* The truncated flag is part of the key. */
@@ -472,6 +473,7 @@ static void test_cache(void **state)
 	assert_int_equal(sql_cache__lookup(c, q[0], strlen(q[0]), true, &fp, &st), 0);
 	assert_int_equal(st.cache_misses, 6);
 	assert_true(fp.truncated);
+	assert_int_equal(st.cache_text_hits, 1); /* one set, so one memo: each lookup took it */
 	/* Many distinct statements (9 shapes, and truncated texts, which are keyed by their text) through a small
 	 * cache: every answer equals the direct one. */
 	for (int i = 0; i < 200; i++) {
@@ -481,6 +483,23 @@ static void test_cache(void **state)
 		assert_int_equal(sql_fingerprint(b, (size_t)n, i % 2, &direct, NULL), 0);
 		assert_memory_equal(&fp, &direct, sizeof(fp));
 	}
+	sql_cache__free(c);
+	/* Texts memoised, then their entries evicted while their memos stayed: 24 statements of distinct shapes, in a
+	 * scrambled order, through 2 sets of 4 entries and 2 memos. A stale memo must not answer with the entry's new
+	 * statement: every answer equals the direct one, and memo hits, entry hits and misses all happen. */
+	c = sql_cache__new(8);
+	assert_non_null(c);
+	memset(&st, 0, sizeof(st));
+	for (unsigned i = 0, x = 1; i < 3000; i++) {
+		char b[64];
+		x = x * 1103515245u + 12345u;
+		int n = snprintf(b, sizeof(b), "SELECT c%u FROM t", (x >> 16) % 24);
+		assert_int_equal(sql_cache__lookup(c, b, (size_t)n, false, &fp, &st), 0);
+		assert_int_equal(sql_fingerprint(b, (size_t)n, false, &direct, NULL), 0);
+		assert_int_equal(fp.id, direct.id);
+		assert_string_equal(fp.normalized, direct.normalized);
+	}
+	assert_true(st.cache_text_hits > 0 && st.cache_hits > st.cache_text_hits && st.cache_misses > 0);
 	/* No cache: the direct answer. */
 	assert_int_equal(sql_cache__lookup(NULL, q[4], strlen(q[4]), false, &fp, NULL), 0);
 	assert_int_equal(fp.id, id_of(q[4]));
@@ -523,6 +542,14 @@ static void test_cache_shapes(void **state)
 		}
 		assert_int_equal(st.cache_misses, 1);
 		assert_int_equal(st.cache_hits, 1);
+		assert_int_equal(st.cache_text_hits, 0); /* another text of the shape: the scanner's pass found it */
+		/* Each text again: the memo answers the last one (a text of the shape replaced the first's memo only if
+		 * their digests share a slot), with its own parse's answer. */
+		assert_int_equal(sql_cache__lookup(c, same[i][1], strlen(same[i][1]), false, &fp, &st), 0);
+		assert_int_equal(st.cache_text_hits, 1);
+		assert_int_equal(sql_fingerprint(same[i][1], strlen(same[i][1]), false, &direct, NULL), 0);
+		assert_int_equal(fp.id, direct.id);
+		assert_string_equal(fp.normalized, direct.normalized);
 	}
 	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
 		sql_cache__free(c);
