@@ -134,8 +134,9 @@ record() { printf '%s\n' "$1" >>"$records"; }
 
 # Host busy and steal seconds so far (/proc/stat "cpu": user nice system idle iowait irq softirq steal).
 host_cpu() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "{\"busy_s\":%.2f,\"steal_s\":%.2f}", ($2 + $3 + $4 + $7 + $8) / hz, $9 / hz; exit }' /proc/stat; }
-# CPU seconds of one process (utime + stime).
-proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# A process's CPU seconds, to the nanosecond: the sum of its threads' run time (/proc/PID/task/*/schedstat; the
+# clock ticks of /proc/PID/stat are 10 ms, too coarse for a daemon using ~50 ms in a 5 s round).
+proc_cpu() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ ns += $1 } END { printf "%.6f", ns / 1e9 }'; }
 scrape() { curl -s -f --max-time 10 -o "$1" "http://127.0.0.1:$PORT/metrics"; }
 # Sum of a metric's samples whose labels include the given ones (name label=value ...).
 sample() { "$PY" "$top/tests/bench/benchlib.py" sample "$@"; }

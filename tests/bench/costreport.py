@@ -139,20 +139,24 @@ def main(path):
             tput = by_round(ms, lambda r: r.get(key) or None)
             cpu = by_round(ms, lambda r: (r["host_busy_s"] / r[unit_key] * 1e6) if r.get(unit_key) else None)
             loupe = by_round(ms, lambda r: 100 * r["loupe_cpu_s"] / r["wall_s"] if r.get("wall_s") else None)
+            loupe_unit = by_round(ms, lambda r: r["loupe_cpu_s"] / r[unit_key] * 1e6 if r.get(unit_key) else None)
             base = quart([c["off"] for c in tput.values() if "off" in c])
             cbase = quart([c["off"] for c in cpu.values() if "off" in c])
             print(f"\n{label}: off {fmt(base, '.0f')} per s; host CPU {fmt(cbase, '.1f')} us per {unit_name}")
-            print(f"  {'condition':9} {'throughput ratio':>24} {'host CPU us added per ' + unit_name:>34} {'loupe CPU %':>12}")
+            print(f"  {'condition':9} {'throughput ratio':>24} {'host CPU us added per ' + unit_name:>34} {'loupe CPU %':>12}"
+                  f" {'loupe us per ' + unit_name:>22}")
             for c in conds:
                 rr = quart(paired(tput, c, lambda x, y: x / y, dmode))
                 ca = quart(paired(cpu, c, lambda x, y: x - y, dmode))
                 lk = cond_of(dmode) if c == "default" else c
                 lcpu = [v[lk] for v in loupe.values() if lk in v] if c != "floor" else []
                 lq = statistics.median(lcpu) if lcpu else None
+                lu = quart([v[lk] for v in loupe_unit.values() if lk in v] if c != "floor" else [])
                 lab = c if c != "default" else f"default ({dmode})"
-                print(f"  {lab:9} {fmt(rr, '.3f'):>24} {fmt(ca, '.2f'):>34} {'-' if lq is None else f'{lq:.2f}':>12}")
+                print(f"  {lab:9} {fmt(rr, '.3f'):>24} {fmt(ca, '.2f'):>34} {'-' if lq is None else f'{lq:.2f}':>12}"
+                      f" {fmt(lu, '.2f'):>22}")
                 summary.setdefault(part, {}).setdefault(mode or "all", {})[c] = {"ratio": rr[0], "host_cpu_added_us": ca[0],
-                                                                              "loupe_cpu_pct": lq}
+                                                                              "loupe_cpu_pct": lq, "loupe_us_per_unit": lu[0]}
                 if c == "default" and goal_default:
                     goals.append((f"{label} with loupe's default >= {goal_default}", rr[0], rr[0] is not None and rr[0] >= goal_default))
                     if part == "a":
