@@ -332,7 +332,7 @@ b_profile() {
 	"$@" >"$work/b-$load.txt" 2>&1 &
 	BG_PID=$!
 	sleep 1
-	perf record -q --call-graph dwarf,16384 -F 1999 -p "$LOUPE_PID" -o "$work/perf-$load.data" -- sleep 8 >/dev/null 2>&1 \
+	perf record -q --call-graph dwarf,16384 -F 4999 -p "$LOUPE_PID" -o "$work/perf-$load.data" -- sleep 15 >/dev/null 2>&1 \
 		|| log "warning: perf record failed"
 	wait "$BG_PID" || true
 	BG_PID=""
@@ -355,11 +355,11 @@ if want b; then
 	api_start
 	log "(b) loupe's defaults with --bpf-stats always, under the API load: BPF run time per program, and perf on loupe"
 	loupe_start --bpf-stats always "${API_TARGETS[@]}"
-	b_profile api requests wrk wrk_run 10 /dev/stdout
+	b_profile api requests wrk wrk_run 17 /dev/stdout
 	pgbench_init
 	log "(b) loupe --syscalls off --bpf-stats always, under pgbench -S: BPF run time per program, and perf on loupe"
 	loupe_start --syscalls off --bpf-stats always --target "postgres=pid:$PG_PID"
-	b_profile pgbench transactions pgbench env "${G_ENV[@]}" "$PGBENCH" -n -S -M prepared -c 4 -j 2 -T 10
+	b_profile pgbench transactions pgbench env "${G_ENV[@]}" "$PGBENCH" -n -S -M prepared -c 4 -j 2 -T 17
 fi
 ((PG_INIT && !PG_DIR_NEW)) && { env "${G_ENV[@]}" "$PGBENCH" -i -I d >>"$work/pgbench-init.txt" 2>&1 || true; }
 
