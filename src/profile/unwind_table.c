@@ -28,7 +28,7 @@ struct build {
 	/* FDE ranges of .eh_frame, to skip .debug_frame's FDEs covering the same code */
 	uint64_t (*ranges)[2];
 	size_t nranges, capranges;
-	size_t fdes, unsupported;
+	size_t fdes, unsupported, refused;
 	bool from_debug_frame;
 	int err;
 };
@@ -189,16 +189,117 @@ static bool read_encoded(const uint8_t *p, const uint8_t *lim, uint8_t enc, uint
 }
 
 /* The FDE pointer encoding of the CIE at offset off ('R' in its augmentation; absptr without). */
-static int cie_encoding(const unsigned char *ident, Elf_Data *d, bool eh, Dwarf_Off off, uint8_t *enc)
+/* An unsigned LEB128 at *p before end (at most 10 bytes): false when it runs past either. */
+static bool uleb(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; *p < end && shift < 70; shift += 7) {
+		uint8_t b = *(*p)++;
+		if (shift < 64)
+			*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
+/* Register numbers past this in an FDE's or its CIE's instructions make libdw size each frame of the FDE by them
+ * (one rule per register up to the largest, allocated and zeroed at every address asked): a 37 KiB file naming a
+ * register in the millions took 1 s and hundreds of MiB per lookup (fuzz_elf). x86-64's DWARF registers end below
+ * 130. */
+#define CFA_REG_MAX 255
+
+/* Every register operand of the call frame instructions [p, end) is at most CFA_REG_MAX, and every instruction is
+ * one this reader knows (libdw knows no others on x86-64, and refuses the FDE too). addr: DW_CFA_set_loc's
+ * operand size. */
+static bool cfa_regs_bounded(const uint8_t *p, const uint8_t *end, size_t addr)
+{
+	while (p < end) {
+		uint8_t op = *p++;
+		uint64_t reg = 0, v;
+		size_t skip = 0;
+		bool ok = true;
+		switch (op & 0xc0) {
+		case DW_CFA_advance_loc:
+		case DW_CFA_restore: /* the register is in the low 6 bits */
+			continue;
+		case DW_CFA_offset:
+			if (!uleb(&p, end, &v))
+				return false;
+			continue;
+		}
+		switch (op) {
+		case DW_CFA_nop:
+		case DW_CFA_remember_state:
+		case DW_CFA_restore_state:
+		case DW_CFA_GNU_window_save:
+			break;
+		case DW_CFA_set_loc: skip = addr; break;
+		case DW_CFA_advance_loc1: skip = 1; break;
+		case DW_CFA_advance_loc2: skip = 2; break;
+		case DW_CFA_advance_loc4: skip = 4; break;
+		case DW_CFA_def_cfa_offset:
+		case DW_CFA_def_cfa_offset_sf:
+		case DW_CFA_GNU_args_size:
+			ok = uleb(&p, end, &v); /* an SLEB128 has the same extent */
+			break;
+		case DW_CFA_restore_extended:
+		case DW_CFA_undefined:
+		case DW_CFA_same_value:
+		case DW_CFA_def_cfa_register:
+			ok = uleb(&p, end, &reg);
+			break;
+		case DW_CFA_offset_extended:
+		case DW_CFA_offset_extended_sf:
+		case DW_CFA_val_offset:
+		case DW_CFA_val_offset_sf:
+		case DW_CFA_def_cfa:
+		case DW_CFA_def_cfa_sf:
+		case DW_CFA_GNU_negative_offset_extended:
+			ok = uleb(&p, end, &reg) && uleb(&p, end, &v);
+			break;
+		case DW_CFA_register:
+			ok = uleb(&p, end, &reg) && uleb(&p, end, &v) && v <= CFA_REG_MAX;
+			break;
+		case DW_CFA_def_cfa_expression:
+			ok = uleb(&p, end, &v);
+			skip = v > (uint64_t)(end - p) ? SIZE_MAX : (size_t)v;
+			break;
+		case DW_CFA_expression:
+		case DW_CFA_val_expression:
+			ok = uleb(&p, end, &reg) && uleb(&p, end, &v);
+			skip = ok && v > (uint64_t)(end - p) ? SIZE_MAX : (size_t)v;
+			break;
+		default:
+			return false;
+		}
+		if (!ok || reg > CFA_REG_MAX || skip > (size_t)(end - p))
+			return false;
+		p += skip;
+	}
+	return true;
+}
+
+/* What an FDE needs of its CIE: the pointer encoding, whether FDEs carry augmentation data ('z'), and whether the
+ * CIE's initial instructions pass cfa_regs_bounded(). */
+struct cie_info {
+	uint8_t enc;
+	bool z, bounded;
+};
+
+static int cie_encoding(const unsigned char *ident, Elf_Data *d, bool eh, Dwarf_Off off, struct cie_info *ci)
 {
 	Dwarf_CFI_Entry e;
 	Dwarf_Off next;
 	if (dwarf_next_cfi(ident, d, eh, off, &next, &e) || !dwarf_cfi_cie_p(&e))
 		return -EINVAL;
+	uint8_t *enc = &ci->enc;
 	*enc = DW_EH_PE_absptr;
 	const char *aug = e.cie.augmentation;
 	const uint8_t *data = e.cie.augmentation_data;
-	if (!aug || aug[0] != 'z')
+	ci->z = aug && aug[0] == 'z';
+	ci->bounded = cfa_regs_bounded(e.cie.initial_instructions, e.cie.initial_instructions_end, 8);
+	if (!ci->z)
 		return 0;
 	for (const char *a = aug + 1; *a; a++) {
 		if (data >= e.cie.augmentation_data + e.cie.augmentation_data_size)
@@ -237,6 +338,7 @@ static int section_rows(struct build *b, Elf *elf, Elf_Scn *scn, bool eh, Dwarf_
 	if (!gelf_getshdr(scn, &sh) || !d || !d->d_buf || !ident)
 		return 0;
 	Dwarf_Off cie_off = (Dwarf_Off)-1;
+	struct cie_info ci = {.enc = DW_EH_PE_absptr};
 	uint8_t enc = DW_EH_PE_absptr;
 	for (Dwarf_Off off = 0, next; off < d->d_size; off = next) {
 		Dwarf_CFI_Entry e;
@@ -246,9 +348,10 @@ static int section_rows(struct build *b, Elf *elf, Elf_Scn *scn, bool eh, Dwarf_
 		if (dwarf_cfi_cie_p(&e))
 			continue;
 		if (e.fde.CIE_pointer != cie_off) {
-			if (cie_encoding(ident, d, eh, e.fde.CIE_pointer, &enc))
+			if (cie_encoding(ident, d, eh, e.fde.CIE_pointer, &ci))
 				continue;
 			cie_off = e.fde.CIE_pointer;
+			enc = ci.enc;
 		}
 		const uint8_t *p = e.fde.start, *lim = e.fde.end;
 		uint64_t lo, range, p_vaddr = sh.sh_addr + (uint64_t)(p - (const uint8_t *)d->d_buf);
@@ -259,6 +362,16 @@ static int section_rows(struct build *b, Elf *elf, Elf_Scn *scn, bool eh, Dwarf_
 			enc = DW_EH_PE_absptr;
 		if (!read_encoded(p, lim, enc, p_vaddr, &lo) || !read_encoded(p + sz, lim, renc, 0, &range) || !range)
 			continue;
+		/* The instructions follow the range and, with 'z', the augmentation data. An FDE whose rules name a
+		 * register libdw would size every frame by is left to frame pointers. */
+		const uint8_t *ins = p + 2 * sz;
+		uint64_t auglen = 0;
+		if (ci.z && !uleb(&ins, lim, &auglen))
+			continue;
+		if (!ci.bounded || auglen > (uint64_t)(lim - ins) || !cfa_regs_bounded(ins + auglen, lim, sz)) {
+			b->refused++;
+			continue;
+		}
 		if (!eh && covered(b, lo, lo + range))
 			continue;
 		if (eh) {
@@ -366,6 +479,7 @@ int unwind_table__from_elf(Elf *elf, struct unwind_table *t, char *err, size_t e
 	t->rows[t->n++] = (struct unwind_row){.pc = (uint32_t)last_end, .kind = UW_CFA_NONE};
 	t->fdes = b.fdes;
 	t->unsupported = b.unsupported;
+	t->refused = b.refused;
 	t->from_debug_frame = b.from_debug_frame;
 out:
 	if (ecfi)

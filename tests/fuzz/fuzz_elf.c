@@ -81,7 +81,11 @@ static void setup(void)
 {
 	if (dir[0])
 		return;
-	snprintf(dir, sizeof(dir), "/tmp/loupe-fuzz-elf-XXXXXX");
+	/* $TMPDIR when set (scripts/fuzz-long.sh points it at /dev/shm: each input writes and unlinks files), else /tmp */
+	const char *tmp = getenv("TMPDIR");
+	if (!tmp || !*tmp || strlen(tmp) > 32)
+		tmp = "/tmp";
+	snprintf(dir, sizeof(dir), "%s/loupe-fuzz-elf-XXXXXX", tmp);
 	CHECK(mkdtemp(dir));
 	atexit(cleanup);
 	snprintf(prog, sizeof(prog), "%s/bin", dir);
