@@ -84,7 +84,7 @@ struct profiler {
 	struct unwinder *uw;   /* NULL: frame pointers only (the unwinder could not start) */
 	struct py_codes *pyc; /* CPython code objects' names */
 	uint64_t uw_records, uw_cut, py_records; /* records unwound with rules; cut short; with CPython frames */
-	uint64_t last_target_scan_ns;
+	uint64_t last_target_scan_ns, last_full_scan_ns, scanned_gen;
 	struct sym_frame sf[2 * PROF_STACK_MAX];
 	struct profile_frame pf[2 * PROF_STACK_MAX];
 	/* Profiles of the last PROF_SLOTS minutes, [kind][minute % PROF_SLOTS]; minute[] says which minute. */
@@ -383,6 +383,12 @@ static void targets_scan(struct profiler *pr)
 	if (pr->L->target_procs_fd < 0 || now - pr->last_target_scan_ns < NSEC_PER_SEC / 2)
 		return;
 	pr->last_target_scan_ns = now;
+	/* Walking the map is a syscall per target and a visit of every bucket (2% of loupe's CPU under the API load,
+	 * perf): only when the targets collector saw the set change, and every 10 s in case a record was lost. */
+	if (pr->scanned_gen == pr->L->target_gen && now - pr->last_full_scan_ns < 10 * NSEC_PER_SEC)
+		return;
+	pr->scanned_gen = pr->L->target_gen;
+	pr->last_full_scan_ns = now;
 	__u32 key, next, *prev = NULL;
 	for (int i = 0; i < PROF_PIDS && !bpf_map_get_next_key(pr->L->target_procs_fd, prev, &next); i++) {
 		key = next;

@@ -42,6 +42,7 @@ static int track(struct targets *t, pid_t tgid, int svc, unsigned long long star
 	__u32 key = (__u32)tgid, val = (__u32)svc;
 	struct target_info info = {.service = (__u32)svc,
 				   .start_ns = start_ticks * t->ns_per_tick};
+	t->L->target_gen++;
 	if (bpf_map_update_elem(bpf_map__fd(t->skel->maps.target_procs), &key, &info, BPF_ANY))
 		return -errno;
 	if (bpf_map_update_elem(t->L->target_svc_fd, &key, &val, BPF_ANY))
@@ -179,6 +180,8 @@ static int on_record(void *ctx, void *data, size_t len)
 	if (len < sizeof(*r))
 		return 0;
 	const struct target_rules *rules = &t->L->opt->rules;
+	if (r->service)
+		t->L->target_gen++; /* a target forked, exited, or exec'd (the BPF side may have classified it) */
 	switch (r->type) {
 	case REC_TARGET_EXEC: {
 		t->execs_seen++;
@@ -312,6 +315,7 @@ static void untrack(struct targets *t, __u32 tgid, const struct target_info *inf
 	if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.target_procs), &tgid, &now) || now.start_ns != info->start_ns)
 		return;
 	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.target_procs), &tgid);
+	t->L->target_gen++;
 	if (!bpf_map_lookup_elem(t->L->target_svc_fd, &tgid, &svc) && svc == info->service)
 		bpf_map_update_elem(t->L->target_svc_fd, &tgid, &none, BPF_ANY);
 	t->stale_removed++;

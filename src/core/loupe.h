@@ -107,6 +107,9 @@ struct loupe {
 	/* Shared BPF state. */
 	int target_svc_fd; /* tgid -> service array, owned by the targets collector */
 	int target_procs_fd; /* tgid -> struct target_info hash of live target processes, owned by it too */
+	uint64_t target_gen; /* bumped by the targets collector whenever it sees target_procs change (a target's
+			      * fork, exec or exit record; its own inserts and removals): a walk of the map, 16384
+			      * buckets, can be skipped while it stays the same */
 	uint32_t pid_max;
 	struct bpf_object *objects[LOUPE_MAX_OBJECTS];
 	int nobjects;
