@@ -214,17 +214,18 @@ static struct pg_stmt *stmt_ref(struct pg_conn *c, uint8_t slot, uint32_t gen)
 static uint8_t stmt_alloc(struct feed *f)
 {
 	struct pg_conn *c = f->c;
-	int best = -1;
+	int best = 0;
+	uint64_t least = UINT64_MAX;
 
+	/* The first slot of least key: an empty slot's key is its index, below every used slot's (2^33, then
+	 * findable, then the LRU stamp). Computed without data-dependent branches: the loop of compares it replaces
+	 * mispredicted its way to 5% of loupe's CPU under the API load (perf), a Q or P on each side of a statement. */
 	for (int i = 0; i < PG_STMT_MAX; i++) {
-		struct pg_stmt *st = &c->stmts[i];
-		if (!st->gen) {
-			best = i;
-			break;
-		}
-		if (best < 0 || (!st->findable && c->stmts[best].findable) ||
-		    (st->findable == c->stmts[best].findable && st->used < c->stmts[best].used))
-			best = i;
+		const struct pg_stmt *st = &c->stmts[i];
+		uint64_t key = st->gen ? 1ull << 33 | (uint64_t)st->findable << 32 | st->used : (uint64_t)i;
+		bool less = key < least;
+		least = less ? key : least;
+		best = less ? i : best;
 	}
 	struct pg_stmt *st = &c->stmts[best];
 	if (st->gen && st->findable && st->name != FNV1A_SEED)
