@@ -101,10 +101,21 @@ static bool view_from(const struct view *v, size_t off, struct view *rest)
 
 /* One call into the connection's protocol, following hand-overs (detection is one from no protocol): the
  * protocol to continue with, PROTO_DETECT while none is found, or -1 to stop capturing. */
+/* An empty hand-over. Not "= {0}": that zeroes the whole route buffer for every record (rep stos: 30% of
+ * on_record's own time, perf), and the route is read as a string only. */
+static void handoff_clear(struct handoff *up)
+{
+	up->offset = 0;
+	up->in_lost = false;
+	up->ts_ns = 0;
+	up->route[0] = '\0';
+}
+
 static int conn_feed(struct payload *p, struct conn *c, const struct view *v)
 {
-	struct handoff up = {0};
+	struct handoff up;
 	struct view rest;
+	handoff_clear(&up);
 	int next = c->proto == PROTO_DETECT ? detect(p, c, v) : payload_protos[c->proto]->feed(p, c, v, &up);
 	while (next > PROTO_DETECT && next != c->proto) {
 		const struct proto *to = payload_protos[next];
@@ -117,7 +128,7 @@ static int conn_feed(struct payload *p, struct conn *c, const struct view *v)
 				break;
 			v = &rest;
 		}
-		up = (struct handoff){0};
+		handoff_clear(&up);
 		next = to->feed(p, c, v, &up);
 	}
 	return next;
