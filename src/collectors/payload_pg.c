@@ -106,12 +106,12 @@ static void pg_event(void *ctx, const struct pg_event *ev)
 		}
 		/* The operation comes from the server's CommandComplete tag when there is one, else from the
 		 * fingerprinter's fixed list: never from the query's own words (a failed statement's could be anything). */
-		struct sql_fp fp;
+		const struct sql_fp *fp = NULL;
 		const char *fingerprint = "unknown", *op = ev->tag ? ev->operation : "UNKNOWN";
-		if (ev->query && !sql_cache__lookup(p->sql, ev->query, ev->query_len, ev->truncated, &fp, &p->sql_stats)) {
-			fingerprint = fingerprint_label(p, st, svc, &fp);
+		if (ev->query && (fp = sql_cache__get(p->sql, ev->query, ev->query_len, ev->truncated, &p->sql_stats, NULL))) {
+			fingerprint = fingerprint_label(p, st, svc, fp);
 			if (!ev->tag)
-				op = fp.operation;
+				op = fp->operation;
 		}
 		double secs = ns_to_seconds(ev->duration_ns);
 		if (c->pg_role == PG_ROLE_SERVER) {

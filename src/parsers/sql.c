@@ -1074,24 +1074,28 @@ static bool sql_shape(const char *text, size_t n, bool truncated, char *out, siz
 	return true;
 }
 
-int sql_cache__lookup(struct sql_cache *c, const char *text, size_t n, bool truncated, struct sql_fp *out,
-		      struct sql_stats *st)
+const struct sql_fp *sql_cache__get(struct sql_cache *c, const char *text, size_t n, bool truncated,
+				    struct sql_stats *st, int *err)
 {
 	uint64_t k0, k1;
 	char shape[2048];
 	size_t sn;
+	int dummy;
 
-	if (!c)
-		return sql_fingerprint(text, n, truncated, out, st);
-	if (!out || sql_input(&text, &n))
-		return -EINVAL;
+	if (!err)
+		err = &dummy;
+	*err = 0;
+	if (!c || sql_input(&text, &n)) {
+		*err = -EINVAL;
+		return NULL;
+	}
 	/* The text's digest: the memo's key, and the entry's key when the text has no shape. */
 	uint64_t t0, t1;
 	digest(text, n, c->seed0 ^ truncated, c->seed1, &t0, &t1);
 	struct text_memo *m = &c->memo[t0 & (c->sets - 1)];
 	struct cache_entry *e = NULL;
 	if (m->fill && m->k0 == t0 && m->k1 == t1 && m->len == n && m->truncated == truncated &&
-	    c->e[m->slot].fill == m->fill) {
+	    c->e[m->slot].fill == m->fill && c->e[m->slot].stamp) {
 		e = &c->e[m->slot];
 		if (st)
 			st->cache_text_hits++;
@@ -1116,19 +1120,38 @@ int sql_cache__lookup(struct sql_cache *c, const char *text, size_t n, bool trun
 		if (!e) {
 			if (st)
 				st->cache_misses++;
-			int err = sql_fingerprint(text, n, truncated, out, st);
-			if (err)
-				return err;
-			*victim = (struct cache_entry){.k0 = k0, .k1 = k1, .stamp = ++c->tick, .fill = ++c->fills,
-						       .len = klen, .truncated = truncated, .fp = *out};
+			/* Fingerprinted in place: empty, and with a new fill (no memo names it), until it succeeds. */
+			victim->stamp = 0;
+			victim->fill = ++c->fills;
+			if ((*err = sql_fingerprint(text, n, truncated, &victim->fp, st)))
+				return NULL;
+			victim->k0 = k0;
+			victim->k1 = k1;
+			victim->len = klen;
+			victim->truncated = truncated;
+			victim->stamp = ++c->tick;
 			*m = (struct text_memo){t0, t1, victim->fill, n, (uint32_t)(victim - c->e), truncated};
-			return 0;
+			return &victim->fp;
 		}
 		*m = (struct text_memo){t0, t1, e->fill, n, (uint32_t)(e - c->e), truncated};
 	}
 	e->stamp = ++c->tick;
-	*out = e->fp;
 	if (st)
 		st->cache_hits++;
+	return &e->fp;
+}
+
+int sql_cache__lookup(struct sql_cache *c, const char *text, size_t n, bool truncated, struct sql_fp *out,
+		      struct sql_stats *st)
+{
+	if (!c)
+		return sql_fingerprint(text, n, truncated, out, st);
+	if (!out)
+		return -EINVAL;
+	int err;
+	const struct sql_fp *fp = sql_cache__get(c, text, n, truncated, st, &err);
+	if (!fp)
+		return err;
+	*out = *fp;
 	return 0;
 }

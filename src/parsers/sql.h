@@ -120,6 +120,10 @@ void sql_cache__free(struct sql_cache *c);
  * the least recently used entry of the set is replaced. c may be NULL (no cache). Returns as sql_fingerprint. */
 int sql_cache__lookup(struct sql_cache *c, const char *text, size_t n, bool truncated, struct sql_fp *out,
 		      struct sql_stats *st);
+/* The same without the copy (~570 bytes): the result inside the cache, valid until the next call on c; NULL when c
+ * is NULL or on an error, which *err (may be NULL) gets as sql_fingerprint returns it. */
+const struct sql_fp *sql_cache__get(struct sql_cache *c, const char *text, size_t n, bool truncated,
+				    struct sql_stats *st, int *err);
 
 /* Release this thread's libpg_query memory (pg_query_exit()); call at shutdown from the thread that
  * fingerprinted. */
