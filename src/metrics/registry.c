@@ -371,7 +371,7 @@ __attribute__((noinline)) static struct series *series_other(struct metric_famil
 	char *key = join_key(f, other);
 	if (!key)
 		return NULL;
-	uint64_t h = fnv1a_str(key);
+	uint64_t h = hash_fast(key, strlen(key));
 	struct series *s = table_find(f, key, h);
 	if (s) {
 		free(key);
@@ -395,7 +395,7 @@ static struct series *series_get(struct metric_family *f, const char *const *val
 	size_t n = join_key_into(f, values, stack, sizeof(stack));
 	if (n >= sizeof(stack) && !(key = join_key(f, values)))
 		return NULL;
-	uint64_t h = fnv1a(FNV1A_SEED, key, n); /* = fnv1a_str(key), without another strlen */
+	uint64_t h = hash_fast(key, n);
 	struct series *s = table_find(f, key, h);
 	if (s) {
 		if (key != stack)
@@ -474,7 +474,7 @@ double family__get(struct metric_family *f, const char *const *values)
 	char *key = join_key(f, values);
 	if (!key)
 		return NAN;
-	struct series *s = table_find(f, key, fnv1a_str(key));
+	struct series *s = table_find(f, key, hash_fast(key, strlen(key)));
 	free(key);
 	return s ? s->value : NAN;
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -31,6 +32,42 @@ static void test_fnv1a_chains(void **state)
 	assert_true(fnv1a(FNV1A_SEED, "foobar", 6) == 0x85944171f73967e8ull);
 	/* Bytes past a NUL count in fnv1a() and not in fnv1a_str(). */
 	assert_true(fnv1a(FNV1A_SEED, "a\0b", 3) != fnv1a_str("a"));
+}
+
+/* ---- hash_fast ---- */
+
+/* Registry-like keys (service, method, route, status joined by 0x1f) spread evenly over a table's low bits, and
+ * keys that differ in one byte anywhere, or only in length (zero bytes past the end), hash apart. */
+static void test_hash_fast_spread(void **state)
+{
+	enum { BITS = 12, N = 1 << 16 };
+	static unsigned count[1 << BITS];
+	char k[96];
+	memset(count, 0, sizeof(count));
+	for (unsigned i = 0; i < N; i++) {
+		int n = snprintf(k, sizeof(k), "api\x1f%s\x1f/items/{id}/part%u\x1f%u", i & 1 ? "GET" : "POST", i >> 4,
+				 200 + (i & 15));
+		count[hash_fast(k, (size_t)n) & ((1 << BITS) - 1)]++;
+	}
+	unsigned max = 0;
+	for (unsigned b = 0; b < 1 << BITS; b++)
+		max = count[b] > max ? count[b] : max;
+	/* 16 keys a bucket on average; a uniform hash's fullest of 4096 buckets holds ~33 (Poisson tail). */
+	assert_true(max <= 40);
+	const char *base = "service\x1fGET\x1f/api/v1/things/{id}\x1f" "200";
+	size_t n = strlen(base);
+	uint64_t h = hash_fast(base, n);
+	assert_true(hash_fast(base, n) == h);
+	for (size_t i = 0; i < n; i++) {
+		memcpy(k, base, n);
+		k[i] ^= 1;
+		assert_true(hash_fast(k, n) != h);
+	}
+	memset(k, 0, sizeof(k));
+	memcpy(k, "abc", 3);
+	assert_true(hash_fast(k, 3) != hash_fast(k, 4) && hash_fast(k, 4) != hash_fast(k, 8));
+	assert_true(hash_fast(k, 8) != hash_fast(k, 9));
+	assert_true(hash_fast("", 0) != hash_fast(k, 1));
 }
 
 /* ---- id index ---- */
@@ -229,6 +266,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fnv1a_vectors),
 		cmocka_unit_test(test_fnv1a_chains),
+		cmocka_unit_test(test_hash_fast_spread),
 		cmocka_unit_test(test_index_growth_colliding),
 		cmocka_unit_test(test_index_growth_wrapping),
 		cmocka_unit_test(test_index_growth_spread),
