@@ -137,6 +137,14 @@ def main():
         t.ok(up, "Prometheus target loupe is up with no scrape error", f"targets: {target()}\n{prom.logtail()}")
         # Let rate() over RATE_INTERVAL see several samples with the load going on.
         time.sleep(max(0.0, 8 - (time.time() - t0)))
+        # The close-code and session-duration panels need a WebSocket session to have closed within RATE_INTERVAL:
+        # the sessions reconnect every 3 s, but on a busy host the client can take seconds to start. Wait for one
+        # (up to 30 s more) rather than query too early; a loupe that never counts a close still fails below.
+        def ws_closed():
+            res, _ = prom.query(f'sum(rate(loupe_websocket_connection_duration_seconds_count{{job="loupe"}}'
+                                f'[{RATE_INTERVAL}]))')
+            return bool(res) and res[0][1] > 0
+        wait_for(ws_closed, timeout=30, interval=1)
 
         res, err = prom.query('up{job="loupe"}')
         t.ok(len(res) == 1 and res[0][1] == 1, 'up{job="loupe"} == 1', err or res)
