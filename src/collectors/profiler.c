@@ -494,11 +494,12 @@ static void profiler_status(void *priv, struct buf *json)
 	unwinder__stats(pr->uw, &st);
 	buf__printf(json,
 		    ",\"unwind\":{\"rows\":%llu,\"rows_max\":%llu,\"files\":%llu,\"files_without_rules\":%llu,"
-		    "\"files_pool_full\":%llu,\"processes\":%llu,\"mapping_sets\":%llu,\"records\":%llu,"
+		    "\"files_pool_full\":%llu,\"fdes_refused\":%llu,\"processes\":%llu,\"mapping_sets\":%llu,\"records\":%llu,"
 		    "\"records_cut\":%llu,\"load_ms\":%.1f},\"python\":{\"processes\":%llu,\"records\":%llu,"
 		    "\"unreadable\":%llu,\"unreadable_reason\":\"",
 		    (unsigned long long)st.rows_used, (unsigned long long)st.rows_max, (unsigned long long)st.files,
 		    (unsigned long long)st.files_failed, (unsigned long long)st.files_pool_full,
+		    (unsigned long long)st.fdes_refused,
 		    (unsigned long long)st.procs, (unsigned long long)st.slots, (unsigned long long)pr->uw_records,
 		    (unsigned long long)pr->uw_cut, (double)st.load_ns / 1e6, (unsigned long long)st.py_procs,
 		    (unsigned long long)pr->py_records, (unsigned long long)st.py_unreadable);

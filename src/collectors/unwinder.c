@@ -193,6 +193,7 @@ static const struct uw_file *file_of(struct unwinder *u, pid_t pid, const struct
 			f->err = pool_put(u, &t, &f->first);
 		if (!f->err)
 			f->count = (uint32_t)t.n;
+		u->st.fdes_refused += t.refused;
 		unwind_table__free(&t);
 		if (e)
 			elf_end(e);

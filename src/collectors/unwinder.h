@@ -26,6 +26,7 @@ struct unwinder_stats {
 	uint64_t rows_used, rows_max;	   /* in unwind_rows */
 	uint64_t files, files_failed;	   /* files compiled; files whose rules could not be read (no CFI...) */
 	uint64_t files_pool_full;	   /* files left to frame pointers: no room in the pool */
+	uint64_t fdes_refused;		   /* FDEs left to frame pointers: registers libdw would size frames by */
 	uint64_t procs, slots;		   /* processes with rules loaded; distinct mapping sets */
 	uint64_t py_procs, py_unreadable;  /* CPython processes walked; CPython processes of a version not read */
 	uint64_t load_ns;		   /* time spent compiling and loading rules, in total */

@@ -490,6 +490,7 @@ out:
 	free(b.ranges);
 	if (rc)
 		unwind_table__free(t);
+	t->refused = b.refused; /* also when no FDE was left to read: why the file has no rules */
 	return rc;
 }
 

@@ -29,7 +29,8 @@ struct unwind_table {
 	size_t fdes;	    /* FDEs read (both sections) */
 	size_t unsupported; /* rows marked UW_CFA_UNSUP */
 	size_t refused;	    /* FDEs not read: their instructions name a register past 255, or one this reader does not
-			     * know (libdw would size every frame by it); their code is unwound by frame pointers */
+			     * know (libdw would size every frame by it); their code is unwound by frame pointers.
+			     * Set on failure too (the only field then). */
 	bool from_debug_frame; /* some rows came from .debug_frame */
 };
 
