@@ -161,10 +161,17 @@ cond_stop() { stop_pid "$LOUPE_PID"; LOUPE_PID=""; stop_pid "$FLOOR_PID"; FLOOR_
 # The conditions of round r, rotated so that each takes each place in turn.
 order() { local r=$1 n=${#CONDS[@]} i; for ((i = 0; i < n; i++)); do echo "${CONDS[(i + r) % n]}"; done; }
 
+# How busy the host was before the benchmark began (2 s of /proc/stat): another job (a build, a fuzzer) makes every
+# figure noisy, and the host CPU per operation wrong. Recorded, printed in the report's header, and warned about.
+b0=$(host_cpu)
+sleep 2
+b1=$(host_cpu)
+busy_pct=$(jq -nr --argjson a "$b0" --argjson b "$b1" --arg n "$(nproc)" '(($b.busy_s - $a.busy_s) / 2 / ($n | tonumber) * 100) | floor')
+((busy_pct < 10)) || log "warning: the host was ${busy_pct}% busy before the benchmark began: its figures will be noisy"
 record "$(jq -nc --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg kernel "$(uname -r)" --arg nproc "$(nproc)" \
 	--arg cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" --arg git "$(git rev-parse --short=12 HEAD 2>/dev/null || echo ?)" \
-	--arg parts "$parts" --argjson quick "$quick" --arg default "$("$LOUPE" run --help | sed -n 's/.*--syscalls MODE.*: \([a-z]*\) (the default.*/\1/p' | head -n 1)" \
-	'{part:"machine",date:$date,kernel:$kernel,nproc:$nproc,cpu:$cpu,git:$git,parts:$parts,quick:($quick==1),default_syscalls:$default}')"
+	--argjson busy "$busy_pct" --arg parts "$parts" --argjson quick "$quick" --arg default "$("$LOUPE" run --help | sed -n 's/.*--syscalls MODE.*: \([a-z]*\) (the default.*/\1/p' | head -n 1)" \
+	'{part:"machine",date:$date,kernel:$kernel,nproc:$nproc,cpu:$cpu,git:$git,parts:$parts,quick:($quick==1),default_syscalls:$default,busy_before_pct:$busy}')"
 log "$(nproc) CPUs, Linux $(uname -r); work directory $work"
 
 # ------------------------------------------------------------------------------------------------ m

@@ -74,6 +74,9 @@ def main(path):
     summary = {"default_syscalls": dmode}
     print(f"# Cost benchmark, {machine.get('date', '?')}, git {machine.get('git', '?')}, Linux {machine.get('kernel', '?')}, "
           f"{machine.get('nproc', '?')} CPUs; loupe's default: --syscalls {dmode}")
+    if machine.get("busy_before_pct") is not None:
+        b = machine["busy_before_pct"]
+        print(f"# the host was {b}% busy before the benchmark began" + (" (not quiet: noisy figures)" if b >= 10 else ""))
     print("# median over rounds of the per-round difference (or ratio) against off, [quartiles]")
 
     m = [r for r in recs if r.get("part") == "m" and "wl" in r and "kind" not in r]
