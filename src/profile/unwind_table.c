@@ -362,6 +362,8 @@ static int section_rows(struct build *b, Elf *elf, Elf_Scn *scn, bool eh, Dwarf_
 			enc = DW_EH_PE_absptr;
 		if (!read_encoded(p, lim, enc, p_vaddr, &lo) || !read_encoded(p + sz, lim, renc, 0, &range) || !range)
 			continue;
+		if (!eh && covered(b, lo, lo + range))
+			continue;
 		/* The instructions follow the range and, with 'z', the augmentation data. An FDE whose rules name a
 		 * register libdw would size every frame by is left to frame pointers. */
 		const uint8_t *ins = p + 2 * sz;
@@ -372,8 +374,6 @@ static int section_rows(struct build *b, Elf *elf, Elf_Scn *scn, bool eh, Dwarf_
 			b->refused++;
 			continue;
 		}
-		if (!eh && covered(b, lo, lo + range))
-			continue;
 		if (eh) {
 			if (b->nranges == b->capranges) {
 				size_t nc = b->capranges ? 2 * b->capranges : 1024;
