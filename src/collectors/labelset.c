@@ -20,7 +20,7 @@ static bool value_is(const void *ctx, uint32_t id)
 static uint64_t value_hash(const void *ctx, uint32_t id)
 {
 	const struct label_set *ls = ctx;
-	return hash_fast(ls->value[id], strlen(ls->value[id]));
+	return hash_fast_str(ls->value[id]);
 }
 
 /* Storage for LABEL_SET_MAX values and their index, at first use: 0 or -ENOMEM. */
@@ -43,7 +43,7 @@ const char *label_set__find(struct label_set *ls, const char *key, bool *oom)
 	if (*oom)
 		return NULL;
 	struct probe pr = {ls, key};
-	int64_t id = id_index__find(&ls->idx, hash_fast(key, strlen(key)), value_is, &pr);
+	int64_t id = id_index__find(&ls->idx, hash_fast_str(key), value_is, &pr);
 	return id < 0 ? NULL : ls->value[id];
 }
 
@@ -56,7 +56,7 @@ const char *label_set__admit(struct label_set *ls, const char *key, unsigned bud
 		return found;
 	uint32_t id = ls->n++;
 	snprintf(ls->value[id], LABEL_VALUE_MAX, "%s", key);
-	id_index__insert(&ls->idx, hash_fast(ls->value[id], strlen(ls->value[id])), id);
+	id_index__insert(&ls->idx, hash_fast_str(ls->value[id]), id);
 	*added = true;
 	return ls->value[id];
 }

@@ -48,6 +48,11 @@ static inline uint64_t hash_fast(const void *data, size_t n)
 	return h ^ h >> 29;
 }
 
+static inline uint64_t hash_fast_str(const char *s)
+{
+	return hash_fast(s, strlen(s));
+}
+
 /* Linear probing at a load factor of at most 1/2; slot values are id + 1, 0 is empty. Zero-initialised is empty. */
 struct id_index {
 	uint32_t *slot;

@@ -371,7 +371,7 @@ __attribute__((noinline)) static struct series *series_other(struct metric_famil
 	char *key = join_key(f, other);
 	if (!key)
 		return NULL;
-	uint64_t h = hash_fast(key, strlen(key));
+	uint64_t h = hash_fast_str(key);
 	struct series *s = table_find(f, key, h);
 	if (s) {
 		free(key);
@@ -474,7 +474,7 @@ double family__get(struct metric_family *f, const char *const *values)
 	char *key = join_key(f, values);
 	if (!key)
 		return NAN;
-	struct series *s = table_find(f, key, hash_fast(key, strlen(key)));
+	struct series *s = table_find(f, key, hash_fast_str(key));
 	free(key);
 	return s ? s->value : NAN;
 }

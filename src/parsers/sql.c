@@ -1095,7 +1095,7 @@ const struct sql_fp *sql_cache__get(struct sql_cache *c, const char *text, size_
 	struct text_memo *m = &c->memo[t0 & (c->sets - 1)];
 	struct cache_entry *e = NULL;
 	if (m->fill && m->k0 == t0 && m->k1 == t1 && m->len == n && m->truncated == truncated &&
-	    c->e[m->slot].fill == m->fill && c->e[m->slot].stamp) {
+	    c->e[m->slot].fill == m->fill) {
 		e = &c->e[m->slot];
 		if (st)
 			st->cache_text_hits++;

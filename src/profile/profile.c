@@ -76,7 +76,7 @@ static void *grow(void *arr, size_t *cap, size_t need, size_t elem)
 static uint64_t str_hash_of(const void *ctx, uint32_t id)
 {
 	const struct profile *p = ctx;
-	return hash_fast(p->str[id], strlen(p->str[id]));
+	return hash_fast_str(p->str[id]);
 }
 
 struct str_key {
@@ -93,7 +93,7 @@ static bool str_eq(const void *ctx, uint32_t id)
 /* The id of string s, interning it when new; -ENOMEM. */
 static int64_t intern(struct profile *p, const char *s)
 {
-	uint64_t h = hash_fast(s, strlen(s));
+	uint64_t h = hash_fast_str(s);
 	int64_t found = id_index__find(&p->str_idx, h, str_eq, &(struct str_key){ p, s });
 	if (found >= 0)
 		return found;
