@@ -57,6 +57,7 @@ struct pl_scratch {
 	struct pl_hdr h;
 	/* An offset masked to the capture plus a read of the capture (or of the tail) fits. */
 	__u8 data[2 * PAYLOAD_MAX_CAPTURE + 2 * PAYLOAD_TAIL];
+	__u32 unqueried; /* bytes this CPU has output since it last asked the ring how full it is */
 };
 
 struct {
@@ -77,11 +78,19 @@ __u64 pl_next_id = 0;
 
 /* Records do not wake the reader one by one: a wakeup is an interrupt (a self-IPI, a VM exit on a guest) in the
  * traced task's context, dearer than the capture. Userspace reads every PL_POLL_MS anyway; a wakeup is forced
- * only when a quarter of the ring is waiting. */
+ * only when a quarter of the ring is waiting. Asking the ring how much is waiting reads the reader's position,
+ * a cache line that the reader writes from another CPU (a miss: 40-100 ns a record here, measured with
+ * scripts/bench-cost.sh --only c); so each CPU asks once per PL_QUERY_BYTES it has output. The ring then holds at
+ * most PL_WAKEUP_BYTES + CPUs x PL_QUERY_BYTES before the reader is woken (2 MiB of 4 with 64 CPUs). */
 #define PL_WAKEUP_BYTES (1024 * 1024)
+#define PL_QUERY_BYTES (16 * 1024)
 
-static __always_inline __u64 pl_wakeup_flag(void)
+static __always_inline __u64 pl_wakeup_flag(struct pl_scratch *s, __u32 bytes)
 {
+	s->unqueried += bytes;
+	if (s->unqueried < PL_QUERY_BYTES)
+		return BPF_RB_NO_WAKEUP;
+	s->unqueried = 0;
 	return bpf_ringbuf_query(&pl_events, BPF_RB_AVAIL_DATA) >= PL_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
 										    : BPF_RB_NO_WAKEUP;
 }
@@ -221,7 +230,8 @@ static __always_inline void pl_capture(struct sock *sk, struct pt_regs *regs, __
 	s->h.dir = dir;
 	s->h.flags = flags;
 	s->h.tail = (__u16)tail;
-	if (bpf_ringbuf_output(&pl_events, s, sizeof(s->h) + got + tail, pl_wakeup_flag())) {
+	__u32 size = sizeof(s->h) + got + tail;
+	if (bpf_ringbuf_output(&pl_events, s, size, pl_wakeup_flag(s, size))) {
 		c->lost = 1;
 		count_drop(&pl_drops, PL_DROP_RINGBUF);
 	} else {
@@ -240,7 +250,9 @@ static __always_inline int pl_on_state(const struct sock *sk, int newstate)
 		return 0;
 	struct pl_hdr h = {.type = REC_PL_CLOSE, .service = c->service, .conn_id = c->id, .sk = key,
 			   .ts_ns = bpf_ktime_get_ns(), .flags = c->lost ? PL_F_LOST : 0};
-	if (c->state == PL_CAPTURE && bpf_ringbuf_output(&pl_events, &h, sizeof(h), pl_wakeup_flag()))
+	__u32 zero = 0;
+	struct pl_scratch *s = bpf_map_lookup_elem(&pl_scratch, &zero);
+	if (c->state == PL_CAPTURE && s && bpf_ringbuf_output(&pl_events, &h, sizeof(h), pl_wakeup_flag(s, sizeof(h))))
 		count_drop(&pl_drops, PL_DROP_CLOSE_RINGBUF);
 	bpf_map_delete_elem(&pl_conns, &key);
 	return 0;

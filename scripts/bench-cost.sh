@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-2-Clause
 # Loupe's cost benchmark: `make bench` (docs/performance.md, "Cost benchmark", says how to read it). Root; loopback only.
-#   scripts/bench-cost.sh [--quick] [--rounds N] [--only PARTS] [--conds LIST] [--out FILE] [--keep]
+#   scripts/bench-cost.sh [--quick] [--rounds N] [--only PARTS] [--conds LIST] [--base LOUPE] [--out FILE] [--keep]
 #     --quick       2 rounds of shorter runs: a smoke test of the script, not figures to quote
-#     --rounds N    rounds of every part (default 10 for m, 6 for p, a and w)
-#     --only PARTS  some of the parts m, p, a, w, b (default mpawb)
+#     --rounds N    rounds of every part (default 10 for m, 6 for p, a and w, 8 for c)
+#     --only PARTS  some of the parts m, p, a, w, b, c (default mpawb)
 #     --conds LIST  the conditions, comma-separated (default off,floor,on,sampled,sysoff; off is always run)
+#     --base LOUPE  part c also runs this loupe binary (another version's build/loupe), alternating with this
+#                   tree's round by round, and reports the ratio of the two per round
 #     --out FILE    also write every record (JSON lines) to FILE
 #     --keep        keep the work directory (logs, raw records)
 #
@@ -39,6 +41,9 @@
 #   b  where the time goes: BPF run time per program (--bpf-stats always) and loupe's own CPU by function,
 #      inclusive (perf record --call-graph dwarf on loupe), under the API load with loupe's defaults, and under
 #      pgbench -S with --syscalls off (per request, per transaction)
+#   c  the capture programs' cost per record: the pinned HTTP and PostgreSQL pairs of (m) (every record is a
+#      capture: both ends are targets) under loupe --syscalls off --bpf-stats always --profile-hz 0: runs of
+#      pl_send and pl_recv per operation and ns per run (not in the default parts; with --base, a comparison)
 # Env: BUILD (build), LOUPE_BENCH_PORT (19477), and the workload's LOUPE_PG_PORT/LOUPE_PG_DIR/LOUPE_API_PORT/
 #      LOUPE_RUN_DIR (defaults: a private cluster and API on 55533, /tmp/loupe-cost-pg, 18181, /tmp/loupe-cost-run).
 set -euo pipefail
@@ -58,7 +63,7 @@ export LOUPE_API_PORT=${LOUPE_API_PORT:-18181}
 export LOUPE_RUN_DIR=${LOUPE_RUN_DIR:-/tmp/loupe-cost-run}
 export LOUPE_API_HOST=127.0.0.1 LOUPE_PG_HOST=127.0.0.1
 
-quick=0 out="" parts=mpawb keep=0 rounds="" conds=off,floor,on,sampled,sysoff
+quick=0 out="" parts=mpawb keep=0 rounds="" conds=off,floor,on,sampled,sysoff base=""
 while (($#)); do
 	case "$1" in
 	--quick) quick=1; shift ;;
@@ -67,19 +72,22 @@ while (($#)); do
 	--only) parts=${2:?--only needs PARTS, e.g. mp}; shift 2 ;;
 	--conds) conds=${2:?--conds needs a LIST, e.g. off,sysoff,bare}; shift 2 ;;
 	--keep) keep=1; shift ;;
+	--base) base=${2:?--base needs a loupe binary}; shift 2 ;;
 	-h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench-cost.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
-[[ $parts =~ ^[mpawb]+$ ]] || { echo "bench-cost.sh: --only takes letters from mpawb (got '$parts')" >&2; exit 2; }
+[[ $parts =~ ^[mpawbc]+$ ]] || { echo "bench-cost.sh: --only takes letters from mpawbc (got '$parts')" >&2; exit 2; }
+[[ -z $base || -x $base ]] || { echo "bench-cost.sh: --base $base is not an executable" >&2; exit 2; }
+[[ -z $base || $parts == *c* ]] || { echo "bench-cost.sh: --base is for part c (--only c)" >&2; exit 2; }
 [[ -z $rounds || $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-cost.sh: --rounds takes a positive number (got '$rounds')" >&2; exit 2; }
 want() { [[ $parts == *"$1"* ]]; }
 if ((quick)); then
-	M_ROUNDS=2 P_ROUNDS=2 A_ROUNDS=2 W_ROUNDS=2 SYSCALL_OPS=500000 PAIR_OPS=5000 DURATION=3
+	M_ROUNDS=2 P_ROUNDS=2 A_ROUNDS=2 W_ROUNDS=2 C_ROUNDS=2 SYSCALL_OPS=500000 PAIR_OPS=5000 DURATION=3
 else
-	M_ROUNDS=10 P_ROUNDS=6 A_ROUNDS=6 W_ROUNDS=6 SYSCALL_OPS=3000000 PAIR_OPS=30000 DURATION=5
+	M_ROUNDS=10 P_ROUNDS=6 A_ROUNDS=6 W_ROUNDS=6 C_ROUNDS=8 SYSCALL_OPS=3000000 PAIR_OPS=30000 DURATION=5
 fi
-[[ -n $rounds ]] && M_ROUNDS=$rounds P_ROUNDS=$rounds A_ROUNDS=$rounds W_ROUNDS=$rounds
+[[ -n $rounds ]] && M_ROUNDS=$rounds P_ROUNDS=$rounds A_ROUNDS=$rounds W_ROUNDS=$rounds C_ROUNDS=$rounds
 SETTLE=1.5
 IFS=, read -r -a CONDS <<<"off,${conds#off}"
 mapfile -t CONDS < <(printf '%s\n' "${CONDS[@]}" | awk 'NF && !seen[$0]++')
@@ -326,6 +334,43 @@ if want w; then
 			log "(w) round $r $(printf '%-7s' "$cond") $(jq -r '"\(.messages_per_s | floor) messages/s"' <<<"$res")"
 		done
 	done
+fi
+
+# ------------------------------------------------------------------------------------------------ c
+# The capture programs' run time per record, in the pinned pairs of (m), for this tree's loupe and (--base) another.
+if want c; then
+	builds=(new)
+	[[ -n $base ]] && builds+=(base)
+	[[ -e $work/lbc-t ]] || ln -s "$COST" "$work/lbc-t"
+	log "(c) $C_ROUNDS rounds x ${#builds[@]} builds: HTTP and PostgreSQL pairs x $PAIR_OPS, capture programs' run time"
+	this_loupe=$LOUPE
+	for ((r = 1; r <= C_ROUNDS; r++)); do
+		order_c=("${builds[@]}")
+		((r % 2 == 0 && ${#builds[@]} == 2)) && order_c=(base new)
+		for build in "${order_c[@]}"; do
+			LOUPE=$this_loupe
+			[[ $build == base ]] && LOUPE=$base
+			loupe_start --syscalls off --bpf-stats always --profile-hz 0 --target 'bench=comm:^lbc-t$'
+			sleep "$SETTLE"
+			line=""
+			for wl in http pg; do
+				"$PY" "$top/tests/bench/benchlib.py" progstats "$LOUPE_PID" >"$work/c-prog0.json"
+				res=$("$work/lbc-t" "$wl" -n "$PAIR_OPS")
+				"$PY" "$top/tests/bench/benchlib.py" progstats "$LOUPE_PID" >"$work/c-prog1.json"
+				rec=$(jq -c --slurpfile a "$work/c-prog0.json" --slurpfile b "$work/c-prog1.json" --arg build "$build" \
+					--argjson round "$r" --arg wl "$wl" \
+					'{part:"c",build:$build,round:$round,wl:$wl,ops:(.ops + .warmup_ops),wall_ns_per_op:.wall_ns_per_op,
+					  progs:[$b[0].progs // {} | to_entries[] | select(.key | startswith("pl_send") or startswith("pl_recv")) |
+					  .key as $k | {name:$k, runs:(.value.run_cnt - ($a[0].progs[$k].run_cnt // 0)),
+					  run_time_ns:(.value.run_time_ns - ($a[0].progs[$k].run_time_ns // 0))}]}' <<<"$res")
+				record "$rec"
+				line+=" $wl $(jq -r '[.progs[] | select(.runs > 0) | "\(.name) \(.run_time_ns / .runs | floor)"] | join(" ")' <<<"$rec")"
+			done
+			loupe_stop
+			log "(c) round $r $(printf '%-4s' "$build") ns/run:$line"
+		done
+	done
+	LOUPE=$this_loupe
 fi
 
 # ------------------------------------------------------------------------------------------------ b

@@ -182,6 +182,35 @@ def main(path):
         print("\n## (w) WebSocket echo")
         throughput("w", "messages_per_s", "WebSocket", "messages", "message", 0.97)
 
+    c = [r for r in recs if r.get("part") == "c"]
+    if c:
+        builds = [x for x in ("new", "base") if any(r["build"] == x for r in c)]
+        print("\n## (c) capture programs' run time per record: pinned pairs, both ends targets, --syscalls off "
+              "--bpf-stats always")
+        print("  build: new is this tree's loupe" + (", base the --base binary" if "base" in builds else ""))
+        print(f"  {'pair':5} {'program':14} {'build':5} {'runs/op':>8} {'ns/run':>22}")
+        for wl in ("http", "pg"):
+            rs = [r for r in c if r["wl"] == wl]
+            names = sorted({p["name"] for r in rs for p in r["progs"] if p["runs"]})
+            for name in names:
+                for bld in builds:
+                    ps = [(r, p) for r in rs if r["build"] == bld for p in r["progs"] if p["name"] == name and p["runs"]]
+                    runs = quart([p["runs"] / r["ops"] for r, p in ps])
+                    ns = quart([p["run_time_ns"] / p["runs"] for r, p in ps])
+                    print(f"  {wl:5} {name:14} {bld:5} {runs[0] or 0:8.2f} {fmt(ns, '.0f'):>22}")
+            per_op = {}
+            for r in rs:
+                per_op.setdefault(r["round"], {})[r["build"]] = sum(p["run_time_ns"] for p in r["progs"]) / r["ops"]
+            tot = {bld: quart([v[bld] for v in per_op.values() if bld in v]) for bld in builds}
+            line = ", ".join(f"{bld} {fmt(tot[bld], '.0f')}" for bld in builds)
+            entry = {bld: tot[bld][0] for bld in builds}
+            if "base" in builds:
+                ratio = quart([v["new"] / v["base"] for v in per_op.values() if "new" in v and "base" in v and v["base"]])
+                line += f"; new/base per round {fmt(ratio, '.3f')}"
+                entry["ratio"] = ratio[0]
+            print(f"  {wl:5} capture ns per operation (both programs): {line}")
+            summary.setdefault("c", {})[wl] = entry
+
     b = [r for r in recs if r.get("part") == "b"]
     for r in b:
         load = LOADS.get(r.get("load", "api"), LOADS["api"])
