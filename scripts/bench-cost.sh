@@ -338,7 +338,10 @@ fi
 
 # ------------------------------------------------------------------------------------------------ c
 # The capture programs' run time per record, in the pinned pairs of (m), for this tree's loupe and (--base) another.
+# The kernel functions a capture calls (bpf/payload.bpf.c), as perf names them.
+CAPTURE_SYMS='bpf_prog_[0-9a-f]+_pl_(send|recv)|bpf_trace_run3|bpf_probe_read_user|copy_from_user_nofault|__check_object_size|__virt_addr_valid|bpf_ringbuf_output|__bpf_ringbuf_reserve|bpf_ringbuf_query|htab_map_lookup|bpf_task_pt_regs|bpf_ktime_get_ns'
 if want c; then
+	command -v perf >/dev/null || die "part c needs perf (apt-get install linux-perf)"
 	builds=(new)
 	[[ -n $base ]] && builds+=(base)
 	[[ -e $work/lbc-t ]] || ln -s "$COST" "$work/lbc-t"
@@ -371,6 +374,19 @@ if want c; then
 		done
 	done
 	LOUPE=$this_loupe
+	# Where a capture's time goes: the whole host sampled (cpu-clock, call chains) over one PostgreSQL pair run, and
+	# the inclusive share of the capture programs and of the kernel functions they call.
+	loupe_start --syscalls off --bpf-stats off --profile-hz 0 --target 'bench=comm:^lbc-t$'
+	sleep "$SETTLE"
+	perf record -q -a -g -F 4999 -o "$work/perf-capture.data" -- "$work/lbc-t" pg -n $((PAIR_OPS * 10)) >/dev/null 2>&1 \
+		|| log "warning: perf record failed"
+	loupe_stop
+	if [[ -s $work/perf-capture.data ]]; then
+		perf report -i "$work/perf-capture.data" --children --sort symbol --stdio -q -g none 2>/dev/null \
+			| grep -E '^ +[0-9.]+%' | grep -E "$CAPTURE_SYMS" | sed -E 's/ +- +- *$//' >"$work/perf-capture-top.txt" || true
+		record "$(jq -Rsc '{part:"c",kind:"perf",top:(split("\n") | map(select(length > 0) | gsub("^ +"; "")))}' \
+			<"$work/perf-capture-top.txt")"
+	fi
 fi
 
 # ------------------------------------------------------------------------------------------------ b

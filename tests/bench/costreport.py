@@ -182,7 +182,8 @@ def main(path):
         print("\n## (w) WebSocket echo")
         throughput("w", "messages_per_s", "WebSocket", "messages", "message", 0.97)
 
-    c = [r for r in recs if r.get("part") == "c"]
+    cperf = [r for r in recs if r.get("part") == "c" and r.get("kind") == "perf"]
+    c = [r for r in recs if r.get("part") == "c" and r.get("kind") != "perf"]
     if c:
         builds = [x for x in ("new", "base") if any(r["build"] == x for r in c)]
         print("\n## (c) capture programs' run time per record: pinned pairs, both ends targets, --syscalls off "
@@ -210,6 +211,15 @@ def main(path):
                 entry["ratio"] = ratio[0]
             print(f"  {wl:5} capture ns per operation (both programs): {line}")
             summary.setdefault("c", {})[wl] = entry
+    for r in cperf:
+        print("\n## (c) where a capture's time goes: the host under the PostgreSQL pair, loupe --syscalls off (perf -a, "
+              "cpu-clock, inclusive % of all samples, self %)")
+        run3 = next((float(line.split("%")[0]) for line in r["top"] if line.endswith("bpf_trace_run3")), None)
+        if run3:
+            print("  the last column: % of bpf_trace_run3's inclusive time (the tracepoints' call into the programs)")
+        for line in r["top"]:
+            share = f"{float(line.split('%')[0]) / run3 * 100:6.1f}%" if run3 else ""
+            print(f"  {line:60} {share}")
 
     b = [r for r in recs if r.get("part") == "b"]
     for r in b:
