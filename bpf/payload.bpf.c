@@ -79,9 +79,10 @@ __u64 pl_next_id = 0;
 /* Records do not wake the reader one by one: a wakeup is an interrupt (a self-IPI, a VM exit on a guest) in the
  * traced task's context, dearer than the capture. Userspace reads every PL_POLL_MS anyway; a wakeup is forced
  * only when a quarter of the ring is waiting. Asking the ring how much is waiting reads the reader's position,
- * a cache line that the reader writes from another CPU (a miss: 40-100 ns a record here, measured with
- * scripts/bench-cost.sh --only c); so each CPU asks once per PL_QUERY_BYTES it has output. The ring then holds at
- * most PL_WAKEUP_BYTES + CPUs x PL_QUERY_BYTES before the reader is woken (2 MiB of 4 with 64 CPUs). */
+ * a cache line that the reader writes from another CPU: a miss once other work has evicted it (20-25 ns a record
+ * with the other CPU busy, nothing on a quiet host: scripts/bench-cost.sh --only c, docs/performance.md). So each
+ * CPU asks once per PL_QUERY_BYTES it has output. The ring then holds at most PL_WAKEUP_BYTES + CPUs x
+ * PL_QUERY_BYTES before the reader is woken (2 MiB of 4 with 64 CPUs). */
 #define PL_WAKEUP_BYTES (1024 * 1024)
 #define PL_QUERY_BYTES (16 * 1024)
 
