@@ -122,7 +122,7 @@ def main(path):
                   + "".join(f"\n  {r['cond']} round {r['round']} {r['wl']}: {r['got']} of {r['want']}"
                             f" ({r.get('drops', '?')} capture records dropped, counted in loupe_events_dropped_total)"
                             for r in counts if r["want"] != r["got"]))
-        print("\nloupe's own CPU per operation, warm-up included (us; /proc/PID/stat ticks over the workload, 10 ms each)")
+        print("\nloupe's own CPU per operation, warm-up included (us; its threads' schedstat run time over the workload)")
         for wl in ("http", "pg"):
             cells = []
             for c in ("on", "sampled", "sysoff"):
