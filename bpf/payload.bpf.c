@@ -54,10 +54,12 @@ struct {
 } pl_events SEC(".maps");
 
 struct pl_scratch {
-	struct pl_hdr h;
+	/* Bytes this CPU has output since it last asked the ring how full it is: beside the header, in a cache line
+	 * every record writes anyway. Approximate: a close in softirq may interleave with a capture's update. */
+	__u64 unqueried;
+	struct pl_hdr h; /* a record is h and the data after it */
 	/* An offset masked to the capture plus a read of the capture (or of the tail) fits. */
 	__u8 data[2 * PAYLOAD_MAX_CAPTURE + 2 * PAYLOAD_TAIL];
-	__u32 unqueried; /* bytes this CPU has output since it last asked the ring how full it is */
 };
 
 struct {
@@ -232,7 +234,7 @@ static __always_inline void pl_capture(struct sock *sk, struct pt_regs *regs, __
 	s->h.flags = flags;
 	s->h.tail = (__u16)tail;
 	__u32 size = sizeof(s->h) + got + tail;
-	if (bpf_ringbuf_output(&pl_events, s, size, pl_wakeup_flag(s, size))) {
+	if (bpf_ringbuf_output(&pl_events, &s->h, size, pl_wakeup_flag(s, size))) {
 		c->lost = 1;
 		count_drop(&pl_drops, PL_DROP_RINGBUF);
 	} else {
@@ -251,10 +253,13 @@ static __always_inline int pl_on_state(const struct sock *sk, int newstate)
 		return 0;
 	struct pl_hdr h = {.type = REC_PL_CLOSE, .service = c->service, .conn_id = c->id, .sk = key,
 			   .ts_ns = bpf_ktime_get_ns(), .flags = c->lost ? PL_F_LOST : 0};
-	__u32 zero = 0;
-	struct pl_scratch *s = bpf_map_lookup_elem(&pl_scratch, &zero);
-	if (c->state == PL_CAPTURE && s && bpf_ringbuf_output(&pl_events, &h, sizeof(h), pl_wakeup_flag(s, sizeof(h))))
-		count_drop(&pl_drops, PL_DROP_CLOSE_RINGBUF);
+	if (c->state == PL_CAPTURE) {
+		__u32 zero = 0;
+		struct pl_scratch *s = bpf_map_lookup_elem(&pl_scratch, &zero);
+		__u64 wakeup = s ? pl_wakeup_flag(s, sizeof(h)) : BPF_RB_NO_WAKEUP;
+		if (bpf_ringbuf_output(&pl_events, &h, sizeof(h), wakeup))
+			count_drop(&pl_drops, PL_DROP_CLOSE_RINGBUF);
+	}
 	bpf_map_delete_elem(&pl_conns, &key);
 	return 0;
 }
