@@ -43,7 +43,8 @@
 #      pgbench -S with --syscalls off (per request, per transaction)
 #   c  the capture programs' cost per record: the pinned HTTP and PostgreSQL pairs of (m) (every record is a
 #      capture: both ends are targets) under loupe --syscalls off --bpf-stats always --profile-hz 0: runs of
-#      pl_send and pl_recv per operation and ns per run (not in the default parts; with --base, a comparison)
+#      pl_send and pl_recv per operation and ns per run (with --base, a comparison); then perf on the whole host over
+#      one PostgreSQL pair run: the share of each kernel function a capture calls. Not in the default parts
 # Env: BUILD (build), LOUPE_BENCH_PORT (19477), and the workload's LOUPE_PG_PORT/LOUPE_PG_DIR/LOUPE_API_PORT/
 #      LOUPE_RUN_DIR (defaults: a private cluster and API on 55533, /tmp/loupe-cost-pg, 18181, /tmp/loupe-cost-run).
 set -euo pipefail
@@ -336,9 +337,17 @@ if want w; then
 	done
 fi
 
+# BPF run time and runs per program between two `benchlib.py progstats` files: progs_delta BEFORE AFTER -> JSON array.
+progs_delta() {
+	jq -nc --slurpfile a "$1" --slurpfile b "$2" '[$b[0].progs // {} | to_entries[] | .key as $k |
+		{name:$k, runs:(.value.run_cnt - ($a[0].progs[$k].run_cnt // 0)),
+		 run_time_ns:(.value.run_time_ns - ($a[0].progs[$k].run_time_ns // 0))}]'
+}
+
 # ------------------------------------------------------------------------------------------------ c
-# The capture programs' run time per record, in the pinned pairs of (m), for this tree's loupe and (--base) another.
-# The kernel functions a capture calls (bpf/payload.bpf.c), as perf names them.
+# The capture programs' run time per record, in the pinned pairs of (m), for this tree's loupe and (--base) another;
+# then where a capture's time goes. CAPTURE_SYMS: the kernel functions a capture calls (bpf/payload.bpf.c), as perf
+# names them.
 CAPTURE_SYMS='bpf_prog_[0-9a-f]+_pl_(send|recv)|bpf_trace_run3|bpf_probe_read_user|copy_from_user_nofault|__check_object_size|__virt_addr_valid|bpf_ringbuf_output|__bpf_ringbuf_reserve|bpf_ringbuf_query|htab_map_lookup|bpf_task_pt_regs|bpf_ktime_get_ns'
 if want c; then
 	command -v perf >/dev/null || die "part c needs perf (apt-get install linux-perf)"
@@ -360,12 +369,10 @@ if want c; then
 				"$PY" "$top/tests/bench/benchlib.py" progstats "$LOUPE_PID" >"$work/c-prog0.json"
 				res=$("$work/lbc-t" "$wl" -n "$PAIR_OPS")
 				"$PY" "$top/tests/bench/benchlib.py" progstats "$LOUPE_PID" >"$work/c-prog1.json"
-				rec=$(jq -c --slurpfile a "$work/c-prog0.json" --slurpfile b "$work/c-prog1.json" --arg build "$build" \
+				rec=$(jq -c --argjson progs "$(progs_delta "$work/c-prog0.json" "$work/c-prog1.json")" --arg build "$build" \
 					--argjson round "$r" --arg wl "$wl" \
 					'{part:"c",build:$build,round:$round,wl:$wl,ops:(.ops + .warmup_ops),wall_ns_per_op:.wall_ns_per_op,
-					  progs:[$b[0].progs // {} | to_entries[] | select(.key | startswith("pl_send") or startswith("pl_recv")) |
-					  .key as $k | {name:$k, runs:(.value.run_cnt - ($a[0].progs[$k].run_cnt // 0)),
-					  run_time_ns:(.value.run_time_ns - ($a[0].progs[$k].run_time_ns // 0))}]}' <<<"$res")
+					  progs:[$progs[] | select(.name | startswith("pl_send") or startswith("pl_recv"))]}' <<<"$res")
 				record "$rec"
 				line+=" $wl $(jq -r '[.progs[] | select(.runs > 0) | "\(.name) \(.run_time_ns / .runs | floor)"] | join(" ")' <<<"$rec")"
 			done
@@ -406,10 +413,8 @@ b_profile() {
 	BG_PID=""
 	"$PY" "$top/tests/bench/benchlib.py" progstats "$LOUPE_PID" >"$work/b-$load-prog1.json"
 	n=$("$PY" "$top/tests/bench/benchlib.py" "$parser" "$work/b-$load.txt" | jq --arg u "$unit" '.[$u] // 0')
-	record "$(jq -nc --slurpfile a "$work/b-$load-prog0.json" --slurpfile b "$work/b-$load-prog1.json" --argjson n "$n" \
-		--arg load "$load" --arg unit "$unit" \
-		'{part:"b",kind:"bpf",load:$load,unit:$unit,requests:$n,progs:[$b[0].progs // {} | to_entries[] | .key as $k |
-		  {name:$k, runs:(.value.run_cnt - ($a[0].progs[$k].run_cnt // 0)), run_time_ns:(.value.run_time_ns - ($a[0].progs[$k].run_time_ns // 0))}]}')"
+	record "$(jq -nc --argjson progs "$(progs_delta "$work/b-$load-prog0.json" "$work/b-$load-prog1.json")" --argjson n "$n" \
+		--arg load "$load" --arg unit "$unit" '{part:"b",kind:"bpf",load:$load,unit:$unit,requests:$n,progs:$progs}')"
 	cond_stop
 	if [[ -s $work/perf-$load.data ]]; then
 		# Inclusive time (children) of each function, call chains from DWARF: which feature's work it is.
