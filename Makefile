@@ -159,9 +159,12 @@ demo: $(BUILD)/loupe
 
 # loupe built with AddressSanitizer (LeakSanitizer included) and UBSan, any report fatal: build/asan/loupe.
 # tests/e2e/test_asan.py runs it under the reference workload, storms and bad input.
+# The unit tests whose regressions only a sanitizer sees (test_asan.py runs these builds of them too).
+ASAN_UNIT := test_unwinder
 ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 asan:
-	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SAN_CFLAGS="$(ASAN_CFLAGS)" $(BUILD)/asan/loupe
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SAN_CFLAGS="$(ASAN_CFLAGS)" $(BUILD)/asan/loupe \
+		$(ASAN_UNIT:%=$(BUILD)/asan/tests/%)
 
 # The monitoring stack on this host (Prometheus, Alertmanager, exporters, loupe, the reference workload under
 # load): runs until Ctrl-C. scripts/stack.sh --help for its options and ports.

@@ -47,7 +47,7 @@ run_one() { # suite path
 		tail -n 15 "$log" | sed 's/^/     | /'
 	elif [ $f -gt 0 ]; then
 		echo "   (log: $log)"
-		grep -E '^#' "$log" | tail -n 20 | sed 's/^/     | /'
+		grep -E '^#' "$log" | tail -n 60 | sed 's/^/     | /'
 	fi
 	printf '   %d passed, %d failed, %d skipped (%ds)\n' $p $f $s $((SECONDS - start))
 	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))

@@ -307,7 +307,9 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 	struct unwind_proc *up = &u->tmp;
 	memset(up, 0, sizeof(*up));
 	size_t n = proc_maps__count(m);
-	const struct py_file *py_file = NULL; /* the interpreter (or libpython) it maps, and its load bias */
+	/* The interpreter (or libpython) it maps, as an index into u->files (a later file_of() may move the array),
+	 * and its load bias. */
+	ptrdiff_t py_at = -1;
 	bool unreadable = false;
 	const struct uw_proc *known;
 	uint64_t py_bias = 0;
@@ -326,10 +328,10 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 			const struct uw_file *f = file_of(u, pid, mp);
 			if (!f)
 				return -ENOMEM;
-			if (f->py_is && !f->count && !py_file) { /* no rules, yet an interpreter: the bias still */
+			if (f->py_is && !f->count && py_at < 0) { /* no rules, yet an interpreter: the bias still */
 				uint64_t off0, v0;
 				if (sym_mapping__translate(mp, mp->start, &off0, &v0) == 1) {
-					py_file = &f->py;
+					py_at = f - u->files;
 					py_bias = mp->start - v0;
 				}
 			}
@@ -339,8 +341,8 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 			for (int k = 0; k < 3 && f->count; k++) {
 				if (sym_mapping__translate(mp, try[k], &off, &vaddr) == 1) {
 					um->bias = try[k] - vaddr;
-					if (f->py_is && !py_file) {
-						py_file = &f->py;
+					if (f->py_is && py_at < 0) {
+						py_at = f - u->files;
 						py_bias = um->bias;
 					}
 					um->row_first = f->first;
@@ -351,6 +353,7 @@ int unwinder__add(struct unwinder *u, const struct proc_maps *m)
 		}
 		up->nmaps++;
 	}
+	const struct py_file *py_file = py_at >= 0 ? &u->files[py_at].py : NULL;
 	if (py_file && py_file->layout) {
 		up->py_layout = (uint32_t)py_file->layout;
 		up->py_runtime = py_file->runtime_vaddr + py_bias;

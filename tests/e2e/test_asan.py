@@ -5,7 +5,8 @@ every report fatal) runs with every feature on (--syscalls on, --offcpu, --pg-us
 payload capture, the profiler) against the reference workload, under its mixed load, a connection storm, a
 WebSocket storm, SQL errors, profile requests of every kind and malformed requests; then it is stopped with
 SIGTERM. It must exit 0 with no sanitizer report: no memory error, no undefined behaviour, no leak (every link,
-object and buffer freed at exit). Prints TAP."""
+object and buffer freed at exit). Before it, the unit tests whose regressions only a sanitizer sees run in their
+`make asan` build (build/asan/tests/). Prints TAP."""
 import os
 import socket
 import subprocess
@@ -22,9 +23,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from loupe_test import Loupe, Tap, WORKLOAD  # noqa: E402
 from e2e_support import Workload, missing_requirements, skip_all, stop_all, terminate_on_signals  # noqa: E402
 
+# Unit tests whose regressions only a sanitizer sees, built by `make asan` (the Makefile's ASAN_UNIT).
+ASAN_UNIT = ["test_unwinder"]
 NAMES = ["control: a leaking program built with the same flags is reported by LeakSanitizer here",
+         *[f"build/asan/tests/{u}: passes with no sanitizer report" for u in ASAN_UNIT],
          "build/asan/loupe starts with every feature on", "the load, storms and bad input were served",
          "SIGTERM: exit 0", "no AddressSanitizer, LeakSanitizer or UBSan report"]
+START, SERVED, EXITED, CLEAN = NAMES[-4:]
 REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "SUMMARY: ")
 BAD = ["/debug/pprof/profile?window=307445734561825861m", "/debug/pprof/profile?seconds=1%002",
        "/debug/pprof/profile?service=api%00", "/flamegraph.svg?kind=x", "/metrics?x=1",
@@ -37,7 +42,7 @@ def main():
     if why:
         skip_all(t, why, NAMES)
     if not os.access(ASAN_LOUPE, os.X_OK):
-        t.ok(False, NAMES[1], f"{ASAN_LOUPE} not found: run `make asan` first (scripts/test.sh does)")
+        t.ok(False, "build/asan/loupe is built", f"{ASAN_LOUPE} not found: run `make asan` first (scripts/test.sh does)")
         t.done()
     # The control: without it, a clean run could mean LeakSanitizer is not working here (e.g. under ptrace).
     src = os.path.join(os.path.dirname(ASAN_LOUPE), "leak-control.c")
@@ -50,6 +55,14 @@ def main():
     r = subprocess.run([exe], capture_output=True, text=True) if not r.returncode else r
     t.ok(r.returncode == 99 and "ERROR: LeakSanitizer" in r.stderr and "4242 byte(s)" in r.stderr, NAMES[0],
          f"exit {r.returncode}: {r.stderr[-1500:]}")
+    for u in ASAN_UNIT:
+        exe = os.path.join(os.path.dirname(ASAN_LOUPE), "tests", u)
+        r = subprocess.run([exe], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "CMOCKA_MESSAGE_OUTPUT": "TAP"})
+        found = [ln for ln in r.stderr.splitlines() if any(x in ln for x in REPORTS)]
+        t.ok(r.returncode == 0 and "not ok" not in r.stdout and not found and "\nok " in "\n" + r.stdout,
+             f"build/asan/tests/{u}: passes with no sanitizer report",
+             f"exit {r.returncode}\n{r.stdout[-1500:]}\n{r.stderr[-3000:]}")
     terminate_on_signals()
     wl = Workload("asan")
     L = Loupe("--syscalls", "on", "--offcpu", "--pg-usdt-query", "--bpf-stats", "always")
@@ -58,9 +71,9 @@ def main():
             L.start(timeout=60)
             wl.start()
         except Exception as e:  # noqa: BLE001
-            t.ok(False, NAMES[1], e)
+            t.ok(False, START, e)
             return
-        t.ok(True, NAMES[1])
+        t.ok(True, START)
         load = wl.background([os.path.join(WORKLOAD, "demo-load.sh"), "-d", "25", "--rate", "40",
                               "--ws-reconnect", "3"])
         served = []
@@ -94,15 +107,28 @@ def main():
             s.close()
         load.wait(timeout=60)
         ok = all(st == 200 for _, st in served) and all(400 <= st < 500 for _, st in bad)
-        t.ok(ok, NAMES[2], f"served: {served}; malformed: {bad}")
+        t.ok(ok, SERVED, f"served: {served}; malformed: {bad}")
         rc = L.stop(timeout=30)
         rc = L.exit_code if L.exit_code is not None else rc
-        t.ok(rc == 0, NAMES[3], f"exit {rc}\n{L.stderr()[-3000:]}")
+        t.ok(rc == 0, EXITED, f"exit {rc}\n{L.stderr()[-3000:]}")
         err = L.stderr()
         found = [ln for ln in err.splitlines() if any(r in ln for r in REPORTS)]
-        t.ok(not found, NAMES[4], "\n".join(found[:20]) + "\n" + err[-4000:])
+        t.ok(not found, CLEAN, "\n".join(found[:20]) + "\n" + err[-4000:])
     except Exception:  # noqa: BLE001 - an error in a check is a failure, with its traceback
-        t.ok(False, "no unexpected error", traceback.format_exc())
+        # Say whether the daemon is still running and what it printed: a sanitizer report ends it, and the
+        # traceback alone (a refused connection) would not say why. The runner shows a failure's last lines.
+        rc = L.proc.poll() if L.proc else None
+        tail = "\n".join(L.stderr().splitlines()[-45:])
+        if rc is None:  # its own account of its HTTP server
+            try:
+                tail += "\n" + "\n".join(ln for ln in L.scrape_text().splitlines()
+                                         if ln.startswith(("loupe_http_connections", "loupe_http_requests_refused")))
+            except Exception as e:  # noqa: BLE001
+                tail += f"\n/metrics: {e}"
+        here = [f for f in traceback.extract_tb(sys.exc_info()[2]) if f.filename == os.path.abspath(__file__)]
+        where = f"at line {here[-1].lineno}: {here[-1].line}\n" if here else ""
+        t.ok(False, "no unexpected error", where + "\n".join(traceback.format_exc().splitlines()[-3:]) +
+             f"\nloupe: {'running' if rc is None else f'exited {rc}'}; the last lines of its stderr:\n{tail}")
     finally:
         stop_all(t, wl, L)
 
