@@ -44,11 +44,13 @@ int cpu_perf__attach(struct cpu_perf *cp, struct bpf_program *prog, int ncpus, u
 
 void cpu_perf__detach(struct cpu_perf *cp)
 {
+	/* A link owns its perf event: destroying it closed the fd (libbpf's perf link). Closing it again would close
+	 * whatever another thread opened under that number since, e.g. a connection the HTTP server just accepted. */
+	for (int cpu = 0; cp->fds && cpu < cp->ncpus; cpu++)
+		if (cp->fds[cpu] >= 0 && !(cp->links && cp->links[cpu]))
+			close(cp->fds[cpu]);
 	for (int cpu = 0; cp->links && cpu < cp->ncpus; cpu++)
 		bpf_link__destroy(cp->links[cpu]);
-	for (int cpu = 0; cp->fds && cpu < cp->ncpus; cpu++)
-		if (cp->fds[cpu] >= 0)
-			close(cp->fds[cpu]);
 	free(cp->links);
 	free(cp->fds);
 	*cp = (struct cpu_perf){0};

@@ -10,7 +10,7 @@ struct bpf_link;
 /* Zero-initialised is detached. */
 struct cpu_perf {
 	int ncpus;
-	int *fds;		/* perf event per CPU, -1 where none could be opened */
+	int *fds;		/* perf event per CPU, -1 where none could be opened; links[cpu] owns it once attached */
 	struct bpf_link **links;
 };
 
