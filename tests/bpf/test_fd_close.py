@@ -101,6 +101,23 @@ def audit(path):
     return opened, closed, conns, ebadf, stolen
 
 
+def stop_traced(L, sig=signal.SIGTERM):
+    """Signal loupe itself (strace's child: strace, signalled, would detach and leave it running); strace then
+    exits with loupe's status. (that status or a reason, loupe's pids)."""
+    kids = subprocess.run(["pgrep", "-P", str(L.proc.pid)], capture_output=True, text=True).stdout.split()
+    for k in kids:
+        try:
+            os.kill(int(k), sig)
+        except OSError:
+            pass
+    try:
+        return (L.proc.wait(timeout=30) if kids else None), kids
+    except subprocess.TimeoutExpired:
+        L.proc.kill()
+        L.proc.wait()
+        return "none within 30 s", kids
+
+
 def main():
     t = Tap()
     if not is_root():
@@ -131,14 +148,7 @@ def main():
                   "/debug/pprof/offcpu?window=1m", "/flamegraph.svg?kind=offcpu"):
             got.append((p, L.get(p, timeout=30)[0]))
         t.ok(all(st == 200 for _, st in got), NAMES[1], got)
-        # SIGTERM to loupe itself (strace's child), then strace exits with loupe's status.
-        kids = subprocess.run(["pgrep", "-P", str(L.proc.pid)], capture_output=True, text=True).stdout.split()
-        for k in kids:
-            os.kill(int(k), signal.SIGTERM)
-        try:
-            rc = L.proc.wait(timeout=30) if kids else None
-        except subprocess.TimeoutExpired:
-            rc = "none within 30 s"
+        rc, kids = stop_traced(L)
         t.ok(rc == 0, NAMES[2], f"exit {rc} (loupe: {kids})\n{L.stderr()[-2000:]}")
         opened, closed, conns, ebadf, stolen = audit(trace)
         ncpu = os.cpu_count() or 1
@@ -148,7 +158,8 @@ def main():
         t.ok(conns >= len(got) and not stolen, NAMES[5],
              f"{conns} connections accepted (at least {len(got)} made)\n" + "\n".join(stolen[:20]))
     finally:
-        L.stop(timeout=10)
+        if L.proc and L.proc.poll() is None:
+            stop_traced(L, sig=signal.SIGKILL)
         spin.kill()
         spin.wait()
         try:
