@@ -40,12 +40,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define PL_NR_RECVMSG 47
 
 const volatile __u32 capture_bytes = PAYLOAD_DEFAULT_CAPTURE; /* 0: capture off */
-/* Set by loupe when the kernel has bpf_probe_read_user_dynptr (6.16+): single-buffer calls are then read straight
- * into their ring-buffer record (pl_direct()); otherwise the branch is dead and the verifier removes the call. */
-const volatile bool direct_read = false;
-
-extern int bpf_probe_read_user_dynptr(struct bpf_dynptr *dptr, __u64 off, __u64 size,
-				      const void *unsafe_ptr__ign) __ksym __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -174,38 +168,6 @@ static __always_inline __u32 pl_gather(struct pl_scratch *s, __u32 nr, struct pt
 	return off;
 }
 
-/* A single-buffer call (read, write, recvfrom, sendto) read straight into its record: a reservation sized for
- * the want first bytes and the tail, with no copy through the scratch. The header is written in place. true when
- * the record was output or counted dropped; false when a read faulted (the caller then sends what it can read). */
-static __always_inline bool pl_direct(struct pl_scratch *s, struct pl_conn *c, struct pt_regs *regs, __u8 dir,
-				      long ret, __u32 want, __u32 svc, __u64 key, __u8 flags, __u64 now, const bool btf)
-{
-	__u64 tail = (__u64)ret > want ? (__u64)ret - want : 0;
-	if (tail > PAYLOAD_TAIL)
-		tail = PAYLOAD_TAIL;
-	__u32 size = sizeof(struct pl_hdr) + want + (__u32)tail;
-	const char *buf = (const char *)PL_ARG(btf, regs, 2);
-	struct bpf_dynptr dp;
-	if (bpf_ringbuf_reserve_dynptr(&pl_events, size, 0, &dp)) {
-		bpf_ringbuf_discard_dynptr(&dp, 0);
-		c->lost = 1;
-		count_drop(&pl_drops, PL_DROP_RINGBUF);
-		return true;
-	}
-	struct pl_hdr *h = bpf_dynptr_data(&dp, 0, sizeof(*h));
-	if (!h || bpf_probe_read_user_dynptr(&dp, sizeof(*h), want, buf) ||
-	    (tail && bpf_probe_read_user_dynptr(&dp, sizeof(*h) + want, tail, buf + ret - tail))) {
-		bpf_ringbuf_discard_dynptr(&dp, 0);
-		return false;
-	}
-	*h = (struct pl_hdr){.type = REC_PL_DATA, .service = svc, .conn_id = c->id, .sk = key, .ts_ns = now,
-			     .len = ret > 0xffffffffL ? 0xffffffffu : (__u32)ret, .cap = (__u16)want, .dir = dir,
-			     .flags = flags, .tail = (__u16)tail};
-	bpf_ringbuf_submit_dynptr(&dp, pl_wakeup_flag(s, size));
-	c->lost = 0;
-	return true;
-}
-
 static __always_inline void pl_capture(struct sock *sk, struct pt_regs *regs, __u32 nr, __u8 dir, long ret,
 				       __u32 svc, __u64 now, const bool btf)
 {
@@ -240,11 +202,6 @@ static __always_inline void pl_capture(struct sock *sk, struct pt_regs *regs, __
 		want = PAYLOAD_MAX_CAPTURE;
 	if ((__u64)ret < want)
 		want = (__u32)ret;
-	if (c->lost)
-		flags |= PL_F_LOST;
-	if (btf && direct_read && (nr == PL_NR_READ || nr == PL_NR_WRITE || nr == PL_NR_RECVFROM || nr == PL_NR_SENDTO) &&
-	    pl_direct(s, c, regs, dir, ret, want, c->service, key, flags, now, btf))
-		return;
 	__u64 got = pl_gather(s, nr, regs, want, btf);
 	if (got > PAYLOAD_MAX_CAPTURE)
 		got = PAYLOAD_MAX_CAPTURE;
@@ -264,6 +221,8 @@ static __always_inline void pl_capture(struct sock *sk, struct pt_regs *regs, __
 	}
 	barrier_var(tail);
 	tail &= PAYLOAD_TAIL * 2 - 1;
+	if (c->lost)
+		flags |= PL_F_LOST;
 	s->h.type = REC_PL_DATA;
 	s->h.service = c->service;
 	s->h.conn_id = c->id;

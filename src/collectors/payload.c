@@ -19,7 +19,6 @@
 #include "payload.skel.h"
 
 #include <bpf/bpf.h>
-#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <stdio.h>
@@ -247,51 +246,6 @@ static void rows_close(struct payload *p)
 			payload_protos[i]->close(p);
 }
 
-/* Whether the running kernel has the kfunc bpf_probe_read_user_dynptr (Linux 6.16): captures of single-buffer
- * calls then read into their ring-buffer record directly (bpf/payload.bpf.c, pl_direct()). */
-static bool kernel_has_read_user_dynptr(void)
-{
-	struct btf *vmlinux = btf__load_vmlinux_btf();
-	if (!vmlinux)
-		return false;
-	bool has = btf__find_by_name_kind(vmlinux, "bpf_probe_read_user_dynptr", BTF_KIND_FUNC) > 0;
-	btf__free(vmlinux);
-	return has;
-}
-
-/* Open and load the payload object: the direct read when the kernel has it and the tp_btf flavour is used; if
- * that load is refused, the same without it (the copy through the per-CPU scratch, as on older kernels). */
-static int payload_load(struct loupe *L, struct payload_bpf **out, bool *direct)
-{
-	const char *hook;
-	*direct = kernel_has_read_user_dynptr();
-	for (;;) {
-		struct payload_bpf *skel = payload_bpf__open();
-		if (!skel)
-			return -errno;
-		skel->rodata->capture_bytes = L->opt->capture_bytes;
-		int err = bpf_map__set_max_entries(skel->maps.target_svc, L->pid_max);
-		if (!err)
-			err = bpf_map__reuse_fd(skel->maps.target_svc, L->target_svc_fd);
-		if (!err)
-			err = loupe__select_tp_flavour(L, skel->obj, &hook);
-		*direct = *direct && !err && !strcmp(hook, "tp_btf");
-		skel->rodata->direct_read = *direct;
-		if (!err)
-			err = payload_bpf__load(skel);
-		if (!err) {
-			*out = skel;
-			return 0;
-		}
-		payload_bpf__destroy(skel);
-		if (!*direct)
-			return err;
-		log_info("payload_direct_read", "capture reads through the scratch: the direct read was refused (%s)",
-			 strerror(-err));
-		*direct = false;
-	}
-}
-
 static int payload_open(struct loupe *L, void **priv)
 {
 	if (!L->opt->capture_bytes) {
@@ -299,11 +253,21 @@ static int payload_open(struct loupe *L, void **priv)
 		return LOUPE_FEATURE_DISABLED;
 	}
 	struct payload *p = calloc(1, sizeof(*p));
+	const char *hook;
 	int err = 0;
 	if (!p)
 		return -ENOMEM;
 	p->L = L;
-	if ((err = payload_load(L, &p->skel, &p->direct_read))) {
+	if (!(p->skel = payload_bpf__open())) {
+		err = -errno;
+		free(p);
+		return err;
+	}
+	p->skel->rodata->capture_bytes = L->opt->capture_bytes;
+	if ((err = bpf_map__set_max_entries(p->skel->maps.target_svc, L->pid_max)) ||
+	    (err = bpf_map__reuse_fd(p->skel->maps.target_svc, L->target_svc_fd)) ||
+	    (err = loupe__select_tp_flavour(L, p->skel->obj, &hook)) || (err = payload_bpf__load(p->skel))) {
+		payload_bpf__destroy(p->skel);
 		free(p);
 		return err;
 	}
@@ -433,10 +397,8 @@ static void payload_status(void *priv, struct buf *json)
 {
 	struct payload *p = priv;
 	buf__printf(json,
-		    "\"capture_bytes\":%u,\"route_budget\":%u,\"connections_parsed\":%u,\"connections_midstream\":%llu,"
-		    "\"direct_read\":%s",
-		    p->L->opt->capture_bytes, p->L->opt->route_budget, p->nconns, (unsigned long long)p->midstream,
-		    p->direct_read ? "true" : "false");
+		    "\"capture_bytes\":%u,\"route_budget\":%u,\"connections_parsed\":%u,\"connections_midstream\":%llu",
+		    p->L->opt->capture_bytes, p->L->opt->route_budget, p->nconns, (unsigned long long)p->midstream);
 }
 
 static void payload_close(void *priv)

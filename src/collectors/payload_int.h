@@ -80,7 +80,6 @@ struct payload {
 	struct payload_bpf *skel;
 	struct ring_buffer *rb;
 	int conns_fd, drops_fd;
-	bool direct_read; /* single-buffer captures read straight into the ring (bpf/payload.bpf.c, pl_direct()) */
 	struct conn *buckets[CONN_BUCKETS];
 	unsigned nconns;
 	uint64_t conn_table_full;
