@@ -64,8 +64,8 @@ def calls(path):
 
 
 def audit(path):
-    """(perf events opened, perf events closed, connections accepted, failed closes (EBADF: closed twice), connections closed by
-    another thread than the one that accepted them) from strace's -f output."""
+    """From strace's -f output: (perf events opened, perf events closed, connections accepted, failed closes
+    (EBADF: closed twice), connections closed by another thread than the one that accepted them)."""
     accepted = {}  # fd -> the thread that accepted it
     perf_fds = set()
     opened = closed = conns = 0

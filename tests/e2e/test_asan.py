@@ -42,7 +42,8 @@ def main():
     if why:
         skip_all(t, why, NAMES)
     if not os.access(ASAN_LOUPE, os.X_OK):
-        t.ok(False, "build/asan/loupe is built", f"{ASAN_LOUPE} not found: run `make asan` first (scripts/test.sh does)")
+        t.ok(False, "build/asan/loupe is built",
+             f"{ASAN_LOUPE} not found: run `make asan` first (scripts/test.sh does)")
         t.done()
     # The control: without it, a clean run could mean LeakSanitizer is not working here (e.g. under ptrace).
     src = os.path.join(os.path.dirname(ASAN_LOUPE), "leak-control.c")
