@@ -120,13 +120,11 @@ def stop_traced(L, sig=signal.SIGTERM):
 
 def main():
     t = Tap()
-    if not is_root():
+    why = ("needs root to load BPF programs and open perf events" if not is_root() else
+           "" if shutil.which("strace") else "strace is not installed (scripts/deps.sh installs it)")
+    if why:
         for n in NAMES:
-            t.skip(n, "needs root to load BPF programs and open perf events")
-        t.done()
-    if not shutil.which("strace"):
-        for n in NAMES:
-            t.skip(n, "strace is not installed (scripts/deps.sh installs it)")
+            t.skip(n, why)
         t.done()
     tag = new_tag()
     spin = subprocess.Popen([PY, "-c", "import sys, time\nt = time.time()\nwhile time.time() - t < 60: pass\n",

@@ -80,22 +80,14 @@ static int by_name(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static char py[PATH_MAX];
+
 static void test_interpreter_kept_across_growth(void **state)
 {
 	(void)state;
-	char py[PATH_MAX];
-	if (!realpath("/usr/bin/python3", py)) {
-		skip(); /* the interpreter is this test's point */
-		return;
-	}
 	struct maps bm = {-1, -1, -1, -1};
 	int err = maps_create(&bm);
-	if (err) {
-		print_message("# skipped: cannot create BPF maps (%s): run as root\n", strerror(-err));
-		maps_close(&bm);
-		skip();
-		return;
-	}
+	assert_int_equal(err, 0);
 	/* The interpreter first, then OTHERS small libraries (distinct files: each a new entry), by name. */
 	DIR *d = opendir(LIBDIR);
 	assert_non_null(d);
@@ -149,5 +141,20 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_interpreter_kept_across_growth),
 	};
+	/* A test that cannot run here is left out and reported as one TAP skip line, with the reason (cmocka 1.1's
+	 * skip() gives none). */
+	struct maps bm = {-1, -1, -1, -1};
+	int err = maps_create(&bm);
+	maps_close(&bm);
+	if (err) {
+		printf("ok - test_interpreter_kept_across_growth # SKIP cannot create BPF maps (%s): needs root\n",
+		       strerror(-err));
+		return 0;
+	}
+	if (!realpath("/usr/bin/python3", py)) {
+		printf("ok - test_interpreter_kept_across_growth # SKIP no /usr/bin/python3, the interpreter it needs\n");
+		return 0;
+	}
+	fflush(stdout);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
