@@ -8,6 +8,7 @@ SIGTERM. It must exit 0 with no sanitizer report: no memory error, no undefined 
 object and buffer freed at exit). Before it, the unit tests whose regressions only a sanitizer sees run in their
 `make asan` build (build/asan/tests/). Prints TAP."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -23,8 +24,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from loupe_test import Loupe, Tap, WORKLOAD  # noqa: E402
 from e2e_support import Workload, missing_requirements, skip_all, stop_all, terminate_on_signals  # noqa: E402
 
-# Unit tests whose regressions only a sanitizer sees, built by `make asan` (the Makefile's ASAN_UNIT).
-ASAN_UNIT = ["test_unwinder"]
+# Unit tests whose regressions only a sanitizer sees, built by `make asan`: the Makefile's ASAN_UNIT, read from it.
+with open(os.path.join(TOP, "Makefile")) as _mk:
+    ASAN_UNIT = next((m.group(1).split() for m in map(re.compile(r"^ASAN_UNIT\s*:=\s*(.*)$").match, _mk) if m), [])
 NAMES = ["control: a leaking program built with the same flags is reported by LeakSanitizer here",
          *[f"build/asan/tests/{u}: passes with no sanitizer report" for u in ASAN_UNIT],
          "build/asan/loupe starts with every feature on", "the load, storms and bad input were served",
