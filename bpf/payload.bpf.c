@@ -168,6 +168,74 @@ static __always_inline __u32 pl_gather(struct pl_scratch *s, __u32 nr, struct pt
 	return off;
 }
 
+/* A single-buffer call's capture that fits is read into a buffer on the BPF stack instead of the per-CPU scratch.
+ * Hardened usercopy (CONFIG_HARDENED_USERCOPY) checks the destination of every bpf_probe_read_user(): a stack
+ * destination against the task stack's bounds, a map value through __virt_addr_valid() and its page's flags, a
+ * quarter of a capture's time (scripts/bench-cost.sh --only c, docs/performance.md). The stack also stays in cache
+ * between captures, where the 2.5 KiB scratch is evicted by the work between them. 48 + 256 + 64 bytes of the
+ * program's 512: the default --capture-bytes 256 fits; larger captures and the iovec calls use the scratch. */
+#define PL_STACK_CAP 256
+struct pl_small {
+	struct pl_hdr h;
+	__u8 data[PL_STACK_CAP + PAYLOAD_TAIL];
+};
+
+static __always_inline void pl_fill_hdr(struct pl_hdr *h, struct pl_conn *c, __u64 key, __u64 now, long ret,
+					__u32 got, __u32 tail, __u8 dir, __u8 flags)
+{
+	if (c->lost)
+		flags |= PL_F_LOST;
+	h->type = REC_PL_DATA;
+	h->service = c->service;
+	h->conn_id = c->id;
+	h->sk = key;
+	h->ts_ns = now;
+	h->len = ret > 0xffffffffL ? 0xffffffffu : (__u32)ret;
+	h->cap = (__u16)got;
+	h->dir = dir;
+	h->flags = flags;
+	h->tail = (__u16)tail;
+}
+
+static __always_inline void pl_output(struct pl_conn *c, struct pl_scratch *s, void *rec, __u32 size)
+{
+	if (bpf_ringbuf_output(&pl_events, rec, size, pl_wakeup_flag(s, size))) {
+		c->lost = 1;
+		count_drop(&pl_drops, PL_DROP_RINGBUF);
+	} else {
+		c->lost = 0;
+	}
+}
+
+/* The stack path of pl_capture(): want <= PL_STACK_CAP bytes of a read, write, recvfrom or sendto, and its tail. */
+static __always_inline void pl_capture_small(struct pl_conn *c, struct pl_scratch *s, struct pt_regs *regs, __u64 key,
+					     __u64 now, long ret, __u32 want, __u8 dir, __u8 flags, const bool btf)
+{
+	struct pl_small r;
+	const char *buf = (const char *)PL_ARG(btf, regs, 2);
+	__u64 got = want;
+	barrier_var(got);
+	if (got > PL_STACK_CAP)
+		return;
+	if (bpf_probe_read_user(r.data, got, buf))
+		got = 0;
+	__u64 tail = 0;
+	if (got == want && (__u64)ret > got) {
+		tail = (__u64)ret - got;
+		if (tail > PAYLOAD_TAIL)
+			tail = PAYLOAD_TAIL;
+		barrier_var(tail);
+		if (tail > PAYLOAD_TAIL || bpf_probe_read_user(&r.data[got], tail, buf + ret - tail))
+			tail = 0;
+	}
+	pl_fill_hdr(&r.h, c, key, now, ret, got, tail, dir, flags);
+	__u64 size = sizeof(r.h) + got + tail;
+	barrier_var(size);
+	if (size > sizeof(r))
+		return;
+	pl_output(c, s, &r, size);
+}
+
 static __always_inline void pl_capture(struct sock *sk, struct pt_regs *regs, __u32 nr, __u8 dir, long ret,
 				       __u32 svc, __u64 now, const bool btf)
 {
@@ -202,15 +270,19 @@ static __always_inline void pl_capture(struct sock *sk, struct pt_regs *regs, __
 		want = PAYLOAD_MAX_CAPTURE;
 	if ((__u64)ret < want)
 		want = (__u32)ret;
+	bool single = nr == PL_NR_READ || nr == PL_NR_WRITE || nr == PL_NR_RECVFROM || nr == PL_NR_SENDTO;
+	if (single && want <= PL_STACK_CAP) {
+		pl_capture_small(c, s, regs, key, now, ret, want, dir, flags, btf);
+		return;
+	}
 	__u64 got = pl_gather(s, nr, regs, want, btf);
 	if (got > PAYLOAD_MAX_CAPTURE)
 		got = PAYLOAD_MAX_CAPTURE;
 	barrier_var(got);
 	got &= PAYLOAD_MAX_CAPTURE * 2 - 1; /* a no-op the verifier can see: the output stays inside s */
-	/* The end of a longer single-buffer call (read, write, recvfrom, sendto), after the head. */
+	/* The end of a longer single-buffer call, after the head. */
 	__u64 tail = 0;
-	if (got == want && (__u64)ret > got && !(nr == PL_NR_READV || nr == PL_NR_WRITEV || nr == PL_NR_SENDMSG ||
-						  nr == PL_NR_RECVMSG)) {
+	if (got == want && (__u64)ret > got && single) {
 		tail = (__u64)ret - got;
 		if (tail > PAYLOAD_TAIL)
 			tail = PAYLOAD_TAIL;
@@ -221,25 +293,8 @@ static __always_inline void pl_capture(struct sock *sk, struct pt_regs *regs, __
 	}
 	barrier_var(tail);
 	tail &= PAYLOAD_TAIL * 2 - 1;
-	if (c->lost)
-		flags |= PL_F_LOST;
-	s->h.type = REC_PL_DATA;
-	s->h.service = c->service;
-	s->h.conn_id = c->id;
-	s->h.sk = key;
-	s->h.ts_ns = now;
-	s->h.len = ret > 0xffffffffL ? 0xffffffffu : (__u32)ret;
-	s->h.cap = (__u16)got;
-	s->h.dir = dir;
-	s->h.flags = flags;
-	s->h.tail = (__u16)tail;
-	__u32 size = sizeof(s->h) + got + tail;
-	if (bpf_ringbuf_output(&pl_events, &s->h, size, pl_wakeup_flag(s, size))) {
-		c->lost = 1;
-		count_drop(&pl_drops, PL_DROP_RINGBUF);
-	} else {
-		c->lost = 0;
-	}
+	pl_fill_hdr(&s->h, c, key, now, ret, got, tail, dir, flags);
+	pl_output(c, s, &s->h, sizeof(s->h) + got + tail);
 }
 
 /* TCP_CLOSE ends a captured connection (also in softirq context: the sk is the key, not the task). */
