@@ -168,12 +168,11 @@ static __always_inline __u32 pl_gather(struct pl_scratch *s, __u32 nr, struct pt
 	return off;
 }
 
-/* A single-buffer call's capture that fits is read into a buffer on the BPF stack instead of the per-CPU scratch.
- * Hardened usercopy (CONFIG_HARDENED_USERCOPY) checks the destination of every bpf_probe_read_user(): a stack
- * destination against the task stack's bounds, a map value through __virt_addr_valid() and its page's flags, a
- * quarter of a capture's time (scripts/bench-cost.sh --only c, docs/performance.md). The stack also stays in cache
- * between captures, where the 2.5 KiB scratch is evicted by the work between them. 48 + 256 + 64 bytes of the
- * program's 512: the default --capture-bytes 256 fits; larger captures and the iovec calls use the scratch. */
+/* A single-buffer call's capture that fits is gathered in a buffer on the BPF stack instead of the per-CPU scratch:
+ * 6% less capture time per record (scripts/bench-cost.sh --only c, docs/performance.md). Not through the usercopy
+ * check, which stays: a program with this much stack runs on a per-CPU private stack (Linux 6.13+), which hardened
+ * usercopy checks as it does a map value. 48 + 256 + 64 bytes of the program's 512: the default --capture-bytes 256
+ * fits; larger captures and the iovec calls use the scratch. */
 #define PL_STACK_CAP 256
 struct pl_small {
 	struct pl_hdr h;
