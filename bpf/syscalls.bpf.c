@@ -5,10 +5,11 @@
  * of the untimed set (--untimed-syscalls: futex, getpid, ... by default, the bulk of a Python service's calls
  * and not worth two clock reads each) are only counted, at sys_exit, from the number in pt_regs.
  *
- * --syscalls sampled keeps sys_exit attached and attaches sys_enter for one SYSCALL_SAMPLE_ON_MS window in every
- * SYSCALL_SAMPLE_PERIOD_MS (userspace does it): a syscall that began outside a window has no start time and is
- * counted in syscall_unsampled instead, so calls stay exact while only the windows' calls are timed.
- * --syscalls off loads none of this. Payload capture has its own hooks (bpf/payload.bpf.c). */
+ * --syscalls sampled attaches both programs for one SYSCALL_SAMPLE_ON_MS window in every SYSCALL_SAMPLE_PERIOD_MS
+ * (userspace does it), so that the host's syscalls pay nothing between windows: the calls that end in a window
+ * are counted, and timed when they began in it too. A call that began before the window has no start time of
+ * this window (window_seq tells a start left by an earlier one, whose exit was missed) and is counted in
+ * syscall_unsampled. --syscalls off loads none of this. Payload capture has its own hooks (bpf/payload.bpf.c). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -39,13 +40,17 @@ struct {
 	__type(value, __u64);
 } syscall_untimed SEC(".maps");
 
-/* [service-1][syscall] -> timed-set calls that began outside a sampling window (--syscalls sampled). */
+/* [service-1][syscall] -> timed-set calls that ended in a sampling window but began before it (--syscalls sampled). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SYSCALL_MAX_NR);
 	__type(key, __u32);
 	__type(value, __u64);
 } syscall_unsampled SEC(".maps");
+
+/* The sampling window in force (--syscalls sampled): userspace advances it before it attaches the programs for a
+ * window. Always 0 with --syscalls on. */
+__u32 window_seq = 0;
 
 /* Bitmap of the syscall numbers that are counted but not timed; set by userspace before load. */
 const volatile __u64 untimed_nr[SYSCALL_MAX_NR / 64] = {};
@@ -96,6 +101,7 @@ static __always_inline int on_enter(long id)
 	}
 	s->ts = bpf_ktime_get_ns();
 	s->nr = (__u32)id;
+	s->window = window_seq;
 	return 0;
 }
 
@@ -127,7 +133,8 @@ static __always_inline int on_exit(struct pt_regs *regs, long ret, const bool bt
 		return 0;
 	}
 	struct syscall_start *s = bpf_task_storage_get(&syscall_start, bpf_get_current_task_btf(), 0, 0);
-	if (!s || !s->ts) { /* began outside a sampling window, or before the thread became a target */
+	if (!s || !s->ts || s->window != window_seq) {
+		/* began before this sampling window, or before the thread became a target */
 		if (nr < SYSCALL_MAX_NR) {
 			__u32 idx = (svc - 1) * SYSCALL_MAX_NR + nr;
 			__u64 *n = bpf_map_lookup_elem(&syscall_unsampled, &idx);

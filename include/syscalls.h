@@ -27,7 +27,7 @@ struct syscall_err_key {
 struct syscall_start {
 	__u64 ts;
 	__u32 nr;
-	__u32 pad;
+	__u32 window; /* window_seq when it began: a start left by an earlier window is not this call's */
 };
 
 enum syscall_drop {

@@ -4,10 +4,10 @@
  * loupe_syscall_calls_total{service_name,syscall} (every call, timed or not) and
  * loupe_syscall_errors_total{service_name,syscall,errno}. Kernel maps are cumulative and never cleared.
  *
- * --syscalls on attaches sys_enter and sys_exit for good; sampled attaches sys_exit for good and sys_enter for
- * SYSCALL_SAMPLE_ON_MS of every SYSCALL_SAMPLE_PERIOD_MS (poll() does it), so that the host's syscalls pay one
- * program most of the time, and only the windows' calls are timed; loupe_syscall_timing_duty_ratio and
- * loupe_syscall_timing_seconds_total say so. off: the feature does not load. */
+ * --syscalls on attaches sys_enter and sys_exit for good; sampled attaches both for SYSCALL_SAMPLE_ON_MS of every
+ * SYSCALL_SAMPLE_PERIOD_MS (poll() does it), so that the host's syscalls pay nothing between windows, and only the
+ * windows' calls are counted and timed; loupe_syscall_timing_duty_ratio and loupe_syscall_timing_seconds_total say
+ * so. off: the feature does not load. */
 #include "collectors/export.h"
 #include "core/loupe.h"
 #include "lib/bpf_util.h"
@@ -32,10 +32,10 @@ struct syscalls {
 	uint64_t *calls; /* scratch: summed untimed calls of every [service][syscall] */
 	uint64_t *unsampled; /* scratch: summed calls begun outside a sampling window */
 	struct bpf_program *enter, *exit; /* the flavour's programs */
-	struct bpf_link *enter_link, *exit_link; /* --syscalls sampled: exit for good, enter in windows */
-	uint64_t window_ns;	 /* when sys_enter was attached (0: detached) */
-	uint64_t next_toggle_ns; /* when to attach or detach it next */
-	uint64_t timed_ns;	 /* time sys_enter was attached, closed windows */
+	struct bpf_link *enter_link, *exit_link; /* --syscalls sampled: both attached in windows only */
+	uint64_t window_ns;	 /* when the window opened (0: closed) */
+	uint64_t next_toggle_ns; /* when to open or close it next */
+	uint64_t timed_ns;	 /* time the closed windows were open */
 };
 
 static const char *const drop_reasons[SYSCALL_DROP_NR] = {
@@ -100,19 +100,45 @@ static int attach_link(struct bpf_program *prog, struct bpf_link **link)
 	return *link ? 0 : -errno;
 }
 
+/* A window opens: sys_exit first, so that a call which began before it is counted, not timed; window_seq first of
+ * all, so that a start time left by an earlier window (its call ended while sys_exit was detached) is not taken for
+ * this window's. */
+static int window_open(struct syscalls *s)
+{
+	int err;
+	if (s->skel->bss)
+		s->skel->bss->window_seq++;
+	if ((err = attach_link(s->exit, &s->exit_link)) || (err = attach_link(s->enter, &s->enter_link))) {
+		bpf_link__destroy(s->exit_link);
+		s->exit_link = NULL;
+		return err;
+	}
+	s->window_ns = now_ns(CLOCK_MONOTONIC);
+	return 0;
+}
+
+/* sys_enter first: a call that begins now would never see its sys_exit. */
+static void window_close(struct syscalls *s, uint64_t now)
+{
+	bpf_link__destroy(s->enter_link);
+	bpf_link__destroy(s->exit_link);
+	s->enter_link = s->exit_link = NULL;
+	s->timed_ns += now - s->window_ns;
+	s->window_ns = 0;
+}
+
 static int syscalls_attach(void *priv)
 {
 	struct syscalls *s = priv;
-	int err;
-	if ((err = attach_link(s->exit, &s->exit_link)) || (err = attach_link(s->enter, &s->enter_link)))
+	int err = window_open(s);
+	if (err)
 		return err;
-	s->window_ns = now_ns(CLOCK_MONOTONIC);
 	s->next_toggle_ns = s->window_ns + (uint64_t)SYSCALL_SAMPLE_ON_MS * 1000000;
 	return 0;
 }
 
-/* --syscalls sampled: sys_enter attached for SYSCALL_SAMPLE_ON_MS, then detached until the period ends. The first
- * window opens at attach. A failed attach is logged and retried at the next period. */
+/* --syscalls sampled: both programs attached for SYSCALL_SAMPLE_ON_MS, then detached until the period ends. The
+ * first window opens at attach. A failed attach is logged and retried at the next period. */
 static int syscalls_poll(void *priv)
 {
 	struct syscalls *s = priv;
@@ -122,22 +148,18 @@ static int syscalls_poll(void *priv)
 	if (now < s->next_toggle_ns)
 		return 0;
 	const uint64_t on = (uint64_t)SYSCALL_SAMPLE_ON_MS * 1000000, period = (uint64_t)SYSCALL_SAMPLE_PERIOD_MS * 1000000;
-	if (s->enter_link) {
-		bpf_link__destroy(s->enter_link);
-		s->enter_link = NULL;
-		s->timed_ns += now - s->window_ns;
-		s->window_ns = 0;
+	if (s->window_ns) {
+		window_close(s, now);
 		s->next_toggle_ns += period - on;
 	} else {
-		int err = attach_link(s->enter, &s->enter_link);
+		int err = window_open(s);
 		if (err)
-			log_warn("syscall_window_failed", "cannot attach sys_enter for a sampling window: %s", strerror(-err));
-		else
-			s->window_ns = now_ns(CLOCK_MONOTONIC);
+			log_warn("syscall_window_failed", "cannot attach sys_enter and sys_exit for a sampling window: %s",
+				 strerror(-err));
 		s->next_toggle_ns += err ? period : on;
 	}
 	if (s->next_toggle_ns < now) /* the loop stalled past a whole window: start again from now */
-		s->next_toggle_ns = now + (s->enter_link ? on : period - on);
+		s->next_toggle_ns = now + (s->window_ns ? on : period - on);
 	return 0;
 }
 
@@ -250,25 +272,28 @@ static int syscalls_collect(void *priv, struct registry *reg)
 				 "Time target processes spent in system calls, from sys_enter to sys_exit.", hist_labels);
 	static const char *const err_labels[] = {"service_name", "syscall", "errno", NULL};
 	struct metric_family *errs = registry__family(reg, "loupe_syscall_errors_total",
-						      "System calls of target processes that returned an error, by errno.",
+						      "System calls of target processes that returned an error, by errno (--syscalls sampled: those that "
+						      "ended in a sampling window).",
 						      METRIC_COUNTER, err_labels, 0, FAMILY_SNAPSHOT);
 	static const char *const untimed_labels[] = {"service_name", "syscall", NULL};
 	struct metric_family *untimed = registry__family(
 		reg, "loupe_syscall_untimed_total",
-		"System calls of target processes in the --untimed-syscalls set: counted, not timed.", METRIC_COUNTER,
+		"System calls of target processes in the --untimed-syscalls set: counted, not timed (--syscalls "
+		"sampled: those that ended in a sampling window).", METRIC_COUNTER,
 		untimed_labels, 0, FAMILY_SNAPSHOT);
 	struct metric_family *calls = registry__family(
 		reg, "loupe_syscall_calls_total",
-		"System calls of target processes, every one (timed, untimed, or outside a sampling window).",
+		"System calls of target processes, timed or not (--syscalls on: every one; sampled: those that ended in "
+		"a sampling window).",
 		METRIC_COUNTER, untimed_labels, 0, FAMILY_SNAPSHOT);
 	struct metric_family *duty = registry__family(
 		reg, "loupe_syscall_timing_duty_ratio",
-		"Fraction of the time syscall timing is on (1: --syscalls on; --syscalls sampled: the window's share, "
-		"so loupe_syscall_duration_seconds holds a sample of the calls).",
+		"Fraction of the time syscalls are counted and timed (1: --syscalls on; --syscalls sampled: the windows' "
+		"share, so the loupe_syscall_* families hold a sample of the calls).",
 		METRIC_GAUGE, NULL, 0, FAMILY_SNAPSHOT);
 	struct metric_family *timed = registry__family(
 		reg, "loupe_syscall_timing_seconds_total",
-		"Seconds during which syscalls beginning were timed (sys_enter attached).", METRIC_COUNTER, NULL, 0,
+		"Seconds during which syscalls were counted and timed (--syscalls sampled: the windows).", METRIC_COUNTER, NULL, 0,
 		FAMILY_SNAPSHOT);
 	if (!hist || !errs || !untimed || !calls || !duty || !timed)
 		return -ENOMEM;
