@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: BSD-2-Clause
 # Benchmark programs (scripts/bench-cost.sh, scripts/bench.sh), included by the main Makefile: the empty-program floor
-# loader, the syscall cost timer, a process making many distinct syscalls (scrape time at scale), and the cost
-# benchmark's micro-workloads. `make bench` builds them and runs the cost benchmark, `make bench-full` the older
+# loader, the syscall cost timer, a process making many distinct syscalls (scrape time at scale), the cost
+# benchmark's micro-workloads, and the PostgreSQL parser's cost per transaction alone. `make bench` builds them and runs the cost benchmark, `make bench-full` the older
 # full one; `make bench-bins` only builds them.
 BENCH_DIR  := $(BUILD)/bench
 BENCH_BINS := $(BENCH_DIR)/loupe-bench-floor $(BENCH_DIR)/loupe-bench-sc $(BENCH_DIR)/loupe-bench-mix \
-              $(BENCH_DIR)/loupe-bench-cost
+              $(BENCH_DIR)/loupe-bench-cost $(BENCH_DIR)/loupe-bench-pgparse
 
 .PHONY: bench-bins
 bench-bins: $(BENCH_BINS)
@@ -34,6 +34,10 @@ $(BENCH_DIR)/loupe-bench-mix: tests/bench/syscall_mix.c | $(BENCH_DIR)
 $(BENCH_DIR)/loupe-bench-cost: tests/bench/cost.c | $(BENCH_DIR)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $<
+
+$(BENCH_DIR)/loupe-bench-pgparse: tests/bench/pgparse.c $(BUILD)/obj/parsers/pgwire.o $(BUILD)/obj/lib/hash.o | $(BENCH_DIR)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(INCLUDES) -o $@ $< $(BUILD)/obj/parsers/pgwire.o $(BUILD)/obj/lib/hash.o
 
 $(BENCH_DIR):
 	$(Q)mkdir -p $@
