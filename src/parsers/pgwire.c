@@ -536,20 +536,33 @@ static int signature(const uint8_t *p, size_t n)
 
 /* ---- message validation ---- */
 
+/* Message types of each stream (protocol-message-formats.html): known, and whether the length is exactly 4. A
+ * table, not strchr() over the type letters: the check runs for every message. */
+enum { T_KNOWN = 1, T_EMPTY = 2 };
+static const uint8_t fe_types[256] = {
+	['Q'] = T_KNOWN, ['P'] = T_KNOWN, ['B'] = T_KNOWN, ['D'] = T_KNOWN, ['E'] = T_KNOWN,
+	['C'] = T_KNOWN, ['d'] = T_KNOWN, ['f'] = T_KNOWN, ['F'] = T_KNOWN, ['p'] = T_KNOWN,
+	['S'] = T_KNOWN | T_EMPTY, ['H'] = T_KNOWN | T_EMPTY, ['X'] = T_KNOWN | T_EMPTY, ['c'] = T_KNOWN | T_EMPTY,
+};
+static const uint8_t be_types[256] = {
+	['R'] = T_KNOWN, ['S'] = T_KNOWN, ['K'] = T_KNOWN, ['Z'] = T_KNOWN, ['T'] = T_KNOWN, ['D'] = T_KNOWN,
+	['C'] = T_KNOWN, ['E'] = T_KNOWN, ['N'] = T_KNOWN, ['A'] = T_KNOWN, ['t'] = T_KNOWN, ['G'] = T_KNOWN,
+	['H'] = T_KNOWN, ['W'] = T_KNOWN, ['d'] = T_KNOWN, ['v'] = T_KNOWN, ['V'] = T_KNOWN,
+	['1'] = T_KNOWN | T_EMPTY, ['2'] = T_KNOWN | T_EMPTY, ['3'] = T_KNOWN | T_EMPTY, ['n'] = T_KNOWN | T_EMPTY,
+	['I'] = T_KNOWN | T_EMPTY, ['s'] = T_KNOWN | T_EMPTY, ['c'] = T_KNOWN | T_EMPTY,
+};
+
 static int type_check(bool fe, uint8_t t, uint32_t ml)
 {
 	if (ml < 4 || ml > PG_MSG_MAX)
 		return K_BAD;
-	if (!t || !strchr(fe ? "QPBDESHCXdcfFp" : "RSKZTDCEINA123ntsGHWdcvV", t))
+	uint8_t k = fe ? fe_types[t] : be_types[t];
+	if (!k)
 		return K_UNKNOWN;
-	if (fe) {
-		if (strchr("SHXc", t) && ml != 4)
-			return K_BAD;
-	} else {
-		if ((t == 'Z' && ml != 5) || (strchr("123nIsc", t) && ml != 4) || (t == 'K' && ml < 12) ||
-		    (t == 'R' && ml < 8))
-			return K_BAD;
-	}
+	if ((k & T_EMPTY) && ml != 4)
+		return K_BAD;
+	if (!fe && ((t == 'Z' && ml != 5) || (t == 'K' && ml < 12) || (t == 'R' && ml < 8)))
+		return K_BAD;
 	return K_OK;
 }
 
@@ -943,12 +956,13 @@ static void msg_end(struct feed *f)
 		msg_end_be(f, &done);
 }
 
-static void header(struct feed *f)
+/* A typed message's header, its 5 bytes at h (s->hdr, or the capture itself when they came whole in it). */
+static void header(struct feed *f, const uint8_t *h)
 {
 	struct pg_conn *c = f->c;
 	struct pg_side *s = f->s;
-	uint8_t t = s->hdr[0];
-	uint32_t ml = be32(s->hdr + 1);
+	uint8_t t = h[0];
+	uint32_t ml = be32(h + 1);
 	int k = type_check(f->fe, t, ml);
 
 	s->hdrlen = 0;
@@ -1032,8 +1046,15 @@ static size_t step(struct feed *f, const uint8_t *p, size_t n)
 	size_t need, take;
 
 	switch (s->state) {
-	case S_STARTUP:
 	case S_HDR:
+		if (!s->hdrlen && n >= 5) {
+			/* The common case, a whole header in the capture: read in place, not gathered in s->hdr. */
+			s->first_ns = f->ts;
+			header(f, p);
+			return 5;
+		}
+		/* fall through */
+	case S_STARTUP:
 		need = (s->state == S_STARTUP ? 8 : 5) - s->hdrlen;
 		take = n < need ? n : need;
 		if (!s->hdrlen)
@@ -1044,7 +1065,7 @@ static size_t step(struct feed *f, const uint8_t *p, size_t n)
 			if (s->state == S_STARTUP)
 				startup_header(f);
 			else
-				header(f);
+				header(f, s->hdr);
 		}
 		return take;
 	case S_SSL_ANSWER:
