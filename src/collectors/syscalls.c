@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /* Syscall latency collector: bpf/syscalls.bpf.c -> loupe_syscall_duration_seconds{service_name,syscall},
  * loupe_syscall_untimed_total{service_name,syscall} (the --untimed-syscalls set: counted, not timed),
- * loupe_syscall_calls_total{service_name,syscall} (every call, timed or not) and
+ * loupe_syscall_calls_total{service_name,syscall} (the calls, timed or not) and
  * loupe_syscall_errors_total{service_name,syscall,errno}. Kernel maps are cumulative and never cleared.
  *
  * --syscalls on attaches sys_enter and sys_exit for good; sampled attaches both for SYSCALL_SAMPLE_ON_MS of every
@@ -30,7 +30,7 @@ struct syscalls {
 	int nservices;
 	uint64_t *sums; /* scratch: summed histograms of every [service][syscall] */
 	uint64_t *calls; /* scratch: summed untimed calls of every [service][syscall] */
-	uint64_t *unsampled; /* scratch: summed calls begun outside a sampling window */
+	uint64_t *unsampled; /* scratch: summed calls that ended in a sampling window but began before it */
 	struct bpf_program *enter, *exit; /* the flavour's programs */
 	struct bpf_link *enter_link, *exit_link; /* --syscalls sampled: both attached in windows only */
 	uint64_t window_ns;	 /* when the window opened (0: closed) */
@@ -215,8 +215,8 @@ static int export_untimed(struct syscalls *s, struct metric_family *untimed)
 	return 0;
 }
 
-/* Every call of each [service][syscall]: the timed ones (the histograms' counts, in s->sums), the untimed set's
- * and those begun outside a sampling window (read here). Called after export_latency() and export_untimed(). */
+/* The calls of each [service][syscall]: the timed ones (the histograms' counts, in s->sums), the untimed set's
+ * and those that began before their sampling window (read here). Called after export_latency() and export_untimed(). */
 static int export_calls(struct syscalls *s, struct metric_family *calls)
 {
 	const struct target_rules *rules = &s->L->opt->rules;
