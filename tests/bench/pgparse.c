@@ -21,7 +21,10 @@ struct msgbuf {
 
 static void put(struct msgbuf *m, const void *p, size_t n)
 {
-	memcpy(m->b + m->n, p, n);
+	if (m->n + n > sizeof(m->b))
+		abort();
+	if (n)
+		memcpy(m->b + m->n, p, n);
 	m->n += n;
 }
 
