@@ -49,7 +49,7 @@ struct {
 } syscall_unsampled SEC(".maps");
 
 /* The sampling window in force (--syscalls sampled): userspace advances it before it attaches the programs for a
- * window. Always 0 with --syscalls on. */
+ * window (with --syscalls on, once, at attach). */
 __u32 window_seq = 0;
 
 /* Bitmap of the syscall numbers that are counted but not timed; set by userspace before load. */
