@@ -166,6 +166,15 @@ def main(path):
                         goals.append(("loupe's own CPU under the API load < 1% of a core", lq, lq is not None and lq < 1))
                 if c == "sysoff" and goal_sysoff:
                     goals.append((f"{label} with --syscalls off >= {goal_sysoff}", rr[0], rr[0] is not None and rr[0] >= goal_sysoff))
+            # An A/A check of the run's resolution: between its windows, --syscalls sampled runs the programs
+            # --syscalls off runs (since 04c18a8 neither syscall hook is attached there), so their ratio per round
+            # would be 1 on a machine without noise.
+            aa = [v["sampled"] / v["sysoff"] for v in tput.values() if v.get("sampled") and v.get("sysoff")]
+            if aa:
+                q = quart(aa)
+                print(f"  A/A: sampled (between its windows) / sysoff, the same programs, per round: {fmt(q, '.3f')};"
+                      f" a difference of this size between two conditions here is noise")
+                summary.setdefault(part, {}).setdefault(mode or "all", {})["aa_sampled_over_sysoff"] = q[0]
             if part == "a":
                 cnt = [(r["loupe_requests"], r.get("requests")) for r in ms if r.get("loupe_requests") is not None]
                 if cnt:
