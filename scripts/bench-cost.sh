@@ -22,13 +22,17 @@
 #            loupe run --syscalls on|sampled|off --bpf-stats off, started for the condition and measured from 1.5 s
 #            after it is ready. sampled is measured outside its timing windows (the first closes 1 s after attach);
 #            the report weighs it with on by the duty cycle (0.9 x sampled + 0.1 x on): its cost over time.
+#   sockfloor
+#            not run by default: empty programs on sock:sock_send_length and sock:sock_recv_length
+#            (loupe-bench-floor --variant sock), the dispatch every socket send and receive on the host pays for
+#            payload capture's hooks (--conds off,sockfloor,sysoff; (m)'s sock_u resolves it)
 #   nocapture, noprofile, bare
 #            not run by default: the breakdown of sysoff (--conds off,sysoff,nocapture,noprofile,bare). sysoff with
 #            --capture-bytes 0 (no payload capture: no HTTP, WebSocket or SQL signal), with --profile-hz 0 (no CPU
 #            sampling), and with both (what is left: process tracking, TCP lifecycle, PostgreSQL's rare USDT probes)
 # Parts:
 #   m  micro-workloads (build/bench/loupe-bench-cost): a getuid() loop not targeted (syscall_u) and targeted
-#      (syscall_t), a loopback HTTP request/response pair and a PostgreSQL simple-query/response pair, each between
+#      (syscall_t), one-byte write/read pairs over a Unix socketpair not targeted (sock_u), a loopback HTTP request/response pair and a PostgreSQL simple-query/response pair, each between
 #      two target processes (http, pg), all pinned to the last CPU (a pair on one CPU hands over without cross-CPU
 #      wakeups, whose cost varies with the scheduler's placement): ns per operation (wall), the workload's CPU and
 #      the host's CPU per operation (/proc/stat busy time: steal, idle and iowait excluded; loupe's reader runs on
@@ -84,17 +88,17 @@ done
 [[ -z $rounds || $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-cost.sh: --rounds takes a positive number (got '$rounds')" >&2; exit 2; }
 want() { [[ $parts == *"$1"* ]]; }
 if ((quick)); then
-	M_ROUNDS=2 P_ROUNDS=2 A_ROUNDS=2 W_ROUNDS=2 C_ROUNDS=2 SYSCALL_OPS=500000 PAIR_OPS=5000 DURATION=3
+	M_ROUNDS=2 P_ROUNDS=2 A_ROUNDS=2 W_ROUNDS=2 C_ROUNDS=2 SYSCALL_OPS=500000 SOCK_OPS=200000 PAIR_OPS=5000 DURATION=3
 else
-	M_ROUNDS=10 P_ROUNDS=6 A_ROUNDS=6 W_ROUNDS=6 C_ROUNDS=8 SYSCALL_OPS=3000000 PAIR_OPS=30000 DURATION=5
+	M_ROUNDS=10 P_ROUNDS=6 A_ROUNDS=6 W_ROUNDS=6 C_ROUNDS=8 SYSCALL_OPS=3000000 SOCK_OPS=1000000 PAIR_OPS=30000 DURATION=5
 fi
 [[ -n $rounds ]] && M_ROUNDS=$rounds P_ROUNDS=$rounds A_ROUNDS=$rounds W_ROUNDS=$rounds C_ROUNDS=$rounds
 SETTLE=1.5
 IFS=, read -r -a CONDS <<<"off,${conds#off}"
 mapfile -t CONDS < <(printf '%s\n' "${CONDS[@]}" | awk 'NF && !seen[$0]++')
 for c in "${CONDS[@]}"; do
-	[[ $c =~ ^(off|floor|on|sampled|sysoff|nocapture|noprofile|bare)$ ]] \
-		|| { echo "bench-cost.sh: unknown condition '$c' (off floor on sampled sysoff nocapture noprofile bare)" >&2; exit 2; }
+	[[ $c =~ ^(off|floor|sockfloor|on|sampled|sysoff|nocapture|noprofile|bare)$ ]] \
+		|| { echo "bench-cost.sh: unknown condition '$c' (off floor sockfloor on sampled sysoff nocapture noprofile bare)" >&2; exit 2; }
 done
 
 log() { printf '[cost %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -157,6 +161,7 @@ cond_start() {
 	case $cond in
 	off) return 0 ;;
 	floor) floor_start ;;
+	sockfloor) floor_start --variant sock ;;
 	on|sampled) loupe_start --syscalls "$cond" --bpf-stats off "$@" ;;
 	sysoff) loupe_start --syscalls off --bpf-stats off "$@" ;;
 	nocapture) loupe_start --syscalls off --bpf-stats off --capture-bytes 0 "$@" ;;
@@ -187,17 +192,18 @@ log "$(nproc) CPUs, Linux $(uname -r); work directory $work"
 if want m; then
 	ln -s "$COST" "$work/lbc-t"
 	ln -s "$COST" "$work/lbc-u"
-	log "(m) $M_ROUNDS rounds x ${#CONDS[@]} conditions: getuid loop (untargeted, targeted) x $SYSCALL_OPS, HTTP and PostgreSQL pairs x $PAIR_OPS"
+	log "(m) $M_ROUNDS rounds x ${#CONDS[@]} conditions: getuid loop (untargeted, targeted) x $SYSCALL_OPS, socketpair (untargeted) x $SOCK_OPS, HTTP and PostgreSQL pairs x $PAIR_OPS"
 	for ((r = 1; r <= M_ROUNDS; r++)); do
 		for cond in $(order "$r"); do
 			cond_start "$cond" --target 'bench=comm:^lbc-t$'
 			[[ -n $LOUPE_PID ]] && scrape "$work/m0.txt"
 			line=""
-			for wl in syscall_u syscall_t http pg; do
+			for wl in syscall_u syscall_t sock_u http pg; do
 				c0=$([[ -n $LOUPE_PID ]] && proc_cpu "$LOUPE_PID" || echo 0)
 				case $wl in
 				syscall_u) res=$("$work/lbc-u" syscall -n "$SYSCALL_OPS") ;;
 				syscall_t) res=$("$work/lbc-t" syscall -n "$SYSCALL_OPS") ;;
+				sock_u) res=$("$work/lbc-u" sock -n "$SOCK_OPS") ;;
 				*) res=$("$work/lbc-t" "$wl" -n "$PAIR_OPS") ;;
 				esac
 				# loupe's own CPU over the workload (the records it reads arrive within PL_POLL_MS of the end).

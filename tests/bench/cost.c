@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /* loupe-bench-cost: the fixed micro-workloads of scripts/bench-cost.sh, each timed per operation.
  *
- *   loupe-bench-cost syscall|http|pg [-n OPS] [-w WARMUP_MS] [-c CPU]
+ *   loupe-bench-cost syscall|sock|http|pg [-n OPS] [-w WARMUP_MS] [-c CPU]
  *     syscall  OPS getuid() calls in a loop (a syscall loupe times by default, unlike getppid; not a vDSO call)
+ *     sock     OPS one-byte write() and read() pairs over a Unix stream socketpair in this one process: two
+ *              syscalls and two runs of the socket tracepoints payload capture hooks (sock_send_length,
+ *              sock_recv_length) per operation, and no network stack
  *     http     OPS HTTP/1.1 request/response pairs on one keep-alive loopback TCP connection between this
  *              process (the client) and a forked server: "GET /items/N" (N varies) and a 200 with a 2-byte body
  *     pg       OPS PostgreSQL simple-query/response pairs between this process and a forked server speaking
  *              the v3 wire protocol: a startup packet and AuthenticationOk + ReadyForQuery once, then per
  *              operation Query "SELECT v FROM kv WHERE k = N" (N varies: one fingerprint, many literals) and
  *              RowDescription, DataRow, CommandComplete, ReadyForQuery
- *     -n  operations timed (default 3000000 syscall, 30000 http and pg: about a second each here)
+ *     -n  operations timed (default 3000000 syscall, 1000000 sock, 30000 http and pg: about a second each here)
  *     -w  milliseconds of the same operations first, not timed (default 500): gives loupe time to see the
  *         processes (its /proc scan, unwinding tables) so that the timed part is its steady state
  *     -c  the CPU the workload runs on, both processes of a pair included (default: the last this process may use;
@@ -246,6 +249,17 @@ static void pg_op(int fd, uint64_t i)
 		die("server closed");
 }
 
+/* ------------------------------------------------------------------------------------------ sock --- */
+
+static int sock_pair[2];
+
+static void sock_op(int fd, uint64_t i)
+{
+	char b = (char)i;
+	if (write(fd, &b, 1) != 1 || read(sock_pair[1], &b, 1) != 1)
+		die("socketpair");
+}
+
 /* ---------------------------------------------------------------------------------------- driver --- */
 
 /* A loopback TCP pair: the server is a forked child serving one connection. */
@@ -281,12 +295,13 @@ static int start_pair(int (*serve)(int), pid_t *child)
 
 int main(int argc, char **argv)
 {
-	if (argc < 2 || (strcmp(argv[1], "syscall") && strcmp(argv[1], "http") && strcmp(argv[1], "pg"))) {
-		fprintf(stderr, "usage: loupe-bench-cost syscall|http|pg [-n OPS] [-w WARMUP_MS] [-c CPU]\n");
+	if (argc < 2 || (strcmp(argv[1], "syscall") && strcmp(argv[1], "sock") && strcmp(argv[1], "http") &&
+			 strcmp(argv[1], "pg"))) {
+		fprintf(stderr, "usage: loupe-bench-cost syscall|sock|http|pg [-n OPS] [-w WARMUP_MS] [-c CPU]\n");
 		return 2;
 	}
 	const char *w = argv[1];
-	long ops = !strcmp(w, "syscall") ? 3000000 : 30000, warm_ms = 500, cpu = -2;
+	long ops = !strcmp(w, "syscall") ? 3000000 : !strcmp(w, "sock") ? 1000000 : 30000, warm_ms = 500, cpu = -2;
 	for (int i = 2; i + 1 < argc; i += 2) {
 		char *end;
 		long v = strtol(argv[i + 1], &end, 10);
@@ -330,6 +345,11 @@ int main(int argc, char **argv)
 		fd = start_pair(pg_serve, &child);
 		pg_startup(fd);
 		op = pg_op;
+	} else if (!strcmp(w, "sock")) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sock_pair))
+			die("socketpair");
+		fd = sock_pair[0];
+		op = sock_op;
 	}
 	uint64_t i = 0, warm_end = now_ns(CLOCK_MONOTONIC) + (uint64_t)warm_ms * 1000000;
 	while (now_ns(CLOCK_MONOTONIC) < warm_end) {

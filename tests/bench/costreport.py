@@ -10,7 +10,7 @@ import json
 import statistics
 import sys
 
-CONDS = ["floor", "on", "sampled", "sysoff", "nocapture", "noprofile", "bare"]
+CONDS = ["floor", "sockfloor", "on", "sampled", "sysoff", "nocapture", "noprofile", "bare"]
 LOADS = {"api": ("the API load, loupe's defaults", "request"),
          "pgbench": ("pgbench -S, --syscalls off", "transaction")}
 DUTY = 0.1  # include/syscalls.h: SYSCALL_SAMPLE_ON_MS / SYSCALL_SAMPLE_PERIOD_MS
@@ -83,6 +83,7 @@ def main(path):
     if m:
         print("\n## (m) micro-workloads: ns added per operation (wall), host CPU ns added per operation")
         for wl, unit in (("syscall_u", "syscall (untargeted)"), ("syscall_t", "syscall (targeted)"),
+                         ("sock_u", "socket write + read, Unix socketpair (untargeted)"),
                          ("http", "HTTP request"), ("pg", "SQL statement")):
             rs = [r for r in m if r["wl"] == wl]
             if not rs:

@@ -5,7 +5,9 @@
  * raw_tp pair, like loupe's --tracepoints.
  *
  * The other pairs are for explaining a gap between loupe's untargeted path and the floor (docs/performance.md):
- * each does one piece of that path, or an alternative to it, and nothing else. */
+ * each does one piece of that path, or an alternative to it, and nothing else. The sock pair is the floor of
+ * payload capture's hooks (bpf/payload.bpf.c): empty programs on sock:sock_send_length and sock:sock_recv_length,
+ * which every socket send and receive on the host then runs. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -77,3 +79,9 @@ SEC("tp_btf/sys_enter")
 int BPF_PROG(task_enter_btf, struct pt_regs *regs, long id) { return task(); }
 SEC("tp_btf/sys_exit")
 int BPF_PROG(task_exit_btf, struct pt_regs *regs, long ret) { return task(); }
+
+/* --variant sock: empty programs on the socket tracepoints payload capture uses. */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send_btf, struct sock *sk, int ret, int flags) { return 0; }
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(sock_recv_btf, struct sock *sk, int ret, int flags) { return 0; }

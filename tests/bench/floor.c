@@ -3,13 +3,14 @@
  * SIGTERM. scripts/bench.sh runs it as the "floor" condition: the cost every syscall pays for having any program on
  * those hooks, against which loupe's untargeted path is judged.
  *
- *   loupe-bench-floor [--raw-tp] [--stats] [--variant empty|pidtgid|lookup|task]
+ *   loupe-bench-floor [--raw-tp] [--stats] [--variant empty|pidtgid|lookup|task|sock]
  *     --raw-tp   attach the raw_tp pair instead of tp_btf (loupe's --tracepoints raw_tp; empty variant only)
  *     --stats    also hold kernel BPF run-time statistics on while attached, as loupe does (bpf_enable_stats):
  *                shows what the statistics themselves cost, and gives the floor programs a run_time_ns
  *     --variant  empty (default: the floor) or one piece of loupe's untargeted path, to explain a gap:
  *                pidtgid (bpf_get_current_pid_tgid only), lookup (plus the tgid-indexed array lookup, sized to
- *                pid_max, as loupe's target_svc), task (a task-local-storage lookup instead)
+ *                pid_max, as loupe's target_svc), task (a task-local-storage lookup instead); or sock: empty
+ *                programs on sock:sock_send_length and sock:sock_recv_length instead (payload capture's hooks)
  *
  * Prints "attached" on stdout once both programs are attached; exits 0 after a clean detach. */
 #include <bpf/bpf.h>
@@ -31,7 +32,7 @@ static int print_libbpf(enum libbpf_print_level level, const char *fmt, va_list 
 
 int main(int argc, char **argv)
 {
-	static const char *const variants[] = {"floor", "pidtgid", "lookup", "task"};
+	static const char *const variants[] = {"floor", "pidtgid", "lookup", "task", "sock"};
 	const char *variant = "floor";
 	bool raw_tp = false, stats = false;
 	struct floor_bpf *skel = NULL;
@@ -48,7 +49,7 @@ int main(int argc, char **argv)
 				variant = "floor";
 		} else {
 			fprintf(stderr, "loupe-bench-floor: unknown argument '%s' (usage: loupe-bench-floor [--raw-tp] "
-					"[--stats] [--variant empty|pidtgid|lookup|task])\n", argv[i]);
+					"[--stats] [--variant empty|pidtgid|lookup|task|sock])\n", argv[i]);
 			return 2;
 		}
 	}
@@ -81,12 +82,12 @@ int main(int argc, char **argv)
 	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++)
 		known |= !strcmp(variant, variants[v]);
 	if (!known || (raw_tp && strcmp(variant, "floor"))) {
-		fprintf(stderr, "loupe-bench-floor: bad --variant '%s': expected empty, pidtgid, lookup or task "
+		fprintf(stderr, "loupe-bench-floor: bad --variant '%s': expected empty, pidtgid, lookup, task or sock "
 				"(--raw-tp: empty only)\n", variant);
 		err = -EINVAL;
 		goto out;
 	}
-	/* Load only the chosen pair: program names are VARIANT_{enter,exit}_{btf,raw}. */
+	/* Load only the chosen pair: program names are VARIANT_{enter,exit}_{btf,raw} (sock: sock_{send,recv}_btf). */
 	struct bpf_program *prog;
 	bpf_object__for_each_program(prog, skel->obj) {
 		const char *name = bpf_program__name(prog);
@@ -113,7 +114,7 @@ int main(int argc, char **argv)
 	}
 	err = floor_bpf__attach(skel);
 	if (err) {
-		fprintf(stderr, "loupe-bench-floor: cannot attach to sys_enter/sys_exit: %s\n", strerror(-err));
+		fprintf(stderr, "loupe-bench-floor: cannot attach the %s programs: %s\n", variant, strerror(-err));
 		goto out;
 	}
 	printf("attached %s %s%s\n", variant, raw_tp ? "raw_tp" : "tp_btf", stats ? " with BPF statistics" : "");
