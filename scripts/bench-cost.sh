@@ -32,8 +32,9 @@
 #            sampling), and with both (what is left: process tracking, TCP lifecycle, PostgreSQL's rare USDT probes)
 # Parts:
 #   m  micro-workloads (build/bench/loupe-bench-cost): a getuid() loop not targeted (syscall_u) and targeted
-#      (syscall_t), one-byte write/read pairs over a Unix socketpair not targeted (sock_u), a loopback HTTP request/response pair and a PostgreSQL simple-query/response pair, each between
-#      two target processes (http, pg), all pinned to the last CPU (a pair on one CPU hands over without cross-CPU
+#      (syscall_t), one-byte write/read pairs over a Unix socketpair not targeted (sock_u), a loopback HTTP
+#      request/response pair and a PostgreSQL simple-query/response pair, each between two target processes (http,
+#      pg), all pinned to the last CPU (a pair on one CPU hands over without cross-CPU
 #      wakeups, whose cost varies with the scheduler's placement): ns per operation (wall), the workload's CPU and
 #      the host's CPU per operation (/proc/stat busy time: steal, idle and iowait excluded; loupe's reader runs on
 #      the other CPU and counts there); loupe's counts checked against the operations

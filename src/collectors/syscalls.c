@@ -106,8 +106,7 @@ static int attach_link(struct bpf_program *prog, struct bpf_link **link)
 static int window_open(struct syscalls *s)
 {
 	int err;
-	if (s->skel->bss)
-		s->skel->bss->window_seq++;
+	s->skel->bss->window_seq++; /* the skeleton's mmap of .bss: the programs see it at once */
 	if ((err = attach_link(s->exit, &s->exit_link)) || (err = attach_link(s->enter, &s->enter_link))) {
 		bpf_link__destroy(s->exit_link);
 		s->exit_link = NULL;

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: BSD-2-Clause
 # Benchmark programs (scripts/bench-cost.sh, scripts/bench.sh), included by the main Makefile: the empty-program floor
 # loader, the syscall cost timer, a process making many distinct syscalls (scrape time at scale), the cost
-# benchmark's micro-workloads, and the PostgreSQL parser's cost per transaction alone. `make bench` builds them and runs the cost benchmark, `make bench-full` the older
-# full one; `make bench-bins` only builds them.
+# benchmark's micro-workloads, and the PostgreSQL parser's cost per transaction alone. `make bench` builds them and
+# runs the cost benchmark, `make bench-full` the older full one; `make bench-bins` only builds them.
 BENCH_DIR  := $(BUILD)/bench
 BENCH_BINS := $(BENCH_DIR)/loupe-bench-floor $(BENCH_DIR)/loupe-bench-sc $(BENCH_DIR)/loupe-bench-mix \
               $(BENCH_DIR)/loupe-bench-cost $(BENCH_DIR)/loupe-bench-pgparse
