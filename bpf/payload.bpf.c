@@ -8,7 +8,7 @@
  * For read, readv, recvfrom, recvmsg, write, writev, sendto and sendmsg of a target process that moved bytes on a
  * TCP socket, the first capture_bytes of them (gathered over up to PAYLOAD_IOV_MAX iovecs), and for longer
  * single-buffer calls also their last PAYLOAD_TAIL bytes, go to userspace
- * through pl_events, with the connection's identity, the byte count and a timestamp. pl_conns holds each
+ * through pl_rings (a ring buffer per CPU), with the connection's identity, the byte count and a timestamp. pl_conns holds each
  * captured connection's state from its first such call to TCP_CLOSE; userspace marks the ones no protocol
  * parser wants as PL_STOPPED, and from then on their calls cost a lookup and nothing else. Socket I/O of other
  * syscalls (sendfile, splice, sendmmsg, io_uring) and of kernel threads is not captured. */
@@ -48,10 +48,31 @@ struct {
 	__type(value, struct pl_conn);
 } pl_conns SEC(".maps");
 
-struct {
+/* One ring buffer per CPU, each written only by the programs that run on its CPU. With one ring for the host, every
+ * record's reservation took the ring's lock and producer position from the CPU that wrote last: under pgbench -S on
+ * two CPUs that was a third of the capture programs' time (docs/performance.md, "Per-CPU rings"). Records of one
+ * connection can now sit in two rings (its task moved between CPUs); userspace merges the rings by timestamp
+ * (src/collectors/payload.c, rings_consume). Userspace sizes the rings, creates them and fills this array before
+ * it attaches. */
+struct pl_ring {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 * 1024 * 1024);
-} pl_events SEC(".maps");
+	__uint(max_entries, 4096); /* a template: userspace sets the size */
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1); /* possible CPUs, set by userspace */
+	__type(key, __u32);
+	__array(values, struct pl_ring);
+} pl_rings SEC(".maps");
+
+/* A quarter of one ring: when that much waits in it, the reader is woken (set by userspace with the size). */
+const volatile __u32 ring_wakeup_bytes = 1024 * 1024;
+
+static __always_inline void *pl_ring(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&pl_rings, &cpu);
+}
 
 struct pl_scratch {
 	/* Bytes this CPU has output since it last asked the ring how full it is: beside the header, in a cache line
@@ -80,22 +101,20 @@ __u64 pl_next_id = 0;
 
 /* Records do not wake the reader one by one: a wakeup is an interrupt (a self-IPI, a VM exit on a guest) in the
  * traced task's context, dearer than the capture. Userspace reads every PL_POLL_MS anyway; a wakeup is forced
- * only when a quarter of the ring is waiting. Asking the ring how much is waiting reads the reader's position,
- * a cache line that the reader writes from another CPU: a miss once other work has evicted it (20-25 ns a record
+ * only when a quarter of a ring is waiting. Asking the ring how much is waiting reads the reader's position, a
+ * cache line that the reader writes from another CPU: a miss once other work has evicted it (20-25 ns a record
  * with the other CPU busy, nothing on a quiet host: scripts/bench-cost.sh --only c, docs/performance.md). So each
- * CPU asks once per PL_QUERY_BYTES it has output. The ring then holds at most PL_WAKEUP_BYTES + CPUs x
- * PL_QUERY_BYTES before the reader is woken (2 MiB of 4 with 64 CPUs). */
-#define PL_WAKEUP_BYTES (1024 * 1024)
+ * CPU asks once per PL_QUERY_BYTES it has output to its ring. */
 #define PL_QUERY_BYTES (16 * 1024)
 
-static __always_inline __u64 pl_wakeup_flag(struct pl_scratch *s, __u32 bytes)
+static __always_inline __u64 pl_wakeup_flag(void *ring, struct pl_scratch *s, __u32 bytes)
 {
 	s->unqueried += bytes;
 	if (s->unqueried < PL_QUERY_BYTES)
 		return BPF_RB_NO_WAKEUP;
 	s->unqueried = 0;
-	return bpf_ringbuf_query(&pl_events, BPF_RB_AVAIL_DATA) >= PL_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
-										    : BPF_RB_NO_WAKEUP;
+	return bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= ring_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									     : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline bool pl_is_captured_nr(__u32 nr)
@@ -198,7 +217,8 @@ static __always_inline void pl_fill_hdr(struct pl_hdr *h, struct pl_conn *c, __u
 
 static __always_inline void pl_output(struct pl_conn *c, struct pl_scratch *s, void *rec, __u32 size)
 {
-	if (bpf_ringbuf_output(&pl_events, rec, size, pl_wakeup_flag(s, size))) {
+	void *ring = pl_ring();
+	if (!ring || bpf_ringbuf_output(ring, rec, size, pl_wakeup_flag(ring, s, size))) {
 		c->lost = 1;
 		count_drop(&pl_drops, PL_DROP_RINGBUF);
 	} else {
@@ -310,8 +330,9 @@ static __always_inline int pl_on_state(const struct sock *sk, int newstate)
 	if (c->state == PL_CAPTURE) {
 		__u32 zero = 0;
 		struct pl_scratch *s = bpf_map_lookup_elem(&pl_scratch, &zero);
-		__u64 wakeup = s ? pl_wakeup_flag(s, sizeof(h)) : BPF_RB_NO_WAKEUP;
-		if (bpf_ringbuf_output(&pl_events, &h, sizeof(h), wakeup))
+		void *ring = pl_ring();
+		__u64 wakeup = s && ring ? pl_wakeup_flag(ring, s, sizeof(h)) : BPF_RB_NO_WAKEUP;
+		if (!ring || bpf_ringbuf_output(ring, &h, sizeof(h), wakeup))
 			count_drop(&pl_drops, PL_DROP_CLOSE_RINGBUF);
 	}
 	bpf_map_delete_elem(&pl_conns, &key);

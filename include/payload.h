@@ -10,7 +10,12 @@
 #define PAYLOAD_DEFAULT_CAPTURE 256
 #define PAYLOAD_MAX_CAPTURE 1024 /* a power of two: the BPF side masks offsets with it */
 #define PAYLOAD_IOV_MAX 4	 /* iovecs of readv/writev/recvmsg/sendmsg gathered into one capture */
-#define PL_POLL_MS 100		 /* userspace reads the ring this often (records do not wake it up one by one) */
+#define PL_POLL_MS 100		 /* userspace reads the rings this often (records do not wake it up one by one) */
+/* The per-CPU capture rings: PL_RINGS_BYTES shared out among the possible CPUs, each a power of two in
+ * [PL_RING_MIN, PL_RING_MAX] (2 MiB each on two CPUs, 256 KiB each from 16 CPUs on). */
+#define PL_RINGS_BYTES (4u << 20)
+#define PL_RING_MIN (256u << 10)
+#define PL_RING_MAX (4u << 20)
 #define PAYLOAD_TAIL 64		 /* also the last bytes of longer single-buffer calls: where a PostgreSQL backend's
 				  * write ends with CommandComplete and ReadyForQuery */
 

@@ -15,15 +15,18 @@
  * rows' budgets; loupe_redactions_total{kind} counts every abstraction. */
 #include "collectors/payload_int.h"
 #include "lib/bpf_util.h"
+#include "lib/cpurings.h"
 #include "lib/log.h"
 #include "payload.skel.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const drop_reasons[PL_DROP_NR] = {
 	[PL_DROP_RINGBUF] = "ringbuf_full",
@@ -264,20 +267,34 @@ static int payload_open(struct loupe *L, void **priv)
 		return err;
 	}
 	p->skel->rodata->capture_bytes = L->opt->capture_bytes;
-	if ((err = bpf_map__set_max_entries(p->skel->maps.target_svc, L->pid_max)) ||
+	/* One ring per possible CPU (bpf/payload.bpf.c, pl_rings): PL_RINGS_BYTES shared out, a quarter of a ring
+	 * waiting wakes the reader. */
+	int ncpu = libbpf_num_possible_cpus();
+	size_t ring_bytes = cpurings_size(ncpu > 0 ? (unsigned)ncpu : 1, PL_RINGS_BYTES, PL_RING_MIN, PL_RING_MAX);
+	p->skel->rodata->ring_wakeup_bytes = (uint32_t)(ring_bytes / 4);
+	/* The array's inner map is given as a ring of the size chosen (the kernel compares sizes when a ring is
+	 * stored), not by resizing libbpf's template: libbpf 1.1 crashes on that (its inner map has no object). */
+	int tmpl = ncpu < 0 ? ncpu : bpf_map_create(BPF_MAP_TYPE_RINGBUF, "pl_ring_tmpl", 0, 0, (uint32_t)ring_bytes, NULL);
+	if ((err = tmpl < 0 ? tmpl : 0) || (err = bpf_map__set_max_entries(p->skel->maps.pl_rings, (uint32_t)ncpu)) ||
+	    (err = bpf_map__set_inner_map_fd(p->skel->maps.pl_rings, tmpl)) ||
+	    (err = bpf_map__set_max_entries(p->skel->maps.target_svc, L->pid_max)) ||
 	    (err = bpf_map__reuse_fd(p->skel->maps.target_svc, L->target_svc_fd)) ||
 	    (err = loupe__select_tp_flavour(L, p->skel->obj, &hook)) || (err = payload_bpf__load(p->skel))) {
+		if (tmpl >= 0)
+			close(tmpl);
 		payload_bpf__destroy(p->skel);
 		free(p);
 		return err;
 	}
+	close(tmpl);
 	p->conns_fd = bpf_map__fd(p->skel->maps.pl_conns);
 	p->drops_fd = bpf_map__fd(p->skel->maps.pl_drops);
 
 	for (int i = 0; i < PROTO_NR && !err; i++)
 		if (payload_protos[i] && payload_protos[i]->open)
 			err = payload_protos[i]->open(p, L->reg);
-	if (!err && !(p->rb = ring_buffer__new(bpf_map__fd(p->skel->maps.pl_events), on_record, p, NULL)))
+	if (!err && !(p->rings = cpurings__new(bpf_map__fd(p->skel->maps.pl_rings), (unsigned)ncpu, ring_bytes,
+					       offsetof(struct pl_hdr, ts_ns), on_record, p)))
 		err = -errno;
 	if (err) {
 		rows_close(p);
@@ -299,7 +316,7 @@ static int payload_attach(void *priv)
 static int payload_poll(void *priv)
 {
 	struct payload *p = priv;
-	int n = ring_buffer__consume(p->rb);
+	int n = cpurings__consume(p->rings);
 	uint64_t now = now_ns(CLOCK_MONOTONIC);
 	if (now - p->last_sweep_ns > 30 * NSEC_PER_SEC) {
 		p->last_sweep_ns = now;
@@ -311,7 +328,7 @@ static int payload_poll(void *priv)
 static int payload_poll_fd(void *priv)
 {
 	struct payload *p = priv;
-	return ring_buffer__epoll_fd(p->rb);
+	return cpurings__epoll_fd(p->rings);
 }
 
 static int payload_collect(void *priv, struct registry *reg)
@@ -421,7 +438,7 @@ static void payload_close(void *priv)
 		label_set__free(&p->svc[s].fingerprints);
 	}
 	rows_close(p);
-	ring_buffer__free(p->rb);
+	cpurings__free(p->rings);
 	payload_bpf__destroy(p->skel);
 	free(p);
 }

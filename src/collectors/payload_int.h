@@ -78,7 +78,7 @@ struct svc_stats {
 struct payload {
 	struct loupe *L;
 	struct payload_bpf *skel;
-	struct ring_buffer *rb;
+	struct cpurings *rings; /* the per-CPU capture rings, read merged by timestamp */
 	int conns_fd, drops_fd;
 	struct conn *buckets[CONN_BUCKETS];
 	unsigned nconns;

@@ -166,7 +166,8 @@ def run(t, srv, L, L1k, L64):
     t.ok(d(REC, direction="sent") <= 1, f"TLS: none of its {NREQ} writes after the classification is captured",
          f"{d(REC, direction='sent')} captured")
 
-    # Lost records are counted: with loupe stopped, FLOOD writes of 200 bytes overflow its 4 MiB ring buffer.
+    # Lost records are counted: with loupe stopped, FLOOD writes of 200 bytes (10 MB) overflow the rings (4 MiB in
+    # all, one per CPU).
     FLOOD = 40000
     before = L.scrape()
     drops0 = value(before, "loupe_events_dropped_total", feature="payload", reason="ringbuf_full")
