@@ -351,11 +351,20 @@ progs_delta() {
 		 run_time_ns:(.value.run_time_ns - ($a[0].progs[$k].run_time_ns // 0))}]'
 }
 
+# Where the capture programs' time goes: of a host-wide perf record (-a -g), the samples whose call chain passes
+# through bpf_trace_run3 (the socket tracepoints' call into BPF programs), their share of all samples, and each
+# function's share of them, counted only below bpf_trace_run3 (the TCP stack's own usercopy checks are not the
+# capture's): perf_under PART LOAD DATA
+perf_under() {
+	local part=$1 load=$2 data=$3 res
+	[[ -s $data ]] || return 0
+	res=$("$PY" "$top/tests/bench/benchlib.py" perfunder "$data") || { log "warning: perf script failed on $data"; return 0; }
+	record "$(jq -c --arg part "$part" --arg load "$load" '{part:$part,kind:"perfunder",load:$load} + .' <<<"$res")"
+}
+
 # ------------------------------------------------------------------------------------------------ c
 # The capture programs' run time per record, in the pinned pairs of (m), for this tree's loupe and (--base) another;
-# then where a capture's time goes. CAPTURE_SYMS: the kernel functions a capture calls (bpf/payload.bpf.c), as perf
-# names them.
-CAPTURE_SYMS='bpf_prog_[0-9a-f]+_pl_(send|recv)|bpf_trace_run3|bpf_probe_read_user|copy_from_user_nofault|__check_object_size|__virt_addr_valid|bpf_ringbuf_output|__bpf_ringbuf_reserve|bpf_ringbuf_query|htab_map_lookup|bpf_task_pt_regs|bpf_ktime_get_ns'
+# then where a capture's time goes (perf_under).
 if want c; then
 	command -v perf >/dev/null || die "part c needs perf (apt-get install linux-perf)"
 	builds=(new)
@@ -395,12 +404,7 @@ if want c; then
 	perf record -q -a -g -F 4999 -o "$work/perf-capture.data" -- "$work/lbc-t" pg -n $((PAIR_OPS * 10)) >/dev/null 2>&1 \
 		|| log "warning: perf record failed"
 	loupe_stop
-	if [[ -s $work/perf-capture.data ]]; then
-		perf report -i "$work/perf-capture.data" --children --sort symbol --stdio -q -g none 2>/dev/null \
-			| grep -E '^ +[0-9.]+%' | grep -E "$CAPTURE_SYMS" | sed -E 's/ +- +- *$//' >"$work/perf-capture-top.txt" || true
-		record "$(jq -Rsc '{part:"c",kind:"perf",top:(split("\n") | map(select(length > 0) | gsub("^ +"; "")))}' \
-			<"$work/perf-capture-top.txt")"
-	fi
+	perf_under c pair "$work/perf-capture.data"
 fi
 
 # ------------------------------------------------------------------------------------------------ b
@@ -440,6 +444,17 @@ if want b; then
 	log "(b) loupe --syscalls off --bpf-stats always, under pgbench -S: BPF run time per program, and perf on loupe"
 	loupe_start --syscalls off --bpf-stats always --target "postgres=pid:$PG_PID"
 	b_profile pgbench transactions pgbench env "${G_ENV[@]}" "$PGBENCH" -n -S -M prepared -c 4 -j 2 -T 17
+	log "(b) loupe --syscalls off under pgbench -S: where the capture programs' time goes (perf -a over 5 s)"
+	loupe_start --syscalls off --profile-hz 0 --target "postgres=pid:$PG_PID"
+	sleep "$SETTLE"
+	env "${G_ENV[@]}" "$PGBENCH" -n -S -M prepared -c 4 -j 2 -T 8 >"$work/b-pgbench-perf.txt" 2>&1 &
+	BG_PID=$!
+	sleep 1
+	perf record -q -a -g -F 4999 -o "$work/perf-pgbench-host.data" -- sleep 5 >/dev/null 2>&1 || log "warning: perf record failed"
+	wait "$BG_PID" || true
+	BG_PID=""
+	loupe_stop
+	perf_under b pgbench "$work/perf-pgbench-host.data"
 fi
 ((PG_INIT && !PG_DIR_NEW)) && { env "${G_ENV[@]}" "$PGBENCH" -i -I d >>"$work/pgbench-init.txt" 2>&1 || true; }
 

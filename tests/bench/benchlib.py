@@ -24,6 +24,11 @@
     benchlib.py cpu PID...              CPU time (s) of the whole host (non-idle, from /proc/stat) and of PIDs with
                                         their children and grandchildren (utime+stime, and cutime+cstime: the
                                         children they reaped)
+    benchlib.py perfunder DATA [ROOT]   the samples of a perf.data (recorded with -a -g) whose call chain passes
+                                        through ROOT (default bpf_trace_run3, the tracepoints' call into BPF
+                                        programs) -> JSON: their share of all samples, and each function's share
+                                        of them, inclusive and self (only below ROOT: a function that other kernel
+                                        paths call too is not counted for them)
     benchlib.py report RECORDS [--out FILE]
                                         results table on stdout (and JSON in FILE) from bench.sh's records
 
@@ -855,6 +860,32 @@ def report(records_path, out_path=None):
     return 0
 
 
+def perfunder(path, root="bpf_trace_run3", top=16):
+    out = subprocess.run(["perf", "script", "-i", path, "-F", "ip,sym"], capture_output=True, text=True,
+                         check=True).stdout
+    total = under = 0
+    incl, self_ = {}, {}
+    for block in out.split("\n\n"):
+        frames = [ln.split(None, 1) for ln in block.strip().splitlines() if ln.strip()]
+        if not frames:
+            continue
+        total += 1
+        # "ffffffff81234567 name+0x12": the name, without the offset and a BPF program's tag.
+        syms = [re.sub(r"^bpf_prog_[0-9a-f]{16}_", "bpf_prog_", (f[1] if len(f) > 1 else "?").split("+")[0].strip())
+                for f in frames]
+        if root not in syms:
+            continue
+        under += 1
+        chain = syms[:syms.index(root) + 1]
+        self_[chain[0]] = self_.get(chain[0], 0) + 1
+        for name in set(chain):
+            incl[name] = incl.get(name, 0) + 1
+    funcs = sorted(incl, key=lambda k: -incl[k])[:top]
+    return {"samples": total, "under": under, "share_pct": 100 * under / total if total else 0, "root": root,
+            "funcs": [{"name": k, "incl_pct": 100 * incl[k] / under, "self_pct": 100 * self_.get(k, 0) / under}
+                      for k in funcs]}
+
+
 def main(argv):
     if len(argv) < 2:
         sys.exit(__doc__)
@@ -882,6 +913,8 @@ def main(argv):
         print(json.dumps(proc(int(args[0]))))
     elif cmd == "cpu":
         print(json.dumps(cpu([int(p) for p in args if p.isdigit()])))
+    elif cmd == "perfunder":
+        print(json.dumps(perfunder(*args[:2])))
     elif cmd == "report":
         out = args[args.index("--out") + 1] if "--out" in args else None
         return report(args[0], out)

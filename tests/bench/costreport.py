@@ -64,6 +64,16 @@ def paired(rounds, cond, op, default_mode):
     return vals
 
 
+def perf_under(r, load):
+    """A perfunder record: the BPF programs' share of the host's samples under a load, and their functions."""
+    print(f"\n## ({r['part']}) where the capture programs' time goes under {load}: the host, perf -a -g, cpu-clock")
+    print(f"  samples through {r['root']} (the socket tracepoints' call into BPF): {r['share_pct']:.2f}% of all "
+          f"{r['samples']} samples")
+    print(f"  {'inclusive':>9} {'self':>7}  function (% of those samples; counted only below {r['root']})")
+    for f in r["funcs"]:
+        print(f"  {f['incl_pct']:8.1f}% {f['self_pct']:6.1f}%  {f['name']}")
+
+
 def main(path):
     recs = [json.loads(line) for line in open(path) if line.strip()]
     machine = next((r for r in recs if r.get("part") == "machine"), {})
@@ -192,8 +202,8 @@ def main(path):
         print("\n## (w) WebSocket echo")
         throughput("w", "messages_per_s", "WebSocket", "messages", "message", 0.97)
 
-    cperf = [r for r in recs if r.get("part") == "c" and r.get("kind") == "perf"]
-    c = [r for r in recs if r.get("part") == "c" and r.get("kind") != "perf"]
+    cperf = [r for r in recs if r.get("part") == "c" and r.get("kind") in ("perf", "perfunder")]
+    c = [r for r in recs if r.get("part") == "c" and r.get("kind") not in ("perf", "perfunder")]
     if c:
         builds = [x for x in ("new", "base") if any(r["build"] == x for r in c)]
         print("\n## (c) capture programs' run time per record: pinned pairs, both ends targets, --syscalls off "
@@ -222,6 +232,10 @@ def main(path):
             print(f"  {wl:5} capture ns per operation (both programs): {line}")
             summary.setdefault("c", {})[wl] = entry
     for r in cperf:
+        if r.get("kind") == "perfunder":
+            perf_under(r, "the PostgreSQL pair")
+            continue
+        # Records made before 2026-12-06 14:30: a function's share of all samples, the TCP stack's calls included.
         print("\n## (c) where a capture's time goes: the host under the PostgreSQL pair, loupe --syscalls off (perf -a, "
               "cpu-clock, inclusive % of all samples, self %)")
         run3 = next((float(line.split("%")[0]) for line in r["top"] if line.endswith("bpf_trace_run3")), None)
@@ -247,6 +261,8 @@ def main(path):
                 print(f"  {p['name']:18} {p['runs'] / n if n else 0:13.1f} {p['run_time_ns'] / p['runs']:8.0f} "
                       f"{p['run_time_ns'] / n / 1e3 if n else 0:11.2f}")
             print(f"  {'total':18} {'':13} {'':8} {tot / n / 1e3 if n else 0:11.2f}")
+        elif r.get("kind") == "perfunder":
+            perf_under(r, load[0])
         elif r.get("kind") == "perf":
             print(f"\n## (b) loupe's CPU by function under {load[0]} (perf, DWARF call chains: inclusive %, self %)")
             for line in r["top"]:
