@@ -188,9 +188,9 @@ static __always_inline __u32 pl_gather(struct pl_scratch *s, __u32 nr, struct pt
 }
 
 /* A single-buffer call's capture that fits is gathered in a buffer on the BPF stack instead of the per-CPU scratch:
- * 6% less capture time per record (scripts/bench-cost.sh --only c, docs/performance.md). Not through the usercopy
- * check, which stays: a program with this much stack runs on a per-CPU private stack (Linux 6.13+), which hardened
- * usercopy checks as it does a map value. 48 + 256 + 64 bytes of the program's 512: the default --capture-bytes 256
+ * 6% less capture time per record (scripts/bench-cost.sh --only c, docs/performance.md). The JIT puts it on the
+ * task's kernel stack (Linux 6.18 here: rbp-relative, no private stack), where hardened usercopy's check of the
+ * destination is its short stack path. 48 + 256 + 64 bytes of the program's 512: the default --capture-bytes 256
  * fits; larger captures and the iovec calls use the scratch. */
 #define PL_STACK_CAP 256
 struct pl_small {
@@ -363,16 +363,20 @@ static __always_inline bool pl_is_inet_tcp(struct sock *sk, const bool btf)
  * tracepoint fires inside it. */
 static __always_inline int pl_on_io(struct sock *sk, int ret, int flags, __u8 dir, const bool btf)
 {
-	if (ret <= 0 || !capture_bytes)
+	/* No test of capture_bytes here: with --capture-bytes 0 these programs are not loaded, and reading it is a
+	 * cache miss on every untargeted call (the .rodata map's line goes cold between calls). The tgid is read
+	 * from the task that the capture needs anyway: one helper call fewer for a target. */
+	if (ret <= 0)
 		return 0;
-	__u32 svc = target_service(bpf_get_current_pid_tgid() >> 32);
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 svc = target_service(task->tgid);
 	if (!svc || !sk)
 		return 0;
 	if (dir == PL_DIR_IN && (flags & PL_MSG_PEEK))
 		return 0; /* the bytes stay queued: the next read reports them */
 	if (!pl_is_inet_tcp(sk, btf))
 		return 0;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!regs)
 		return 0;
 	__u32 nr = syscall_nr(regs, btf);

@@ -445,7 +445,7 @@ if want b; then
 	loupe_start --syscalls off --bpf-stats always --target "postgres=pid:$PG_PID"
 	b_profile pgbench transactions pgbench env "${G_ENV[@]}" "$PGBENCH" -n -S -M prepared -c 4 -j 2 -T 17
 	log "(b) loupe --syscalls off under pgbench -S: where the capture programs' time goes (perf -a over 5 s)"
-	loupe_start --syscalls off --profile-hz 0 --target "postgres=pid:$PG_PID"
+	loupe_start --syscalls off --bpf-stats off --profile-hz 0 --target "postgres=pid:$PG_PID"
 	sleep "$SETTLE"
 	env "${G_ENV[@]}" "$PGBENCH" -n -S -M prepared -c 4 -j 2 -T 8 >"$work/b-pgbench-perf.txt" 2>&1 &
 	BG_PID=$!
