@@ -3,11 +3,11 @@
 # Loupe's cost benchmark: `make bench` (docs/performance.md, "Cost benchmark", says how to read it). Root; loopback only.
 #   scripts/bench-cost.sh [--quick] [--rounds N] [--only PARTS] [--conds LIST] [--base LOUPE] [--out FILE] [--keep]
 #     --quick       2 rounds of shorter runs: a smoke test of the script, not figures to quote
-#     --rounds N    rounds of every part (default 10 for m, 6 for p, a and w, 8 for c)
+#     --rounds N    rounds of every part (default 10 for m, 6 for p, a and w, 8 for c, 3 for b's host perf)
 #     --only PARTS  some of the parts m, p, a, w, b, c (default mpawb)
 #     --conds LIST  the conditions, comma-separated (default off,floor,on,sampled,sysoff; off is always run)
-#     --base LOUPE  part c also runs this loupe binary (another version's build/loupe), alternating with this
-#                   tree's round by round, and reports the ratio of the two per round
+#     --base LOUPE  parts c and b (its host perf step) also run this loupe binary (another version's
+#                   build/loupe), alternating with this tree's round by round; c reports the ratio per round
 #     --out FILE    also write every record (JSON lines) to FILE
 #     --keep        keep the work directory (logs, raw records)
 #
@@ -45,7 +45,9 @@
 #   w  WebSocket echo throughput of the same API (ws_client.py --throughput, 8 sessions, 5 s): messages/s
 #   b  where the time goes: BPF run time per program (--bpf-stats always) and loupe's own CPU by function,
 #      inclusive (perf record --call-graph dwarf on loupe), under the API load with loupe's defaults, and under
-#      pgbench -S with --syscalls off (per request, per transaction)
+#      pgbench -S with --syscalls off (per request, per transaction); then, in 3 rounds (alternating with --base),
+#      perf on the whole host under pgbench -S with --syscalls off --bpf-stats off: the share of the host's samples
+#      in the capture programs, and of each kernel function they call
 #   c  the capture programs' cost per record: the pinned HTTP and PostgreSQL pairs of (m) (every record is a
 #      capture: both ends are targets) under loupe --syscalls off --bpf-stats always --profile-hz 0: runs of
 #      pl_send and pl_recv per operation and ns per run (with --base, a comparison); then perf on the whole host over
@@ -85,15 +87,15 @@ while (($#)); do
 done
 [[ $parts =~ ^[mpawbc]+$ ]] || { echo "bench-cost.sh: --only takes letters from mpawbc (got '$parts')" >&2; exit 2; }
 [[ -z $base || -x $base ]] || { echo "bench-cost.sh: --base $base is not an executable" >&2; exit 2; }
-[[ -z $base || $parts == *c* ]] || { echo "bench-cost.sh: --base is for part c (--only c)" >&2; exit 2; }
+[[ -z $base || $parts =~ ^[bc]+$ ]] || { echo "bench-cost.sh: --base is for parts b and c (--only c, --only b)" >&2; exit 2; }
 [[ -z $rounds || $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-cost.sh: --rounds takes a positive number (got '$rounds')" >&2; exit 2; }
 want() { [[ $parts == *"$1"* ]]; }
 if ((quick)); then
-	M_ROUNDS=2 P_ROUNDS=2 A_ROUNDS=2 W_ROUNDS=2 C_ROUNDS=2 SYSCALL_OPS=500000 SOCK_OPS=200000 PAIR_OPS=5000 DURATION=3
+	M_ROUNDS=2 P_ROUNDS=2 A_ROUNDS=2 W_ROUNDS=2 C_ROUNDS=2 B_HOST_ROUNDS=1 SYSCALL_OPS=500000 SOCK_OPS=200000 PAIR_OPS=5000 DURATION=3
 else
-	M_ROUNDS=10 P_ROUNDS=6 A_ROUNDS=6 W_ROUNDS=6 C_ROUNDS=8 SYSCALL_OPS=3000000 SOCK_OPS=1000000 PAIR_OPS=30000 DURATION=5
+	M_ROUNDS=10 P_ROUNDS=6 A_ROUNDS=6 W_ROUNDS=6 C_ROUNDS=8 B_HOST_ROUNDS=3 SYSCALL_OPS=3000000 SOCK_OPS=1000000 PAIR_OPS=30000 DURATION=5
 fi
-[[ -n $rounds ]] && M_ROUNDS=$rounds P_ROUNDS=$rounds A_ROUNDS=$rounds W_ROUNDS=$rounds C_ROUNDS=$rounds
+[[ -n $rounds ]] && M_ROUNDS=$rounds P_ROUNDS=$rounds A_ROUNDS=$rounds W_ROUNDS=$rounds C_ROUNDS=$rounds B_HOST_ROUNDS=$rounds
 SETTLE=1.5
 IFS=, read -r -a CONDS <<<"off,${conds#off}"
 mapfile -t CONDS < <(printf '%s\n' "${CONDS[@]}" | awk 'NF && !seen[$0]++')
@@ -355,11 +357,12 @@ progs_delta() {
 # through bpf_trace_run3 (the socket tracepoints' call into BPF programs), their share of all samples, and each
 # function's share of them, counted only below bpf_trace_run3 (the TCP stack's own usercopy checks are not the
 # capture's): perf_under PART LOAD DATA
-perf_under() {
-	local part=$1 load=$2 data=$3 res
+perf_under() { # PART LOAD DATA [BUILD ROUND]
+	local part=$1 load=$2 data=$3 build=${4:-new} round=${5:-1} res
 	[[ -s $data ]] || return 0
 	res=$("$PY" "$top/tests/bench/benchlib.py" perfunder "$data") || { log "warning: perf script failed on $data"; return 0; }
-	record "$(jq -c --arg part "$part" --arg load "$load" '{part:$part,kind:"perfunder",load:$load} + .' <<<"$res")"
+	record "$(jq -c --arg part "$part" --arg load "$load" --arg build "$build" --argjson round "$round" \
+		'{part:$part,kind:"perfunder",load:$load,build:$build,round:$round} + .' <<<"$res")"
 }
 
 # ------------------------------------------------------------------------------------------------ c
@@ -444,17 +447,29 @@ if want b; then
 	log "(b) loupe --syscalls off --bpf-stats always, under pgbench -S: BPF run time per program, and perf on loupe"
 	loupe_start --syscalls off --bpf-stats always --target "postgres=pid:$PG_PID"
 	b_profile pgbench transactions pgbench env "${G_ENV[@]}" "$PGBENCH" -n -S -M prepared -c 4 -j 2 -T 17
-	log "(b) loupe --syscalls off under pgbench -S: where the capture programs' time goes (perf -a over 5 s)"
-	loupe_start --syscalls off --bpf-stats off --profile-hz 0 --target "postgres=pid:$PG_PID"
-	sleep "$SETTLE"
-	env "${G_ENV[@]}" "$PGBENCH" -n -S -M prepared -c 4 -j 2 -T 8 >"$work/b-pgbench-perf.txt" 2>&1 &
-	BG_PID=$!
-	sleep 1
-	perf record -q -a -g -F 4999 -o "$work/perf-pgbench-host.data" -- sleep 5 >/dev/null 2>&1 || log "warning: perf record failed"
-	wait "$BG_PID" || true
-	BG_PID=""
-	loupe_stop
-	perf_under b pgbench "$work/perf-pgbench-host.data"
+	# The host under pgbench -S: B_HOST_ROUNDS rounds of perf -a over 5 s, alternating with the --base build.
+	this_loupe=$LOUPE
+	builds=(new)
+	[[ -n $base ]] && builds+=(base)
+	for ((r = 1; r <= B_HOST_ROUNDS; r++)); do
+		for build in "${builds[@]}"; do
+			LOUPE=$this_loupe
+			[[ $build == base ]] && LOUPE=$base
+			log "(b) round $r $build: loupe --syscalls off under pgbench -S, where the capture programs' time goes (perf -a, 5 s)"
+			loupe_start --syscalls off --bpf-stats off --profile-hz 0 --target "postgres=pid:$PG_PID"
+			sleep "$SETTLE"
+			env "${G_ENV[@]}" "$PGBENCH" -n -S -M prepared -c 4 -j 2 -T 8 >"$work/b-pgbench-perf.txt" 2>&1 &
+			BG_PID=$!
+			sleep 1
+			perf record -q -a -g -F 4999 -o "$work/perf-pgbench-host-$build-$r.data" -- sleep 5 >/dev/null 2>&1 \
+				|| log "warning: perf record failed"
+			wait "$BG_PID" || true
+			BG_PID=""
+			loupe_stop
+			perf_under b pgbench "$work/perf-pgbench-host-$build-$r.data" "$build" "$r"
+		done
+	done
+	LOUPE=$this_loupe
 fi
 ((PG_INIT && !PG_DIR_NEW)) && { env "${G_ENV[@]}" "$PGBENCH" -i -I d >>"$work/pgbench-init.txt" 2>&1 || true; }
 

@@ -246,6 +246,7 @@ def main(path):
             print(f"  {line:60} {share}")
 
     b = [r for r in recs if r.get("part") == "b"]
+    bperf = []
     for r in b:
         load = LOADS.get(r.get("load", "api"), LOADS["api"])
         if r.get("kind") == "bpf":
@@ -262,12 +263,24 @@ def main(path):
                       f"{p['run_time_ns'] / n / 1e3 if n else 0:11.2f}")
             print(f"  {'total':18} {'':13} {'':8} {tot / n / 1e3 if n else 0:11.2f}")
         elif r.get("kind") == "perfunder":
-            perf_under(r, load[0])
+            bperf.append(r)
         elif r.get("kind") == "perf":
             print(f"\n## (b) loupe's CPU by function under {load[0]} (perf, DWARF call chains: inclusive %, self %)")
             for line in r["top"]:
                 print("  " + line)
 
+    if bperf:
+        load = LOADS.get(bperf[0].get("load", "pgbench"), LOADS["api"])[0]
+        builds = [x for x in ("new", "base") if any(r.get("build", "new") == x for r in bperf)]
+        print(f"\n## (b) the capture programs' share of the host's samples under {load} (--bpf-stats "
+              "off; perf -a -g, cpu-clock; samples through bpf_trace_run3), per round")
+        for bld in builds:
+            rs = [r for r in bperf if r.get("build", "new") == bld]
+            shares = [r["share_pct"] for r in rs]
+            print(f"  {bld:5} {fmt(quart(shares), '.2f')}%  rounds: {', '.join(f'{x:.2f}' for x in shares)}")
+            summary.setdefault("b_capture_share_pct", {})[bld] = quart(shares)[0]
+        for bld in builds:
+            perf_under([r for r in bperf if r.get("build", "new") == bld][0], f"{load} ({bld}, round 1)")
     print("\n## goals")
     for name, v, ok in goals:
         vs = "-" if v is None else f"{v:.3f}"
