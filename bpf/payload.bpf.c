@@ -7,8 +7,8 @@
  *
  * For read, readv, recvfrom, recvmsg, write, writev, sendto and sendmsg of a target process that moved bytes on a
  * TCP socket, the first capture_bytes of them (gathered over up to PAYLOAD_IOV_MAX iovecs), and for longer
- * single-buffer calls also their last PAYLOAD_TAIL bytes, go to userspace
- * through pl_rings (a ring buffer per CPU), with the connection's identity, the byte count and a timestamp. pl_conns holds each
+ * single-buffer calls also their last PAYLOAD_TAIL bytes, go to userspace through pl_rings (a ring buffer per
+ * CPU), with the connection's identity, the byte count and a timestamp. pl_conns holds each
  * captured connection's state from its first such call to TCP_CLOSE; userspace marks the ones no protocol
  * parser wants as PL_STOPPED, and from then on their calls cost a lookup and nothing else. Socket I/O of other
  * syscalls (sendfile, splice, sendmmsg, io_uring) and of kernel threads is not captured. */
@@ -50,9 +50,9 @@ struct {
 
 /* One ring buffer per CPU, each written only by the programs that run on its CPU. With one ring for the host, every
  * record's reservation took the ring's lock and producer position from the CPU that wrote last: under pgbench -S on
- * two CPUs that was a third of the capture programs' time (docs/performance.md, "Per-CPU rings"). Records of one
- * connection can now sit in two rings (its task moved between CPUs); userspace merges the rings by timestamp
- * (src/collectors/payload.c, rings_consume). Userspace sizes the rings, creates them and fills this array before
+ * two CPUs that was a third of the capture programs' time (docs/performance.md, "The evening of 2026-12-06").
+ * Records of one connection can now sit in two rings (its task moved between CPUs); userspace merges the rings by
+ * timestamp (src/lib/cpurings.c). Userspace sizes the rings, creates them and fills this array before
  * it attaches. */
 struct pl_ring {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
