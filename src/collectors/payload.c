@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char *const drop_reasons[PL_DROP_NR] = {
 	[PL_DROP_RINGBUF] = "ringbuf_full",
@@ -272,32 +271,31 @@ static int payload_open(struct loupe *L, void **priv)
 	int ncpu = libbpf_num_possible_cpus();
 	size_t ring_bytes = cpurings_size(ncpu > 0 ? (unsigned)ncpu : 1, PL_RINGS_BYTES, PL_RING_MIN, PL_RING_MAX);
 	p->skel->rodata->ring_wakeup_bytes = (uint32_t)(ring_bytes / 4);
-	/* The array's inner map is given as a ring of the size chosen (the kernel compares sizes when a ring is
-	 * stored), not by resizing libbpf's template: libbpf 1.1 crashes on that (its inner map has no object). */
-	int tmpl = ncpu < 0 ? ncpu : bpf_map_create(BPF_MAP_TYPE_RINGBUF, "pl_ring_tmpl", 0, 0, (uint32_t)ring_bytes, NULL);
-	if ((err = tmpl < 0 ? tmpl : 0) || (err = bpf_map__set_max_entries(p->skel->maps.pl_rings, (uint32_t)ncpu)) ||
-	    (err = bpf_map__set_inner_map_fd(p->skel->maps.pl_rings, tmpl)) ||
+	/* The rings exist before the object is loaded: the first is the array's inner map (libbpf 1.1 crashes when its
+	 * own inner map template is resized: that map has no object). */
+	if (ncpu > 0)
+		p->rings = cpurings__new((unsigned)ncpu, ring_bytes, offsetof(struct pl_hdr, ts_ns), on_record, p);
+	if ((err = ncpu < 0 ? ncpu : !p->rings ? -errno : 0) ||
+	    (err = bpf_map__set_max_entries(p->skel->maps.pl_rings, (uint32_t)ncpu)) ||
+	    (err = bpf_map__set_inner_map_fd(p->skel->maps.pl_rings, cpurings__inner_fd(p->rings))) ||
 	    (err = bpf_map__set_max_entries(p->skel->maps.target_svc, L->pid_max)) ||
 	    (err = bpf_map__reuse_fd(p->skel->maps.target_svc, L->target_svc_fd)) ||
-	    (err = loupe__select_tp_flavour(L, p->skel->obj, &hook)) || (err = payload_bpf__load(p->skel))) {
-		if (tmpl >= 0)
-			close(tmpl);
+	    (err = loupe__select_tp_flavour(L, p->skel->obj, &hook)) || (err = payload_bpf__load(p->skel)) ||
+	    (err = cpurings__publish(p->rings, bpf_map__fd(p->skel->maps.pl_rings)))) {
+		cpurings__free(p->rings);
 		payload_bpf__destroy(p->skel);
 		free(p);
 		return err;
 	}
-	close(tmpl);
 	p->conns_fd = bpf_map__fd(p->skel->maps.pl_conns);
 	p->drops_fd = bpf_map__fd(p->skel->maps.pl_drops);
 
 	for (int i = 0; i < PROTO_NR && !err; i++)
 		if (payload_protos[i] && payload_protos[i]->open)
 			err = payload_protos[i]->open(p, L->reg);
-	if (!err && !(p->rings = cpurings__new(bpf_map__fd(p->skel->maps.pl_rings), (unsigned)ncpu, ring_bytes,
-					       offsetof(struct pl_hdr, ts_ns), on_record, p)))
-		err = -errno;
 	if (err) {
 		rows_close(p);
+		cpurings__free(p->rings);
 		payload_bpf__destroy(p->skel);
 		free(p);
 		return err;

@@ -35,7 +35,7 @@ struct ring {
 struct cpurings {
 	struct ring *rings;
 	unsigned n;
-	size_t ring_bytes, map_bytes, page, ts_off;
+	size_t map_bytes, page, ts_off;
 	int epfd;
 	cpurings_cb cb;
 	void *ctx;
@@ -71,7 +71,7 @@ void cpurings__free(struct cpurings *r)
 	free(r);
 }
 
-struct cpurings *cpurings__new(int outer_fd, unsigned n, size_t ring_bytes, size_t ts_off, cpurings_cb cb, void *ctx)
+struct cpurings *cpurings__new(unsigned n, size_t ring_bytes, size_t ts_off, cpurings_cb cb, void *ctx)
 {
 	struct cpurings *r = calloc(1, sizeof(*r));
 	int err = 0;
@@ -79,7 +79,6 @@ struct cpurings *cpurings__new(int outer_fd, unsigned n, size_t ring_bytes, size
 		return NULL;
 	r->epfd = -1;
 	r->n = n;
-	r->ring_bytes = ring_bytes;
 	r->page = (size_t)sysconf(_SC_PAGESIZE);
 	r->map_bytes = r->page + 2 * ring_bytes;
 	r->ts_off = ts_off;
@@ -110,10 +109,6 @@ struct cpurings *cpurings__new(int outer_fd, unsigned n, size_t ring_bytes, size
 			g->fd = -1;
 			goto fail;
 		}
-		if (bpf_map_update_elem(outer_fd, &i, &g->fd, BPF_ANY)) {
-			err = -errno;
-			goto fail;
-		}
 		if ((m = mmap(NULL, r->page, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd, 0)) == MAP_FAILED) {
 			err = -errno;
 			goto fail;
@@ -138,6 +133,19 @@ fail:
 	cpurings__free(r);
 	errno = -err;
 	return NULL;
+}
+
+int cpurings__inner_fd(const struct cpurings *r)
+{
+	return r->rings[0].fd;
+}
+
+int cpurings__publish(struct cpurings *r, int outer_fd)
+{
+	for (unsigned i = 0; i < r->n; i++)
+		if (bpf_map_update_elem(outer_fd, &i, &r->rings[i].fd, BPF_ANY))
+			return -errno;
+	return 0;
 }
 
 int cpurings__epoll_fd(const struct cpurings *r)

@@ -20,10 +20,15 @@ struct cpurings;
  * consumed) and is returned by cpurings__consume(). */
 typedef int (*cpurings_cb)(void *ctx, void *data, size_t size);
 
-/* Creates n ring buffer maps of ring_bytes each (a power of two, a multiple of the page size), stores ring i at
- * key i of the array-of-maps outer_fd, and maps them. Each record holds its u64 timestamp at ts_off (a record too
- * short for it counts as stamped 0: handed on at once). Returns NULL with errno set. */
-struct cpurings *cpurings__new(int outer_fd, unsigned n, size_t ring_bytes, size_t ts_off, cpurings_cb cb, void *ctx);
+/* Creates n ring buffer maps of ring_bytes each (a power of two, a multiple of the page size) and maps them. Each
+ * record holds its u64 timestamp at ts_off (a record too short for it counts as stamped 0: handed on at once).
+ * Returns NULL with errno set. */
+struct cpurings *cpurings__new(unsigned n, size_t ring_bytes, size_t ts_off, cpurings_cb cb, void *ctx);
+/* A ring's fd: the inner map of the BPF object's array of rings, before it is loaded
+ * (bpf_map__set_inner_map_fd: the kernel takes the rings' type and size from it). */
+int cpurings__inner_fd(const struct cpurings *r);
+/* Stores ring i at key i of the loaded array of rings outer_fd: 0 or a negative errno. */
+int cpurings__publish(struct cpurings *r, int outer_fd);
 /* Hands on every record stamped before now, merged by timestamp: the number handed on, or the callback's error. */
 int cpurings__consume(struct cpurings *r);
 /* An epoll fd that is readable when the BPF side has woken any ring (for the daemon's own epoll). */
