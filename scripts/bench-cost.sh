@@ -458,6 +458,7 @@ if want b; then
 			log "(b) round $r $build: loupe --syscalls off under pgbench -S, where the capture programs' time goes (perf -a, 5 s)"
 			loupe_start --syscalls off --bpf-stats off --profile-hz 0 --target "postgres=pid:$PG_PID"
 			sleep "$SETTLE"
+			c0=$(proc_cpu "$LOUPE_PID")
 			env "${G_ENV[@]}" "$PGBENCH" -n -S -M prepared -c 4 -j 2 -T 8 >"$work/b-pgbench-perf.txt" 2>&1 &
 			BG_PID=$!
 			sleep 1
@@ -465,7 +466,13 @@ if want b; then
 				|| log "warning: perf record failed"
 			wait "$BG_PID" || true
 			BG_PID=""
+			# loupe's CPU over the pgbench run (the reader drains the rings within PL_POLL_MS of its end)
+			sleep 0.3
+			c1=$(proc_cpu "$LOUPE_PID")
 			loupe_stop
+			record "$(jq -c --arg build "$build" --argjson round "$r" --argjson c0 "$c0" --argjson c1 "$c1" \
+				'{part:"b",kind:"hostloupe",load:"pgbench",build:$build,round:$round,loupe_cpu_s:($c1 - $c0)} + .' \
+				<<<"$("$PY" "$top/tests/bench/benchlib.py" pgbench "$work/b-pgbench-perf.txt")")"
 			perf_under b pgbench "$work/perf-pgbench-host-$build-$r.data" "$build" "$r"
 		done
 	done

@@ -72,11 +72,13 @@ static bool pg_detect(struct conn *c, const struct view *v)
 }
 
 /* The fingerprint label of a statement: its id while the service's budget of fingerprints lasts (the normalised
- * text then goes to loupe_postgres_statement_info), else "_other". */
-static const char *fingerprint_label(struct payload *p, struct svc_stats *st, const char *svc, const struct sql_fp *fp)
+ * text then goes to loupe_postgres_statement_info), else "_other" (*over is then set). */
+static const char *fingerprint_label(struct payload *p, struct svc_stats *st, const char *svc, const struct sql_fp *fp,
+				     bool *over)
 {
 	bool added;
 	const char *slot = label_set__admit(&st->fingerprints, fp->hex, p->L->opt->fingerprint_budget, &added);
+	*over = !slot;
 	if (!slot) {
 		p->fingerprint_budget_hits++;
 		return REGISTRY_OTHER;
@@ -86,6 +88,72 @@ static const char *fingerprint_label(struct payload *p, struct svc_stats *st, co
 		family__set(p->pg_info, v, 1);
 	}
 	return slot;
+}
+
+/* Where an execution of a statement was counted, kept per statement slot of the connection: the next execution of
+ * the same statement (the same slot and generation: pg_event.stmt_gen) that ends with the same CommandComplete
+ * operation goes straight to that series, without the fingerprint cache's digest of the text, the label set and
+ * the registry's key lookup. Under pgbench -S -M prepared those were a third of loupe's CPU (docs/performance.md).
+ * Every input of the series is fixed by the key: the text (so the fingerprint), the service and the role are the
+ * connection's, a label once admitted stays, a label past the budget stays "_other" (the budget only fills), and
+ * a series lives as long as the registry. */
+struct pg_memo {
+	uint32_t gen;	  /* the statement it was made for, 0: empty */
+	bool over_budget; /* its fingerprint is "_other": counted in fingerprint_budget_hits at each execution */
+	char op[PG_OP_MAX];
+	struct series *series;
+};
+
+/* A PostgreSQL connection's parser and its memos, in one allocation; struct conn points at the parser, the first
+ * member. */
+struct pg_state {
+	struct pg_conn pg;
+	struct pg_memo memo[PG_STMT_MAX];
+};
+
+static struct pg_state *pg_state_of(struct conn *c)
+{
+	return (struct pg_state *)c->pg;
+}
+
+/* An execution's series, from the memo or looked up (and memoised when it ended with a tag). */
+static struct series *query_series(struct payload *p, struct conn *c, const struct pg_event *ev)
+{
+	struct pg_memo *m = NULL;
+	if (ev->query && ev->tag && ev->stmt_slot < PG_STMT_MAX) {
+		m = &pg_state_of(c)->memo[ev->stmt_slot];
+		if (m->gen == ev->stmt_gen && !strcmp(m->op, ev->operation)) {
+			p->fingerprint_budget_hits += m->over_budget;
+			return m->series;
+		}
+	}
+	struct svc_stats *st = &p->svc[c->service];
+	const char *svc = payload_service(p, c->service);
+	/* The operation comes from the server's CommandComplete tag when there is one, else from the fingerprinter's
+	 * fixed list: never from the query's own words (a failed statement's could be anything). */
+	const struct sql_fp *fp = NULL;
+	const char *fingerprint = "unknown", *op = ev->tag ? ev->operation : "UNKNOWN";
+	bool over = false;
+	if (ev->query && (fp = sql_cache__get(p->sql, ev->query, ev->query_len, ev->truncated, &p->sql_stats, NULL))) {
+		fingerprint = fingerprint_label(p, st, svc, fp, &over);
+		if (!ev->tag)
+			op = fp->operation;
+	}
+	struct series *s;
+	if (c->pg_role == PG_ROLE_SERVER) {
+		const char *v[] = {svc, op, fingerprint};
+		s = family__series(p->pg_query, v);
+	} else {
+		const char *v[] = {svc, "postgresql", op, fingerprint};
+		s = family__series(p->db_client, v);
+	}
+	if (m && fp && s && strlen(op) < sizeof(m->op)) {
+		m->gen = ev->stmt_gen;
+		m->over_budget = over;
+		strcpy(m->op, op);
+		m->series = s;
+	}
+	return s;
 }
 
 static void pg_event(void *ctx, const struct pg_event *ev)
@@ -104,23 +172,10 @@ static void pg_event(void *ctx, const struct pg_event *ev)
 			st->pg_aborted[c->pg_role]++;
 			break;
 		}
-		/* The operation comes from the server's CommandComplete tag when there is one, else from the
-		 * fingerprinter's fixed list: never from the query's own words (a failed statement's could be anything). */
-		const struct sql_fp *fp = NULL;
-		const char *fingerprint = "unknown", *op = ev->tag ? ev->operation : "UNKNOWN";
-		if (ev->query && (fp = sql_cache__get(p->sql, ev->query, ev->query_len, ev->truncated, &p->sql_stats, NULL))) {
-			fingerprint = fingerprint_label(p, st, svc, fp);
-			if (!ev->tag)
-				op = fp->operation;
-		}
-		double secs = ns_to_seconds(ev->duration_ns);
-		if (c->pg_role == PG_ROLE_SERVER) {
-			const char *v[] = {svc, op, fingerprint};
-			family__observe(p->pg_query, v, secs);
-		} else {
-			const char *v[] = {svc, "postgresql", op, fingerprint};
-			family__observe(p->db_client, v, secs);
-		}
+		struct series *s = query_series(p, c, ev);
+		if (s)
+			family__observe_series(c->pg_role == PG_ROLE_SERVER ? p->pg_query : p->db_client, s,
+					       ns_to_seconds(ev->duration_ns));
 		if (ev->sqlstate[0]) {
 			snprintf(cls, sizeof(cls), "%.2s", ev->sqlstate);
 			const char *v[] = {svc, side, cls};
@@ -157,8 +212,11 @@ static struct pg_sink pg_sink_of(struct row_call *rc)
 
 static int pg_start(struct payload *p, struct conn *c, const struct handoff *from)
 {
-	if (!(c->pg = malloc(sizeof(*c->pg))))
+	struct pg_state *s = malloc(sizeof(*s));
+	if (!s)
 		return -ENOMEM;
+	memset(s->memo, 0, sizeof(s->memo));
+	c->pg = &s->pg;
 	pg_conn_init(c->pg, (enum pg_role)c->pg_role, c->midstream ? PG_CONN_MIDSTREAM : 0);
 	p->svc[c->service].classes[CLASS_POSTGRES]++;
 	return 0;
@@ -182,7 +240,7 @@ static void pg_lost(struct payload *p, struct conn *c)
 
 static void pg_drop(struct conn *c)
 {
-	free(c->pg);
+	free(pg_state_of(c));
 	c->pg = NULL;
 }
 

@@ -454,6 +454,15 @@ int family__observe_counts(struct metric_family *f, const char *const *values, c
 	return 0;
 }
 
+void family__observe_series(struct metric_family *f, struct series *s, double v)
+{
+	size_t i = 0;
+	while (i < f->nbounds && v > f->bounds[i])
+		i++;
+	s->counts[i]++;
+	s->sum += v;
+}
+
 int family__observe(struct metric_family *f, const char *const *values, double v)
 {
 	if (f->type != METRIC_HISTOGRAM)
@@ -461,12 +470,13 @@ int family__observe(struct metric_family *f, const char *const *values, double v
 	struct series *s = series_get(f, values);
 	if (!s)
 		return -ENOMEM;
-	size_t i = 0;
-	while (i < f->nbounds && v > f->bounds[i])
-		i++;
-	s->counts[i]++;
-	s->sum += v;
+	family__observe_series(f, s, v);
 	return 0;
+}
+
+struct series *family__series(struct metric_family *f, const char *const *values)
+{
+	return series_get(f, values);
 }
 
 double family__get(struct metric_family *f, const char *const *values)

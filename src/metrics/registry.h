@@ -47,6 +47,14 @@ int family__observe_counts(struct metric_family *f, const char *const *values, c
 /* One observation. */
 int family__observe(struct metric_family *f, const char *const *values, double v);
 
+/* The series of values as family__add() and family__observe() find it (admitted, or past the budget the family's
+ * "_other" series): a handle that stays valid as long as the registry, for a caller that updates the same series
+ * again and again without the key's lookup (a prepared statement's executions). NULL without memory. */
+struct series;
+struct series *family__series(struct metric_family *f, const char *const *values);
+/* One observation into s, a series of the histogram family f (from family__series(f, ...)). */
+void family__observe_series(struct metric_family *f, struct series *s, double v);
+
 /* Lookup for tests and /status: value of a counter/gauge series or NaN when absent. */
 double family__get(struct metric_family *f, const char *const *values);
 size_t family__series_count(const struct metric_family *f);

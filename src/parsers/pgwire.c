@@ -372,6 +372,8 @@ static void emit_query(struct feed *f, struct pg_item *it, int how, uint64_t end
 		ev.query = st->text;
 		ev.query_len = st->len;
 		ev.truncated = st->truncated;
+		ev.stmt_gen = st->gen;
+		ev.stmt_slot = it->slot;
 	}
 	ev.start_ns = it->start_ns;
 	ev.end_ns = end < it->start_ns ? it->start_ns : end;

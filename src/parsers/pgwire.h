@@ -131,6 +131,10 @@ struct pg_event {
 	uint32_t id;		/* execution number on this connection (1, 2, ...); shared by a Q's statements */
 	const char *query;	/* text as captured, not NUL-terminated; NULL when unknown */
 	size_t query_len;
+	uint32_t stmt_gen;	/* the statement whose text query is: unique on this connection while its text lasts
+				 * (a statement parsed again gets a new one), 0 when query is NULL; it sits in slot
+				 * stmt_slot (< PG_STMT_MAX), so a consumer can keep a memo per slot */
+	uint8_t stmt_slot;
 	bool truncated;		/* the text was cut by the capture or by PG_QUERY_MAX */
 	bool simple;		/* a simple query 'Q' (else extended protocol) */
 	bool aborted;		/* no result: skipped after an error, or never seen (no tag, no sqlstate) */

@@ -246,7 +246,7 @@ def main(path):
             print(f"  {line:60} {share}")
 
     b = [r for r in recs if r.get("part") == "b"]
-    bperf = []
+    bperf, bloupe = [], []
     for r in b:
         load = LOADS.get(r.get("load", "api"), LOADS["api"])
         if r.get("kind") == "bpf":
@@ -264,6 +264,8 @@ def main(path):
             print(f"  {'total':18} {'':13} {'':8} {tot / n / 1e3 if n else 0:11.2f}")
         elif r.get("kind") == "perfunder":
             bperf.append(r)
+        elif r.get("kind") == "hostloupe":
+            bloupe.append(r)
         elif r.get("kind") == "perf":
             print(f"\n## (b) loupe's CPU by function under {load[0]} (perf, DWARF call chains: inclusive %, self %)")
             for line in r["top"]:
@@ -281,6 +283,19 @@ def main(path):
             summary.setdefault("b_capture_share_pct", {})[bld] = quart(shares)[0]
         for bld in builds:
             perf_under([r for r in bperf if r.get("build", "new") == bld][0], f"{load} ({bld}, round 1)")
+    if bloupe:
+        builds = [x for x in ("new", "base") if any(r["build"] == x for r in bloupe)]
+        print("\n## (b) loupe's own CPU per transaction in the same rounds (its threads' run time over the pgbench run)")
+        per = {}
+        for bld in builds:
+            per[bld] = {r["round"]: r["loupe_cpu_s"] * 1e6 / r["transactions"] for r in bloupe
+                        if r["build"] == bld and r.get("transactions")}
+            xs = list(per[bld].values())
+            print(f"  {bld:5} {fmt(quart(xs), '.3f')} us  rounds: {', '.join(f'{x:.3f}' for x in xs)}")
+            summary.setdefault("b_loupe_us_per_tx", {})[bld] = quart(xs)[0]
+        if len(builds) == 2:
+            ratios = [per["new"][k] / per["base"][k] for k in per["new"] if k in per["base"] and per["base"][k]]
+            print(f"  new / base, per round: {fmt(quart(ratios), '.3f')}")
     print("\n## goals")
     for name, v, ok in goals:
         vs = "-" if v is None else f"{v:.3f}"

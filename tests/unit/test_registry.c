@@ -625,6 +625,46 @@ static void test_many_series(void **state)
 	assert_true(family__get(registry__find(r, "loupe_series_dropped_total"), m) == 1000);
 }
 
+/* A series handle (family__series) observes into the series family__observe() would find: it stays valid while
+ * thousands of series are added after it (the table grows under it), and past the budget it is the _other series. */
+static void test_series_handle(void **state)
+{
+	struct registry *r = *state;
+	static const char *const L[] = {"service_name", "route", NULL};
+	struct metric_family *h = registry__family(r, "lat_seconds", "L.", METRIC_HISTOGRAM, L, 3000, 0);
+	const double bounds[] = {0.1, 1};
+	assert_int_equal(family__set_buckets(h, bounds, 2), 0);
+	const char *first[] = {"api", "/first"};
+	struct series *s = family__series(h, first);
+	assert_non_null(s);
+	char route[32];
+	for (int i = 0; i < 4000; i++) {
+		snprintf(route, sizeof(route), "/r/%d", i);
+		const char *v[] = {"api", route};
+		assert_int_equal(family__observe(h, v, 0.5), 0);
+	}
+	assert_ptr_equal(family__series(h, first), s);
+	family__observe_series(h, s, 0.05);
+	family__observe_series(h, s, 5);
+	assert_int_equal(family__observe(h, first, 0.5), 0);
+	char line[256];
+	assert_non_null(render_line(r, EXPO_PROMETHEUS, "lat_seconds_bucket{service_name=\"api\",route=\"/first\",le=\"0.1\"}",
+				    line, sizeof(line)));
+	assert_string_equal(line, "lat_seconds_bucket{service_name=\"api\",route=\"/first\",le=\"0.1\"} 1");
+	assert_non_null(render_line(r, EXPO_PROMETHEUS, "lat_seconds_count{service_name=\"api\",route=\"/first\"}", line,
+				    sizeof(line)));
+	assert_string_equal(line, "lat_seconds_count{service_name=\"api\",route=\"/first\"} 3");
+
+	/* Past the budget (3000 admitted: /first and 2999 of the loop), a new label set's handle is _other's. */
+	const char *late[] = {"api", "/late"};
+	struct series *o = family__series(h, late);
+	assert_non_null(o);
+	family__observe_series(h, o, 0.05);
+	assert_non_null(render_line(r, EXPO_PROMETHEUS, "lat_seconds_count{service_name=\"api\",route=\"_other\"}", line,
+				    sizeof(line)));
+	assert_string_equal(line, "lat_seconds_count{service_name=\"api\",route=\"_other\"} 1002");
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, reg_setup, reg_teardown)
@@ -644,6 +684,7 @@ int main(void)
 		T(test_render_empty),
 		cmocka_unit_test(test_negotiate),
 		T(test_many_series),
+		T(test_series_handle),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
