@@ -38,8 +38,10 @@
 #      wakeups, whose cost varies with the scheduler's placement): ns per operation (wall), the workload's CPU and
 #      the host's CPU per operation (/proc/stat busy time: steal, idle and iowait excluded; loupe's reader runs on
 #      the other CPU and counts there); loupe's counts checked against the operations
-#   p  pgbench -S and the TPC-B-like script (-M prepared, 4 clients, 2 threads, 5 s) against a private cluster that
-#      loupe targets by pid: TPS and host CPU per transaction
+#   p  pgbench -S and the TPC-B-like script (-M prepared, 4 clients, 2 threads) against a private cluster that
+#      loupe targets by pid, pgbench, the cluster and loupe all on the last CPU: one pgbench run per script, in
+#      which each condition takes a 4 s window between two off windows (its baseline; per-second progress, the
+#      median second of a window): TPS and host CPU per transaction
 #   a  the reference API (tests/workload) under wrk with its mix (10 connections, 5 s): requests/s, host CPU per
 #      request, loupe's CPU
 #   w  WebSocket echo throughput of the same API (ws_client.py --throughput, 8 sessions, 5 s): messages/s
@@ -91,9 +93,9 @@ done
 [[ -z $rounds || $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-cost.sh: --rounds takes a positive number (got '$rounds')" >&2; exit 2; }
 want() { [[ $parts == *"$1"* ]]; }
 if ((quick)); then
-	M_ROUNDS=2 P_ROUNDS=2 A_ROUNDS=2 W_ROUNDS=2 C_ROUNDS=2 B_HOST_ROUNDS=1 SYSCALL_OPS=500000 SOCK_OPS=200000 PAIR_OPS=5000 DURATION=3
+	M_ROUNDS=2 P_ROUNDS=2 A_ROUNDS=2 W_ROUNDS=2 C_ROUNDS=2 B_HOST_ROUNDS=1 SYSCALL_OPS=500000 SOCK_OPS=200000 PAIR_OPS=5000 DURATION=3 P_WINDOW=2
 else
-	M_ROUNDS=10 P_ROUNDS=6 A_ROUNDS=6 W_ROUNDS=6 C_ROUNDS=8 B_HOST_ROUNDS=3 SYSCALL_OPS=3000000 SOCK_OPS=1000000 PAIR_OPS=30000 DURATION=5
+	M_ROUNDS=10 P_ROUNDS=6 A_ROUNDS=6 W_ROUNDS=6 C_ROUNDS=8 B_HOST_ROUNDS=3 SYSCALL_OPS=3000000 SOCK_OPS=1000000 PAIR_OPS=30000 DURATION=5 P_WINDOW=4
 fi
 [[ -n $rounds ]] && M_ROUNDS=$rounds P_ROUNDS=$rounds A_ROUNDS=$rounds W_ROUNDS=$rounds C_ROUNDS=$rounds B_HOST_ROUNDS=$rounds
 SETTLE=1.5
@@ -280,25 +282,76 @@ pgbench_init() {
 }
 
 # ------------------------------------------------------------------------------------------------ p
+# One pgbench run per script, its throughput reported every second (-P 1 --progress-timestamp); the conditions take
+# turns in windows of it, each between two windows with nothing attached (off): a condition's figure is its window
+# against the mean of those two, seconds apart. pgbench, the cluster's processes and loupe run on one CPU (P_CPU),
+# as (m)'s pairs do: on two CPUs the scheduler's placement of pgbench's threads and the backends moved throughput in
+# steps of 10-20% that outlasted a window (each start or stop of loupe could move them), and loupe's reader could
+# run in the other CPU's idle time, its cost unseen. On one CPU every cycle any of them spends is the others' loss.
+P_CPU=$(($(nproc) - 1))
+pin_cluster() { local p; for p in "$PG_PID" $(pgrep -P "$PG_PID"); do taskset -a -p -c "$1" "$p" >/dev/null 2>&1; done; }
+win_mark() { # COND ROUND: open a window (the condition is running and settled)
+	W_COND=$1 W_ROUND=$2 W_T0=$(date +%s.%N) W_H0=$(host_cpu) W_C0=0
+	[[ -n $LOUPE_PID ]] && W_C0=$(proc_cpu "$LOUPE_PID")
+	return 0
+}
+win_close() { # WINDOWS_FILE: close it after P_WINDOW seconds, and note it
+	local c1=0 h1
+	sleep "$P_WINDOW"
+	h1=$(host_cpu)
+	[[ -n $LOUPE_PID ]] && c1=$(proc_cpu "$LOUPE_PID")
+	jq -nc --arg cond "$W_COND" --argjson round "$W_ROUND" --arg t0 "$W_T0" --arg t1 "$(date +%s.%N)" --argjson h0 "$W_H0" \
+		--argjson h1 "$h1" --argjson c0 "$W_C0" --argjson c1 "$c1" \
+		'{cond:$cond,round:$round,t0:($t0 | tonumber),t1:($t1 | tonumber),host_busy_s:($h1.busy_s - $h0.busy_s),host_steal_s:($h1.steal_s - $h0.steal_s),loupe_cpu_s:($c1 - $c0)}' >>"$1"
+}
 if want p; then
 	pgbench_init
+	pin_cluster "$P_CPU"
 	for mode in select tpcb; do
 		script=()
 		[[ $mode == select ]] && script=(-S)
-		env "${G_ENV[@]}" "$PGBENCH" -n "${script[@]}" -M prepared -c 4 -j 2 -T 3 >/dev/null 2>&1 || die "pgbench warm-up failed"
+		env "${G_ENV[@]}" taskset -c "$P_CPU" "$PGBENCH" -n "${script[@]}" -M prepared -c 4 -j 2 -T 3 >/dev/null 2>&1 \
+			|| die "pgbench warm-up failed"
+		prog=$work/pgbench-$mode-progress.txt wins=$work/pgbench-$mode-windows.jsonl
+		: >"$wins"
+		ncond=$(order 1 | grep -vc '^off$')
+		# off + the condition's start, settling and window + stop, per condition and round; and a margin
+		total=$(( 5 + P_ROUNDS * ncond * (2 * P_WINDOW + 6) + 60 ))
+		env "${G_ENV[@]}" taskset -c "$P_CPU" "$PGBENCH" -n "${script[@]}" -M prepared -c 4 -j 2 -T "$total" -P 1 --progress-timestamp \
+			>"$work/pgbench-$mode.txt" 2>"$prog" &
+		BG_PID=$!
+		sleep 2
+		log "(p) $mode: $P_ROUNDS rounds x $ncond conditions in ${P_WINDOW} s windows of one pgbench run, each between two off windows; all on CPU $P_CPU"
 		for ((r = 1; r <= P_ROUNDS; r++)); do
 			for cond in $(order "$r"); do
+				[[ $cond == off ]] && continue
+				win_mark off "$r"
+				win_close "$wins"
 				cond_start "$cond" --target "postgres=pid:$PG_PID"
-				f=$work/pgbench-$mode-$cond-$r.txt
-				measured p "$cond" "$r" run_to "$f" env "${G_ENV[@]}" "$PGBENCH" -n "${script[@]}" -M prepared -c 4 -j 2 -T "$DURATION"
-				res=$("$PY" "$top/tests/bench/benchlib.py" pgbench "$f")
+				if [[ -n $LOUPE_PID ]]; then # started and settled on any CPU, measured on P_CPU
+					taskset -a -p -c "$P_CPU" "$LOUPE_PID" >/dev/null
+					sleep 0.5
+				fi
+				win_mark "$cond" "$r"
+				win_close "$wins"
 				cond_stop
-				record "$(jq -c --arg cond "$cond" --argjson round "$r" --arg mode "$mode" --argjson m "$MEASURED" \
-					'. + $m + {part:"p",mode:$mode,cond:$cond,round:$round}' <<<"$res")"
-				log "(p) $mode round $r $(printf '%-7s' "$cond") $(jq -r '"\(.tps // 0 | floor) tps"' <<<"$res")"
+				sleep 0.5 # the detach's after-work (RCU, the reader's exit) stays out of the next window
+				kill -0 "$BG_PID" 2>/dev/null || die "pgbench ($mode) ended early: $(tail -n 3 "$work/pgbench-$mode.txt")"
 			done
+			log "(p) $mode round $r done"
 		done
+		win_mark off 0
+		win_close "$wins"
+		kill -TERM "$BG_PID" 2>/dev/null # (SIGINT: ignored by a background job of a script)
+		wait "$BG_PID" 2>/dev/null || true
+		BG_PID=""
+		while read -r line; do
+			record "$(jq -c --arg mode "$mode" '. + {part:"p",mode:$mode}' <<<"$line")"
+			log "(p) $mode round $(jq -r '.round' <<<"$line") $(printf '%-7s' "$(jq -r '.cond' <<<"$line")") $(
+				jq -r '"\(.tps | floor) tps against \(.off_tps | floor) off"' <<<"$line")"
+		done < <("$PY" "$top/tests/bench/benchlib.py" pgwindows "$prog" "$wins")
 	done
+	pin_cluster "0-$P_CPU"
 fi
 
 # ------------------------------------------------------------------------------------------------ a

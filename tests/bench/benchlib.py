@@ -29,6 +29,12 @@
                                         programs) -> JSON: their share of all samples, and each function's share
                                         of them, inclusive and self (only below ROOT: a function that other kernel
                                         paths call too is not counted for them)
+    benchlib.py pgwindows PROGRESS WINDOWS
+                                        one pgbench run's per-second progress (-P 1 --progress-timestamp) cut into
+                                        the windows of WINDOWS (JSON lines: cond, round, t0, t1, host_busy_s,
+                                        loupe_cpu_s, in the order they ran) -> one JSON line per window that is
+                                        not "off": its tps and transactions, and those of the off windows just
+                                        before and after it (off_tps, off_host_cpu_us: its baseline)
     benchlib.py report RECORDS [--out FILE]
                                         results table on stdout (and JSON in FILE) from bench.sh's records
 
@@ -886,6 +892,43 @@ def perfunder(path, root="bpf_trace_run3", top=16):
                       for k in funcs]}
 
 
+def pgwindows(progress, windows):
+    """Conditions in windows of one pgbench run: each condition's window is compared with the off windows beside it,
+    seconds apart, so that the host's slow drifts (another guest's load, which moves pgbench by 10-20% over
+    minutes here) fall out of the ratio."""
+    secs = []  # (end of the second, tps)
+    pat = re.compile(r"^progress: ([\d.]+) s, ([\d.]+) tps")
+    for line in open(progress, errors="replace"):
+        m = pat.match(line)
+        if m:
+            secs.append((float(m.group(1)), float(m.group(2))))
+    wins = [json.loads(x) for x in open(windows) if x.strip()]
+    for w in wins:
+        # The seconds wholly inside the window.
+        inside = [tps for end, tps in secs if end - 1.0 >= w["t0"] - 0.05 and end <= w["t1"] + 0.05]
+        w["seconds"] = len(inside)
+        # Throughput: the median of the window's seconds, so that one second stalled by the disk (a TPC-B commit's
+        # flush behind a checkpoint's writes, 30-40% slower here) is not taken for the condition's. Transactions
+        # (for CPU per transaction): all of them, the mean.
+        w["tps"] = statistics.median(inside) if inside else None
+        w["transactions"] = sum(inside) / len(inside) * (w["t1"] - w["t0"]) if inside else None
+    out = []
+    for i, w in enumerate(wins):
+        if w["cond"] == "off" or not w["tps"]:
+            continue
+        offs = [x for x in (wins[i - 1] if i else None, wins[i + 1] if i + 1 < len(wins) else None)
+                if x and x["cond"] == "off" and x["tps"]]
+        if not offs:
+            continue
+        r = {k: w[k] for k in ("cond", "round", "tps", "transactions", "seconds", "host_busy_s", "loupe_cpu_s")}
+        r["wall_s"] = w["t1"] - w["t0"]
+        r["host_steal_s"] = w.get("host_steal_s", 0)
+        r["off_tps"] = sum(x["tps"] for x in offs) / len(offs)
+        r["off_host_cpu_us"] = (sum(x["host_busy_s"] for x in offs) / sum(x["transactions"] for x in offs) * 1e6)
+        out.append(r)
+    return out
+
+
 def main(argv):
     if len(argv) < 2:
         sys.exit(__doc__)
@@ -915,6 +958,9 @@ def main(argv):
         print(json.dumps(cpu([int(p) for p in args if p.isdigit()])))
     elif cmd == "perfunder":
         print(json.dumps(perfunder(*args[:2])))
+    elif cmd == "pgwindows":
+        for r in pgwindows(args[0], args[1]):
+            print(json.dumps(r))
     elif cmd == "report":
         out = args[args.index("--out") + 1] if "--out" in args else None
         return report(args[0], out)

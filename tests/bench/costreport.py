@@ -150,12 +150,25 @@ def main(path):
             if not ms:
                 continue
             label = name if mode is None else f"{name} {mode}"
-            tput = by_round(ms, lambda r: r.get(key) or None)
-            cpu = by_round(ms, lambda r: (r["host_busy_s"] / r[unit_key] * 1e6) if r.get(unit_key) else None)
             loupe = by_round(ms, lambda r: 100 * r["loupe_cpu_s"] / r["wall_s"] if r.get("wall_s") else None)
             loupe_unit = by_round(ms, lambda r: r["loupe_cpu_s"] / r[unit_key] * 1e6 if r.get(unit_key) else None)
-            base = quart([c["off"] for c in tput.values() if "off" in c])
-            cbase = quart([c["off"] for c in cpu.values() if "off" in c])
+            cpu_of = lambda r: (r["host_busy_s"] / r[unit_key] * 1e6) if r.get(unit_key) else None
+            if any("off_tps" in r for r in ms):
+                # Windows of one run (part p): each condition's record carries its own off baseline, the off
+                # windows beside it. As rounds whose off is the unit, paired() reads them like the others.
+                tput, cpu = {}, {}
+                for r in ms:
+                    if r.get(key) and r.get("off_tps"):
+                        tput.setdefault(r["round"], {"off": 1.0})[r["cond"]] = r[key] / r["off_tps"]
+                    if cpu_of(r) is not None and r.get("off_host_cpu_us") is not None:
+                        cpu.setdefault(r["round"], {"off": 0.0})[r["cond"]] = cpu_of(r) - r["off_host_cpu_us"]
+                base = quart([r["off_tps"] for r in ms if r.get("off_tps")])
+                cbase = quart([r["off_host_cpu_us"] for r in ms if r.get("off_host_cpu_us") is not None])
+            else:
+                tput = by_round(ms, lambda r: r.get(key) or None)
+                cpu = by_round(ms, cpu_of)
+                base = quart([c["off"] for c in tput.values() if "off" in c])
+                cbase = quart([c["off"] for c in cpu.values() if "off" in c])
             print(f"\n{label}: off {fmt(base, '.0f')} per s; host CPU {fmt(cbase, '.1f')} us per {unit_name}")
             print(f"  {'condition':9} {'throughput ratio':>24} {'host CPU us added per ' + unit_name:>34} {'loupe CPU %':>12}"
                   f" {'loupe us per ' + unit_name:>22}")
@@ -193,7 +206,7 @@ def main(path):
                           + (" ..." if len(cnt) > 12 else ""))
 
     if any(r.get("part") == "p" for r in recs):
-        print("\n## (p) pgbench, 4 clients, -M prepared")
+        print("\n## (p) pgbench, 4 clients, -M prepared: each condition in windows of one run, against the off windows beside it")
         throughput("p", "tps", "pgbench", "transactions", "transaction", 0.97, 0.99, modes=("select", "tpcb"))
     if any(r.get("part") == "a" for r in recs):
         print("\n## (a) reference API under wrk (mix)")
