@@ -7,7 +7,8 @@
 #     --only PARTS  some of the parts m, p, a, w, b, c (default mpawb)
 #     --conds LIST  the conditions, comma-separated (default off,floor,on,sampled,sysoff; off is always run)
 #     --base LOUPE  parts c and b (its host perf step) also run this loupe binary (another version's
-#                   build/loupe), alternating with this tree's round by round; c reports the ratio per round
+#                   build/loupe), alternating with this tree's round by round; c reports the ratio per round;
+#                   and the condition basesysoff runs it (--conds off,sysoff,basesysoff)
 #     --out FILE    also write every record (JSON lines) to FILE
 #     --keep        keep the work directory (logs, raw records)
 #
@@ -30,6 +31,9 @@
 #            not run by default: the breakdown of sysoff (--conds off,sysoff,nocapture,noprofile,bare). sysoff with
 #            --capture-bytes 0 (no payload capture: no HTTP, WebSocket or SQL signal), with --profile-hz 0 (no CPU
 #            sampling), and with both (what is left: process tracking, TCP lifecycle, PostgreSQL's rare USDT probes)
+#   basesysoff
+#            not run by default: sysoff with the --base binary (--base B/build/loupe --only p --conds
+#            off,sysoff,basesysoff): two builds' cost in the same windows of one run, each against its own off windows
 # Parts:
 #   m  micro-workloads (build/bench/loupe-bench-cost): a getuid() loop not targeted (syscall_u) and targeted
 #      (syscall_t), one-byte write/read pairs over a Unix socketpair not targeted (sock_u), a loopback HTTP
@@ -102,8 +106,9 @@ SETTLE=1.5
 IFS=, read -r -a CONDS <<<"off,${conds#off}"
 mapfile -t CONDS < <(printf '%s\n' "${CONDS[@]}" | awk 'NF && !seen[$0]++')
 for c in "${CONDS[@]}"; do
-	[[ $c =~ ^(off|floor|sockfloor|on|sampled|sysoff|nocapture|noprofile|bare)$ ]] \
-		|| { echo "bench-cost.sh: unknown condition '$c' (off floor sockfloor on sampled sysoff nocapture noprofile bare)" >&2; exit 2; }
+	[[ $c =~ ^(off|floor|sockfloor|on|sampled|sysoff|nocapture|noprofile|bare|basesysoff)$ ]] \
+		|| { echo "bench-cost.sh: unknown condition '$c' (off floor sockfloor on sampled sysoff nocapture noprofile bare basesysoff)" >&2; exit 2; }
+	[[ $c != basesysoff || -n $base ]] || { echo "bench-cost.sh: condition basesysoff needs --base LOUPE" >&2; exit 2; }
 done
 
 log() { printf '[cost %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -172,6 +177,7 @@ cond_start() {
 	nocapture) loupe_start --syscalls off --bpf-stats off --capture-bytes 0 "$@" ;;
 	noprofile) loupe_start --syscalls off --bpf-stats off --profile-hz 0 "$@" ;;
 	bare) loupe_start --syscalls off --bpf-stats off --capture-bytes 0 --profile-hz 0 "$@" ;;
+	basesysoff) LOUPE=$base loupe_start --syscalls off --bpf-stats off "$@" ;;
 	default) loupe_start "$@" ;;
 	esac
 	sleep "$SETTLE"

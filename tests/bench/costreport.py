@@ -10,7 +10,7 @@ import json
 import statistics
 import sys
 
-CONDS = ["floor", "sockfloor", "on", "sampled", "sysoff", "nocapture", "noprofile", "bare"]
+CONDS = ["floor", "sockfloor", "on", "sampled", "sysoff", "nocapture", "noprofile", "bare", "basesysoff"]
 LOADS = {"api": ("the API load, loupe's defaults", "request"),
          "pgbench": ("pgbench -S, --syscalls off", "transaction")}
 DUTY = 0.1  # include/syscalls.h: SYSCALL_SAMPLE_ON_MS / SYSCALL_SAMPLE_PERIOD_MS
@@ -199,6 +199,11 @@ def main(path):
                 print(f"  A/A: sampled (between its windows) / sysoff, the same programs, per round: {fmt(q, '.3f')};"
                       f" a difference of this size between two conditions here is noise")
                 summary.setdefault(part, {}).setdefault(mode or "all", {})["aa_sampled_over_sysoff"] = q[0]
+            bb = [v["sysoff"] / v["basesysoff"] for v in tput.values() if v.get("sysoff") and v.get("basesysoff")]
+            if bb:
+                q = quart(bb)
+                print(f"  this build / the --base build, both --syscalls off, per round: {fmt(q, '.3f')}")
+                summary.setdefault(part, {}).setdefault(mode or "all", {})["sysoff_over_base"] = q[0]
             if part == "a":
                 cnt = [(r["loupe_requests"], r.get("requests")) for r in ms if r.get("loupe_requests") is not None]
                 if cnt:
