@@ -93,7 +93,7 @@ while (($#)); do
 done
 [[ $parts =~ ^[mpawbc]+$ ]] || { echo "bench-cost.sh: --only takes letters from mpawbc (got '$parts')" >&2; exit 2; }
 [[ -z $base || -x $base ]] || { echo "bench-cost.sh: --base $base is not an executable" >&2; exit 2; }
-[[ -z $base || $parts =~ ^[bc]+$ ]] || { echo "bench-cost.sh: --base is for parts b and c (--only c, --only b)" >&2; exit 2; }
+[[ -z $base || $parts =~ ^[bcp]+$ ]] || { echo "bench-cost.sh: --base is for parts b, c and p (its condition basesysoff): --only b, c or p" >&2; exit 2; }
 [[ -z $rounds || $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-cost.sh: --rounds takes a positive number (got '$rounds')" >&2; exit 2; }
 want() { [[ $parts == *"$1"* ]]; }
 if ((quick)); then
