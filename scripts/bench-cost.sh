@@ -321,8 +321,8 @@ if want p; then
 		prog=$work/pgbench-$mode-progress.txt wins=$work/pgbench-$mode-windows.jsonl
 		: >"$wins"
 		ncond=$(order 1 | grep -vc '^off$')
-		# off + the condition's start, settling and window + stop, per condition and round; and a margin
-		total=$(( 5 + P_ROUNDS * ncond * (2 * P_WINDOW + 6) + 60 ))
+		# off + the condition's start, settling and window + stop, per condition and round (~12 s of 20), and a margin
+		total=$(( 5 + P_ROUNDS * ncond * (2 * P_WINDOW + 12) + 60 )) # killed after the last window anyway
 		env "${G_ENV[@]}" taskset -c "$P_CPU" "$PGBENCH" -n "${script[@]}" -M prepared -c 4 -j 2 -T "$total" -P 1 --progress-timestamp \
 			>"$work/pgbench-$mode.txt" 2>"$prog" &
 		BG_PID=$!
