@@ -231,6 +231,7 @@ static uint8_t stmt_alloc(struct feed *f)
 	if (st->gen && st->findable && st->name != FNV1A_SEED)
 		anomaly(f, PG_AN_STMT_EVICTED);
 	st->gen = ++c->gen ? c->gen : ++c->gen;
+	st->serial = ++c->serial;
 	st->used = ++c->stamp;
 	st->name = 0;
 	st->len = 0;
@@ -372,7 +373,7 @@ static void emit_query(struct feed *f, struct pg_item *it, int how, uint64_t end
 		ev.query = st->text;
 		ev.query_len = st->len;
 		ev.truncated = st->truncated;
-		ev.stmt_gen = st->gen;
+		ev.stmt_serial = st->serial;
 		ev.stmt_slot = it->slot;
 	}
 	ev.start_ns = it->start_ns;

@@ -131,9 +131,9 @@ struct pg_event {
 	uint32_t id;		/* execution number on this connection (1, 2, ...); shared by a Q's statements */
 	const char *query;	/* text as captured, not NUL-terminated; NULL when unknown */
 	size_t query_len;
-	uint32_t stmt_gen;	/* the statement whose text query is: unique on this connection while its text lasts
-				 * (a statement parsed again gets a new one), 0 when query is NULL; it sits in slot
-				 * stmt_slot (< PG_STMT_MAX), so a consumer can keep a memo per slot */
+	uint64_t stmt_serial;	/* the text query is: never reused on this connection (a statement parsed again gets
+				 * a new one), 0 when query is NULL; it sits in slot stmt_slot (< PG_STMT_MAX), so a
+				 * consumer can keep a memo per slot */
 	uint8_t stmt_slot;
 	bool truncated;		/* the text was cut by the capture or by PG_QUERY_MAX */
 	bool simple;		/* a simple query 'Q' (else extended protocol) */
@@ -184,6 +184,7 @@ struct pg_side {
 /* Private: a statement's text. */
 struct pg_stmt {
 	uint64_t name;		/* FNV-1a of the name */
+	uint64_t serial;	/* of this text, never reused on the connection (gen, 32 bits, wraps) */
 	uint32_t gen;		/* 0: empty */
 	uint32_t used;		/* LRU stamp */
 	uint16_t len;
@@ -232,6 +233,7 @@ struct pg_conn {
 	uint64_t since_z_start;	/* start of the first execution ended since the last ReadyForQuery, or 0 */
 	uint64_t txn_start;
 	uint64_t idle_since;	/* ReadyForQuery T/E with nothing pending, or 0 */
+	uint64_t serial;	/* texts stored so far */
 };
 
 void pg_conn_init(struct pg_conn *c, enum pg_role role, unsigned flags);
