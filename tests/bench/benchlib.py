@@ -894,8 +894,8 @@ def perfunder(path, root="bpf_trace_run3", top=16):
 
 def pgwindows(progress, windows):
     """Conditions in windows of one pgbench run: each condition's window is compared with the off windows beside it,
-    seconds apart, so that the host's slow drifts (another guest's load, which moves pgbench by 10-20% over
-    minutes here) fall out of the ratio."""
+    seconds apart, so that what moves pgbench over minutes here (another guest's load; on two CPUs, the scheduler's
+    placement of its threads and the backends) falls out of the ratio."""
     secs = []  # (end of the second, tps)
     pat = re.compile(r"^progress: ([\d.]+) s, ([\d.]+) tps")
     for line in open(progress, errors="replace"):
