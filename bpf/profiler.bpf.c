@@ -8,7 +8,8 @@
  *    while not runnable (it blocked) keeps its switch-out time and its stacks (taken there, since user stacks can
  *    only be walked in the task itself) in task storage; when it is switched in again after at least
  *    offcpu_min_ns, the record is sent with the time blocked (or, when that switch-in was not seen, at its next
- *    switch-out: see on_switch). Untargeted switches cost two array lookups.
+ *    switch-out or at its exit: see on_switch, on_thread_exit). Untargeted switches cost two array lookups.
+ *  - offcpu_exit_*: sched_process_exit, in the exiting thread: a block of it still open is sent then.
  * User stacks: unwound here with the rules userspace compiled from the process's files' .eh_frame/.debug_frame
  * (include/unwind.h; frame pointers where no rule covers an address), by bpf_get_stack()'s frame-pointer walk
  * until userspace has loaded them. CPython frames: walked from the thread's PyThreadState when the process runs an
@@ -490,6 +491,16 @@ static __always_inline void offcpu_emit(struct offcpu_start *st, __u32 svc, __u6
 	rec_send(r);
 }
 
+/* Send the block still open in st, of thread t, whose switch-in was not seen (t is running): valued as the time
+ * since it blocked less the CPU time t has run since. */
+static __always_inline void offcpu_emit_late(struct offcpu_start *st, __u32 svc, struct task_struct *t)
+{
+	__u64 now = bpf_ktime_get_ns(), ran = BPF_CORE_READ(t, se.sum_exec_runtime) - st->runtime_ns;
+	__u64 gone = now - st->ts_ns;
+	st->ts_ns = 0;
+	offcpu_emit(st, svc, now, gone > ran ? gone - ran : 0, PROF_REC_LATE);
+}
+
 static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct task_struct *next,
 				     unsigned int prev_state, const bool btf)
 {
@@ -504,12 +515,8 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
 		 * it exactly: the time since it blocked less the CPU time the thread has run since. */
 		bool blocked = prev_state != 0 && !(prev_state & KERNEL_TASK_DEAD); /* not its last switch-out */
 		struct offcpu_start *st = start_of(prev, blocked, btf);
-		if (st && st->ts_ns) {
-			__u64 now = bpf_ktime_get_ns(), ran = BPF_CORE_READ(prev, se.sum_exec_runtime) - st->runtime_ns;
-			__u64 gone = now - st->ts_ns;
-			st->ts_ns = 0;
-			offcpu_emit(st, svc, now, gone > ran ? gone - ran : 0, PROF_REC_LATE);
-		}
+		if (st && st->ts_ns)
+			offcpu_emit_late(st, svc, prev);
 		if (blocked) {
 			/* prev is the current task: its stacks are taken now, and sent when it runs again. */
 			struct prof_rec *r = st ? rec_new(REC_PROF_OFFCPU, svc, bpf_get_current_pid_tgid()) : NULL;
@@ -541,6 +548,29 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
 	}
 	return 0;
 }
+
+/* A thread exiting with a block still open (its switch-in unseen, see on_switch): valued here, in the thread,
+ * like a block valued at its next switch-out. Its final switch-out cannot do it: once the last thread of a process
+ * has passed this tracepoint, the targets' hook has already cleared the process's service (a sleeper whose last
+ * sleep's switch-in was unseen lost that sleep). With raw_tp it also takes the thread out of the hash. */
+static __always_inline int on_thread_exit(struct task_struct *t, const bool btf)
+{
+	struct offcpu_start *st = start_of(t, false, btf);
+	if (!st)
+		return 0;
+	if (st->ts_ns)
+		offcpu_emit_late(st, st->rec.service, t);
+	if (!btf) {
+		__u32 tid = BPF_CORE_READ(t, pid);
+		bpf_map_delete_elem(&offcpu_start_raw, &tid);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(offcpu_exit_btf, struct task_struct *p) { return on_thread_exit(p, true); }
+SEC("raw_tp/sched_process_exit")
+int BPF_PROG(offcpu_exit_raw, struct task_struct *p) { return on_thread_exit(p, false); }
 
 SEC("tp_btf/sched_switch")
 int BPF_PROG(offcpu_switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next,

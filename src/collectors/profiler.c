@@ -69,10 +69,11 @@ struct profiler {
 	struct ring_buffer *rb;
 	int ncpus;
 	struct cpu_perf perf;	       /* continuous sampling at --profile-hz */
-	struct bpf_link *offcpu_link; /* sched_switch, with --offcpu */
+	struct bpf_link *offcpu_link;	   /* sched_switch, with --offcpu */
+	struct bpf_link *offcpu_exit_link; /* sched_process_exit, with --offcpu */
 	uint64_t samples[LOUPE_MAX_SERVICES + 1];
 	uint64_t offcpu_ns[LOUPE_MAX_SERVICES + 1];
-	uint64_t offcpu_late[LOUPE_MAX_SERVICES + 1]; /* blocks valued at the next switch-out (PROF_REC_LATE) */
+	uint64_t offcpu_late[LOUPE_MAX_SERVICES + 1]; /* blocks valued late (PROF_REC_LATE) */
 	uint64_t stackless; /* samples whose user and kernel stacks both failed */
 	struct sym_cache *syms;
 	struct pid_maps {
@@ -129,6 +130,8 @@ static int profiler_open(struct loupe *L, void **priv)
 	if (!L->opt->offcpu) {
 		bpf_program__set_autoload(pr->skel->progs.offcpu_switch_btf, false);
 		bpf_program__set_autoload(pr->skel->progs.offcpu_switch_raw, false);
+		bpf_program__set_autoload(pr->skel->progs.offcpu_exit_btf, false);
+		bpf_program__set_autoload(pr->skel->progs.offcpu_exit_raw, false);
 	} else if ((err = bpf_map__set_max_entries(pr->skel->maps.prof_events, PROF_RING_OFFCPU))) {
 		goto fail;
 	}
@@ -406,10 +409,11 @@ static int profiler_attach(void *priv)
 	if (!attached)
 		return -ENODEV;
 	if (pr->L->opt->offcpu) {
-		struct bpf_program *prog = pr->skel->progs.offcpu_switch_btf;
-		if (!bpf_program__autoload(prog))
-			prog = pr->skel->progs.offcpu_switch_raw;
-		if (!(pr->offcpu_link = bpf_program__attach(prog)))
+		bool btf = bpf_program__autoload(pr->skel->progs.offcpu_switch_btf);
+		struct bpf_program *sw = btf ? pr->skel->progs.offcpu_switch_btf : pr->skel->progs.offcpu_switch_raw;
+		struct bpf_program *ex = btf ? pr->skel->progs.offcpu_exit_btf : pr->skel->progs.offcpu_exit_raw;
+		/* The exit hook first: a block the switch hook leaves open is then always closed. */
+		if (!(pr->offcpu_exit_link = bpf_program__attach(ex)) || !(pr->offcpu_link = bpf_program__attach(sw)))
 			return -errno;
 	}
 	pr->rb = ring_buffer__new(bpf_map__fd(pr->skel->maps.prof_events), on_record, pr, NULL);
@@ -465,7 +469,7 @@ static int profiler_collect(void *priv, struct registry *reg)
 	struct metric_family *late = registry__family(
 		reg, "loupe_offcpu_late_blocks_total",
 		"Blocks of target threads whose switch-in the sched_switch hook did not see (the kernel switched the "
-		"thread in without calling it), valued at the thread's next switch-out: time since it blocked less the "
+		"thread in without calling it), valued at the thread's next switch-out or exit: time since it blocked less the "
 		"CPU time it ran since.",
 		METRIC_COUNTER, l_svc, 0, FAMILY_SNAPSHOT);
 	if (!samples || !offcpu || !late)
@@ -517,6 +521,7 @@ static void profiler_close(void *priv)
 		session_free(&pr->sess[i]);
 	cpu_perf__detach(&pr->perf);
 	bpf_link__destroy(pr->offcpu_link);
+	bpf_link__destroy(pr->offcpu_exit_link);
 	unwinder__free(pr->uw);
 	pyruntime__codes_free(pr->pyc);
 	profiler_bpf__destroy(pr->skel);
