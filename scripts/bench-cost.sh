@@ -3,7 +3,7 @@
 # Loupe's cost benchmark: `make bench` (docs/performance.md, "Cost benchmark", says how to read it). Root; loopback only.
 #   scripts/bench-cost.sh [--quick] [--rounds N] [--only PARTS] [--conds LIST] [--base LOUPE] [--out FILE] [--keep]
 #     --quick       2 rounds of shorter runs: a smoke test of the script, not figures to quote
-#     --rounds N    rounds of every part (default 10 for m, 6 for p, a and w, 8 for c, 3 for b's host perf)
+#     --rounds N    rounds of every part (default 10 for m, a and w, 6 for p, 8 for c, 3 for b's host perf)
 #     --only PARTS  some of the parts m, p, a, w, b, c (default mpawb)
 #     --conds LIST  the conditions, comma-separated (default off,floor,on,sampled,sysoff; off is always run)
 #     --base LOUPE  parts c and b (its host perf step) also run this loupe binary (another version's
@@ -46,9 +46,11 @@
 #      loupe targets by pid, pgbench, the cluster and loupe all on the last CPU: one pgbench run per script, in
 #      which each condition takes a 4 s window between two off windows (its baseline; per-second progress, the
 #      median second of a window): TPS and host CPU per transaction
-#   a  the reference API (tests/workload) under wrk with its mix (10 connections, 5 s): requests/s, host CPU per
-#      request, loupe's CPU
-#   w  WebSocket echo throughput of the same API (ws_client.py --throughput, 8 sessions, 5 s): messages/s
+#   a  the reference API (tests/workload) under wrk with its mix (10 connections), as (p): one wrk run, each
+#      condition in a 4 s window between two off windows (mix.lua's responses per second, the median second),
+#      wrk, the API, the cluster and loupe on the last CPU: requests/s, host CPU per request, loupe's CPU
+#   w  WebSocket echo throughput of the same API (ws_client.py --throughput, 8 sessions), in windows of one run as
+#      (a): messages/s
 #   b  where the time goes: BPF run time per program (--bpf-stats always) and loupe's own CPU by function,
 #      inclusive (perf record --call-graph dwarf on loupe), under the API load with loupe's defaults, and under
 #      pgbench -S with --syscalls off (per request, per transaction); then, in 3 rounds (alternating with --base),
@@ -97,9 +99,9 @@ done
 [[ -z $rounds || $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-cost.sh: --rounds takes a positive number (got '$rounds')" >&2; exit 2; }
 want() { [[ $parts == *"$1"* ]]; }
 if ((quick)); then
-	M_ROUNDS=2 P_ROUNDS=2 A_ROUNDS=2 W_ROUNDS=2 C_ROUNDS=2 B_HOST_ROUNDS=1 SYSCALL_OPS=500000 SOCK_OPS=200000 PAIR_OPS=5000 DURATION=3 P_WINDOW=2
+	M_ROUNDS=2 P_ROUNDS=2 A_ROUNDS=2 W_ROUNDS=2 C_ROUNDS=2 B_HOST_ROUNDS=1 SYSCALL_OPS=500000 SOCK_OPS=200000 PAIR_OPS=5000 P_WINDOW=2
 else
-	M_ROUNDS=10 P_ROUNDS=6 A_ROUNDS=6 W_ROUNDS=6 C_ROUNDS=8 B_HOST_ROUNDS=3 SYSCALL_OPS=3000000 SOCK_OPS=1000000 PAIR_OPS=30000 DURATION=5 P_WINDOW=4
+	M_ROUNDS=10 P_ROUNDS=6 A_ROUNDS=10 W_ROUNDS=10 C_ROUNDS=8 B_HOST_ROUNDS=3 SYSCALL_OPS=3000000 SOCK_OPS=1000000 PAIR_OPS=30000 P_WINDOW=4
 fi
 [[ -n $rounds ]] && M_ROUNDS=$rounds P_ROUNDS=$rounds A_ROUNDS=$rounds W_ROUNDS=$rounds C_ROUNDS=$rounds B_HOST_ROUNDS=$rounds
 SETTLE=1.5
@@ -258,25 +260,10 @@ api_start() {
 	SEED_IDS=$("$PY" "$WL/seed.py" --ids-only 2>>"$work/workload.log") || die "seed.py failed (see $work/workload.log)"
 	API_TARGETS=(--target "api=pid:$(cat "$LOUPE_RUN_DIR/api.pid")" --target "postgres=pid:$PG_PID")
 }
+WRK_PIN=()
 wrk_run() { # seconds outfile
-	wrk -d "${1}s" -c 10 -t 2 --timeout 10s -s "$WL/mix.lua" "http://127.0.0.1:$LOUPE_API_PORT" -- mix "$SEED_IDS" >"$2" 2>&1
+	"${WRK_PIN[@]}" wrk -d "${1}s" -c 10 -t 2 --timeout 10s -s "$WL/mix.lua" "http://127.0.0.1:$LOUPE_API_PORT" -- mix "$SEED_IDS" >"$2" 2>&1
 }
-run_to() { local f=$1; shift; "$@" >"$f" 2>&1; }
-# Runs "$@" under a condition and records host CPU and loupe's CPU around it: measured PART COND ROUND cmd...
-measured() {
-	local part=$1 cond=$2 round=$3 h0 h1 c0=0 c1=0 t0 t1
-	shift 3
-	h0=$(host_cpu)
-	[[ -n $LOUPE_PID ]] && c0=$(proc_cpu "$LOUPE_PID")
-	t0=$(date +%s.%N)
-	"$@" || log "warning: ($part) $cond round $round: $1 failed"
-	t1=$(date +%s.%N)
-	h1=$(host_cpu)
-	[[ -n $LOUPE_PID ]] && c1=$(proc_cpu "$LOUPE_PID")
-	MEASURED=$(jq -nc --argjson h0 "$h0" --argjson h1 "$h1" --argjson c0 "$c0" --argjson c1 "$c1" --arg t0 "$t0" --arg t1 "$t1" \
-		'{wall_s:(($t1 | tonumber) - ($t0 | tonumber)),host_busy_s:($h1.busy_s - $h0.busy_s),host_steal_s:($h1.steal_s - $h0.steal_s),loupe_cpu_s:($c1 - $c0)}')
-}
-
 G_ENV=(PGHOST=127.0.0.1 "PGPORT=$LOUPE_PG_PORT" PGUSER=loupe PGDATABASE=loupe)
 PG_INIT=0
 pgbench_init() {
@@ -296,19 +283,57 @@ pgbench_init() {
 # run in the other CPU's idle time, its cost unseen. On one CPU every cycle any of them spends is the others' loss.
 P_CPU=$(($(nproc) - 1))
 pin_cluster() { local p; for p in "$PG_PID" $(pgrep -P "$PG_PID"); do taskset -a -p -c "$1" "$p" >/dev/null 2>&1; done; }
-win_mark() { # COND ROUND: open a window (the condition is running and settled)
-	W_COND=$1 W_ROUND=$2 W_T0=$(date +%s.%N) W_H0=$(host_cpu) W_C0=0
+pin_api() { local p; for p in "$API_PID" $(pgrep -P "$API_PID"); do taskset -a -p -c "$1" "$p" >/dev/null 2>&1; done; pin_cluster "$1"; }
+sleep_until() { sleep "$(awk -v t="$1" -v n="$(date +%s.%N)" 'BEGIN { d = t - n; printf "%.3f", (d > 0 ? d : 0) }')"; }
+win_mark() { # COND ROUND [align]: open a window (the condition is running and settled); with align, at the next
+	# wall-clock second (part a: mix.lua counts responses per wall-clock second, so the window holds P_WINDOW whole
+	# seconds rather than one fewer)
+	[[ -n ${3:-} ]] && sleep_until "$(awk -v n="$(date +%s.%N)" 'BEGIN { printf "%d.03", int(n) + 1 }')"
+	W_COND=$1 W_ROUND=$2 W_T0=$(date +%s.%N) W_H0=$(host_cpu) W_C0=0 W_ALIGN=${3:-}
 	[[ -n $LOUPE_PID ]] && W_C0=$(proc_cpu "$LOUPE_PID")
 	return 0
 }
-win_close() { # WINDOWS_FILE: close it after P_WINDOW seconds, and note it
+win_close() { # WINDOWS_FILE: close it after P_WINDOW seconds (aligned: just before the end of its last second), and note it
 	local c1=0 h1
-	sleep "$P_WINDOW"
+	if [[ -n $W_ALIGN ]]; then
+		sleep_until "$(awk -v t="$W_T0" -v w="$P_WINDOW" 'BEGIN { printf "%.3f", int(t) + w - 0.03 }')"
+	else
+		sleep "$P_WINDOW"
+	fi
 	h1=$(host_cpu)
 	[[ -n $LOUPE_PID ]] && c1=$(proc_cpu "$LOUPE_PID")
 	jq -nc --arg cond "$W_COND" --argjson round "$W_ROUND" --arg t0 "$W_T0" --arg t1 "$(date +%s.%N)" --argjson h0 "$W_H0" \
 		--argjson h1 "$h1" --argjson c0 "$W_C0" --argjson c1 "$c1" \
 		'{cond:$cond,round:$round,t0:($t0 | tonumber),t1:($t1 | tonumber),host_busy_s:($h1.busy_s - $h0.busy_s),host_steal_s:($h1.steal_s - $h0.steal_s),loupe_cpu_s:($c1 - $c0)}' >>"$1"
+}
+# The conditions in windows of the load running as BG_PID, each between two off windows, round by round; then the
+# load is stopped. cond_windows PART ROUNDS WINDOWS_FILE LOAD_LOG ALIGN TARGET_ARGS... (ALIGN: "" or align)
+cond_windows() {
+	local part=$1 rounds=$2 wins=$3 loadlog=$4 align=$5 r cond
+	shift 5
+	for ((r = 1; r <= rounds; r++)); do
+		for cond in $(order "$r"); do
+			[[ $cond == off ]] && continue
+			win_mark off "$r" $align
+			win_close "$wins"
+			cond_start "$cond" "$@"
+			if [[ -n $LOUPE_PID ]]; then # started and settled on any CPU, measured on P_CPU
+				taskset -a -p -c "$P_CPU" "$LOUPE_PID" >/dev/null
+				sleep 0.5
+			fi
+			win_mark "$cond" "$r" $align
+			win_close "$wins"
+			cond_stop
+			sleep 0.5 # the detach's after-work (RCU, the reader's exit) stays out of the next window
+			kill -0 "$BG_PID" 2>/dev/null || die "($part) the load ended early: $(tail -n 3 "$loadlog")"
+		done
+		log "($part) round $r done"
+	done
+	win_mark off 0 $align
+	win_close "$wins"
+	kill -TERM "$BG_PID" 2>/dev/null # (SIGINT: ignored by a background job of a script)
+	wait "$BG_PID" 2>/dev/null || true
+	BG_PID=""
 }
 if want p; then
 	pgbench_init
@@ -328,29 +353,7 @@ if want p; then
 		BG_PID=$!
 		sleep 2
 		log "(p) $mode: $P_ROUNDS rounds x $ncond conditions in ${P_WINDOW} s windows of one pgbench run, each between two off windows; all on CPU $P_CPU"
-		for ((r = 1; r <= P_ROUNDS; r++)); do
-			for cond in $(order "$r"); do
-				[[ $cond == off ]] && continue
-				win_mark off "$r"
-				win_close "$wins"
-				cond_start "$cond" --target "postgres=pid:$PG_PID"
-				if [[ -n $LOUPE_PID ]]; then # started and settled on any CPU, measured on P_CPU
-					taskset -a -p -c "$P_CPU" "$LOUPE_PID" >/dev/null
-					sleep 0.5
-				fi
-				win_mark "$cond" "$r"
-				win_close "$wins"
-				cond_stop
-				sleep 0.5 # the detach's after-work (RCU, the reader's exit) stays out of the next window
-				kill -0 "$BG_PID" 2>/dev/null || die "pgbench ($mode) ended early: $(tail -n 3 "$work/pgbench-$mode.txt")"
-			done
-			log "(p) $mode round $r done"
-		done
-		win_mark off 0
-		win_close "$wins"
-		kill -TERM "$BG_PID" 2>/dev/null # (SIGINT: ignored by a background job of a script)
-		wait "$BG_PID" 2>/dev/null || true
-		BG_PID=""
+		cond_windows "p $mode" "$P_ROUNDS" "$wins" "$work/pgbench-$mode.txt" "" --target "postgres=pid:$PG_PID"
 		while read -r line; do
 			record "$(jq -c --arg mode "$mode" '. + {part:"p",mode:$mode}' <<<"$line")"
 			log "(p) $mode round $(jq -r '.round' <<<"$line") $(printf '%-7s' "$(jq -r '.cond' <<<"$line")") $(
@@ -361,48 +364,59 @@ if want p; then
 fi
 
 # ------------------------------------------------------------------------------------------------ a
+# As (p): one wrk run (mix.lua writes each thread's responses per second), the conditions in windows of it, each
+# between two off windows; wrk, the API's processes and the cluster's on one CPU. In separate 5 s runs on two CPUs,
+# the API's throughput spread by 5-15% within a run (docs/performance.md), more than the goal's margin.
 if want a; then
 	api_start
+	API_PID=$(cat "$LOUPE_RUN_DIR/api.pid")
+	pin_api "$P_CPU"
+	WRK_PIN=(taskset -c "$P_CPU")
 	wrk_run 3 "$work/wrk-warmup.txt" || die "wrk warm-up failed: $(tail -n 3 "$work/wrk-warmup.txt")"
-	for ((r = 1; r <= A_ROUNDS; r++)); do
-		for cond in $(order "$r"); do
-			cond_start "$cond" "${API_TARGETS[@]}"
-			[[ -n $LOUPE_PID ]] && scrape "$work/a0.txt"
-			f=$work/wrk-$cond-$r.txt
-			measured a "$cond" "$r" wrk_run "$DURATION" "$f"
-			res=$("$PY" "$top/tests/bench/benchlib.py" wrk "$f")
-			counted=null
-			if [[ -n $LOUPE_PID ]]; then
-				sleep 0.3
-				scrape "$work/a1.txt"
-				m=(http_server_request_duration_seconds_count service_name=api)
-				counted=$(( $(sample "$work/a1.txt" "${m[@]}") - $(sample "$work/a0.txt" "${m[@]}") ))
-			fi
-			cond_stop
-			record "$(jq -c --arg cond "$cond" --argjson round "$r" --argjson m "$MEASURED" --argjson counted "$counted" \
-				'. + $m + {part:"a",cond:$cond,round:$round,loupe_requests:$counted}' <<<"$res")"
-			log "(a) round $r $(printf '%-7s' "$cond") $(jq -r '"\(.rps // 0 | floor) req/s (\(.requests // "?") requests)"' <<<"$res")$(
-				[[ $counted == null ]] || echo "; loupe counted $counted")"
-		done
-	done
+	secs=$work/wrk-seconds wins=$work/wrk-windows.jsonl
+	rm -f "$secs".*
+	: >"$wins"
+	ncond=$(order 1 | grep -vc '^off$')
+	total=$(( 5 + A_ROUNDS * ncond * (2 * P_WINDOW + 12) + 60 )) # killed after the last window anyway
+	LOUPE_WRK_SECONDS=$secs "${WRK_PIN[@]}" wrk -d "${total}s" -c 10 -t 2 --timeout 10s -s "$WL/mix.lua" \
+		"http://127.0.0.1:$LOUPE_API_PORT" -- mix "$SEED_IDS" >"$work/wrk-a.txt" 2>&1 &
+	BG_PID=$!
+	sleep 2
+	log "(a): $A_ROUNDS rounds x $ncond conditions in ${P_WINDOW} s windows of one wrk run, each between two off windows; all on CPU $P_CPU"
+	cond_windows a "$A_ROUNDS" "$wins" "$work/wrk-a.txt" align "${API_TARGETS[@]}"
+	WRK_PIN=()
+	while read -r line; do
+		record "$(jq -c '. + {part:"a"}' <<<"$line")"
+		log "(a) round $(jq -r '.round' <<<"$line") $(printf '%-7s' "$(jq -r '.cond' <<<"$line")") $(
+			jq -r '"\(.rps | floor) req/s against \(.off_rps | floor) off"' <<<"$line")"
+	done < <("$PY" "$top/tests/bench/benchlib.py" secwindows "$secs" "$wins")
+	pin_api "0-$P_CPU"
 fi
 
 # ------------------------------------------------------------------------------------------------ w
+# As (a): one ws_client.py run (its echoes per second), the conditions in windows of it; client, API, cluster and
+# loupe on one CPU.
 if want w; then
 	api_start
-	for ((r = 1; r <= W_ROUNDS; r++)); do
-		for cond in $(order "$r"); do
-			cond_start "$cond" "${API_TARGETS[@]}"
-			f=$work/ws-$cond-$r.json
-			measured w "$cond" "$r" run_to "$f" "$PY" "$WL/ws_client.py" --throughput --sessions 8 --duration "$DURATION" \
-				--size 32 --host 127.0.0.1 --port "$LOUPE_API_PORT"
-			cond_stop
-			res=$(jq -c 'select(.throughput) | {messages_per_s:.throughput.messages_per_s,messages:.throughput.messages}' "$f" 2>/dev/null | tail -n 1)
-			[[ -n $res ]] || res='{"messages_per_s":0}'
-			record "$(jq -c --arg cond "$cond" --argjson round "$r" --argjson m "$MEASURED" '. + $m + {part:"w",cond:$cond,round:$round}' <<<"$res")"
-			log "(w) round $r $(printf '%-7s' "$cond") $(jq -r '"\(.messages_per_s | floor) messages/s"' <<<"$res")"
-		done
-	done
+	API_PID=$(cat "$LOUPE_RUN_DIR/api.pid")
+	pin_api "$P_CPU"
+	secs=$work/ws-seconds wins=$work/ws-windows.jsonl
+	rm -f "$secs".*
+	: >"$wins"
+	ncond=$(order 1 | grep -vc '^off$')
+	total=$(( 5 + W_ROUNDS * ncond * (2 * P_WINDOW + 12) + 60 ))
+	taskset -c "$P_CPU" "$PY" "$WL/ws_client.py" --throughput --sessions 8 --duration "$total" --size 32 --host 127.0.0.1 \
+		--port "$LOUPE_API_PORT" --seconds-file "$secs.1" >"$work/ws-w.json" 2>&1 &
+	BG_PID=$!
+	sleep 2
+	log "(w): $W_ROUNDS rounds x $ncond conditions in ${P_WINDOW} s windows of one WebSocket echo run, each between two off windows; all on CPU $P_CPU"
+	cond_windows w "$W_ROUNDS" "$wins" "$work/ws-w.json" align "${API_TARGETS[@]}"
+	while read -r line; do
+		record "$(jq -c '. + {part:"w"}' <<<"$line")"
+		log "(w) round $(jq -r '.round' <<<"$line") $(printf '%-7s' "$(jq -r '.cond' <<<"$line")") $(
+			jq -r '"\(.messages_per_s | floor) messages/s against \(.off_messages_per_s | floor) off"' <<<"$line")"
+	done < <("$PY" "$top/tests/bench/benchlib.py" secwindows "$secs" "$wins" messages_per_s messages)
+	pin_api "0-$P_CPU"
 fi
 
 # BPF run time and runs per program between two `benchlib.py progstats` files: progs_delta BEFORE AFTER -> JSON array.

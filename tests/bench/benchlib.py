@@ -35,11 +35,16 @@
                                         loupe_cpu_s, in the order they ran) -> one JSON line per window that is
                                         not "off": its tps and transactions, and those of the off windows just
                                         before and after it (off_tps, off_host_cpu_us: its baseline)
+    benchlib.py secwindows PREFIX WINDOWS [RATE COUNT]
+                                        the same for one load run whose clients write what they did per wall-clock
+                                        second to PREFIX.N (mix.lua with LOUPE_WRK_SECONDS=PREFIX, ws_client.py
+                                        --seconds-file): RATE (default rps), COUNT (requests), off_RATE
     benchlib.py report RECORDS [--out FILE]
                                         results table on stdout (and JSON in FILE) from bench.sh's records
 
 Records (one JSON object a line) are written by bench.sh; "part" says which measurement each belongs to.
 """
+import glob
 import json
 import os
 import random
@@ -893,38 +898,59 @@ def perfunder(path, root="bpf_trace_run3", top=16):
 
 
 def pgwindows(progress, windows):
-    """Conditions in windows of one pgbench run: each condition's window is compared with the off windows beside it,
-    seconds apart, so that what moves pgbench over minutes here (another guest's load; on two CPUs, the scheduler's
-    placement of its threads and the backends) falls out of the ratio."""
+    """Conditions in windows of one pgbench run (pgbench -P 1 --progress-timestamp): see cond_windows."""
     secs = []  # (end of the second, tps)
     pat = re.compile(r"^progress: ([\d.]+) s, ([\d.]+) tps")
     for line in open(progress, errors="replace"):
         m = pat.match(line)
         if m:
             secs.append((float(m.group(1)), float(m.group(2))))
+    return cond_windows(secs, windows, "tps", "transactions")
+
+
+def secwindows(prefix, windows, rate="rps", count="requests"):
+    """Conditions in windows of one load run whose clients append "UNIX_SECOND DONE" lines to prefix.N (mix.lua
+    with LOUPE_WRK_SECONDS=prefix, one file a wrk thread; ws_client.py --seconds-file): see cond_windows. A second
+    no client wrote a line for had nothing done."""
+    per = {}
+    for path in glob.glob(glob.escape(prefix) + ".*"):
+        for line in open(path, errors="replace"):
+            f = line.split()
+            if len(f) == 2 and f[0].isdigit() and f[1].isdigit():
+                per[int(f[0])] = per.get(int(f[0]), 0) + int(f[1])
+    secs = [(t + 1.0, float(per.get(t, 0))) for t in range(min(per), max(per) + 1)] if per else []
+    return cond_windows(secs, windows, rate, count)
+
+
+def cond_windows(secs, windows, rate, count):
+    """Conditions in windows of one load run: each condition's window is compared with the off windows beside it,
+    seconds apart, so that what moves the load over minutes here (another guest's load; on two CPUs, the
+    scheduler's placement of its threads and the server's) falls out of the ratio. secs: (end of the second, work
+    done in it per second), windows: bench-cost.sh's win_close lines. Records carry the condition's `rate` (the
+    median of its window's seconds), `count` (work done in the window) and off_`rate`, off_host_cpu_us."""
     wins = [json.loads(x) for x in open(windows) if x.strip()]
     for w in wins:
         # The seconds wholly inside the window.
-        inside = [tps for end, tps in secs if end - 1.0 >= w["t0"] - 0.05 and end <= w["t1"] + 0.05]
+        inside = [v for end, v in secs if end - 1.0 >= w["t0"] - 0.05 and end <= w["t1"] + 0.05]
         w["seconds"] = len(inside)
         # Throughput: the median of the window's seconds, so that one second stalled by the disk (a TPC-B commit's
-        # flush behind a checkpoint's writes, 30-40% slower here) is not taken for the condition's. Transactions
-        # (for CPU per transaction): all of them, the mean.
-        w["tps"] = statistics.median(inside) if inside else None
-        w["transactions"] = sum(inside) / len(inside) * (w["t1"] - w["t0"]) if inside else None
+        # flush behind a checkpoint's writes, 30-40% slower here) is not taken for the condition's. Work done
+        # (for CPU per unit): all of it, the mean.
+        w[rate] = statistics.median(inside) if inside else None
+        w[count] = sum(inside) / len(inside) * (w["t1"] - w["t0"]) if inside else None
     out = []
     for i, w in enumerate(wins):
-        if w["cond"] == "off" or not w["tps"]:
+        if w["cond"] == "off" or not w[rate]:
             continue
         offs = [x for x in (wins[i - 1] if i else None, wins[i + 1] if i + 1 < len(wins) else None)
-                if x and x["cond"] == "off" and x["tps"]]
+                if x and x["cond"] == "off" and x[rate]]
         if not offs:
             continue
-        r = {k: w[k] for k in ("cond", "round", "tps", "transactions", "seconds", "host_busy_s", "loupe_cpu_s")}
+        r = {k: w[k] for k in ("cond", "round", rate, count, "seconds", "host_busy_s", "loupe_cpu_s")}
         r["wall_s"] = w["t1"] - w["t0"]
         r["host_steal_s"] = w.get("host_steal_s", 0)
-        r["off_tps"] = sum(x["tps"] for x in offs) / len(offs)
-        r["off_host_cpu_us"] = (sum(x["host_busy_s"] for x in offs) / sum(x["transactions"] for x in offs) * 1e6)
+        r["off_" + rate] = sum(x[rate] for x in offs) / len(offs)
+        r["off_host_cpu_us"] = (sum(x["host_busy_s"] for x in offs) / sum(x[count] for x in offs) * 1e6)
         out.append(r)
     return out
 
@@ -960,6 +986,9 @@ def main(argv):
         print(json.dumps(perfunder(*args[:2])))
     elif cmd == "pgwindows":
         for r in pgwindows(args[0], args[1]):
+            print(json.dumps(r))
+    elif cmd == "secwindows":
+        for r in secwindows(*args[:4]):
             print(json.dumps(r))
     elif cmd == "report":
         out = args[args.index("--out") + 1] if "--out" in args else None

@@ -153,16 +153,17 @@ def main(path):
             loupe = by_round(ms, lambda r: 100 * r["loupe_cpu_s"] / r["wall_s"] if r.get("wall_s") else None)
             loupe_unit = by_round(ms, lambda r: r["loupe_cpu_s"] / r[unit_key] * 1e6 if r.get(unit_key) else None)
             cpu_of = lambda r: (r["host_busy_s"] / r[unit_key] * 1e6) if r.get(unit_key) else None
-            if any("off_tps" in r for r in ms):
-                # Windows of one run (part p): each condition's record carries its own off baseline, the off
+            off_key = "off_" + key
+            if any(off_key in r for r in ms):
+                # Windows of one run (parts p and a): each condition's record carries its own off baseline, the off
                 # windows beside it. As rounds whose off is the unit, paired() reads them like the others.
                 tput, cpu = {}, {}
                 for r in ms:
-                    if r.get(key) and r.get("off_tps"):
-                        tput.setdefault(r["round"], {"off": 1.0})[r["cond"]] = r[key] / r["off_tps"]
+                    if r.get(key) and r.get(off_key):
+                        tput.setdefault(r["round"], {"off": 1.0})[r["cond"]] = r[key] / r[off_key]
                     if cpu_of(r) is not None and r.get("off_host_cpu_us") is not None:
                         cpu.setdefault(r["round"], {"off": 0.0})[r["cond"]] = cpu_of(r) - r["off_host_cpu_us"]
-                base = quart([r["off_tps"] for r in ms if r.get("off_tps")])
+                base = quart([r[off_key] for r in ms if r.get(off_key)])
                 cbase = quart([r["off_host_cpu_us"] for r in ms if r.get("off_host_cpu_us") is not None])
             else:
                 tput = by_round(ms, lambda r: r.get(key) or None)

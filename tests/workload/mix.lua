@@ -10,6 +10,8 @@
 -- demo load). At the end one machine-readable line is printed:
 --   loupe-wrk: {"requests":N,"errors":N,"errors_status":N,"duration_s":S,"status":{"200":N,...}}
 -- (errors = socket connect/read/write/timeout errors; errors_status = responses >= 400)
+-- Env LOUPE_WRK_SECONDS=PREFIX: each thread also appends "UNIX_SECOND RESPONSES" to PREFIX.THREAD for every wall-clock
+-- second as it ends (flushed then, so a wrk that is killed leaves every finished second; bench-cost.sh's windows).
 
 local WORDS = { "graph", "memory", "postgres", "latency", "socket", "request", "profile",
                 "kernel", "python", "websocket", "query", "index", "cache", "trace",
@@ -71,9 +73,24 @@ function request()
    return cycle[pos]
 end
 
+local sec_prefix = os.getenv("LOUPE_WRK_SECONDS")
+local sec_file, sec_now, sec_n = nil, 0, 0
+
 function response(code, headers, body)
    local k = tostring(code)
    status[k] = (status[k] or 0) + 1
+   if sec_prefix then
+      local now = os.time()
+      if now ~= sec_now then
+         if sec_n > 0 then
+            sec_file = sec_file or assert(io.open(sec_prefix .. "." .. tostring(tid or 1), "a"))
+            sec_file:write(string.format("%d %d\n", sec_now, sec_n))
+            sec_file:flush()
+         end
+         sec_now, sec_n = now, 0
+      end
+      sec_n = sec_n + 1
+   end
 end
 
 local delay_ms = tonumber(os.getenv("LOUPE_WRK_DELAY_MS") or "0") or 0

@@ -19,6 +19,8 @@ checking) every echo before the next send; then they close with 1000. Used by sc
 The summary then also has "throughput": {"messages":N (echoed round trips), "window_s":.., "messages_per_s":..,
 "client_cpu_s":..}: the window runs from the moment every session is connected to the last echo, so it leaves
 out the handshakes and closes; every message sent in it is echoed before the session closes.
+--seconds-file FILE (throughput mode) appends "UNIX_SECOND ECHOES" to FILE for every wall-clock second as it ends
+(flushed then: a client that is stopped leaves every finished second; bench-cost.sh's windows).
 
 --subscribe sends the text "subscribe" first: the server then pushes
 {"event":"update","seq":k} every 100 ms, counted as updates_received.
@@ -65,6 +67,20 @@ class Summary:
         self.connected = 0
         self.t_start = None
         self.last_echo = 0.0
+        self.sec_file = None  # --seconds-file: echoes per wall-clock second
+        self.sec_now = 0
+        self.sec_n = 0
+
+    def echoed(self):
+        self.echoes += 1
+        if self.sec_file:
+            now = int(time.time())
+            if now != self.sec_now:
+                if self.sec_n:
+                    self.sec_file.write(f"{self.sec_now} {self.sec_n}\n")
+                    self.sec_file.flush()
+                self.sec_now, self.sec_n = now, 0
+            self.sec_n += 1
 
     def ready(self):
         """A throughput session is connected: when all are, start the clock and the sending."""
@@ -201,7 +217,7 @@ class Session:
                 await self.send(ws, msg)
                 if not await self.recv_echo(ws, msg):
                     break
-                self.s.echoes += 1
+                self.s.echoed()
             self.s.last_echo = max(self.s.last_echo, time.monotonic())
         finally:
             await self.close(ws)
@@ -247,6 +263,8 @@ async def amain(args) -> Summary:
         loop.add_signal_handler(sig, stop.set)
     if args.throughput:
         summary.go = asyncio.Event()
+        if args.seconds_file:
+            summary.sec_file = open(args.seconds_file, "a")
         sessions = [Session(args, summary, sid, stop) for sid in range(args.sessions)]
         runs = asyncio.gather(*(s.run() for s in sessions))
         # The clock starts when every session is connected (or gives up after --timeout).
@@ -279,6 +297,8 @@ def main() -> int:
                     help="continuous mode: close and reopen each session every S seconds")
     ap.add_argument("--throughput", action="store_true",
                     help="throughput mode: send back to back (no --rate) for --duration S seconds")
+    ap.add_argument("--seconds-file", default=None, metavar="FILE",
+                    help="throughput mode: append each wall-clock second's echoes to FILE as it ends")
     ap.add_argument("--expect-close", type=int, default=None, metavar="CODE",
                     help="connect to /ws/close/CODE and check the server's close code")
     ap.add_argument("--path", default=None, help="path for --expect-close (default /ws/close/CODE)")
