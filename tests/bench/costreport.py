@@ -155,7 +155,7 @@ def main(path):
             cpu_of = lambda r: (r["host_busy_s"] / r[unit_key] * 1e6) if r.get(unit_key) else None
             off_key = "off_" + key
             if any(off_key in r for r in ms):
-                # Windows of one run (parts p and a): each condition's record carries its own off baseline, the off
+                # Windows of one run (parts p, a and w): each condition's record carries its own off baseline, the off
                 # windows beside it. As rounds whose off is the unit, paired() reads them like the others.
                 tput, cpu = {}, {}
                 for r in ms:

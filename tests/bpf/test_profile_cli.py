@@ -47,7 +47,8 @@ NAMES = [f"cpu: >= 90% of the samples show {CHAIN}", "cpu: about the CPU seconds
          "off-CPU of a process living 60 ms (8 x 30 sleeps): all 240 blocks symbolised under block_gamma",
          "records lost while loupe is stopped (SIGSTOP) are said on stderr, and with the blocks seen cover every sleep",
          f"off-CPU: exactly the {FORKS} blocks of {FORKS} children that sleep once and exit",
-         f"off-CPU with --tracepoints raw_tp: exactly the {FORKS} blocks of {FORKS} children that sleep once and exit"]
+         f"off-CPU with --tracepoints raw_tp: exactly the {FORKS} blocks of {FORKS} children that sleep once "
+         "and exit"]
 
 
 class Held:
@@ -163,40 +164,30 @@ def main():
         t.ok(abs(alpha - want_a) <= 0.1 * want_a and abs(beta - want_b) <= 0.1 * want_b, NAMES[11],
              f"rc {rc} {se[-200:]}; alpha {alpha:.3f} s (took {want_a:.3f}), beta {beta:.3f} s (took {want_b:.3f})")
 
-        # The short one: its mappings must be read while it lives (before the first kernel frame loads kallsyms).
-        for name, shape, extra in ((NAMES[12], (4, 400), []), (NAMES[13], (4, 400), ["--tracepoints", "raw_tp"]),
-                                   (NAMES[14], (8, 30), [])):
-            sl = Held("sleepers", *shape, 2000)
+        # Every block counted. The short one (8 x 30): its mappings must be read while it lives (before the first
+        # kernel frame loads kallsyms). The forks: a block whose switch-in was unreported is valued at the thread's
+        # exit (offcpu_exit_*); at its final switch-out, as before, the process's service was already cleared, and
+        # 1 to 7 of these 10,000 blocks were lost (7 of 8 runs). Counted under the kernel's do_nanosleep: a child
+        # gone before its record is read has no mappings left to symbolise its user frames by.
+        raw = ["--tracepoints", "raw_tp"]
+        for name, args, secs, func, extra in ((NAMES[12], (4, 400, 2000), 4, "block_gamma", []),
+                                              (NAMES[13], (4, 400, 2000), 4, "block_gamma", raw),
+                                              (NAMES[14], (8, 30, 2000), 4, "block_gamma", []),
+                                              (NAMES[16], (8, FORKS, 2000, "fork"), 6, "do_nanosleep", []),
+                                              (NAMES[17], (8, FORKS, 2000, "fork"), 6, "do_nanosleep", raw)):
+            sl = Held("sleepers", *args)
             procs.append(sl)
             out = os.path.join(d, "sleepers.pb.gz")
-            rc, se = profile(sl.p.pid, out, "--seconds", 4, "--kind", "offcpu", "--format", "pprof", *extra,
+            rc, se = profile(sl.p.pid, out, "--seconds", secs, "--kind", "offcpu", "--format", "pprof", *extra,
                              delay_go=1.2, held=sl)
             made, took = sl.elapsed()
             text = pprof_text(out) if rc == 0 else ""
             if text is None:
                 t.skip(name, "protoc missing (apt-get install protobuf-compiler)")
                 continue
-            blocks, ns = (pprof_sum(text, "block_gamma") + [0, 0])[:2]
-            t.ok(blocks == made == shape[0] * shape[1] and abs(ns / 1e9 - took) <= 0.1 * took, name,
-                 f"rc {rc} {se[-200:]}; {blocks} blocks of {made} sleeps, {ns / 1e9:.3f} s of {took:.3f} s")
-
-        # Blocks of exiting processes: a block whose switch-in was unreported is valued at the thread's exit
-        # (offcpu_exit_*); at its final switch-out, as before, the process's service was already cleared, and about
-        # 1 to 7 of these 10,000 blocks were lost (7 of 8 runs). Counted under the kernel's do_nanosleep: a child gone before its
-        # record is read has no mappings left to symbolise its user frames by.
-        for name, extra in ((NAMES[16], []), (NAMES[17], ["--tracepoints", "raw_tp"])):
-            sl = Held("sleepers", 8, FORKS, 2000, "fork")
-            procs.append(sl)
-            out = os.path.join(d, "forks.pb.gz")
-            rc, se = profile(sl.p.pid, out, "--seconds", 6, "--kind", "offcpu", "--format", "pprof", *extra,
-                             delay_go=1.2, held=sl)
-            made, took = sl.elapsed()
-            text = pprof_text(out) if rc == 0 else ""
-            if text is None:
-                t.skip(name, "protoc missing (apt-get install protobuf-compiler)")
-                continue
-            blocks, ns = (pprof_sum(text, "do_nanosleep") + [0, 0])[:2]
-            t.ok(blocks == made == FORKS and abs(ns / 1e9 - took) <= 0.1 * took, name,
+            want = args[1] if len(args) > 3 else args[0] * args[1]
+            blocks, ns = (pprof_sum(text, func) + [0, 0])[:2]
+            t.ok(blocks == made == want and abs(ns / 1e9 - took) <= 0.1 * took, name,
                  f"rc {rc} {se[-200:]}; {blocks} blocks of {made} sleeps, {ns / 1e9:.3f} s of {took:.3f} s")
 
         # Nothing lost silently: a reader that falls behind (here: stopped for 2.5 s while 4,800 blocks' records,
