@@ -11,7 +11,7 @@
     8 of 9 runs of this size lost a block on 6.18); and all 240 of a process that lives 60 ms (8 threads x 30),
     which needs its mappings read while it lives (before this, none had user frames); and all 10,000 of 10,000
     children that each sleep once and exit, on tp_btf and raw_tp (such a block is valued at the thread's exit:
-    without that, 7 of 8 runs lost 1 to 7);
+    without that, 9 of 10 runs lost 1 to 7);
   - nothing lost silently: with loupe stopped (SIGSTOP) while 4,800 blocks arrive, records are lost and loupe
     profile says how many: the blocks seen plus the records lost cover every sleep;
   - pprof output decoded by protoc --decode (the published format's schema in proto/), SVG checked by xmllint and
@@ -167,7 +167,7 @@ def main():
         # Every block counted. The short one (8 x 30): its mappings must be read while it lives (before the first
         # kernel frame loads kallsyms). The forks: a block whose switch-in was unreported is valued at the thread's
         # exit (offcpu_exit_*); at its final switch-out, as before, the process's service was already cleared, and
-        # 1 to 7 of these 10,000 blocks were lost (7 of 8 runs). Counted under the kernel's do_nanosleep: a child
+        # 1 to 7 of these 10,000 blocks were lost (9 of 10 runs). Counted under the kernel's do_nanosleep: a child
         # gone before its record is read has no mappings left to symbolise its user frames by.
         raw = ["--tracepoints", "raw_tp"]
         for name, args, secs, func, extra in ((NAMES[12], (4, 400, 2000), 4, "block_gamma", []),
