@@ -91,14 +91,14 @@ static const char *fingerprint_label(struct payload *p, struct svc_stats *st, co
 }
 
 /* Where an execution of a statement was counted, kept per statement slot of the connection: the next execution of
- * the same statement (the same slot and text: pg_event.stmt_serial) that ends with the same CommandComplete
+ * the same statement (the same slot and text: pg_event.stmt_gen) that ends with the same CommandComplete
  * operation goes straight to that series, without the fingerprint cache's digest of the text, the label set and
  * the registry's key lookup. Under pgbench -S -M prepared those were a third of loupe's CPU (docs/performance.md).
  * Every input of the series is fixed by the key: the text (so the fingerprint), the service and the role are the
  * connection's, a label once admitted stays, a label past the budget stays "_other" (the budget only fills), and
  * a series lives as long as the registry. */
 struct pg_memo {
-	uint64_t serial;  /* the statement text it was made for, 0: empty */
+	uint64_t gen;	  /* the statement text it was made for, 0: empty */
 	bool over_budget; /* its fingerprint is "_other": counted in fingerprint_budget_hits at each execution */
 	char op[PG_OP_MAX];
 	struct series *series;
@@ -122,7 +122,7 @@ static struct series *query_series(struct payload *p, struct conn *c, const stru
 	struct pg_memo *m = NULL;
 	if (ev->query && ev->tag && ev->stmt_slot < PG_STMT_MAX) {
 		m = &pg_state_of(c)->memo[ev->stmt_slot];
-		if (m->serial == ev->stmt_serial && !strcmp(m->op, ev->operation)) {
+		if (m->gen == ev->stmt_gen && !strcmp(m->op, ev->operation)) {
 			p->fingerprint_budget_hits += m->over_budget;
 			return m->series;
 		}
@@ -148,7 +148,7 @@ static struct series *query_series(struct payload *p, struct conn *c, const stru
 		s = family__series(p->db_client, v);
 	}
 	if (m && fp && s && strlen(op) < sizeof(m->op)) {
-		m->serial = ev->stmt_serial;
+		m->gen = ev->stmt_gen;
 		m->over_budget = over;
 		strcpy(m->op, op);
 		m->series = s;

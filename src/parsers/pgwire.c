@@ -202,7 +202,7 @@ void pg_query_operation(const char *q, size_t n, char *out)
 
 /* ---- statements and portals ---- */
 
-static struct pg_stmt *stmt_ref(struct pg_conn *c, uint8_t slot, uint32_t gen)
+static struct pg_stmt *stmt_ref(struct pg_conn *c, uint8_t slot, uint64_t gen)
 {
 	if (slot >= PG_STMT_MAX || !gen || c->stmts[slot].gen != gen)
 		return NULL;
@@ -230,8 +230,7 @@ static uint8_t stmt_alloc(struct feed *f)
 	struct pg_stmt *st = &c->stmts[best];
 	if (st->gen && st->findable && st->name != FNV1A_SEED)
 		anomaly(f, PG_AN_STMT_EVICTED);
-	st->gen = ++c->gen ? c->gen : ++c->gen;
-	st->serial = ++c->serial;
+	st->gen = ++c->gen;
 	st->used = ++c->stamp;
 	st->name = 0;
 	st->len = 0;
@@ -334,7 +333,7 @@ static void push_marker(struct feed *f, uint32_t nsync)
 /* Queue an execution or a Sync. The last place is kept for a placeholder: when the queue is that full, what
  * the frontend sends is folded into it (counted, not reported), so later results still meet their
  * executions in order. */
-static struct pg_item *push(struct feed *f, int kind, uint64_t start, uint8_t slot, uint32_t gen)
+static struct pg_item *push(struct feed *f, int kind, uint64_t start, uint8_t slot, uint64_t gen)
 {
 	struct pg_conn *c = f->c;
 	struct pg_item *last = c->qlen ? q_at(c, c->qlen - 1) : NULL;
@@ -373,7 +372,7 @@ static void emit_query(struct feed *f, struct pg_item *it, int how, uint64_t end
 		ev.query = st->text;
 		ev.query_len = st->len;
 		ev.truncated = st->truncated;
-		ev.stmt_serial = st->serial;
+		ev.stmt_gen = st->gen;
 		ev.stmt_slot = it->slot;
 	}
 	ev.start_ns = it->start_ns;

@@ -47,7 +47,7 @@
  * guess is wrong, results can be matched to the wrong executions until a ReadyForQuery finds no batch
  * waiting; the anomaly counters say how often framing was guessed.
  *
- * Memory: sizeof(struct pg_conn) is about 5.4 KiB (PG_STMT_MAX * PG_QUERY_MAX of statement text dominates).
+ * Memory: sizeof(struct pg_conn) is about 5.7 KiB (PG_STMT_MAX * PG_QUERY_MAX of statement text dominates).
  * Not thread-safe; one struct per connection. Strings in events are valid only during the callback. */
 #ifndef LOUPE_PGWIRE_H
 #define LOUPE_PGWIRE_H
@@ -131,7 +131,7 @@ struct pg_event {
 	uint32_t id;		/* execution number on this connection (1, 2, ...); shared by a Q's statements */
 	const char *query;	/* text as captured, not NUL-terminated; NULL when unknown */
 	size_t query_len;
-	uint64_t stmt_serial;	/* the text query is: never reused on this connection (a statement parsed again gets
+	uint64_t stmt_gen;	/* the text query is: never reused on this connection (a statement parsed again gets
 				 * a new one), 0 when query is NULL; it sits in slot stmt_slot (< PG_STMT_MAX), so a
 				 * consumer can keep a memo per slot */
 	uint8_t stmt_slot;
@@ -184,8 +184,7 @@ struct pg_side {
 /* Private: a statement's text. */
 struct pg_stmt {
 	uint64_t name;		/* FNV-1a of the name */
-	uint64_t serial;	/* of this text, never reused on the connection (gen, 32 bits, wraps) */
-	uint32_t gen;		/* 0: empty */
+	uint64_t gen;		/* of this text, never reused on the connection (64 bits: never wraps); 0: empty */
 	uint32_t used;		/* LRU stamp */
 	uint16_t len;
 	uint8_t findable;	/* by name (a simple Q's text, a replaced statement: not) */
@@ -196,7 +195,7 @@ struct pg_stmt {
 /* Private: a portal and the statement bound to it. */
 struct pg_portal {
 	uint64_t name;
-	uint32_t gen;		/* of the statement slot; 0: unknown statement */
+	uint64_t gen;		/* of the statement slot; 0: unknown statement */
 	uint8_t slot;
 	uint8_t valid;
 	uint16_t used;
@@ -206,7 +205,7 @@ struct pg_portal {
 struct pg_item {
 	uint64_t start_ns;
 	uint32_t id;		/* executions; for placeholders: Syncs still to absorb */
-	uint32_t gen;
+	uint64_t gen;
 	uint8_t kind;
 	uint8_t slot;
 	uint8_t done;		/* a simple Q that reported a result */
@@ -228,12 +227,12 @@ struct pg_conn {
 	uint8_t errlen;
 	char sqlstate[5];
 	char tag[PG_TAG_MAX];
-	uint32_t stamp, gen, exec_id, unsynced_calls;
+	uint32_t stamp, exec_id, unsynced_calls;
+	uint64_t gen;		/* texts stored so far: the last one's gen */
 	uint64_t batch_start;	/* first Parse/Bind/Execute since the last Execute or Sync, or 0 */
 	uint64_t since_z_start;	/* start of the first execution ended since the last ReadyForQuery, or 0 */
 	uint64_t txn_start;
 	uint64_t idle_since;	/* ReadyForQuery T/E with nothing pending, or 0 */
-	uint64_t serial;	/* texts stored so far */
 };
 
 void pg_conn_init(struct pg_conn *c, enum pg_role role, unsigned flags);
