@@ -17,7 +17,7 @@ enum prof_rec_type {
 };
 
 /* prof_rec.flags */
-#define PROF_REC_LATE 1	     /* OFFCPU: the hook did not see the switch-in; valued at the next switch-out or exit (bpf) */
+#define PROF_REC_LATE 1	     /* OFFCPU: the switch-in was not seen; valued at the next switch-out or exit (bpf) */
 #define PROF_REC_UW_TABLES 2 /* the user stack was unwound with the process's rules (include/unwind.h), not only
 				frame pointers */
 #define PROF_REC_UW_MISS 4   /* an address in no mapping the rules know: the process's mappings changed */

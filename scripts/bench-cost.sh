@@ -8,14 +8,15 @@
 #     --conds LIST  the conditions, comma-separated (default off,floor,on,sampled,sysoff; off is always run)
 #     --base LOUPE  parts c and b (its host perf step) also run this loupe binary (another version's
 #                   build/loupe), alternating with this tree's round by round; c reports the ratio per round;
-#                   and the condition basesysoff runs it (--conds off,sysoff,basesysoff)
+#                   and the condition basesysoff runs it in parts p, a and w (--conds off,sysoff,basesysoff)
 #     --out FILE    also write every record (JSON lines) to FILE
 #     --keep        keep the work directory (logs, raw records)
 #
 # Every part runs its workload under each condition, the conditions alternating within a round (the order rotates
 # from round to round), so that a figure and its baseline come from neighbouring minutes; the report gives, per
-# condition, the median over rounds of the paired difference (or ratio) against "off" of the same round, and the
-# spread (quartiles) over rounds. Conditions:
+# condition, the median over rounds of the paired difference (or ratio) against "off" of the same round (in parts
+# p, a and w: the off windows just before and after the condition's window), and the spread (quartiles) over
+# rounds. Conditions:
 #   off      nothing attached
 #   floor    empty tp_btf programs on sys_enter and sys_exit (build/bench/loupe-bench-floor): what any tool on those
 #            hooks costs every syscall of the host
@@ -33,7 +34,8 @@
 #            sampling), and with both (what is left: process tracking, TCP lifecycle, PostgreSQL's rare USDT probes)
 #   basesysoff
 #            not run by default: sysoff with the --base binary (--base B/build/loupe --only p --conds
-#            off,sysoff,basesysoff): two builds' cost in the same windows of one run, each against its own off windows
+#            off,sysoff,basesysoff; also parts a and w): two builds' cost in the same windows of one run, each against
+#            its own off windows
 # Parts:
 #   m  micro-workloads (build/bench/loupe-bench-cost): a getuid() loop not targeted (syscall_u) and targeted
 #      (syscall_t), one-byte write/read pairs over a Unix socketpair not targeted (sock_u), a loopback HTTP
@@ -95,7 +97,7 @@ while (($#)); do
 done
 [[ $parts =~ ^[mpawbc]+$ ]] || { echo "bench-cost.sh: --only takes letters from mpawbc (got '$parts')" >&2; exit 2; }
 [[ -z $base || -x $base ]] || { echo "bench-cost.sh: --base $base is not an executable" >&2; exit 2; }
-[[ -z $base || $parts =~ ^[bcp]+$ ]] || { echo "bench-cost.sh: --base is for parts b, c and p (its condition basesysoff): --only b, c or p" >&2; exit 2; }
+[[ -z $base || $parts =~ ^[bcpaw]+$ ]] || { echo "bench-cost.sh: --base is for parts b and c, and for p, a and w (their condition basesysoff); not for m" >&2; exit 2; }
 [[ -z $rounds || $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-cost.sh: --rounds takes a positive number (got '$rounds')" >&2; exit 2; }
 want() { [[ $parts == *"$1"* ]]; }
 if ((quick)); then

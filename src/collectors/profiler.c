@@ -469,8 +469,8 @@ static int profiler_collect(void *priv, struct registry *reg)
 	struct metric_family *late = registry__family(
 		reg, "loupe_offcpu_late_blocks_total",
 		"Blocks of target threads whose switch-in the sched_switch hook did not see (the kernel switched the "
-		"thread in without calling it), valued at the thread's next switch-out or exit: time since it blocked less the "
-		"CPU time it ran since.",
+		"thread in without calling it), valued at the thread's next switch-out or exit: time since it blocked "
+		"less the CPU time it ran since.",
 		METRIC_COUNTER, l_svc, 0, FAMILY_SNAPSHOT);
 	if (!samples || !offcpu || !late)
 		return -ENOMEM;

@@ -3,7 +3,8 @@
 """The report of scripts/bench-cost.sh: costreport.py RECORDS.jsonl
 
 Every figure is a median over rounds of a quantity paired within its round (a condition against "off" measured
-minutes apart in the same round), with its quartiles over rounds in brackets. "default" is loupe's default
+minutes apart in the same round; in parts p, a and w, against the off windows just before and after the
+condition's, seconds apart), with its quartiles over rounds in brackets. "default" is loupe's default
 --syscalls mode; when that is sampled, its figure is the duty-weighted one (0.9 x sampled measured outside the
 windows + 0.1 x on, per round)."""
 import json
@@ -153,23 +154,17 @@ def main(path):
             loupe = by_round(ms, lambda r: 100 * r["loupe_cpu_s"] / r["wall_s"] if r.get("wall_s") else None)
             loupe_unit = by_round(ms, lambda r: r["loupe_cpu_s"] / r[unit_key] * 1e6 if r.get(unit_key) else None)
             cpu_of = lambda r: (r["host_busy_s"] / r[unit_key] * 1e6) if r.get(unit_key) else None
+            # Windows of one run (parts p, a and w): each condition's record carries its own off baseline, the off
+            # windows beside it. As rounds whose off is the unit, paired() reads them like the others.
             off_key = "off_" + key
-            if any(off_key in r for r in ms):
-                # Windows of one run (parts p, a and w): each condition's record carries its own off baseline, the off
-                # windows beside it. As rounds whose off is the unit, paired() reads them like the others.
-                tput, cpu = {}, {}
-                for r in ms:
-                    if r.get(key) and r.get(off_key):
-                        tput.setdefault(r["round"], {"off": 1.0})[r["cond"]] = r[key] / r[off_key]
-                    if cpu_of(r) is not None and r.get("off_host_cpu_us") is not None:
-                        cpu.setdefault(r["round"], {"off": 0.0})[r["cond"]] = cpu_of(r) - r["off_host_cpu_us"]
-                base = quart([r[off_key] for r in ms if r.get(off_key)])
-                cbase = quart([r["off_host_cpu_us"] for r in ms if r.get("off_host_cpu_us") is not None])
-            else:
-                tput = by_round(ms, lambda r: r.get(key) or None)
-                cpu = by_round(ms, cpu_of)
-                base = quart([c["off"] for c in tput.values() if "off" in c])
-                cbase = quart([c["off"] for c in cpu.values() if "off" in c])
+            tput, cpu = {}, {}
+            for r in ms:
+                if r.get(key) and r.get(off_key):
+                    tput.setdefault(r["round"], {"off": 1.0})[r["cond"]] = r[key] / r[off_key]
+                if cpu_of(r) is not None and r.get("off_host_cpu_us") is not None:
+                    cpu.setdefault(r["round"], {"off": 0.0})[r["cond"]] = cpu_of(r) - r["off_host_cpu_us"]
+            base = quart([r[off_key] for r in ms if r.get(off_key)])
+            cbase = quart([r["off_host_cpu_us"] for r in ms if r.get("off_host_cpu_us") is not None])
             print(f"\n{label}: off {fmt(base, '.0f')} per s; host CPU {fmt(cbase, '.1f')} us per {unit_name}")
             print(f"  {'condition':9} {'throughput ratio':>24} {'host CPU us added per ' + unit_name:>34} {'loupe CPU %':>12}"
                   f" {'loupe us per ' + unit_name:>22}")
@@ -205,11 +200,6 @@ def main(path):
                 q = quart(bb)
                 print(f"  this build / the --base build, both --syscalls off, per round: {fmt(q, '.3f')}")
                 summary.setdefault(part, {}).setdefault(mode or "all", {})["sysoff_over_base"] = q[0]
-            if part == "a":
-                cnt = [(r["loupe_requests"], r.get("requests")) for r in ms if r.get("loupe_requests") is not None]
-                if cnt:
-                    print("  requests loupe counted / wrk completed: " + ", ".join(f"{a}/{b}" for a, b in cnt[:12])
-                          + (" ..." if len(cnt) > 12 else ""))
 
     if any(r.get("part") == "p" for r in recs):
         print("\n## (p) pgbench, 4 clients, -M prepared: each condition in windows of one run, against the off windows beside it")
