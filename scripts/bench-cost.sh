@@ -5,7 +5,8 @@
 #     --quick       2 rounds of shorter runs: a smoke test of the script, not figures to quote
 #     --rounds N    rounds of every part (default 10 for m, a and w, 6 for p, 8 for c, 3 for b's host perf)
 #     --only PARTS  some of the parts m, p, a, w, b, c (default mpawb)
-#     --conds LIST  the conditions, comma-separated (default off,floor,on,sampled,sysoff; off is always run)
+#     --conds LIST  the conditions, comma-separated (default off,floor,sockfloor,on,sampled,sysoff; off is always
+#                   run)
 #     --base LOUPE  parts c and b (its host perf step) also run this loupe binary (another version's
 #                   build/loupe), alternating with this tree's round by round; c reports the ratio per round;
 #                   and the condition basesysoff runs it in parts p, a and w (--conds off,sysoff,basesysoff)
@@ -25,9 +26,9 @@
 #            after it is ready. sampled is measured outside its timing windows (the first closes 1 s after attach);
 #            the report weighs it with on by the duty cycle (0.9 x sampled + 0.1 x on): its cost over time.
 #   sockfloor
-#            not run by default: empty programs on sock:sock_send_length and sock:sock_recv_length
-#            (loupe-bench-floor --variant sock), the dispatch every socket send and receive on the host pays for
-#            payload capture's hooks (--conds off,sockfloor,sysoff; (m)'s sock_u resolves it)
+#            empty programs on sock:sock_send_length and sock:sock_recv_length (loupe-bench-floor --variant sock),
+#            the dispatch every socket send and receive on the host pays for payload capture's hooks: the report's
+#            breakdown of a goal missed counts it as the capture's dispatch ((m)'s sock_u resolves it per run)
 #   nocapture, noprofile, bare
 #            not run by default: the breakdown of sysoff (--conds off,sysoff,nocapture,noprofile,bare). sysoff with
 #            --capture-bytes 0 (no payload capture: no HTTP, WebSocket or SQL signal), with --profile-hz 0 (no CPU
@@ -54,10 +55,11 @@
 #   w  WebSocket echo throughput of the same API (ws_client.py --throughput, 8 sessions), in windows of one run as
 #      (a): messages/s
 #   b  where the time goes: BPF run time per program (--bpf-stats always) and loupe's own CPU by function,
-#      inclusive (perf record --call-graph dwarf on loupe), under the API load with loupe's defaults, and under
-#      pgbench -S with --syscalls off (per request, per transaction); then, in 3 rounds (alternating with --base),
-#      perf on the whole host under pgbench -S with --syscalls off --bpf-stats off: the share of the host's samples
-#      in the capture programs, and of each kernel function they call
+#      inclusive and self (perf record --call-graph dwarf on loupe), with loupe's defaults under the API load and
+#      under pgbench -S and TPC-B-like (per request, per transaction): the report's breakdown of each goal missed
+#      takes them with (p), (a) and the dispatch (sockfloor, floor) of the same run; then, in 3 rounds
+#      (alternating with --base), perf on the whole host under pgbench -S with --syscalls off --bpf-stats off:
+#      the share of the host's samples in the capture programs, and of each kernel function they call
 #   c  the capture programs' cost per record: the pinned HTTP and PostgreSQL pairs of (m) (every record is a
 #      capture: both ends are targets) under loupe --syscalls off --bpf-stats always --profile-hz 0: runs of
 #      pl_send and pl_recv per operation and ns per run (with --base, a comparison); then perf on the whole host over
@@ -81,7 +83,7 @@ export LOUPE_API_PORT=${LOUPE_API_PORT:-18181}
 export LOUPE_RUN_DIR=${LOUPE_RUN_DIR:-/tmp/loupe-cost-run}
 export LOUPE_API_HOST=127.0.0.1 LOUPE_PG_HOST=127.0.0.1
 
-quick=0 out="" parts=mpawb keep=0 rounds="" conds=off,floor,on,sampled,sysoff base=""
+quick=0 out="" parts=mpawb keep=0 rounds="" conds=off,floor,sockfloor,on,sampled,sysoff base=""
 while (($#)); do
 	case "$1" in
 	--quick) quick=1; shift ;;
@@ -488,9 +490,9 @@ fi
 # ------------------------------------------------------------------------------------------------ b
 # BPF run time per program and perf of loupe over one run of a load: b_profile LOAD UNIT RESULT-PARSER CMD... (loupe
 # already started; RESULT-PARSER is benchlib.py's parser of the load's output, whose field UNIT is the work done).
-b_profile() {
-	local load=$1 unit=$2 parser=$3 n
-	shift 3
+b_profile() { # LOAD UNIT PARSER MODE CMD...: MODE the --syscalls mode loupe runs in
+	local load=$1 unit=$2 parser=$3 mode=$4 n
+	shift 4
 	sleep 3
 	"$PY" "$top/tests/bench/benchlib.py" progstats "$LOUPE_PID" >"$work/b-$load-prog0.json"
 	"$@" >"$work/b-$load.txt" 2>&1 &
@@ -503,25 +505,34 @@ b_profile() {
 	"$PY" "$top/tests/bench/benchlib.py" progstats "$LOUPE_PID" >"$work/b-$load-prog1.json"
 	n=$("$PY" "$top/tests/bench/benchlib.py" "$parser" "$work/b-$load.txt" | jq --arg u "$unit" '.[$u] // 0')
 	record "$(jq -nc --argjson progs "$(progs_delta "$work/b-$load-prog0.json" "$work/b-$load-prog1.json")" --argjson n "$n" \
-		--arg load "$load" --arg unit "$unit" '{part:"b",kind:"bpf",load:$load,unit:$unit,requests:$n,progs:$progs}')"
+		--arg load "$load" --arg unit "$unit" --arg mode "$mode" \
+		'{part:"b",kind:"bpf",load:$load,mode:$mode,unit:$unit,requests:$n,progs:$progs}')"
 	cond_stop
 	if [[ -s $work/perf-$load.data ]]; then
 		# Inclusive time (children) of each function, call chains from DWARF: which feature's work it is.
 		perf report -i "$work/perf-$load.data" --children --sort symbol --stdio -q --percent-limit 3 -g none 2>/dev/null \
 			| grep -E '^ +[0-9.]+%' | grep -v ' 0x0000' | head -n 45 >"$work/perf-$load-top.txt" || true
-		record "$(jq -Rsc --arg load "$load" '{part:"b",kind:"perf",load:$load,top:(split("\n") | map(select(length > 0) | gsub("^ +"; "")))}' \
-			<"$work/perf-$load-top.txt")"
+		# Self time of each function: where the CPU is spent (the goals' breakdown turns it into us per unit).
+		perf report -i "$work/perf-$load.data" --no-children --sort symbol --stdio -q --percent-limit 1 -g none 2>/dev/null \
+			| grep -E '^ +[0-9.]+%' | head -n 25 >"$work/perf-$load-self.txt" || true
+		record "$(jq -Rsc --arg load "$load" --arg mode "$mode" --rawfile self "$work/perf-$load-self.txt" \
+			'def lines: split("\n") | map(select(length > 0) | gsub("^ +"; ""));
+			 {part:"b",kind:"perf",load:$load,mode:$mode,top:lines,self:($self | lines)}' <"$work/perf-$load-top.txt")"
 	fi
 }
 if want b; then
 	api_start
 	log "(b) loupe's defaults with --bpf-stats always, under the API load: BPF run time per program, and perf on loupe"
 	loupe_start --bpf-stats always "${API_TARGETS[@]}"
-	b_profile api requests wrk wrk_run 17 /dev/stdout
+	b_profile api requests wrk default wrk_run 17 /dev/stdout
 	pgbench_init
-	log "(b) loupe --syscalls off --bpf-stats always, under pgbench -S: BPF run time per program, and perf on loupe"
-	loupe_start --syscalls off --bpf-stats always --target "postgres=pid:$PG_PID"
-	b_profile pgbench transactions pgbench env "${G_ENV[@]}" "$PGBENCH" -n -S -M prepared -c 4 -j 2 -T 17
+	for script in select tpcb; do
+		log "(b) loupe's defaults with --bpf-stats always, under pgbench $script: BPF run time per program, and perf on loupe"
+		loupe_start --bpf-stats always --target "postgres=pid:$PG_PID"
+		sargs=()
+		[[ $script == select ]] && sargs=(-S)
+		b_profile "pgbench-$script" transactions pgbench default env "${G_ENV[@]}" "$PGBENCH" -n "${sargs[@]}" -M prepared -c 4 -j 2 -T 17
+	done
 	# The host under pgbench -S: B_HOST_ROUNDS rounds of perf -a over 5 s, alternating with the --base build.
 	this_loupe=$LOUPE
 	builds=(new)

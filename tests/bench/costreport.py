@@ -12,8 +12,14 @@ import statistics
 import sys
 
 CONDS = ["floor", "sockfloor", "on", "sampled", "sysoff", "nocapture", "noprofile", "bare", "basesysoff"]
-LOADS = {"api": ("the API load, loupe's defaults", "request"),
-         "pgbench": ("pgbench -S, --syscalls off", "transaction")}
+# (b)'s loads: what each is and its unit. Records without a mode (before 2026-12-06 22:00) ran the API with
+# loupe's defaults and pgbench -S (load "pgbench") with --syscalls off; the host rounds still do.
+LOADS = {"api": ("the API load", "request", "default"),
+         "pgbench": ("pgbench -S", "transaction", "off"),
+         "pgbench-select": ("pgbench -S", "transaction", "default"),
+         "pgbench-tpcb": ("pgbench TPC-B-like", "transaction", "default")}
+# The (b) load that breaks down each throughput goal's part and mode.
+GOAL_LOAD = {("p", "select"): "pgbench-select", ("p", "tpcb"): "pgbench-tpcb", ("a", None): "api"}
 DUTY = 0.1  # include/syscalls.h: SYSCALL_SAMPLE_ON_MS / SYSCALL_SAMPLE_PERIOD_MS
 
 
@@ -73,6 +79,89 @@ def perf_under(r, load):
     print(f"  {'inclusive':>9} {'self':>7}  function (% of those samples; counted only below {r['root']})")
     for f in r["funcs"]:
         print(f"  {f['incl_pct']:8.1f}% {f['self_pct']:6.1f}%  {f['name']}")
+
+
+def load_title(r):
+    """(b)'s load of a record, with the mode loupe ran in."""
+    what, unit, mode = LOADS.get(r.get("load", "api"), LOADS["api"])
+    mode = r.get("mode", mode)
+    return f"{what}, " + ("loupe's defaults" if mode == "default" else f"--syscalls {mode}"), unit
+
+
+def self_funcs(lines, n=8):
+    """Loupe's functions by self time from a perf self listing: [(name, pct)], its own code first (not the kernel's
+    [k] lines, which are the reader's syscalls and their scheduling)."""
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 3 or not parts[0].endswith("%"):
+            continue
+        out.append((parts[2] if parts[1] in ("[.]", "[k]") else parts[1], float(parts[0].rstrip("%")), parts[1] == "[k]"))
+    user = [(nm, pct) for nm, pct, k in out if not k]
+    kern = sum(pct for nm, pct, k in out if k)
+    return user[:n], kern
+
+
+def breakdown(g, summary, bpf, perf, dmode):
+    """Where a missed throughput goal's cost goes, all from this run: host CPU added per unit against the goal's
+    budget, BPF run time per program ((b), --bpf-stats always), the hooks' dispatch (sockfloor, and the floor over
+    the default's windows), loupe's own CPU and its functions ((b)'s perf), and what is left."""
+    part, script, cond, goal, unit = g["part"], g["script"], g["cond"], g["goal_ratio"], g["unit"]
+    fig = summary.get(part, {}).get(script or "all", {})
+    off_cpu = fig.get("off_host_cpu_us")
+    added = (fig.get(cond) or {}).get("host_cpu_added_us")
+    if off_cpu is None or added is None:
+        print("      (no host CPU figures for this goal in the run)")
+        return
+    budget = off_cpu * (1 / goal - 1)
+    print(f"      host CPU added per {unit}: {added:+.2f} us of {off_cpu:.1f} (off); the goal allows {budget:.2f} us")
+    parts = []
+    load = GOAL_LOAD.get((part, script))
+    b = bpf.get(load)
+    if b and b.get("requests"):
+        n = b["requests"]
+        progs = [p for p in b["progs"] if p["runs"]]
+        if cond == "sysoff":  # no syscall hook is attached with --syscalls off
+            progs = [p for p in progs if not p["name"].startswith("sys_")]
+        groups = {}
+        for p in progs:
+            grp = ("capture" if p["name"].startswith("pl_") else "syscall windows" if p["name"].startswith("sys_")
+                   else "other")
+            groups.setdefault(grp, []).append(p)
+        print(f"      BPF run time per {unit} ((b) under {load}, --bpf-stats always, whose own clock reads it includes):")
+        for grp in ("capture", "syscall windows", "other"):
+            ps = groups.get(grp)
+            if not ps:
+                continue
+            us = sum(p["run_time_ns"] for p in ps) / n / 1e3
+            parts.append(us)
+            detail = ", ".join(f"{p['name']} {p['runs'] / n:.2f} runs x {p['run_time_ns'] / p['runs']:.0f} ns"
+                               for p in sorted(ps, key=lambda p: -p["run_time_ns"])[:3])
+            print(f"        {grp} programs {us:.2f} us: {detail}")
+    else:
+        print(f"      BPF: no (b) record of {load} in this run")
+    disp = (fig.get("sockfloor") or {}).get("host_cpu_added_us")
+    if disp is not None:
+        parts.append(disp)
+        print(f"      dispatch of the capture hooks (sockfloor: empty programs on them): {disp:.2f} us")
+    if cond == "default" and dmode == "sampled":
+        fl = (fig.get("floor") or {}).get("host_cpu_added_us")
+        if fl is not None:
+            parts.append(DUTY * fl)
+            print(f"      dispatch of the syscall hooks in the default's windows ({DUTY:g} x the floor): {DUTY * fl:.2f} us")
+    lus = (fig.get(cond) or {}).get("loupe_us_per_unit")
+    if lus is not None:
+        parts.append(lus)
+        line = f"      loupe's own CPU: {lus:.2f} us"
+        pf = perf.get(load)
+        if pf and pf.get("self"):
+            funcs, kern = self_funcs(pf["self"])
+            line += "; by function (self time in (b)'s perf, as us per " + unit + "): " + ", ".join(
+                f"{nm} {pct:.0f}% {lus * pct / 100:.3f}" for nm, pct in funcs)
+            line += f"; the kernel on its behalf {kern:.0f}%"
+        print(line)
+    if parts:
+        print(f"      the rest (cache and scheduling effects, noise): {added - sum(parts):+.2f} us")
 
 
 def main(path):
@@ -166,6 +255,7 @@ def main(path):
             base = quart([r[off_key] for r in ms if r.get(off_key)])
             cbase = quart([r["off_host_cpu_us"] for r in ms if r.get("off_host_cpu_us") is not None])
             print(f"\n{label}: off {fmt(base, '.0f')} per s; host CPU {fmt(cbase, '.1f')} us per {unit_name}")
+            summary.setdefault(part, {}).setdefault(mode or "all", {})["off_host_cpu_us"] = cbase[0]
             print(f"  {'condition':9} {'throughput ratio':>24} {'host CPU us added per ' + unit_name:>34} {'loupe CPU %':>12}"
                   f" {'loupe us per ' + unit_name:>22}")
             for c in conds:
@@ -181,11 +271,13 @@ def main(path):
                 summary.setdefault(part, {}).setdefault(mode or "all", {})[c] = {"ratio": rr[0], "host_cpu_added_us": ca[0],
                                                                               "loupe_cpu_pct": lq, "loupe_us_per_unit": lu[0]}
                 if c == "default" and goal_default:
-                    goals.append((f"{label} with loupe's default >= {goal_default}", rr[0], rr[0] is not None and rr[0] >= goal_default))
+                    goals.append((f"{label} with loupe's default >= {goal_default}", rr[0], rr[0] is not None and rr[0] >= goal_default,
+                                  {"part": part, "script": mode, "cond": "default", "goal_ratio": goal_default, "unit": unit_name}))
                     if part == "a":
                         goals.append(("loupe's own CPU under the API load < 1% of a core", lq, lq is not None and lq < 1))
                 if c == "sysoff" and goal_sysoff:
-                    goals.append((f"{label} with --syscalls off >= {goal_sysoff}", rr[0], rr[0] is not None and rr[0] >= goal_sysoff))
+                    goals.append((f"{label} with --syscalls off >= {goal_sysoff}", rr[0], rr[0] is not None and rr[0] >= goal_sysoff,
+                                  {"part": part, "script": mode, "cond": "sysoff", "goal_ratio": goal_sysoff, "unit": unit_name}))
             # An A/A check of the run's resolution: between its windows, --syscalls sampled runs the programs
             # --syscalls off runs (since 04c18a8 neither syscall hook is attached there), so their ratio per round
             # would be 1 on a machine without noise.
@@ -255,13 +347,13 @@ def main(path):
             print(f"  {line:60} {share}")
 
     b = [r for r in recs if r.get("part") == "b"]
-    bperf, bloupe = [], []
+    bperf, bloupe, bpf_of, perf_of = [], [], {}, {}
     for r in b:
-        load = LOADS.get(r.get("load", "api"), LOADS["api"])
+        title, unit = load_title(r)
         if r.get("kind") == "bpf":
+            bpf_of[r.get("load", "api")] = r
             n = r.get("requests") or 0
-            unit = load[1]
-            print(f"\n## (b) BPF run time per program under {load[0]} ({n} {unit}s, --bpf-stats always)")
+            print(f"\n## (b) BPF run time per program under {title} ({n} {unit}s, --bpf-stats always)")
             print(f"  {'program':18} {'runs/' + unit:>13} {'ns/run':>8} {'us/' + unit:>11}")
             tot = 0
             for p in sorted(r["progs"], key=lambda p: -p["run_time_ns"]):
@@ -276,12 +368,17 @@ def main(path):
         elif r.get("kind") == "hostloupe":
             bloupe.append(r)
         elif r.get("kind") == "perf":
-            print(f"\n## (b) loupe's CPU by function under {load[0]} (perf, DWARF call chains: inclusive %, self %)")
+            perf_of[r.get("load", "api")] = r
+            print(f"\n## (b) loupe's CPU by function under {title} (perf, DWARF call chains: inclusive %, self %)")
             for line in r["top"]:
                 print("  " + line)
+            if r.get("self"):
+                print(f"\n## (b) loupe's CPU by function under {title}: self time (perf, the functions at 1% or more)")
+                for line in r["self"]:
+                    print("  " + line)
 
     if bperf:
-        load = LOADS.get(bperf[0].get("load", "pgbench"), LOADS["api"])[0]
+        load = load_title(bperf[0])[0]
         builds = [x for x in ("new", "base") if any(r.get("build", "new") == x for r in bperf)]
         print(f"\n## (b) the capture programs' share of the host's samples under {load} (--bpf-stats "
               "off; perf -a -g, cpu-clock; samples through bpf_trace_run3), per round")
@@ -305,11 +402,13 @@ def main(path):
         if len(builds) == 2:
             ratios = [per["new"][k] / per["base"][k] for k in per["new"] if k in per["base"] and per["base"][k]]
             print(f"  new / base, per round: {fmt(quart(ratios), '.3f')}")
-    print("\n## goals")
-    for name, v, ok in goals:
+    print("\n## goals (a goal missed: where its cost goes, from this run's figures)")
+    for name, v, ok, *info in goals:
         vs = "-" if v is None else f"{v:.3f}"
         print(f"  {'MET ' if ok else 'MISSED'} {name}: {vs}")
-    summary["goals"] = [{"goal": n, "value": v, "met": ok} for n, v, ok in goals]
+        if not ok and info:
+            breakdown(info[0], summary, bpf_of, perf_of, dmode)
+    summary["goals"] = [{"goal": n, "value": v, "met": ok} for n, v, ok, *_ in goals]
     print("\nsummary: " + json.dumps(summary))
     return 0
 
