@@ -10,6 +10,7 @@
 #include "collectors/payload_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,11 +105,27 @@ struct pg_memo {
 	struct series *series;
 };
 
+/* Where a statement of a fingerprint was counted, kept per connection for texts that the slot memo cannot key: a
+ * simple query's text is new at each execution (its literals differ), but its fingerprint comes back. Keyed by the
+ * fingerprint's id and the operation, after the fingerprint cache's lookup: it saves the label set's admission and
+ * the registry's key lookup, as the slot memo does (the same reasons make it exact). Under the API's load, where
+ * every statement is a simple query, those were ~15% of loupe's CPU (docs/performance.md). */
+#define PG_FP_MEMO 8 /* direct-mapped by the id's low bits */
+struct pg_fp_memo {
+	uint64_t id;
+	bool used, over_budget;
+	char op[PG_OP_MAX];
+	struct series *series;
+};
+
 /* A PostgreSQL connection's parser and its memos, in one allocation; struct conn points at the parser, the first
- * member. */
+ * member. The transaction and idle series depend only on the connection's service and role (and the outcome). */
 struct pg_state {
 	struct pg_conn pg;
 	struct pg_memo memo[PG_STMT_MAX];
+	struct pg_fp_memo fp_memo[PG_FP_MEMO];
+	struct series *txn[2], *txn_duration[2]; /* [committed] */
+	struct series *idle;
 };
 
 static struct pg_state *pg_state_of(struct conn *c)
@@ -134,18 +151,32 @@ static struct series *query_series(struct payload *p, struct conn *c, const stru
 	const struct sql_fp *fp = NULL;
 	const char *fingerprint = "unknown", *op = ev->tag ? ev->operation : "UNKNOWN";
 	bool over = false;
+	struct pg_fp_memo *fm = NULL;
+	struct series *s = NULL;
 	if (ev->query && (fp = sql_cache__get(p->sql, ev->query, ev->query_len, ev->truncated, &p->sql_stats, NULL))) {
-		fingerprint = fingerprint_label(p, st, svc, fp, &over);
 		if (!ev->tag)
 			op = fp->operation;
+		fm = &pg_state_of(c)->fp_memo[fp->id % PG_FP_MEMO];
+		if (fm->used && fm->id == fp->id && !strcmp(fm->op, op)) {
+			p->fingerprint_budget_hits += fm->over_budget;
+			over = fm->over_budget;
+			s = fm->series;
+		} else {
+			fingerprint = fingerprint_label(p, st, svc, fp, &over);
+		}
 	}
-	struct series *s;
-	if (c->pg_role == PG_ROLE_SERVER) {
-		const char *v[] = {svc, op, fingerprint};
-		s = family__series(p->pg_query, v);
-	} else {
-		const char *v[] = {svc, "postgresql", op, fingerprint};
-		s = family__series(p->db_client, v);
+	if (!s) {
+		if (c->pg_role == PG_ROLE_SERVER) {
+			const char *v[] = {svc, op, fingerprint};
+			s = family__series(p->pg_query, v);
+		} else {
+			const char *v[] = {svc, "postgresql", op, fingerprint};
+			s = family__series(p->db_client, v);
+		}
+		if (fm && s && strlen(op) < sizeof(fm->op)) {
+			*fm = (struct pg_fp_memo){.id = fp->id, .used = true, .over_budget = over, .series = s};
+			strcpy(fm->op, op);
+		}
 	}
 	if (m && fp && s && strlen(op) < sizeof(m->op)) {
 		m->gen = ev->stmt_gen;
@@ -184,14 +215,27 @@ static void pg_event(void *ctx, const struct pg_event *ev)
 		break;
 	}
 	case PG_EV_TXN: {
-		const char *v[] = {svc, side, ev->committed ? "committed" : "rolled_back"};
-		family__add(p->pg_txn, v, 1);
-		family__observe(p->pg_txn_duration, v, ns_to_seconds(ev->duration_ns));
+		struct pg_state *ps = pg_state_of(c);
+		int k = ev->committed ? 1 : 0;
+		if (!ps->txn[k] || !ps->txn_duration[k]) {
+			const char *v[] = {svc, side, ev->committed ? "committed" : "rolled_back"};
+			ps->txn[k] = family__series(p->pg_txn, v);
+			ps->txn_duration[k] = family__series(p->pg_txn_duration, v);
+		}
+		if (ps->txn[k])
+			family__add_series(p->pg_txn, ps->txn[k], 1);
+		if (ps->txn_duration[k])
+			family__observe_series(p->pg_txn_duration, ps->txn_duration[k], ns_to_seconds(ev->duration_ns));
 		break;
 	}
 	case PG_EV_IDLE_IN_TXN: {
-		const char *v[] = {svc, side};
-		family__observe(p->pg_idle, v, ns_to_seconds(ev->duration_ns));
+		struct pg_state *ps = pg_state_of(c);
+		if (!ps->idle) {
+			const char *v[] = {svc, side};
+			ps->idle = family__series(p->pg_idle, v);
+		}
+		if (ps->idle)
+			family__observe_series(p->pg_idle, ps->idle, ns_to_seconds(ev->duration_ns));
 		break;
 	}
 	case PG_EV_STARTUP:
@@ -215,7 +259,7 @@ static int pg_start(struct payload *p, struct conn *c, const struct handoff *fro
 	struct pg_state *s = malloc(sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	memset(s->memo, 0, sizeof(s->memo));
+	memset(s->memo, 0, sizeof(*s) - offsetof(struct pg_state, memo)); /* every memo empty */
 	c->pg = &s->pg;
 	pg_conn_init(c->pg, (enum pg_role)c->pg_role, c->midstream ? PG_CONN_MIDSTREAM : 0);
 	p->svc[c->service].classes[CLASS_POSTGRES]++;

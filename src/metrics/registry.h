@@ -54,6 +54,8 @@ struct series;
 struct series *family__series(struct metric_family *f, const char *const *values);
 /* One observation into s, a series of the histogram family f (from family__series(f, ...)). */
 void family__observe_series(struct metric_family *f, struct series *s, double v);
+/* Add v to s, a series of the counter or gauge family f (from family__series(f, ...)). */
+void family__add_series(struct metric_family *f, struct series *s, double v);
 
 /* Lookup for tests and /status: value of a counter/gauge series or NaN when absent. */
 double family__get(struct metric_family *f, const char *const *values);

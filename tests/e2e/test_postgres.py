@@ -37,11 +37,21 @@ PB_TX, PB_CLIENTS = 100, 2
 # lie beyond the capture are not seen: their results count as loupe_postgres_parser_anomalies_total{unmatched}.)
 PIPE_SQL = ["SELECT 1 FROM pgbench_tellers", "SELECT 2 FROM pgbench_branches", "SELECT count(*) FROM pgbench_history"]
 PIPE = len(PIPE_SQL)
+# Simple queries of many shapes interleaved on one connection, more than the per-connection memo of where a
+# fingerprint was counted has slots (8): shape j reads its own table and runs 2 + j % 3 times, each with new literals.
+SHAPES = 10  # 10 fingerprints in 8 slots: some share one
+SHAPES_NAME = f"{SHAPES} shapes interleaved on one connection: each fingerprint counted exactly"
+
+
+def shape_sql(j):
+    return f"SELECT count(*) FROM e2e_shape_{j} WHERE k = %s"
+
+
 SKIP_NAMES = [
     "workload and loupe start", "simple queries: exactly K per fingerprint and operation (backend side)",
     "statement info: normalised text without literals", "pg_sleep(0.2): all in le=0.25, none in le=0.1",
     "errors by SQLSTATE class: 42 (syntax) and 23 (unique violation)",
-    "transactions: committed and rolled back", "API requests: BEGIN, SELECT, COMMIT counted on the api side",
+    "transactions: committed and rolled back", SHAPES_NAME, "API requests: BEGIN, SELECT, COMMIT counted on the api side",
     "API requests: the same statements counted on the backend side, same fingerprints",
     "COPY does not derail the parser: pgbench -i's statements after it are counted",
     "pgbench select-only (-M prepared): one SELECT per transaction", "pgbench TPC-B-like (-M extended): statements "
@@ -107,7 +117,9 @@ def main():
     try:
         try:
             wl.start()
-            L = Loupe(*wl.own_targets())
+            # The statements of this test take ~50 fingerprints of the backend service (the default budget): 100, so
+            # that none collapses into _other
+            L = Loupe(*wl.own_targets(), "--fingerprint-budget", "100")
             L.start()
             ok = True
         except Exception as e:  # noqa: BLE001
@@ -171,6 +183,25 @@ def main():
               for o in ("committed", "rolled_back")}
         t.ok(tx == {"committed": TX_COMMIT, "rolled_back": TX_ROLLBACK}, "transactions: committed and rolled back",
              f"got {tx}, want {TX_COMMIT} committed and {TX_ROLLBACK} rolled back")
+
+        # --- many fingerprints on one connection
+        cur.execute("; ".join(f"CREATE TABLE IF NOT EXISTS e2e_shape_{j} (k int)" for j in range(SHAPES)))  # 1 fingerprint
+        time.sleep(0.3)
+        b = L.scrape()
+        runs = {j: 2 + j % 3 for j in range(SHAPES)}
+        for k in range(max(runs.values())):
+            for j in range(SHAPES):
+                if k < runs[j]:
+                    cur.execute(shape_sql(j), (1000 + 37 * k + j,))
+        time.sleep(0.3)
+        a = L.scrape()
+        norm = {d.get("query"): d["fingerprint"] for d, _ in select(a, "loupe_postgres_statement_info",
+                                                                     service_name="postgres")}
+        fps = {j: norm.get(shape_sql(j).replace("%s", "$1")) for j in range(SHAPES)}
+        got = counts(a, b, Q, "postgres", ("fingerprint", "operation"))
+        want = {(fps[j], "SELECT"): runs[j] for j in range(SHAPES)}
+        t.ok(len(set(fps.values())) == SHAPES and None not in fps.values() and got == want, SHAPES_NAME,
+             f"fingerprints {fps}\nwant {want}\ngot {got}")
 
         # --- through the API: both sides
         b = L.scrape()
