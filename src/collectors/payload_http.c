@@ -51,6 +51,18 @@ static struct ws_sink ws_sink_of(struct row_call *rc)
 	return (struct ws_sink){.event = ws_event, .ctx = rc, .stats = &rc->p->svc[rc->c->service].ws};
 }
 
+/* Add v to the connection's active requests of method (the series memoised per connection). */
+static void active_add(struct payload *p, struct conn *c, const char *svc, const char *method, double v)
+{
+	if (!c->active || c->active_method != method) {
+		const char *k[] = {svc, method};
+		c->active = family__series(p->active_requests, k);
+		c->active_method = c->active ? method : NULL;
+	}
+	if (c->active)
+		family__add_series(p->active_requests, c->active, v);
+}
+
 static void http_event(void *ctx, const struct http_event *ev)
 {
 	struct row_call *rc = ctx;
@@ -58,7 +70,6 @@ static void http_event(void *ctx, const struct http_event *ev)
 	struct conn *c = rc->c;
 	struct svc_stats *st = &p->svc[c->service];
 	const char *svc = payload_service(p, c->service);
-	const char *active[] = {svc, ev->method};
 	char code[8];
 
 	switch (ev->type) {
@@ -67,17 +78,17 @@ static void http_event(void *ctx, const struct http_event *ev)
 			c->seen_request = 1;
 			st->classes[CLASS_HTTP]++;
 		}
-		family__add(p->active_requests, active, 1);
+		active_add(p, c, svc, ev->method, 1);
 		break;
 	case HTTP_EV_RESPONSE: {
-		family__add(p->active_requests, active, -1);
+		active_add(p, c, svc, ev->method, -1);
 		snprintf(code, sizeof(code), "%d", ev->status);
 		const char *v[] = {svc, ev->method, route_label(p, st, ev->route, ev->status), code};
 		family__observe(p->req_duration, v, ns_to_seconds(ev->end_ns - ev->start_ns));
 		break;
 	}
 	case HTTP_EV_REQUEST_ABORT:
-		family__add(p->active_requests, active, -1);
+		active_add(p, c, svc, ev->method, -1);
 		st->aborted++;
 		break;
 	case HTTP_EV_UPGRADE: /* only while a call is fed: http_feed() returns the hand-over */

@@ -60,6 +60,10 @@ struct conn {
 	} u;
 	struct pg_conn *pg; /* PROTO_POSTGRES (allocated: larger than the others) */
 	uint8_t pg_role;
+	/* HTTP: the http_server_active_requests series of the method last seen (a name of http_method_name(), so
+	 * compared by address), which its requests add to and take from without the registry's key lookup. */
+	const char *active_method;
+	struct series *active;
 };
 
 struct svc_stats {
