@@ -169,7 +169,8 @@ def main(path):
     machine = next((r for r in recs if r.get("part") == "machine"), {})
     dmode = machine.get("default_syscalls") or "on"
     present = {r.get("cond") for r in recs}
-    conds = [c for c in CONDS if c in present] + (["default"] if {"on", "sampled", "sysoff"} & present else [])
+    need = {"on", "sampled"} if dmode == "sampled" else {cond_of(dmode)}  # the conditions "default" is made of
+    conds = [c for c in CONDS if c in present] + (["default"] if need <= present else [])
     goals = []
     summary = {"default_syscalls": dmode}
     print(f"# Cost benchmark, {machine.get('date', '?')}, git {machine.get('git', '?')}, Linux {machine.get('kernel', '?')}, "
@@ -292,6 +293,11 @@ def main(path):
                 q = quart(bb)
                 print(f"  this build / the --base build, both --syscalls off, per round: {fmt(q, '.3f')}")
                 summary.setdefault(part, {}).setdefault(mode or "all", {})["sysoff_over_base"] = q[0]
+            lb = [v["sysoff"] / v["basesysoff"] for v in loupe_unit.values() if v.get("sysoff") and v.get("basesysoff")]
+            if lb:
+                q = quart(lb)
+                print(f"  loupe's CPU per {unit_name}, this build / the --base build, per round: {fmt(q, '.3f')}")
+                summary.setdefault(part, {}).setdefault(mode or "all", {})["loupe_sysoff_over_base"] = q[0]
 
     if any(r.get("part") == "p" for r in recs):
         print("\n## (p) pgbench, 4 clients, -M prepared: each condition in windows of one run, against the off windows beside it")
