@@ -81,6 +81,16 @@ def perf_under(r, load):
         print(f"  {f['incl_pct']:8.1f}% {f['self_pct']:6.1f}%  {f['name']}")
 
 
+def verdict(q, ok):
+    """MET or MISSED when the quartiles (or, with fewer than 4 rounds, the extremes) both pass or both fail the goal
+    test ok, UNRESOLVED when they straddle it: a median alone on the right side of a goal does not meet it."""
+    m, lo, hi = q
+    if m is None:
+        return "UNRESOLVED"
+    passes = [ok(x) for x in (lo, hi)]
+    return "MET" if all(passes) else "MISSED" if not any(passes) else "UNRESOLVED"
+
+
 def load_title(r):
     """(b)'s load of a record, with the mode loupe ran in."""
     what, unit, mode = LOADS.get(r.get("load", "api"), LOADS["api"])
@@ -114,7 +124,9 @@ def breakdown(g, summary, bpf, perf, dmode):
         print("      (no host CPU figures for this goal in the run)")
         return
     budget = off_cpu * (1 / goal - 1)
-    print(f"      host CPU added per {unit}: {added:+.2f} us of {off_cpu:.1f} (off); the goal allows {budget:.2f} us")
+    q = (fig.get(cond) or {}).get("host_cpu_added_q")
+    print(f"      host CPU added per {unit}: {added:+.2f} us" + (f" [{q[1]:.2f}, {q[2]:.2f}]" if q else "")
+          + f" of {off_cpu:.1f} (off); the goal allows {budget:.2f} us")
     parts = []
     load = GOAL_LOAD.get((part, script))
     b = bpf.get(load)
@@ -143,7 +155,9 @@ def breakdown(g, summary, bpf, perf, dmode):
     disp = (fig.get("sockfloor") or {}).get("host_cpu_added_us")
     if disp is not None:
         parts.append(disp)
-        print(f"      dispatch of the capture hooks (sockfloor: empty programs on them): {disp:.2f} us")
+        q = fig["sockfloor"].get("host_cpu_added_q")
+        print(f"      dispatch of the capture hooks (sockfloor: empty programs on them): {disp:.2f} us"
+              + (f" [{q[1]:.2f}, {q[2]:.2f}]" if q else ""))
     if cond == "default" and dmode == "sampled":
         fl = (fig.get("floor") or {}).get("host_cpu_added_us")
         if fl is not None:
@@ -216,7 +230,7 @@ def main(path):
                     ratios.append(add / fl)
                 q = quart(ratios)
                 print(f"  untargeted syscall, loupe's default over the floor: {fmt(q, '.2f')}")
-                goals.append(("untargeted syscall cost <= 1.2x the floor (default mode)", q[0], q[0] is not None and q[0] <= 1.2))
+                goals.append(("untargeted syscall cost <= 1.2x the floor (default mode)", q, lambda x: x <= 1.2))
         counts = [r for r in recs if r.get("part") == "m" and r.get("kind") == "count"]
         if counts:
             exact = sum(r["want"] == r["got"] for r in counts)
@@ -263,21 +277,23 @@ def main(path):
                 rr = quart(paired(tput, c, lambda x, y: x / y, dmode))
                 ca = quart(paired(cpu, c, lambda x, y: x - y, dmode))
                 lk = cond_of(dmode) if c == "default" else c
-                lcpu = [v[lk] for v in loupe.values() if lk in v] if c != "floor" else []
+                no_loupe = c in ("floor", "sockfloor")  # loupe does not run: the empty programs' own process
+                lcpu = [v[lk] for v in loupe.values() if lk in v] if not no_loupe else []
                 lq = statistics.median(lcpu) if lcpu else None
-                lu = quart([v[lk] for v in loupe_unit.values() if lk in v] if c != "floor" else [])
+                lu = quart([v[lk] for v in loupe_unit.values() if lk in v] if not no_loupe else [])
                 lab = c if c != "default" else f"default ({dmode})"
                 print(f"  {lab:9} {fmt(rr, '.3f'):>24} {fmt(ca, '.2f'):>34} {'-' if lq is None else f'{lq:.2f}':>12}"
                       f" {fmt(lu, '.2f'):>22}")
-                summary.setdefault(part, {}).setdefault(mode or "all", {})[c] = {"ratio": rr[0], "host_cpu_added_us": ca[0],
-                                                                              "loupe_cpu_pct": lq, "loupe_us_per_unit": lu[0]}
+                summary.setdefault(part, {}).setdefault(mode or "all", {})[c] = {
+                    "ratio": rr[0], "host_cpu_added_us": ca[0], "loupe_cpu_pct": lq, "loupe_us_per_unit": lu[0],
+                    "ratio_q": rr, "host_cpu_added_q": ca, "loupe_us_q": lu}
                 if c == "default" and goal_default:
-                    goals.append((f"{label} with loupe's default >= {goal_default}", rr[0], rr[0] is not None and rr[0] >= goal_default,
+                    goals.append((f"{label} with loupe's default >= {goal_default}", rr, lambda x, g=goal_default: x >= g,
                                   {"part": part, "script": mode, "cond": "default", "goal_ratio": goal_default, "unit": unit_name}))
                     if part == "a":
-                        goals.append(("loupe's own CPU under the API load < 1% of a core", lq, lq is not None and lq < 1))
+                        goals.append(("loupe's own CPU under the API load < 1% of a core", quart(lcpu), lambda x: x < 1))
                 if c == "sysoff" and goal_sysoff:
-                    goals.append((f"{label} with --syscalls off >= {goal_sysoff}", rr[0], rr[0] is not None and rr[0] >= goal_sysoff,
+                    goals.append((f"{label} with --syscalls off >= {goal_sysoff}", rr, lambda x, g=goal_sysoff: x >= g,
                                   {"part": part, "script": mode, "cond": "sysoff", "goal_ratio": goal_sysoff, "unit": unit_name}))
             # An A/A check of the run's resolution: between its windows, --syscalls sampled runs the programs
             # --syscalls off runs (since 04c18a8 neither syscall hook is attached there), so their ratio per round
@@ -408,13 +424,16 @@ def main(path):
         if len(builds) == 2:
             ratios = [per["new"][k] / per["base"][k] for k in per["new"] if k in per["base"] and per["base"][k]]
             print(f"  new / base, per round: {fmt(quart(ratios), '.3f')}")
-    print("\n## goals (a goal missed: where its cost goes, from this run's figures)")
-    for name, v, ok, *info in goals:
-        vs = "-" if v is None else f"{v:.3f}"
-        print(f"  {'MET ' if ok else 'MISSED'} {name}: {vs}")
-        if not ok and info:
+    print("\n## goals: MET or MISSED when the quartiles over rounds lie on one side of the goal, UNRESOLVED when they "
+          "straddle it;\n## under each one not met, where its cost goes, from this run's figures")
+    verdicts = []
+    for name, q, ok, *info in goals:
+        v = verdict(q, ok)
+        verdicts.append({"goal": name, "value": q[0], "quartiles": [q[1], q[2]], "verdict": v})
+        print(f"  {v:10} {name}: {fmt(q, '.3f')}")
+        if v != "MET" and info:
             breakdown(info[0], summary, bpf_of, perf_of, dmode)
-    summary["goals"] = [{"goal": n, "value": v, "met": ok} for n, v, ok, *_ in goals]
+    summary["goals"] = verdicts
     print("\nsummary: " + json.dumps(summary))
     return 0
 

@@ -7,7 +7,9 @@ is traffic this test makes itself:
   - direct psycopg2 queries from the test (not a target: only the backend side sees them), simple protocol:
     K statements of each of a few shapes with different literals -> exactly K per fingerprint and operation;
     SELECT pg_sleep(0.2) -> every one in le=0.25 and none in le=0.1; a syntax error and a unique violation ->
-    errors by SQLSTATE class 42 and 23; committed and rolled-back transactions -> outcome counts;
+    errors by SQLSTATE class 42 and 23; committed and rolled-back transactions -> outcome counts; 10 shapes
+    (each its own table) interleaved on one connection, shape j 2 + j % 3 times -> exactly that per fingerprint
+    (more fingerprints than the connection's memo of their series has slots);
   - GET /memories/{id} through the API: the app runs BEGIN, its SELECT, COMMIT on a pooled connection, so the
     api side (db_client_operation_duration_seconds) and the backend side count N of each, with equal
     fingerprints;
