@@ -28,7 +28,7 @@
 #   sockfloor
 #            empty programs on sock:sock_send_length and sock:sock_recv_length (loupe-bench-floor --variant sock),
 #            the dispatch every socket send and receive on the host pays for payload capture's hooks: the report's
-#            breakdown of a goal missed counts it as the capture's dispatch ((m)'s sock_u resolves it per run)
+#            breakdown of a goal not met counts it as the capture's dispatch ((m)'s sock_u resolves it per run)
 #   nocapture, noprofile, bare
 #            not run by default: the breakdown of sysoff (--conds off,sysoff,nocapture,noprofile,bare). sysoff with
 #            --capture-bytes 0 (no payload capture: no HTTP, WebSocket or SQL signal), with --profile-hz 0 (no CPU
@@ -56,7 +56,7 @@
 #      (a): messages/s
 #   b  where the time goes: BPF run time per program (--bpf-stats always) and loupe's own CPU by function,
 #      inclusive and self (perf record --call-graph dwarf on loupe), with loupe's defaults under the API load and
-#      under pgbench -S and TPC-B-like (per request, per transaction): the report's breakdown of each goal missed
+#      under pgbench -S and TPC-B-like (per request, per transaction): the report's breakdown of each goal not met
 #      takes them with (p), (a) and the dispatch (sockfloor, floor) of the same run; then, in 3 rounds
 #      (alternating with --base), perf on the whole host under pgbench -S with --syscalls off --bpf-stats off:
 #      the share of the host's samples in the capture programs, and of each kernel function they call

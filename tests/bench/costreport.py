@@ -99,8 +99,8 @@ def load_title(r):
 
 
 def self_funcs(lines, n=8):
-    """Loupe's functions by self time from a perf self listing: [(name, pct)], its own code first (not the kernel's
-    [k] lines, which are the reader's syscalls and their scheduling)."""
+    """From a perf self listing of loupe: its own functions by self time, [(name, pct)] (at most n), and the kernel's
+    share (the [k] lines: the reader's syscalls and their scheduling)."""
     out = []
     for line in lines:
         parts = line.split()
@@ -113,7 +113,7 @@ def self_funcs(lines, n=8):
 
 
 def breakdown(g, summary, bpf, perf, dmode):
-    """Where a missed throughput goal's cost goes, all from this run: host CPU added per unit against the goal's
+    """Where the cost of a throughput goal not met (missed or unresolved) goes, all from this run: host CPU added per unit against the goal's
     budget, BPF run time per program ((b), --bpf-stats always), the hooks' dispatch (sockfloor, and the floor over
     the default's windows), loupe's own CPU and its functions ((b)'s perf), and what is left."""
     part, script, cond, goal, unit = g["part"], g["script"], g["cond"], g["goal_ratio"], g["unit"]
@@ -140,7 +140,8 @@ def breakdown(g, summary, bpf, perf, dmode):
             grp = ("capture" if p["name"].startswith("pl_") else "syscall windows" if p["name"].startswith("sys_")
                    else "other")
             groups.setdefault(grp, []).append(p)
-        print(f"      BPF run time per {unit} ((b) under {load}, --bpf-stats always, whose own clock reads it includes):")
+        print(f"      BPF run time per {unit} ((b) under {load_title(b)[0]}, --bpf-stats always, whose own clock reads it "
+              "includes):")
         for grp in ("capture", "syscall windows", "other"):
             ps = groups.get(grp)
             if not ps:
